@@ -1,0 +1,243 @@
+"""Synthetic Korean tasks with verifiable answers, generated deterministically from a seed.
+
+Tasks (``task`` column):
+  count  - count the shapes in an image                  answer "3개"
+  color  - name the colour of the shape in an image      answer "빨간색"
+  ocr    - read the Korean word rendered in an image      answer "사과"
+  arith  - a Korean arithmetic word problem (text only)   answer "답: 7"
+  bbox   - locate the shape, VARCO-VISION box format      answer "<bbox>0.19, 0.31, 0.50, 0.62</bbox>"
+
+Row ``i`` of a task and split depends only on (seed, split, task, i), so growing a split keeps its earlier rows.
+Rows are written as JSON lines with image paths relative to the dataset folder (LLaVA-style).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+TASKS = ("count", "color", "ocr", "arith", "bbox")
+GENERATOR_VERSION = 1
+
+COLORS = {
+    "빨간색": (220, 30, 30),
+    "파란색": (30, 70, 220),
+    "초록색": (30, 160, 60),
+    "노란색": (235, 200, 20),
+    "보라색": (140, 50, 180),
+    "주황색": (245, 130, 20),
+    "검은색": (25, 25, 25),
+}
+SHAPES = ("circle", "square", "triangle")
+OCR_WORDS = ("사과", "바다", "나무", "하늘", "학교", "친구", "김치", "한글", "서울", "우유", "기차", "시계")
+NAMES = ("민수", "지수", "영희", "철수", "하나", "유리", "서준", "도윤")
+ITEMS = ("사과", "귤", "사탕", "연필", "공책", "구슬", "딸기", "쿠키")
+
+QUESTIONS = {
+    "count": ("이미지에 도형이 몇 개 있나요?", "그림 속 도형의 개수를 세어 주세요.", "도형은 모두 몇 개인가요?"),
+    "color": ("도형은 무슨 색인가요?", "이 도형의 색깔을 말해 주세요.", "그림에 있는 도형의 색은 무엇인가요?"),
+    "ocr": ("이미지에 적힌 글자를 읽어 주세요.", "그림 속 단어는 무엇인가요?", "이미지의 글씨를 그대로 적어 주세요."),
+    "bbox": ("도형의 위치를 <bbox> 좌표로 알려 주세요.", "도형을 감싸는 상자의 좌표를 말해 주세요."),
+}
+ADD_TEMPLATES = (
+    "{n1} {item} {a}개를 가지고 있었습니다. {n2} {b}개를 더 주었습니다. {n1s} 가진 {i2} 모두 몇 개인가요?",
+    "바구니에 {i0} {a}개 있습니다. {n2} {b}개를 더 넣었습니다. 바구니에 있는 {i2} 모두 몇 개인가요?",
+)
+SUB_TEMPLATES = (
+    "{n1} {item} {a}개를 가지고 있었습니다. 그중 {b}개를 먹었습니다. 남은 {i2} 몇 개인가요?",
+    "바구니에 {i0} {a}개 있었습니다. {n2} {b}개를 꺼냈습니다. 바구니에 남은 {i2} 몇 개인가요?",
+)
+
+
+def _has_batchim(word: str) -> bool:
+    code = ord(word[-1]) - 0xAC00
+    return 0 <= code < 11172 and code % 28 != 0
+
+
+def _topic(word: str) -> str:  # 은/는
+    return word + ("은" if _has_batchim(word) else "는")
+
+
+def _subject(word: str) -> str:  # 이/가
+    return word + ("이" if _has_batchim(word) else "가")
+
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    """What to generate. Sizes are per split and spread evenly over the tasks."""
+
+    tasks: tuple[str, ...] = TASKS
+    train_size: int = 2000
+    eval_size: int = 200
+    seed: int = 0
+    image_size: int = 64
+    max_count: int = 4
+    max_operand: int = 5
+    ocr_words: int = 8
+
+    def fingerprint(self) -> str:
+        blob = json.dumps({"v": GENERATOR_VERSION, **asdict(self)}, sort_keys=True)
+        return hashlib.sha1(blob.encode()).hexdigest()[:10]
+
+
+@dataclass
+class Example:
+    id: str
+    task: str
+    question: str
+    answer: str
+    image: dict | None = field(default=None)  # drawing instructions, rendered by render()
+
+
+def _place(rng: random.Random, size: int, extent: int, taken: list[tuple[int, int, int, int]]):
+    for _ in range(200):
+        x, y = rng.randint(1, size - extent - 1), rng.randint(1, size - extent - 1)
+        box = (x, y, x + extent, y + extent)
+        if all(box[2] + 2 <= t[0] or t[2] + 2 <= box[0] or box[3] + 2 <= t[1] or t[3] + 2 <= box[1] for t in taken):
+            return box
+    return None
+
+
+def make_example(spec: SyntheticSpec, split: str, task: str, i: int) -> Example:
+    rng = random.Random(f"{spec.seed}/{split}/{task}/{i}")
+    ex_id = f"{split}-{task}-{i:05d}"
+    s = spec.image_size
+    if task == "count":
+        shape = rng.choice(SHAPES)
+        extent = max(6, s // 7)
+        while True:
+            n, taken = rng.randint(1, spec.max_count), []
+            for _ in range(n):
+                box = _place(rng, s, extent, taken)
+                if box is None:
+                    break
+                taken.append(box)
+            if len(taken) == n:
+                break
+        shapes = [{"shape": shape, "box": b, "color": rng.choice(list(COLORS))} for b in taken]
+        return Example(ex_id, task, rng.choice(QUESTIONS[task]), f"{n}개", {"shapes": shapes})
+    if task == "color":
+        color, extent = rng.choice(list(COLORS)), rng.randint(s // 3, s // 2)
+        box = _place(rng, s, extent, [])
+        shapes = [{"shape": rng.choice(SHAPES), "box": box, "color": color}]
+        return Example(ex_id, task, rng.choice(QUESTIONS[task]), color, {"shapes": shapes})
+    if task == "ocr":
+        word = rng.choice(OCR_WORDS[: spec.ocr_words])
+        font_size = rng.randint(int(s * 0.36), int(s * 0.42))
+        jitter = max(1, s // 16)
+        x = (s - 2 * font_size) // 2 + rng.randint(-jitter, jitter)
+        y = (s - font_size) // 2 + rng.randint(-jitter, jitter)
+        return Example(ex_id, task, rng.choice(QUESTIONS[task]), word, {"text": word, "xy": (max(0, x), max(0, y)), "font_size": font_size})
+    if task == "bbox":
+        extent = rng.randint(s // 5, s // 2)
+        box = _place(rng, s, extent, [])
+        shapes = [{"shape": rng.choice(SHAPES), "box": box, "color": rng.choice(list(COLORS))}]
+        x1, y1, x2, y2 = (v / s for v in box)
+        answer = f"<bbox>{x1:.2f}, {y1:.2f}, {x2:.2f}, {y2:.2f}</bbox>"
+        return Example(ex_id, task, rng.choice(QUESTIONS[task]), answer, {"shapes": shapes})
+    if task == "arith":
+        n1, n2 = rng.sample(NAMES, 2)
+        item = rng.choice(ITEMS)
+        if rng.random() < 0.5:
+            a, b = rng.randint(1, spec.max_operand), rng.randint(1, spec.max_operand)
+            template, result = rng.choice(ADD_TEMPLATES), a + b
+        else:
+            a = rng.randint(2, spec.max_operand)
+            b = rng.randint(1, a - 1)
+            template, result = rng.choice(SUB_TEMPLATES), a - b
+        question = template.format(
+            n1=_topic(n1), n1s=_subject(n1), n2=_subject(n2), i0=_subject(item), item=item,
+            i2=_topic(item), a=a, b=b,
+        )  # fmt: skip
+        return Example(ex_id, task, question, f"답: {result}")
+    raise ValueError(f"unknown synthetic task {task!r}; choose from {', '.join(TASKS)}")
+
+
+def font_path() -> Path:
+    """NanumGothic (SIL OFL) from the koreanize-matplotlib wheel."""
+    import koreanize_matplotlib  # noqa: F401  (the import also registers the font with matplotlib)
+
+    return Path(koreanize_matplotlib.__file__).parent / "fonts" / "NanumGothic.ttf"
+
+
+def render(example: Example, size: int):
+    from PIL import Image, ImageDraw, ImageFont
+
+    img = Image.new("RGB", (size, size), (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    spec = example.image or {}
+    for item in spec.get("shapes", []):
+        x1, y1, x2, y2 = item["box"]
+        fill = COLORS[item["color"]]
+        if item["shape"] == "circle":
+            draw.ellipse((x1, y1, x2 - 1, y2 - 1), fill=fill)
+        elif item["shape"] == "square":
+            draw.rectangle((x1, y1, x2 - 1, y2 - 1), fill=fill)
+        else:
+            draw.polygon([((x1 + x2) / 2, y1), (x2 - 1, y2 - 1), (x1, y2 - 1)], fill=fill)
+    if "text" in spec:
+        font = ImageFont.truetype(str(font_path()), spec["font_size"])
+        draw.text(tuple(spec["xy"]), spec["text"], fill=(0, 0, 0), font=font)
+    return img
+
+
+def examples(spec: SyntheticSpec, split: str) -> list[Example]:
+    n = spec.train_size if split == "train" else spec.eval_size
+    per_task = [n // len(spec.tasks) + (1 if k < n % len(spec.tasks) else 0) for k in range(len(spec.tasks))]
+    out = [make_example(spec, split, task, i) for task, m in zip(spec.tasks, per_task) for i in range(m)]
+    random.Random(f"{spec.seed}/{split}/order").shuffle(out)
+    return out
+
+
+def to_row(ex: Example, image_rel: str | None) -> dict:
+    return {
+        "id": ex.id,
+        "task": ex.task,
+        "prompt": [{"role": "user", "content": ex.question}],
+        "completion": [{"role": "assistant", "content": ex.answer}],
+        "answer": ex.answer,
+        "images": [image_rel] if image_rel else [],
+    }
+
+
+def build_synthetic(out_dir: str | Path, spec: SyntheticSpec | None = None, progress=None) -> Path:
+    """Write ``train.jsonl``, ``eval.jsonl``, ``images/`` and ``meta.json`` to ``out_dir`` (skipped if present)."""
+    from align.io import atomic_dir, atomic_write_json
+
+    spec = spec or SyntheticSpec()
+    out_dir = Path(out_dir)
+    meta = {"generator_version": GENERATOR_VERSION, **asdict(spec), "tasks": list(spec.tasks)}
+    if (out_dir / "meta.json").exists() and json.loads((out_dir / "meta.json").read_text()) == meta:
+        return out_dir
+    for task in spec.tasks:
+        if task not in TASKS:
+            raise ValueError(f"unknown synthetic task {task!r}; choose from {', '.join(TASKS)}")
+    with atomic_dir(out_dir) as tmp:
+        (tmp / "images").mkdir()
+        for split in ("train", "eval"):
+            rows = []
+            for ex in examples(spec, split):
+                rel = None
+                if ex.image is not None:
+                    rel = f"images/{ex.id}.png"
+                    render(ex, spec.image_size).save(tmp / rel)
+                rows.append(to_row(ex, rel))
+                if progress:
+                    progress()
+            (tmp / f"{split}.jsonl").write_text(
+                "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
+            )
+        atomic_write_json(tmp / "meta.json", meta)
+    return out_dir
+
+
+def vocabulary_texts() -> list[str]:
+    """Every phrase the generator can emit, for training the embedded model's tokenizer."""
+    spec = SyntheticSpec(train_size=400, eval_size=0)
+    texts = [f"{ex.question} {ex.answer}" for ex in examples(spec, "train")]
+    texts += [q for qs in QUESTIONS.values() for q in qs]
+    texts += list(COLORS) + list(OCR_WORDS) + [f"{n}개" for n in range(1, 20)] + [f"답: {n}" for n in range(0, 20)]
+    return texts

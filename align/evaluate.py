@@ -1,0 +1,130 @@
+"""The eval hook: ``evaluate(model_dir, recipe, stage) -> dict[str, float]``, written to ``<stage>/eval.json``.
+
+Built-in: greedy answers to the held-out rows, scored by the same reward functions as training (``accuracy`` plus
+the recipe's rewards unless ``eval.metrics`` names others), averaged overall and per task (``accuracy/count``).
+External hooks add their metrics under their name: a Python callable ``(model_dir, recipe, stage) -> dict``, or a
+shell command with ``{model}`` and ``{output}`` placeholders that writes a JSON object to ``{output}``.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+from pathlib import Path
+
+from align.errors import UserError
+from align.io import atomic_write_json, atomic_write_text
+
+EVAL_FILE = "eval.json"
+SAMPLES_FILE = "eval_samples.jsonl"
+
+
+def metric_rewards(recipe, base_dir=None):
+    import rewards as registry
+
+    specs = recipe.eval.metrics
+    if specs is None:
+        specs = [{"name": "accuracy"}] + [r.model_dump() for r in recipe.rewards if r.name != "accuracy"]
+    return registry.resolve_all(specs, base_dir)
+
+
+def _mean(values) -> float | None:
+    vals = [v for v in values if v is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def builtin_metrics(model_dir: str, recipe, rows, base_dir=None, engine=None) -> tuple[dict[str, float], list[dict]]:
+    from rollouts import Sampling, make_engine
+
+    if recipe.eval.limit is not None and len(rows) > recipe.eval.limit:
+        rows = rows.select(range(recipe.eval.limit))
+    own_engine = engine is None
+    engine = engine or make_engine("hf", model_dir, recipe.model, batch_size=recipe.eval.batch_size)
+    prompts, images = list(rows["prompt"]), list(rows["images"]) if "images" in rows.column_names else None
+    try:
+        outs = engine.generate(prompts, images, Sampling(n=1, temperature=0.0, max_new_tokens=recipe.eval.max_new_tokens))
+    finally:
+        if own_engine:
+            engine.close()
+    texts = [o[0].text for o in outs]
+    completions = [[{"role": "assistant", "content": t}] for t in texts]
+    columns = {c: list(rows[c]) for c in rows.column_names if c != "prompt"}
+    tasks = columns.get("task") or ["default"] * len(rows)
+    metrics: dict[str, float] = {"n": float(len(rows))}
+    scores: dict[str, list] = {}
+    for reward in metric_rewards(recipe, base_dir):
+        values = reward(prompts, completions, **columns)
+        scores[reward.name] = values
+        overall = _mean(values)
+        if overall is not None:
+            metrics[reward.name] = overall
+        for task in sorted(set(tasks)):
+            m = _mean(v for v, t in zip(values, tasks) if t == task)
+            if m is not None:
+                metrics[f"{reward.name}/{task}"] = m
+    lengths = [len(o[0].token_ids) for o in outs]
+    metrics["completion_tokens"] = sum(lengths) / max(1, len(lengths))
+    metrics["truncated"] = sum(o[0].finish_reason == "length" for o in outs) / max(1, len(outs))
+    per_task_kept: dict[str, int] = {}
+    samples = []
+    for i, text in enumerate(texts):
+        task = tasks[i]
+        if per_task_kept.get(task, 0) >= recipe.eval.samples:
+            continue
+        per_task_kept[task] = per_task_kept.get(task, 0) + 1
+        samples.append({
+            "id": columns.get("id", [None] * len(rows))[i], "task": task,
+            "prompt": prompts[i][-1]["content"] if prompts[i] else "", "answer": columns.get("answer", [None] * len(rows))[i],
+            "completion": text, "scores": {k: v[i] for k, v in scores.items()},
+        })  # fmt: skip
+    return metrics, samples
+
+
+def run_hook(hook, model_dir: str, recipe, stage: str, out_dir: Path, base_dir=None) -> dict[str, float]:
+    prefix = hook.name or (hook.callable or hook.command.split()[0]).rsplit(":", 1)[-1].rsplit("/", 1)[-1]
+    if hook.callable:
+        import rewards as registry
+
+        fn = registry.load_function(hook.callable, base_dir)
+        result = fn(model_dir, recipe, stage)
+    else:
+        output = out_dir / f"hook_{prefix}.json"
+        cmd = hook.command.format(model=shlex.quote(str(model_dir)), output=shlex.quote(str(output)))
+        try:
+            proc = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=hook.timeout)
+        except subprocess.TimeoutExpired:
+            raise UserError(f"eval hook '{prefix}' timed out after {hook.timeout:.0f}s: {cmd}") from None
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+            raise UserError(f"eval hook '{prefix}' exited with {proc.returncode}: {cmd}\n  " + "\n  ".join(tail))
+        if not output.exists():
+            raise UserError(f"eval hook '{prefix}' wrote nothing to {{output}} ({output})")
+        try:
+            result = json.loads(output.read_text())
+        except json.JSONDecodeError as e:
+            raise UserError(f"eval hook '{prefix}': {output} is not JSON ({e.msg})") from None
+    if not isinstance(result, dict):
+        raise UserError(f"eval hook '{prefix}' returned {type(result).__name__}, expected a dict of numbers")
+    out = {}
+    for k, v in result.items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[f"{prefix}/{k}"] = float(v)
+    return out
+
+
+def evaluate(model_dir: str, recipe, stage: str, out_dir: str | Path | None = None, rows=None, base_dir=None,
+             engine=None) -> dict[str, float]:  # fmt: skip
+    """Evaluate ``model_dir`` and write ``eval.json`` (and ``eval_samples.jsonl``) into ``out_dir``."""
+    if rows is None:
+        from align.data import load_splits
+
+        rows = load_splits(recipe.data, base_dir, recipe.seed).eval
+    out = Path(out_dir) if out_dir else Path(model_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics, samples = builtin_metrics(str(model_dir), recipe, rows, base_dir, engine=engine)
+    for hook in recipe.eval.hooks:
+        metrics.update(run_hook(hook, str(model_dir), recipe, stage, out, base_dir))
+    atomic_write_json(out / EVAL_FILE, metrics)
+    atomic_write_text(out / SAMPLES_FILE, "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
+    return metrics

@@ -1,0 +1,201 @@
+"""The embedded default model: ``tiny-korean-vlm``.
+
+A real transformers vision-language architecture, built offline from a config and a fixed seed:
+
+* Idefics3 (SigLIP-style vision tower -> pixel-shuffle connector -> Llama text model). Idefics3 is the LLaVA-lineage
+  architecture that vLLM's CPU build serves without torchvision (see README "vLLM on CPU").
+* A byte-level BPE tokenizer trained with ``tokenizers`` on the Korean corpus shipped in ``assets/`` plus the prompts
+  of the synthetic tasks.
+* A HyperCLOVAX-style chat template: ``<|im_start|>{role}\\n{content}<|im_end|>``, assistant turns end with
+  ``<|im_end|><|endofturn|>``; generation stops on ``<|endofturn|>`` or ``<|stop|>``.
+
+Everything is deterministic: the same builder version and seed give the same weights and tokenizer.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from align.io import atomic_dir
+
+BUILDER_VERSION = 1
+CORPUS = Path(__file__).parent / "assets" / "korean_corpus.txt"
+
+# Special tokens. The first block is the HyperCLOVAX chat format, the second the Idefics3 image markup,
+# the third VARCO-VISION's grounding markup (added as single tokens so boxes tokenize compactly).
+CHAT_TOKENS = ["<|endoftext|>", "<|pad|>", "<|im_start|>", "<|im_end|>", "<|endofturn|>", "<|stop|>"]
+IMAGE_TOKENS = ["<fake_token_around_image>", "<image>", "<global-img>", "<end_of_utterance>"]
+GROUNDING_TOKENS = ["<bbox>", "</bbox>", "<delim>"]
+
+# HyperCLOVAX-style template. Content may be a string or a list of parts ({"type": "image"} / {"type": "text"}).
+# The assistant's text and its two end tokens sit inside {% generation %} so assistant-only loss trains the stop.
+CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' -}}"
+    "{%- if message['role'] == 'assistant' -%}{%- generation -%}"
+    "{%- if message['content'] is string -%}{{- message['content'] -}}"
+    "{%- else -%}{%- for part in message['content'] -%}"
+    "{%- if part['type'] == 'text' -%}{{- part['text'] -}}{%- endif -%}"
+    "{%- endfor -%}{%- endif -%}"
+    "{{- '<|im_end|><|endofturn|>' -}}"
+    "{%- endgeneration -%}"
+    "{%- else -%}"
+    "{%- if message['content'] is string -%}{{- message['content'] -}}"
+    "{%- else -%}{%- for part in message['content'] -%}"
+    "{%- if part['type'] == 'image' -%}{{- '<image>' -}}"
+    "{%- elif part['type'] == 'text' -%}{{- part['text'] -}}{%- endif -%}"
+    "{%- endfor -%}{%- endif -%}"
+    "{{- '<|im_end|>' -}}"
+    "{%- endif -%}"
+    "{%- if not loop.last -%}{{- '\\n' -}}{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '\\n<|im_start|>assistant\\n' -}}{%- endif -%}"
+)
+
+
+@dataclass(frozen=True)
+class TinySpec:
+    """Sizes of the embedded model. Defaults give ~2.5M parameters: minutes per stage on 2 CPU cores."""
+
+    seed: int = 1234
+    vocab_size: int = 3000
+    image_size: int = 64
+    patch_size: int = 16
+    vision_hidden: int = 64
+    vision_layers: int = 2
+    vision_heads: int = 1  # head_dim 64
+    scale_factor: int = 2
+    text_hidden: int = 128
+    text_layers: int = 4
+    text_heads: int = 2  # head_dim 64: vLLM's CPU attention refuses 16 and accepts 64
+    text_intermediate: int = 512
+    max_position_embeddings: int = 512
+
+    @property
+    def image_seq_len(self) -> int:
+        return (self.image_size // self.patch_size) ** 2 // self.scale_factor**2
+
+
+def training_texts() -> list[str]:
+    """The tokenizer's corpus: the shipped Korean text plus every phrase the synthetic tasks can produce."""
+    from align.data.synthetic import vocabulary_texts
+
+    lines = [line.strip() for line in CORPUS.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return lines + vocabulary_texts()
+
+
+def build_tokenizer(spec: TinySpec):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    specials = CHAT_TOKENS + IMAGE_TOKENS
+    trainer = trainers.BpeTrainer(
+        vocab_size=spec.vocab_size - len(GROUNDING_TOKENS),
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        min_frequency=2,
+        show_progress=False,
+    )
+    tok.train_from_iterator(training_texts(), trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=None,
+        eos_token="<|endofturn|>",
+        pad_token="<|pad|>",
+        unk_token=None,
+        model_max_length=spec.max_position_embeddings,
+        padding_side="left",
+        extra_special_tokens={"image_token": "<image>"},
+    )
+    fast.add_special_tokens({"additional_special_tokens": specials[2:]})
+    fast.add_tokens(GROUNDING_TOKENS)
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def build_processor(spec: TinySpec, tokenizer):
+    from transformers import Idefics3ImageProcessorPil, Idefics3Processor
+
+    image_processor = Idefics3ImageProcessorPil(
+        do_image_splitting=False,
+        size={"longest_edge": spec.image_size},
+        max_image_size={"longest_edge": spec.image_size},
+    )
+    return Idefics3Processor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        image_seq_len=spec.image_seq_len,
+        chat_template=CHAT_TEMPLATE,
+    )
+
+
+def build_model(spec: TinySpec, tokenizer):
+    import torch
+    from transformers import GenerationConfig, Idefics3Config, Idefics3ForConditionalGeneration
+
+    ids = tokenizer.convert_tokens_to_ids
+    config = Idefics3Config(
+        vision_config={
+            "hidden_size": spec.vision_hidden,
+            "intermediate_size": spec.vision_hidden * 4,
+            "num_hidden_layers": spec.vision_layers,
+            "num_attention_heads": spec.vision_heads,
+            "image_size": spec.image_size,
+            "patch_size": spec.patch_size,
+        },
+        text_config={
+            "model_type": "llama",
+            "vocab_size": len(tokenizer),
+            "hidden_size": spec.text_hidden,
+            "intermediate_size": spec.text_intermediate,
+            "num_hidden_layers": spec.text_layers,
+            "num_attention_heads": spec.text_heads,
+            "num_key_value_heads": spec.text_heads,
+            "head_dim": spec.text_hidden // spec.text_heads,
+            "max_position_embeddings": spec.max_position_embeddings,
+            "tie_word_embeddings": True,
+            "pad_token_id": ids("<|pad|>"),
+            "bos_token_id": ids("<|endoftext|>"),
+            "eos_token_id": ids("<|endofturn|>"),
+        },
+        scale_factor=spec.scale_factor,
+        image_token_id=ids("<image>"),
+        pad_token_id=ids("<|pad|>"),
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(spec.seed)
+    model = Idefics3ForConditionalGeneration(config).to(torch.float32)
+    model.generation_config = GenerationConfig(
+        eos_token_id=[ids("<|endofturn|>"), ids("<|stop|>")],
+        pad_token_id=ids("<|pad|>"),
+        do_sample=False,
+        max_new_tokens=32,
+    )
+    return model
+
+
+def build_tiny(out_dir: str | Path, spec: TinySpec | None = None, force: bool = False) -> Path:
+    """Build (or reuse) the tiny Korean VLM at ``out_dir``. Rebuilds when the builder version or spec changed."""
+    spec = spec or TinySpec()
+    out_dir = Path(out_dir)
+    stamp = {"builder_version": BUILDER_VERSION, **asdict(spec)}
+    stamp_file = out_dir / "tiny_spec.json"
+    if not force and stamp_file.exists() and json.loads(stamp_file.read_text()) == stamp:
+        return out_dir
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    tokenizer = build_tokenizer(spec)
+    processor = build_processor(spec, tokenizer)
+    model = build_model(spec, tokenizer)
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        (tmp / "tiny_spec.json").write_text(json.dumps(stamp, indent=2))
+    return out_dir

@@ -1,0 +1,156 @@
+"""The pipeline: recipe -> run directory -> base eval -> stage 1 … stage N (each followed by the eval hook).
+
+Each stage starts from the previous stage's model directory. A stage that fails stops the pipeline with a message
+naming it; everything earlier stays in the run directory.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from align.errors import StageError, UserError
+from align.io import atomic_write_json
+from align.recipe import dump_recipe
+from align.rundir import RunDir
+
+console = Console(highlight=False)
+
+
+@dataclass
+class StageContext:
+    """What a stage's ``run(ctx)`` gets."""
+
+    recipe: Any
+    stage: Any
+    run: RunDir
+    stage_dir: Path
+    input_model: str
+    data: Any  # align.data.Splits
+    rewards: list
+    recipe_dir: Path | None
+    on_gpu: bool
+    state: dict = field(default_factory=dict)  # shared between stages (e.g. RFT pass rates for GRPO)
+
+    def log(self, message: str) -> None:
+        console.print(f"  [dim]{self.stage.name}:[/dim] {message}")
+
+
+def recipe_dir(recipe) -> Path | None:
+    src = getattr(recipe, "__source__", None)
+    return Path(src).resolve().parent if src else None
+
+
+def plan(recipe) -> str:
+    lines = [f"recipe {recipe.name}: model {recipe.model.path} ({recipe.model.family})",
+             f"  data: {recipe.data.source}" + (f" tasks={','.join(recipe.data.tasks)}" if recipe.data.tasks else ""),
+             f"  rewards: {', '.join(f'{r.name}×{r.weight:g}' for r in recipe.rewards) or 'none'}",
+             f"  eval: {'base + after each stage' if recipe.eval.enabled else 'off'}"]  # fmt: skip
+    for i, stage in enumerate(recipe.stages, 1):
+        extra = f" args={stage.args}" if stage.args else ""
+        lines.append(f"  stage {i}: {stage.name} ({stage.type}){extra}")
+    if recipe.launch.processes * recipe.launch.nodes > 1:
+        lines.append(f"  launch: {recipe.launch.nodes} node(s) × {recipe.launch.processes} process(es), "
+                     f"{recipe.launch.backend}")  # fmt: skip
+    return "\n".join(lines)
+
+
+def metrics_table(evals: dict[str, dict[str, float]], title: str = "held-out evaluation") -> Table:
+    table = Table(title=title)
+    table.add_column("metric")
+    for stage in evals:
+        table.add_column(stage, justify="right")
+    keys: list[str] = []
+    for m in evals.values():
+        keys += [k for k in m if k not in keys and k != "n"]
+    keys.sort(key=lambda k: (k.split("/")[0] != "accuracy", "/" in k and k.split("/")[0] == "accuracy", k))
+    for key in keys:
+        values = [m.get(key) for m in evals.values()]
+        best = max((v for v in values if v is not None), default=None)
+        cells = []
+        for v in values:
+            if v is None:
+                cells.append("-")
+            else:
+                cell = f"{v:.3f}"
+                higher_is_better = key not in ("completion_tokens", "truncated")
+                cells.append(f"[bold]{cell}[/bold]" if higher_is_better and v == best and len(evals) > 1 else cell)
+        table.add_row(key, *cells)
+    return table
+
+
+def run_pipeline(recipe, run: RunDir | None = None) -> RunDir:
+    import rewards as registry
+    from align.data import load_splits
+    from align.evaluate import evaluate
+    from align.models import resolve_model_path
+    from align.stages import stage_module
+    from align.training import on_gpu
+
+    base_dir = recipe_dir(recipe)
+    run = run or RunDir.create(recipe.output_dir, recipe.name)
+    run.write_recipe(dump_recipe(recipe))
+    run.write_environment(recipe.seed)
+    console.print(f"[bold]run directory[/bold] {run.path}")
+    console.print(plan(recipe))
+
+    t0 = time.time()
+    model_path = resolve_model_path(recipe.model.path, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
+    console.print(f"[dim]preparing data ({recipe.data.source})…[/dim]")
+    data = load_splits(recipe.data, base_dir, recipe.seed)
+    atomic_write_json(run.path / "data_report.json", {"source": data.source, **data.report.to_json()})
+    console.print(f"data: {data.report.summary()}")
+    for split, msgs in data.report.skipped.items():
+        for msg in msgs[:5]:
+            console.print(f"  [yellow]skipped[/yellow] {msg}")
+        if len(msgs) > 5:
+            console.print(f"  [yellow]… {len(msgs) - 5} more in {run.path / 'data_report.json'}[/yellow]")
+    stage_rewards = registry.resolve_all(recipe.rewards, base_dir)
+
+    evals: dict[str, dict[str, float]] = {}
+    if recipe.eval.enabled:
+        console.print("[bold]eval[/bold] base model")
+        evals["base"] = evaluate(model_path, recipe, "base", run.stage_dir("base"), data.eval, base_dir)
+        atomic_write_json(run.path / "base" / "model.json", {"path": model_path})
+    run.log_event(event="base", seconds=round(time.time() - t0, 1))
+
+    current, state = model_path, {}
+    for i, stage in enumerate(recipe.stages, 1):
+        console.print(f"[bold]stage {i}/{len(recipe.stages)}: {stage.name}[/bold] ({stage.type})")
+        stage_dir = run.stage_dir(stage.name)
+        rewards = registry.resolve_all(stage.rewards, base_dir) if stage.rewards is not None else stage_rewards
+        ctx = StageContext(recipe, stage, run, stage_dir, current, data, rewards, base_dir, on_gpu(), state)
+        started = time.time()
+        run.log_event(event="stage_start", stage=stage.name)
+        try:
+            out = stage_module(stage.type).run(ctx)
+        except UserError as e:
+            run.log_event(event="stage_failed", stage=stage.name, error=str(e))
+            raise StageError(
+                f"stage '{stage.name}' failed: {e.message}",
+                (e.hint + "; " if e.hint else "") + f"earlier results are kept in {run.path}",
+            ) from e
+        except Exception as e:
+            (stage_dir / "error.txt").write_text(traceback.format_exc())
+            run.log_event(event="stage_failed", stage=stage.name, error=f"{type(e).__name__}: {e}")
+            raise StageError(
+                f"stage '{stage.name}' failed: {type(e).__name__}: {e}",
+                f"traceback in {stage_dir / 'error.txt'}; earlier results are kept in {run.path}",
+            ) from e
+        current = str(out)
+        run.log_event(event="stage_done", stage=stage.name, model=current, seconds=round(time.time() - started, 1))
+        console.print(f"  {stage.name} done in {time.time() - started:.0f}s -> {current}")
+        if recipe.eval.enabled and stage.eval:
+            console.print(f"[bold]eval[/bold] {stage.name}")
+            evals[stage.name] = evaluate(current, recipe, stage.name, stage_dir, data.eval, base_dir)
+    if evals:
+        console.print(metrics_table(evals))
+    console.print(f"finished in {time.time() - t0:.0f}s; results in {run.path}")
+    run.log_event(event="finished", seconds=round(time.time() - t0, 1))
+    return run

@@ -1,0 +1,86 @@
+"""SFT stage: supervised fine-tuning on the prompt/completion rows with TRL's ``SFTTrainer``.
+
+Loss is on the assistant's tokens only (TRL's completion-only loss on prompt-completion data; the chat template
+puts the end-of-turn tokens inside the completion, so the model learns to stop). Full fine-tuning or LoRA
+(``model.lora`` / stage ``lora``); modules listed in ``freeze`` stay fixed. The stage saves a full model directory
+(LoRA merged) that the next stage, transformers and vLLM load directly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from align.recipe import StageSpec
+
+
+class Config(StageSpec):
+    type: Literal["sft"] = "sft"
+    trl_config = "trl:SFTConfig"
+
+
+# Defaults the workbench chooses for SFT; any of them can be overridden under `args:`.
+SFT_DEFAULTS = {
+    "completion_only_loss": True,
+    "max_length": None,  # truncation could cut image tokens out of the prompt
+    "gradient_checkpointing": False,
+    "lr_scheduler_type": "cosine",
+    "warmup_steps": 0.05,
+}
+
+
+def training_rows(dataset, is_vlm: bool, where: str):
+    """Keep the columns SFT reads; drop the image column for a text-only model (and refuse image rows)."""
+    from align.errors import StageError
+
+    keep = [c for c in ("prompt", "completion", "images") if c in dataset.column_names]
+    dataset = dataset.select_columns(keep)
+    if not is_vlm and "images" in keep:
+        with_images = sum(1 for imgs in dataset["images"] if imgs)
+        if with_images:
+            raise StageError(
+                f"{where}: {with_images} training rows have images but the model is text-only",
+                "use a vision-language model, or data without images",
+            )
+        dataset = dataset.remove_columns("images")
+    empty = [i for i, c in enumerate(dataset["completion"]) if not c]
+    if empty:
+        raise StageError(f"{where}: {len(empty)} rows have no assistant answer to train on (first: row {empty[0] + 1})")
+    return dataset
+
+
+def train_sft(ctx, dataset, out_dir: Path, extra_defaults: dict | None = None) -> Path:
+    """Fine-tune ``ctx.input_model`` on prompt/completion ``dataset``; save the merged model to ``out_dir``.
+    Shared by the SFT and RFT stages."""
+    from trl import SFTConfig, SFTTrainer
+
+    from align.models import freeze_modules, is_vision_config, load_model, load_processor, save_model
+    from align.training import count_params, lora_config, metrics_callback, stage_freeze, stage_lora, trl_config
+
+    spec = ctx.recipe.model
+    processor = load_processor(ctx.input_model, spec.trust_remote_code)
+    model = load_model(ctx.input_model, spec, dtype="float32" if not ctx.on_gpu else None)
+    is_vlm = is_vision_config(model.config)
+    frozen = freeze_modules(model, stage_freeze(ctx))
+    dataset = training_rows(dataset, is_vlm, f"stage '{ctx.stage.name}'")
+    args = trl_config(SFTConfig, ctx, {**SFT_DEFAULTS, **(extra_defaults or {})})
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=processor,
+        peft_config=lora_config(stage_lora(ctx), stage_freeze(ctx)),
+        callbacks=[metrics_callback(ctx.stage_dir / "metrics.jsonl", ctx.stage.name)],
+    )
+    params = count_params(trainer.model)
+    ctx.log(f"{len(dataset)} rows; parameters {params['trainable']:,} trainable of {params['total']:,}"
+            + (f"; frozen: {', '.join(frozen)}" if frozen else ""))  # fmt: skip
+    trainer.train()
+    if trainer.accelerator.is_main_process:
+        save_model(trainer.model, processor, out_dir)
+    trainer.accelerator.wait_for_everyone()
+    return out_dir
+
+
+def run(ctx) -> Path:
+    return train_sft(ctx, ctx.data.train, ctx.stage_dir / "model")

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# launch.sh: set up the workbench on first use, then run a recipe or the tests.
+#
+#   ./launch.sh RECIPE [key.path=value ...] [--dry-run]   run a recipe (multi-process recipes go through accelerate)
+#   ./launch.sh test [pytest args]                          install the test extras and run the test suite
+#   ./launch.sh setup                                       only create/update the environment
+#
+# The environment is a virtualenv in .venv (override with ALIGN_VENV). It is created and the project installed
+# on first use; afterwards the set-up is skipped unless pyproject.toml or the requested extras changed.
+# torch is installed first: the CPU build on a machine without an NVIDIA GPU (so pip never pulls a CUDA build
+# by accident), the default (CUDA) build from PyPI where `nvidia-smi` sees a GPU.
+# Environment variables: ALIGN_VENV, ALIGN_PYTHON (interpreter for the venv), ALIGN_EXTRAS (extra pip extras,
+# e.g. "vllm"), ALIGN_TORCH_INDEX (where to find the CPU torch wheel), ALIGN_CACHE (models and data cache).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+VENV="${ALIGN_VENV:-$ROOT/.venv}"
+PY="${ALIGN_PYTHON:-python3}"
+TORCH_VERSION="2.13.0"
+TORCH_CPU_INDEX="${ALIGN_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}"
+
+say() { printf '\033[1m[launch]\033[0m %s\n' "$*" >&2; }
+
+has_gpu() { command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; }
+
+extras_for() {
+  local extras="$1"
+  if [ -n "${ALIGN_EXTRAS:-}" ]; then extras="${extras:+$extras,}${ALIGN_EXTRAS}"; fi
+  printf '%s' "$extras"
+}
+
+setup() {
+  local extras; extras="$(extras_for "$1")"
+  local stamp_file="$VENV/.align-setup"
+  local stamp; stamp="$( (cat "$ROOT/pyproject.toml"; echo "extras=$extras"; echo "gpu=$(has_gpu && echo 1 || echo 0)") | sha256sum | cut -c1-16)"
+  if [ -f "$stamp_file" ] && [ "$(cat "$stamp_file")" = "$stamp" ] && [ -x "$VENV/bin/align" ]; then
+    return 0
+  fi
+  if [ ! -x "$VENV/bin/python" ]; then
+    say "creating virtualenv $VENV"
+    "$PY" -m venv "$VENV"
+  fi
+  local pip=("$VENV/bin/python" -m pip --disable-pip-version-check)
+  if ! "$VENV/bin/python" -c "import torch, sys; sys.exit(0 if torch.__version__.split('+')[0] == '$TORCH_VERSION' else 1)" 2>/dev/null; then
+    if has_gpu; then
+      say "installing torch $TORCH_VERSION (CUDA build)"
+      "${pip[@]}" install "torch==$TORCH_VERSION"
+    else
+      say "installing torch $TORCH_VERSION (CPU build)"
+      # Local wheels or a configured index first; else PyTorch's CPU index.
+      "${pip[@]}" install --retries 0 "torch==$TORCH_VERSION+cpu" 2>/dev/null \
+        || "${pip[@]}" install "torch==$TORCH_VERSION+cpu" --index-url "$TORCH_CPU_INDEX" --extra-index-url https://pypi.org/simple
+    fi
+  fi
+  local target="$ROOT"
+  if [ -n "$extras" ]; then target="$ROOT[$extras]"; fi
+  say "installing the workbench ($target)"
+  "${pip[@]}" install -e "$target"
+  if [ -x "$ROOT/scripts/post_install.sh" ]; then "$ROOT/scripts/post_install.sh" "$VENV" "$extras"; fi
+  echo "$stamp" > "$stamp_file"
+}
+
+if [ $# -eq 0 ] || [ "$1" = "-h" ] || [ "$1" = "--help" ]; then
+  sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+  exit 0
+fi
+
+case "$1" in
+  setup)
+    shift; setup "${1:-}" ;;
+  test)
+    shift
+    setup "test"
+    cd "$ROOT"
+    exec "$VENV/bin/python" -m pytest "$@" ;;
+  *)
+    setup ""
+    exec "$VENV/bin/align" run "$@" ;;
+esac

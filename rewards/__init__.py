@@ -1,0 +1,217 @@
+"""Reward registry.
+
+A reward is any function with TRL's GRPO signature::
+
+    def reward(prompts, completions, **kwargs) -> list[float | None]
+
+``kwargs`` holds every dataset column (``answer``, ``task``, ``images`` …) and, under TRL, ``completion_ids`` and
+``trainer_state``. None means "does not apply to this sample". A recipe names a reward as
+
+* a built-in name (``math_accuracy``; ``align rewards list`` shows them all),
+* a name registered by an installed package under the entry-point group ``korean_vlm_align.rewards``,
+* ``package.module:function`` (``trl.rewards:accuracy_reward`` works unchanged), or
+* ``path/to/file.py:function`` (relative to the recipe's folder, then to the working directory),
+
+with optional ``args`` bound as keyword arguments and a ``weight``.
+
+Error policy: a reward that raises on a batch is retried sample by sample; samples that still raise score None and
+are counted (the first error of each reward is printed with the row's id). When more than ``max_error_rate`` of a
+reward's samples have failed (after at least 20), the stage stops with a clear error. Returning a list of the
+wrong length is always an error.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.util
+import inspect
+import sys
+import threading
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+ENTRY_POINT_GROUP = "korean_vlm_align.rewards"
+
+BUILTIN: dict[str, str] = {
+    "accuracy": "rewards.tasks:accuracy",
+    "math_accuracy": "rewards.math_rewards:math_accuracy",
+    "count_accuracy": "rewards.vision:count_accuracy",
+    "choice_accuracy": "rewards.vision:choice_accuracy",
+    "bbox_iou": "rewards.vision:bbox_iou",
+    "ocr_accuracy": "rewards.vision:ocr_accuracy",
+    "exact_match": "rewards.vision:exact_match",
+    "korean_consistency": "rewards.korean:korean_consistency",
+}
+
+
+from align.errors import UserError
+
+
+class RewardError(UserError):
+    """A reward could not be resolved or misbehaved (the message names it)."""
+
+
+def _entry_points() -> dict[str, Any]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def available() -> dict[str, str]:
+    """Every reward name that resolves without a path: built-ins and installed plugins."""
+    names = dict(BUILTIN)
+    for name, ep in _entry_points().items():
+        names.setdefault(name, ep.value)
+    return names
+
+
+def _import_target(target: str):
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _load_file(path: Path, attr: str, name: str):
+    module_name = f"_align_user_rewards_{abs(hash(str(path)))}"
+    module = sys.modules.get(module_name)
+    if module is None:
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as e:
+            del sys.modules[module_name]
+            raise RewardError(f"reward '{name}': importing {path} failed: {type(e).__name__}: {e}") from e
+    if not hasattr(module, attr):
+        funcs = [n for n, v in vars(module).items() if inspect.isfunction(v) and not n.startswith("_")]
+        raise RewardError(f"reward '{name}': {path} has no function '{attr}' (it has: {', '.join(funcs) or 'none'})")
+    return getattr(module, attr)
+
+
+def load_function(name: str, base_dir: str | Path | None = None):
+    """Resolve a reward name to a callable (see the module docstring for the forms)."""
+    from align.errors import did_you_mean
+
+    if name in BUILTIN:
+        return _import_target(BUILTIN[name])
+    eps = _entry_points()
+    if name in eps:
+        return eps[name].load()
+    if ":" in name:
+        target, _, attr = name.rpartition(":")
+        if target.endswith(".py") or "/" in target:
+            candidates = [Path(base_dir) / target] if base_dir else []
+            candidates.append(Path(target))
+            for path in candidates:
+                if path.exists():
+                    return _load_file(path.resolve(), attr, name)
+            raise RewardError(f"reward '{name}': file {target} not found (looked in {', '.join(map(str, candidates))})")
+        try:
+            module = importlib.import_module(target)
+        except ImportError as e:
+            raise RewardError(f"reward '{name}': cannot import module '{target}': {e}") from e
+        if not hasattr(module, attr):
+            raise RewardError(f"reward '{name}': module '{target}' has no attribute '{attr}'")
+        return getattr(module, attr)
+    raise RewardError(
+        f"unknown reward '{name}'; {did_you_mean(name, available())}",
+    )
+
+
+class Reward:
+    """A resolved reward: the function with its bound args, its weight, and error accounting.
+
+    Calling it has TRL's reward signature, so a ``Reward`` can be handed to ``GRPOTrainer`` directly."""
+
+    def __init__(self, name: str, fn, weight: float = 1.0, args: dict | None = None, max_error_rate: float = 0.1):
+        self.name, self.fn, self.weight, self.args = name, fn, weight, dict(args or {})
+        self.max_error_rate = max_error_rate
+        self.calls = self.samples = self.errors = 0
+        self.first_error: str | None = None
+        self._lock = threading.Lock()
+        self.__name__ = name.rsplit(":", 1)[-1].replace("/", "_")
+        functools.update_wrapper(self, fn, assigned=("__doc__", "__module__"), updated=())
+
+    def _call(self, prompts, completions, kwargs):
+        out = self.fn(prompts=prompts, completions=completions, **self.args, **kwargs)
+        if out is None or not hasattr(out, "__len__"):
+            raise RewardError(f"reward '{self.name}' returned {type(out).__name__}, expected a list of floats")
+        out = list(out)
+        if len(out) != len(completions):
+            raise RewardError(
+                f"reward '{self.name}' returned {len(out)} scores for {len(completions)} completions; "
+                "it must return one float (or None) per completion"
+            )
+        return [None if v is None else float(v) for v in out]
+
+    def __call__(self, prompts=None, completions=None, **kwargs) -> list[float | None]:
+        n = len(completions)
+        with self._lock:
+            self.calls += 1
+            self.samples += n
+        try:
+            return self._call(prompts, completions, kwargs)
+        except RewardError:
+            raise
+        except Exception:  # noqa: BLE001 - isolate the failing samples
+            pass
+        out: list[float | None] = []
+        for i in range(n):
+            sub = {k: [v[i]] if isinstance(v, list) and len(v) == n else v for k, v in kwargs.items()}
+            try:
+                out.extend(self._call([prompts[i]] if prompts is not None else None, [completions[i]], sub))
+            except RewardError:
+                raise
+            except Exception as e:  # noqa: BLE001
+                out.append(None)
+                self._record_error(e, sub)
+        return out
+
+    def _record_error(self, exc: Exception, row: dict) -> None:
+        with self._lock:
+            self.errors += 1
+            if self.first_error is None:
+                row_id = (row.get("id") or [None])[0] if isinstance(row.get("id"), list) else row.get("id")
+                self.first_error = f"{type(exc).__name__}: {exc}" + (f" (row {row_id})" if row_id else "")
+                print(f"[reward {self.name}] raised on a sample, scored None: {self.first_error}", file=sys.stderr)
+            if self.samples >= 20 and self.errors / self.samples > self.max_error_rate:
+                raise RewardError(
+                    f"reward '{self.name}' failed on {self.errors} of {self.samples} samples "
+                    f"(more than {self.max_error_rate:.0%}); first error: {self.first_error}"
+                )
+
+    def stats(self) -> dict[str, Any]:
+        return {"calls": self.calls, "samples": self.samples, "errors": self.errors, "first_error": self.first_error}
+
+    def __repr__(self) -> str:
+        return f"Reward({self.name!r}, weight={self.weight}, args={self.args})"
+
+
+def resolve(spec, base_dir: str | Path | None = None) -> Reward:
+    """A ``RewardSpec`` (or dict with name/weight/args, or a plain name) to a ``Reward``."""
+    if isinstance(spec, str):
+        spec = {"name": spec}
+    if not isinstance(spec, dict):
+        spec = spec.model_dump()
+    fn = load_function(spec["name"], base_dir)
+    if not callable(fn):
+        raise RewardError(f"reward '{spec['name']}' is not callable")
+    if spec.get("args"):
+        params = inspect.signature(fn).parameters
+        takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        unknown = [k for k in spec["args"] if k not in params]
+        if unknown and not takes_kwargs:
+            raise RewardError(
+                f"reward '{spec['name']}' has no parameter {', '.join(map(repr, unknown))} "
+                f"(it takes: {', '.join(p for p in params if p not in ('prompts', 'completions', 'kwargs'))})"
+            )
+    return Reward(spec["name"], fn, float(spec.get("weight", 1.0)), spec.get("args"))
+
+
+def resolve_all(specs, base_dir: str | Path | None = None) -> list[Reward]:
+    return [resolve(s, base_dir) for s in specs]
+
+
+def doc_line(fn) -> str:
+    doc = inspect.getdoc(fn) or ""
+    return doc.split("\n\n")[0].replace("\n", " ")

@@ -1,0 +1,156 @@
+"""Rollout engine on transformers ``generate``: always available, CPU or GPU."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from rollouts.base import Completion, Engine, Sampling, truncate_at_stop
+
+
+def chat_texts(processor, prompts: list[list[dict]], images: list[list] | None) -> list[str]:
+    """Render chat prompts with the model's template (image placeholders inserted as TRL does)."""
+    from trl.data_utils import prepare_multimodal_messages
+
+    texts = []
+    for i, messages in enumerate(prompts):
+        imgs = images[i] if images else []
+        if imgs or hasattr(processor, "image_processor"):
+            messages = prepare_multimodal_messages(messages, images=list(imgs or []))
+        texts.append(processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+    return texts
+
+
+def stop_ids(model, processor, extra: list[int]) -> list[int]:
+    ids = model.generation_config.eos_token_id
+    ids = [] if ids is None else ([ids] if isinstance(ids, int) else list(ids))
+    tok = getattr(processor, "tokenizer", processor)
+    if tok.eos_token_id is not None:
+        ids.append(tok.eos_token_id)
+    return sorted(set(ids) | set(extra))
+
+
+def image_token_ids(model, processor) -> list[int]:
+    """Placeholder tokens a completion must never contain (their features would be missing)."""
+    ids = set()
+    for attr in ("image_token_id", "image_token_index", "video_token_id"):
+        value = getattr(model.config, attr, None)
+        if isinstance(value, int):
+            ids.add(value)
+    tok = getattr(processor, "tokenizer", processor)
+    for token in ("<image>", "<fake_token_around_image>", "<global-img>", "<|image_pad|>", "<|vision_start|>"):
+        tid = tok.convert_tokens_to_ids(token)
+        if isinstance(tid, int) and tid != tok.unk_token_id and tid is not None and tid >= 0:
+            ids.add(tid)
+    return sorted(ids)
+
+
+class HFEngine(Engine):
+    name = "hf"
+
+    def __init__(self, model, processor, batch_size: int = 32):
+        self.model, self.processor, self.batch_size = model, processor, batch_size
+        self.tokenizer = getattr(processor, "tokenizer", processor)
+
+    @classmethod
+    def from_path(cls, path: str, model_spec=None, batch_size: int = 32, dtype: str | None = None):
+        from align.models import load_model, load_processor
+
+        processor = load_processor(path, trust_remote_code=bool(model_spec and model_spec.trust_remote_code))
+        model = load_model(path, model_spec, dtype=dtype)
+        if torch.cuda.is_available():
+            model = model.to("cuda")
+        model.eval()
+        return cls(model, processor, batch_size)
+
+    @torch.no_grad()
+    def generate(self, prompts, images, sampling: Sampling) -> list[list[Completion]]:
+        results: list[list[Completion] | None] = [None] * len(prompts)
+        # Batches hold prompts with the same number of images (processors differ in mixed-batch support).
+        order = sorted(range(len(prompts)), key=lambda i: len(images[i]) if images else 0)
+        batches, current, key = [], [], None
+        for i in order:
+            k = len(images[i]) if images else 0
+            if current and (k != key or len(current) >= self.batch_size):
+                batches.append(current)
+                current = []
+            current.append(i)
+            key = k
+        if current:
+            batches.append(current)
+        if sampling.seed is not None:
+            torch.manual_seed(sampling.seed)
+        for idx in batches:
+            outs = self._generate_batch([prompts[i] for i in idx], [images[i] for i in idx] if images else None, sampling)
+            for i, out in zip(idx, outs):
+                results[i] = out
+        return results  # type: ignore[return-value]
+
+    def _generate_batch(self, prompts, images, sampling: Sampling) -> list[list[Completion]]:
+        if not (sampling.temperature and sampling.temperature > 0) and sampling.n > 1:
+            # greedy decoding gives one answer: compute it once and repeat it n times
+            one = self._generate_batch(prompts, images, dataclasses.replace(sampling, n=1))
+            return [[dataclasses.replace(group[0]) for _ in range(sampling.n)] for group in one]
+        texts = chat_texts(self.processor, prompts, images)
+        has_images = bool(images) and any(images)
+        kwargs = {"text": texts, "padding": True, "return_tensors": "pt", "add_special_tokens": False}
+        if has_images:
+            kwargs["images"] = images
+        old_side = self.tokenizer.padding_side
+        self.tokenizer.padding_side = "left"
+        try:
+            enc = self.processor(**kwargs) if has_images or hasattr(self.processor, "image_processor") else None
+        except TypeError:
+            enc = None
+        if enc is None:
+            enc = self.tokenizer(texts, padding=True, return_tensors="pt", add_special_tokens=False)
+        self.tokenizer.padding_side = old_side
+        enc = {k: v.to(self.model.device) for k, v in enc.items() if hasattr(v, "to")}
+        stops = stop_ids(self.model, self.processor, sampling.stop_token_ids)
+        gen_kwargs = dict(
+            max_new_tokens=sampling.max_new_tokens,
+            num_return_sequences=sampling.n,
+            eos_token_id=stops,
+            pad_token_id=self.tokenizer.pad_token_id,
+            return_dict_in_generate=True,
+            output_logits=True,
+        )
+        banned = image_token_ids(self.model, self.processor)
+        if banned:
+            gen_kwargs["suppress_tokens"] = banned
+        if sampling.temperature and sampling.temperature > 0:
+            gen_kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p)
+            gen_kwargs["top_k"] = sampling.top_k if sampling.top_k and sampling.top_k > 0 else None
+        else:
+            gen_kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if sampling.repetition_penalty != 1.0:
+            gen_kwargs["repetition_penalty"] = sampling.repetition_penalty
+        if sampling.stop:
+            gen_kwargs.update(stop_strings=list(sampling.stop), tokenizer=self.tokenizer)
+        out = self.model.generate(**enc, **gen_kwargs)
+        prompt_len = enc["input_ids"].shape[1]
+        seqs = out.sequences[:, prompt_len:].tolist()
+        logits = torch.stack(out.logits, dim=1).float() if out.logits else None  # raw, before warping
+        stop_set = set(stops)
+        completions: list[list[Completion]] = []
+        for row, ids in enumerate(seqs):
+            end, reason = len(ids), "length"
+            for j, t in enumerate(ids):
+                if t in stop_set:
+                    end, reason = j + 1, "stop"
+                    break
+            ids = ids[:end]
+            if logits is not None and ids:
+                lp = torch.log_softmax(logits[row, : len(ids)], dim=-1)
+                logprobs = lp.gather(1, torch.tensor(ids, device=lp.device)[:, None]).squeeze(1).tolist()
+            else:
+                logprobs = []
+            text = self.tokenizer.decode(ids, skip_special_tokens=True)
+            text, cut = truncate_at_stop(text, sampling.stop)
+            if cut:
+                reason = "stop"
+            if row % sampling.n == 0:
+                completions.append([])
+            completions[-1].append(Completion(text=text, token_ids=ids, logprobs=logprobs, finish_reason=reason))
+        return completions

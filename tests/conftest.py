@@ -1,0 +1,44 @@
+"""Shared fixtures: an isolated cache with the tiny model and a small synthetic dataset, built once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def align_cache(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("align_cache")
+    old = os.environ.get("ALIGN_CACHE")
+    os.environ["ALIGN_CACHE"] = str(cache)
+    yield cache
+    if old is None:
+        os.environ.pop("ALIGN_CACHE", None)
+    else:
+        os.environ["ALIGN_CACHE"] = old
+
+
+@pytest.fixture(scope="session")
+def tiny_model(align_cache) -> str:
+    from align.models import resolve_model_path
+
+    return resolve_model_path("tiny-korean-vlm", progress=None)
+
+
+@pytest.fixture(scope="session")
+def small_data(align_cache):
+    from align.data import load_splits
+    from align.recipe import DataSpec
+
+    return load_splits(DataSpec(train_size=60, eval_size=20, seed=3))
+
+
+def write_recipe(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path

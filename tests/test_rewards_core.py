@@ -1,0 +1,122 @@
+"""Reward functions on Korean examples, and the registry."""
+
+from __future__ import annotations
+
+import pytest
+
+import rewards
+from rewards.korean import first_number, korean_consistency, korean_number, normalize_korean
+from rewards.math_rewards import math_accuracy
+from rewards.vision import bbox_iou, choice_accuracy, count_accuracy, exact_match, ocr_accuracy, parse_boxes
+
+
+def msg(text):
+    return [{"role": "assistant", "content": text}]
+
+
+@pytest.mark.parametrize("word,value", [
+    ("세", 3), ("세 개", 3), ("3개", 3), ("삼", 3), ("스물다섯", 25), ("열", 10), ("삼십이", 32), ("백이십", 120),
+    ("일곱 명", 7), ("천오백", 1500), ("이만", 20000),
+])  # fmt: skip
+def test_korean_numbers(word, value):
+    assert first_number(word) == value
+    if not word[0].isdigit():
+        assert korean_number(word) == value
+
+
+@pytest.mark.parametrize("completion,answer,expected", [
+    ("답: 7", "답: 7", 1.0), ("정답: 7개", "7", 1.0), ("일곱 개입니다", "7", 1.0), ("\\boxed{7}", "답: 7", 1.0),
+    ("그래서 사과는 모두 7개입니다.", "7", 1.0), ("답: 8", "7", 0.0), ("\\boxed{\\frac{1}{2}}", "0.5", 1.0),
+    ("답: 삼", "3", 1.0), ("", "3", 0.0), ("<think>3+4=7</think><answer>7</answer>", "7", 1.0),
+])  # fmt: skip
+def test_math_accuracy(completion, answer, expected):
+    assert math_accuracy(None, [msg(completion)], answer=[answer]) == [expected]
+
+
+def test_math_accuracy_none_without_answer():
+    assert math_accuracy(None, ["7"], answer=[None]) == [None]
+
+
+def test_count_accuracy():
+    got = count_accuracy(None, ["3개", "세 개", "3 개", "삼", "4개", "모르겠어요"], answer=["3개"] * 6)
+    assert got == [1.0, 1.0, 1.0, 1.0, 0.0, 0.0]
+    assert count_accuracy(None, ["빨간색"], answer=["빨간색"]) == [None]
+
+
+def test_choice_accuracy():
+    got = choice_accuracy(None, ["B", "(B)", "정답은 B입니다", "답: C", "나)"], answer=["B"] * 5)
+    assert got == [1.0, 1.0, 1.0, 0.0, 1.0]
+
+
+def test_bbox_iou_and_varco_format():
+    gold = "<bbox>0.10, 0.10, 0.50, 0.50</bbox>"
+    assert bbox_iou(None, [gold], answer=[gold]) == [1.0]
+    half = bbox_iou(None, ["<bbox>0.10, 0.10, 0.50, 0.30</bbox>"], answer=[gold])[0]
+    assert half == pytest.approx(0.5)
+    assert bbox_iou(None, ["no box"], answer=[gold]) == [0.0]
+    assert parse_boxes("<bbox>0.1, 0.1, 0.2, 0.2<delim>0.5, 0.5, 0.6, 0.6</bbox>") == [
+        (0.1, 0.1, 0.2, 0.2), (0.5, 0.5, 0.6, 0.6)]  # fmt: skip
+    two = "<bbox>0.1, 0.1, 0.2, 0.2<delim>0.5, 0.5, 0.6, 0.6</bbox>"
+    assert bbox_iou(None, ["<bbox>0.5, 0.5, 0.6, 0.6</bbox><bbox>0.1, 0.1, 0.2, 0.2</bbox>"], answer=[two]) == [
+        pytest.approx(1.0)]  # fmt: skip
+    assert bbox_iou(None, ["<bbox>0.1, 0.1, 0.2, 0.2</bbox>"], answer=[two]) == [pytest.approx(0.5)]
+    assert bbox_iou(None, [half and "<bbox>0.10, 0.10, 0.50, 0.30</bbox>"], answer=[gold], threshold=0.6) == [0.0]
+
+
+def test_ocr_and_exact_match():
+    assert ocr_accuracy(None, ["사과", "사고", "", "사 과"], answer=["사과"] * 4) == [1.0, 0.5, 0.0, 1.0]
+    assert exact_match(None, ["빨간색입니다.", "빨간 색", "파란색"], answer=["빨간색"] * 3) == [1.0, 1.0, 0.0]
+    assert normalize_korean("  사과예요! ") == "사과"
+
+
+def test_korean_consistency():
+    got = korean_consistency(None, ["사과입니다", "apple입니다", "apple", "42", "<bbox>0.1</bbox> 여기"])
+    assert got[0] == 1.0 and 0 < got[1] < 1 and got[2] == 0.0 and got[3] is None and got[4] == 1.0
+
+
+def test_registry_resolves_builtin_module_and_file(tmp_path):
+    r = rewards.resolve({"name": "bbox_iou", "weight": 0.5, "args": {"threshold": 0.5}})
+    assert r.weight == 0.5 and r.__name__ == "bbox_iou"
+    assert r(None, ["<bbox>0, 0, 1, 1</bbox>"], answer=["<bbox>0, 0, 1, 1</bbox>"]) == [1.0]
+    m = rewards.resolve("rewards.vision:count_accuracy")
+    assert m(None, ["3개"], answer=["3"]) == [1.0]
+    (tmp_path / "mine.py").write_text("def brevity(prompts, completions, limit=5, **kw):\n"
+                                      "    return [float(len(c) <= limit) for c in completions]\n")  # fmt: skip
+    f = rewards.resolve({"name": "./mine.py:brevity", "args": {"limit": 2}}, base_dir=tmp_path)
+    assert f(None, ["ab", "abc"]) == [1.0, 0.0]
+    with pytest.raises(rewards.RewardError, match="did you mean 'math_accuracy'"):
+        rewards.resolve("math_acuracy")
+    with pytest.raises(rewards.RewardError, match="has no function 'nope'.*brevity"):
+        rewards.resolve("./mine.py:nope", base_dir=tmp_path)
+
+
+def test_trl_rewards_work_unchanged():
+    r = rewards.resolve("trl.rewards:think_format_reward")
+    assert r(None, [msg("<think>생각</think>답")]) == [1.0]
+
+
+def test_reward_errors_are_isolated_counted_and_bounded(tmp_path):
+    (tmp_path / "flaky.py").write_text(
+        "def flaky(prompts, completions, **kw):\n"
+        "    if any('boom' in c for c in completions):\n        raise ValueError('boom')\n"
+        "    return [1.0] * len(completions)\n"
+        "def short(prompts, completions, **kw):\n    return [1.0]\n"
+    )
+    r = rewards.resolve("flaky.py:flaky", base_dir=tmp_path)
+    assert r(None, ["ok", "boom", "ok"], id=["a", "b", "c"]) == [1.0, None, 1.0]
+    assert r.errors == 1 and "boom" in r.first_error and "row b" in r.first_error
+    with pytest.raises(rewards.RewardError, match="failed on"):
+        for _ in range(10):
+            r(None, ["boom", "ok"])
+    s = rewards.resolve("flaky.py:short", base_dir=tmp_path)
+    with pytest.raises(rewards.RewardError, match="returned 1 scores for 2"):
+        s(None, ["a", "b"])
+
+
+@pytest.mark.parametrize("name", sorted(rewards.BUILTIN))
+def test_every_builtin_survives_malformed_completions(name):
+    junk = ["", "\x00\xff\ud800", "가" * 1_000_000, "<think>unclosed", "<bbox>1, 2", "\\boxed{", None, 12345]
+    fn = rewards.resolve(name)
+    out = fn(None, junk, answer=["3"] * len(junk), task=["count"] * len(junk))
+    assert len(out) == len(junk) and all(v is None or isinstance(v, float) for v in out)
+    assert fn.errors == 0

@@ -4,6 +4,8 @@
     align model build-tiny [--out DIR] [--force]
     align data build [RECIPE] [--out DIR]
     align eval MODEL_DIR [--recipe RECIPE] [--out DIR]
+    align compare RUN_OR_CHECKPOINT ... [--out DIR]
+    align rewards list | align rewards try NAME --completion TEXT --answer A
 """
 
 from __future__ import annotations
@@ -76,6 +78,76 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from align.compare import compare
+
+    compare(args.paths, args.out, args.examples)
+    return 0
+
+
+def cmd_rewards_list(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    import rewards as registry
+
+    table = Table(title="rewards (use the name in a recipe's `rewards:`; or module:function / file.py:function)")
+    table.add_column("name")
+    table.add_column("from")
+    table.add_column("what it scores")
+    for name, target in sorted(registry.available().items()):
+        try:
+            doc = registry.doc_line(registry.load_function(name))
+        except Exception as e:  # noqa: BLE001 - a broken plugin must not hide the others
+            doc = f"[red]cannot load: {e}[/red]"
+        table.add_row(name, target.split(":")[0], doc)
+    Console().print(table)
+    return 0
+
+
+def _parse_kv(pairs) -> dict:
+    from align.recipe import parse_override
+
+    out = {}
+    for text in pairs or []:
+        parts, value = parse_override(text)
+        out[".".join(parts)] = value
+    return out
+
+
+def cmd_rewards_try(args) -> int:
+    import json
+
+    from rich.console import Console
+
+    import rewards as registry
+    from align.errors import UserError
+
+    console = Console(highlight=False)
+    reward = registry.resolve({"name": args.name, "args": _parse_kv(args.args)}, Path.cwd())
+    if args.file:
+        from align.io import read_jsonl
+
+        rows = read_jsonl(args.file)
+        if not rows or "completion" not in rows[0]:
+            raise UserError(f"{args.file}: each line needs a 'completion' (and usually an 'answer')")
+    elif args.completion is not None:
+        rows = [{"completion": args.completion, "answer": args.answer, "task": args.task}]
+    else:
+        raise UserError("give --completion TEXT (with --answer A) or --file rows.jsonl")
+    columns = {k: [r.get(k) for r in rows] for k in {k for r in rows for k in r} if k != "completion"}
+    completions = [[{"role": "assistant", "content": str(r["completion"])}] for r in rows]
+    scores = reward([None] * len(rows), completions, **columns)
+    for row, score in zip(rows, scores):
+        console.print(f"[bold]{args.name}[/bold] = {score}    completion={str(row['completion'])[:80]!r} "
+                      f"answer={row.get('answer')!r}")  # fmt: skip
+        info = registry.explain(args.name, str(row["completion"]), row.get("answer"))
+        console.print("    extracted: " + json.dumps(info, ensure_ascii=False, default=str))
+    if reward.errors:
+        console.print(f"[red]{reward.errors} sample(s) raised: {reward.first_error}[/red]")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="align", description="Alignment workbench for Korean vision-language models.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -108,6 +180,25 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--stage", default="eval", help="label for the results")
     e.add_argument("--out", help="folder for eval.json (default: the model directory)")
     e.set_defaults(func=cmd_eval)
+
+    rw = sub.add_parser("rewards", help="list rewards, or try one on a completion")
+    rsub = rw.add_subparsers(dest="rewards_command", required=True)
+    rl = rsub.add_parser("list", help="every available reward with its description")
+    rl.set_defaults(func=cmd_rewards_list)
+    rt = rsub.add_parser("try", help="score completions and show what the reward extracted")
+    rt.add_argument("name", help="reward name, module:function or file.py:function")
+    rt.add_argument("--completion", help="the model's answer")
+    rt.add_argument("--answer", help="the reference answer")
+    rt.add_argument("--task", help="the row's task (for `accuracy`)")
+    rt.add_argument("--file", help="JSONL with completion, answer and any other columns per line")
+    rt.add_argument("--args", nargs="*", help="key=value arguments bound to the reward")
+    rt.set_defaults(func=cmd_rewards_try)
+
+    c = sub.add_parser("compare", help="compare checkpoints: metrics table, answers side by side, plot")
+    c.add_argument("paths", nargs="+", help="run directories (all their stages) or stage folders")
+    c.add_argument("--out", help="folder for compare.md and compare.png (default: the run directory)")
+    c.add_argument("--examples", type=int, default=5, help="held-out prompts shown side by side")
+    c.set_defaults(func=cmd_compare)
     return p
 
 

@@ -34,6 +34,24 @@ def _mean(values) -> float | None:
     return sum(vals) / len(vals) if vals else None
 
 
+def _score(scorers, prompts, texts, columns, tasks, metrics, prefix: str) -> dict[str, list]:
+    """Score texts with each reward; put overall and per-task means into ``metrics``."""
+    completions = [[{"role": "assistant", "content": t}] for t in texts]
+    scores = {}
+    for reward in scorers:
+        values = reward(prompts, completions, **columns)
+        scores[reward.name] = values
+        overall = _mean(values)
+        if overall is not None:
+            metrics[prefix + reward.name] = overall
+        per_task = {t: _mean(v for v, tt in zip(values, tasks) if tt == t) for t in sorted(set(tasks))}
+        per_task = {t: m for t, m in per_task.items() if m is not None}
+        if len(per_task) > 1:  # a reward that applies to one task only needs no breakdown
+            for t, m in per_task.items():
+                metrics[f"{prefix}{reward.name}/{t}"] = m
+    return scores
+
+
 def builtin_metrics(model_dir: str, recipe, rows, base_dir=None, engine=None) -> tuple[dict[str, float], list[dict]]:
     from rollouts import Sampling, make_engine
 
@@ -44,25 +62,25 @@ def builtin_metrics(model_dir: str, recipe, rows, base_dir=None, engine=None) ->
     prompts, images = list(rows["prompt"]), list(rows["images"]) if "images" in rows.column_names else None
     try:
         outs = engine.generate(prompts, images, Sampling(n=1, temperature=0.0, max_new_tokens=recipe.eval.max_new_tokens))
+        sampled = None
+        if recipe.eval.sampled.k > 0:
+            s = recipe.eval.sampled
+            sampled = engine.generate(prompts, images, Sampling(n=s.k, temperature=s.temperature, top_p=s.top_p,
+                                      max_new_tokens=recipe.eval.max_new_tokens, seed=recipe.seed))  # fmt: skip
     finally:
         if own_engine:
             engine.close()
     texts = [o[0].text for o in outs]
-    completions = [[{"role": "assistant", "content": t}] for t in texts]
     columns = {c: list(rows[c]) for c in rows.column_names if c != "prompt"}
     tasks = columns.get("task") or ["default"] * len(rows)
     metrics: dict[str, float] = {"n": float(len(rows))}
-    scores: dict[str, list] = {}
-    for reward in metric_rewards(recipe, base_dir):
-        values = reward(prompts, completions, **columns)
-        scores[reward.name] = values
-        overall = _mean(values)
-        if overall is not None:
-            metrics[reward.name] = overall
-        for task in sorted(set(tasks)):
-            m = _mean(v for v, t in zip(values, tasks) if t == task)
-            if m is not None:
-                metrics[f"{reward.name}/{task}"] = m
+    scorers = metric_rewards(recipe, base_dir)
+    scores = _score(scorers, prompts, texts, columns, tasks, metrics, prefix="")
+    if sampled is not None:
+        k = recipe.eval.sampled.k
+        rep = {c: [v for v in vals for _ in range(k)] for c, vals in columns.items()}
+        _score(scorers, [p for p in prompts for _ in range(k)], [c.text for o in sampled for c in o], rep,
+               [t for t in tasks for _ in range(k)], metrics, prefix="sampled/")  # fmt: skip
     lengths = [len(o[0].token_ids) for o in outs]
     metrics["completion_tokens"] = sum(lengths) / max(1, len(lengths))
     metrics["truncated"] = sum(o[0].finish_reason == "length" for o in outs) / max(1, len(outs))

@@ -38,6 +38,16 @@ class StageContext:
     on_gpu: bool
     state: dict = field(default_factory=dict)  # shared between stages (e.g. RFT pass rates for GRPO)
 
+    def train_rows(self, limit: int | None = None):
+        """The training rows this stage uses: ``rows: [start, end)`` of the recipe's train split, then ``limit``."""
+        data = self.data.train
+        if self.stage.rows is not None:
+            start, end = self.stage.rows
+            data = data.select(range(min(start, len(data)), min(end, len(data))))
+        if limit is not None and len(data) > limit:
+            data = data.select(range(limit))
+        return data
+
     def log(self, message: str) -> None:
         console.print(f"  [dim]{self.stage.name}:[/dim] {message}")
 
@@ -69,7 +79,9 @@ def metrics_table(evals: dict[str, dict[str, float]], title: str = "held-out eva
     keys: list[str] = []
     for m in evals.values():
         keys += [k for k in m if k not in keys and k != "n"]
-    keys.sort(key=lambda k: (k.split("/")[0] != "accuracy", "/" in k and k.split("/")[0] == "accuracy", k))
+    from align.compare import metric_order
+
+    keys.sort(key=metric_order)
     for key in keys:
         values = [m.get(key) for m in evals.values()]
         best = max((v for v in values if v is not None), default=None)
@@ -127,7 +139,7 @@ def run_pipeline(recipe, run: RunDir | None = None) -> RunDir:
         rewards = registry.resolve_all(stage.rewards, base_dir) if stage.rewards is not None else stage_rewards
         ctx = StageContext(recipe, stage, run, stage_dir, current, data, rewards, base_dir, on_gpu(), state)
         started = time.time()
-        run.log_event(event="stage_start", stage=stage.name)
+        run.log_event(event="stage_start", stage=stage.name, input_model=current)
         try:
             out = stage_module(stage.type).run(ctx)
         except UserError as e:
@@ -150,7 +162,9 @@ def run_pipeline(recipe, run: RunDir | None = None) -> RunDir:
             console.print(f"[bold]eval[/bold] {stage.name}")
             evals[stage.name] = evaluate(current, recipe, stage.name, stage_dir, data.eval, base_dir)
     if evals:
-        console.print(metrics_table(evals))
+        from align.compare import compare
+
+        compare([run.path], console=console)
     console.print(f"finished in {time.time() - t0:.0f}s; results in {run.path}")
     run.log_event(event="finished", seconds=round(time.time() - t0, 1))
     return run

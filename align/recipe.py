@@ -102,6 +102,15 @@ class EvalHookSpec(Strict):
         return self
 
 
+class SampledEvalSpec(Strict):
+    """pass@1 of the sampling policy: k answers per held-out prompt at `temperature`, scored and averaged.
+    Greedy accuracy shows the model's mode; this shows the distribution RFT and GRPO train."""
+
+    k: int = Field(0, ge=0, description="Answers sampled per prompt; 0 turns sampled evaluation off.")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature.")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling.")
+
+
 class EvalSpec(Strict):
     enabled: bool = Field(True, description="Run the eval hook on the base model and after each stage.")
     limit: int | None = Field(None, ge=1, description="Evaluate at most this many held-out rows.")
@@ -112,6 +121,8 @@ class EvalSpec(Strict):
     )
     hooks: list[EvalHookSpec] = Field(default_factory=list, description="External evaluators.")
     samples: int = Field(4, ge=0, description="Answers per task kept in eval_samples.jsonl for comparison.")
+    sampled: SampledEvalSpec = Field(default_factory=lambda: SampledEvalSpec(),
+                                     description="Also score answers sampled at a temperature (pass@1 over k).")
 
 
 class LaunchSpec(Strict):
@@ -133,6 +144,9 @@ class StageSpec(Strict):
     freeze: list[str] | None = Field(None, description="Overrides model.freeze for this stage.")
     rewards: list[RewardSpec] | None = Field(None, description="Overrides the recipe's rewards for this stage.")
     eval: bool = Field(True, description="Run the eval hook after this stage.")
+    rows: tuple[int, int] | None = Field(
+        None, description="Use training rows [start, end) only, e.g. fresh prompts for an RL stage."
+    )
 
     trl_config: typing.ClassVar[str | None] = None  # "module:Class" whose fields `args` is checked against
     owned_args: typing.ClassVar[tuple[str, ...]] = ("output_dir",)  # set by the workbench, not by the recipe

@@ -43,6 +43,10 @@ BUILTIN: dict[str, str] = {
     "ocr_accuracy": "rewards.vision:ocr_accuracy",
     "exact_match": "rewards.vision:exact_match",
     "korean_consistency": "rewards.korean:korean_consistency",
+    "code_tests": "rewards.code_rewards:code_tests",
+    "think_answer_format": "rewards.formatting:think_answer_format",
+    "soft_overlong": "rewards.formatting:soft_overlong",
+    "repetition_penalty": "rewards.formatting:repetition_penalty",
 }
 
 
@@ -210,6 +214,31 @@ def resolve(spec, base_dir: str | Path | None = None) -> Reward:
 
 def resolve_all(specs, base_dir: str | Path | None = None) -> list[Reward]:
     return [resolve(s, base_dir) for s in specs]
+
+
+def explain(name: str, completion: str, answer: str | None) -> dict[str, Any]:
+    """What the built-in rewards extract from a completion, to see why a reward gave 0."""
+    from rewards.common import final_answer
+    from rewards.korean import first_number, normalize_korean
+    from rewards.math_rewards import as_number, extract_math_answer
+    from rewards.vision import edit_distance, parse_boxes, parse_choice
+
+    info: dict[str, Any] = {"final_answer": final_answer(completion)}
+    if name in ("math_accuracy", "accuracy"):
+        ext = extract_math_answer(completion)
+        info.update(math_extracted=ext, math_number=as_number(ext),
+                    answer_extracted=extract_math_answer(answer or ""))  # fmt: skip
+    if name in ("count_accuracy", "accuracy"):
+        info.update(count=first_number(info["final_answer"]), answer_count=first_number(answer or ""))
+    if name == "choice_accuracy":
+        info.update(choice=parse_choice(completion), answer_choice=parse_choice(answer or ""))
+    if name in ("bbox_iou", "accuracy"):
+        info.update(boxes=parse_boxes(completion), answer_boxes=parse_boxes(answer or ""))
+    if name in ("exact_match", "accuracy"):
+        info.update(normalized=normalize_korean(info["final_answer"]), answer_normalized=normalize_korean(answer or ""))
+    if name == "ocr_accuracy" and answer:
+        info.update(edit_distance=edit_distance(info["final_answer"].replace(" ", ""), answer.replace(" ", "")))
+    return {k: v for k, v in info.items() if v not in (None, [], "")}
 
 
 def doc_line(fn) -> str:

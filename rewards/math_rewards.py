@@ -97,15 +97,33 @@ def score_math(pred_text: str, gold: str, timeout: float = 5.0) -> float:
         return 0.0
 
 
-def math_accuracy(prompts, completions, answer=None, timeout: float = 5.0, **kwargs) -> list[float | None]:
+def _score_chunk(pairs: list[tuple[str, str]], timeout: float) -> list[float]:
+    return [score_math(text, gold, timeout) for text, gold in pairs]
+
+
+def math_accuracy(prompts, completions, answer=None, timeout: float = 5.0, workers: int = 1,
+                  **kwargs) -> list[float | None]:  # fmt: skip
     """1.0 when the final answer equals the row's ``answer`` (math-verify; Korean numerals and counters such as
     '세 개', '3개', '삼' count as 3), else 0.0; None for rows without an answer. The answer is taken from the last
-    \\boxed{}, an <answer> tag, a '답:'/'정답:' line, or the last line."""
+    \\boxed{}, an <answer> tag, a '답:'/'정답:' line, or the last line. ``workers > 1`` verifies in parallel
+    processes."""
     answers = column({"answer": answer}, "answer", len(completions))
-    out: list[float | None] = []
-    for text, gold in zip(completion_texts(completions), answers):
-        if gold is None or str(gold).strip() == "":
-            out.append(None)
-            continue
-        out.append(score_math(text, str(gold), timeout))
+    out: list[float | None] = [None] * len(completions)
+    todo = [(i, text, str(gold)) for i, (text, gold) in enumerate(zip(completion_texts(completions), answers))
+            if gold is not None and str(gold).strip() != ""]  # fmt: skip
+    if workers > 1 and len(todo) >= 2 * workers:
+        # sympy-based verification is CPU-bound Python: spread it over processes (each runs it in its main
+        # thread, so math-verify's own timeouts apply there)
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        chunks = [todo[k::workers] for k in range(workers)]
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
+            futures = [pool.submit(_score_chunk, [(t, g) for _, t, g in chunk], timeout) for chunk in chunks]
+            for chunk, fut in zip(chunks, futures):
+                for (i, _, _), score in zip(chunk, fut.result()):
+                    out[i] = score
+        return out
+    for i, text, gold in todo:
+        out[i] = score_math(text, gold, timeout)
     return out

@@ -120,3 +120,66 @@ def test_every_builtin_survives_malformed_completions(name):
     out = fn(None, junk, answer=["3"] * len(junk), task=["count"] * len(junk))
     assert len(out) == len(junk) and all(v is None or isinstance(v, float) for v in out)
     assert fn.errors == 0
+
+
+def test_format_and_length_rewards():
+    from rewards.formatting import repetition_penalty, soft_overlong, think_answer_format
+
+    assert think_answer_format(None, ["<think>세 개를 센다</think><answer>3개</answer>", "<think></think><answer>3</answer>",
+                                      "<answer>3</answer>", "<think>a</think><answer>3</answer> 덧붙임",
+                                      "<think>a<think>b</think><answer>3</answer>"]) == [1.0, 0.0, 0.0, 0.0, 0.0]  # fmt: skip
+    assert soft_overlong(None, ["x"] * 4, max_length=10, cache=4, completion_ids=[[0] * n for n in (6, 8, 10, 12)]) == [
+        0.0, -0.5, -1.0, -1.0]  # fmt: skip
+    assert soft_overlong(None, ["가" * 7], max_length=10, cache=4) == [-0.25]  # characters without ids
+    rep = repetition_penalty(None, ["사과 사과 사과 사과 사과 사과 사과", "하늘은 파랗고 구름은 하얗고 바다는 넓다", "네"])
+    assert rep[0] < -0.5 and rep[1] == 0.0 and rep[2] == 0.0
+    assert repetition_penalty(None, ["하하하하하하하하하하"])[0] < -0.5  # no spaces: character n-grams
+
+
+def test_math_accuracy_parallel_matches_sequential():
+    comps = [f"답: {i}" if i % 3 else f"\\boxed{{{i}+1}}" for i in range(40)]
+    answers = [str(i) for i in range(40)]
+    seq = math_accuracy(None, comps, answer=answers)
+    assert seq == math_accuracy(None, comps, answer=answers, workers=2)
+    assert sum(seq) == 26  # the boxed "i+1" forms are wrong
+
+
+def test_math_verification_times_out_instead_of_hanging():
+    import time
+
+    t = time.time()
+    out = math_accuracy(None, ["\\boxed{" + "(" * 4000 + "1" + ")" * 4000 + "}"], answer=["2"], timeout=1)
+    assert out == [0.0] and time.time() - t < 10
+
+
+def test_reward_plugins_by_entry_point(tmp_path, monkeypatch):
+    (tmp_path / "ko_plugin.py").write_text("def polite(prompts, completions, **kw):\n"
+                                           "    '''1.0 for answers ending in 요.'''\n"
+                                           "    return [float(str(c).endswith('요')) for c in completions]\n")  # fmt: skip
+    dist = tmp_path / "ko_plugin-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ko-plugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[korean_vlm_align.rewards]\npolite = ko_plugin:polite\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert rewards.available()["polite"] == "ko_plugin:polite"
+    assert rewards.resolve("polite")(None, ["그래요", "아니다"]) == [1.0, 0.0]
+
+
+def test_rewards_cli_list_and_try(tmp_path):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "align.cli", "rewards", "list"], capture_output=True, text=True)
+    assert out.returncode == 0 and "math_accuracy" in out.stdout and "bbox_iou" in out.stdout
+    out = subprocess.run([sys.executable, "-m", "align.cli", "rewards", "try", "math_accuracy",
+                          "--completion", "그래서 답: 일곱 개", "--answer", "7"], capture_output=True, text=True)  # fmt: skip
+    assert out.returncode == 0 and "= 1.0" in out.stdout and '"math_number": 7.0' in out.stdout
+    f = tmp_path / "rows.jsonl"
+    f.write_text('{"completion": "B", "answer": "C"}\n{"completion": "(C)", "answer": "C"}\n')
+    out = subprocess.run([sys.executable, "-m", "align.cli", "rewards", "try", "choice_accuracy", "--file", str(f)],
+                         capture_output=True, text=True)  # fmt: skip
+    assert out.stdout.count("choice_accuracy = 0.0") == 1 and out.stdout.count("choice_accuracy = 1.0") == 1
+    assert '"choice": "B"' in out.stdout
+    bad = subprocess.run([sys.executable, "-m", "align.cli", "rewards", "try", "nope", "--completion", "x"],
+                         capture_output=True, text=True)  # fmt: skip
+    assert bad.returncode == 2 and "unknown reward 'nope'" in bad.stderr

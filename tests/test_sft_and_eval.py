@@ -21,7 +21,7 @@ SMALL = """
 name: small
 output_dir: {out}
 data: {{train_size: 60, eval_size: 20, seed: 3}}
-eval: {{max_new_tokens: 12, samples: 1}}
+eval: {{max_new_tokens: 12, samples: 1, sampled: {{k: 2}}}}
 """
 
 
@@ -62,6 +62,7 @@ stages:
         ev = json.loads((run.path / stage / "eval.json").read_text())
         assert ev["n"] == 20 and 0.0 <= ev["accuracy"] <= 1.0
         assert {f"accuracy/{t}" for t in ("count", "color", "ocr", "arith", "bbox")} <= set(ev)
+        assert 0.0 <= ev["sampled/accuracy"] <= 1.0 and "sampled/accuracy/count" in ev
         samples = read_jsonl(run.path / stage / "eval_samples.jsonl")
         assert len(samples) == 5 and all("completion" in s for s in samples)
     from transformers import AutoModelForImageTextToText

@@ -89,11 +89,11 @@ def normalize_row(row: dict) -> dict:
         prompt, completion = _split_last_assistant(msgs)
     elif "messages" in row:
         prompt, completion = _split_last_assistant(_as_messages(row["messages"], "user"))
-    elif "prompt" in row:
-        prompt = _as_messages(row["prompt"], "user")
+    elif "prompt" in row or "question" in row:
+        prompt = _as_messages(row["prompt"] if "prompt" in row else row["question"], "user")
         completion = _as_messages(row.get("completion"), "assistant")
     else:
-        raise ValueError("row has none of 'prompt', 'messages' or 'conversations'")
+        raise ValueError("row has none of 'prompt', 'question', 'messages' or 'conversations'")
     bad_roles = [m["role"] for m in prompt + completion if m["role"] not in ("user", "assistant", "system")]
     if bad_roles:
         raise ValueError(f"unknown role '{bad_roles[0]}' (use user, assistant or system)")

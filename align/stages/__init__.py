@@ -10,6 +10,8 @@ import importlib
 
 STAGE_MODULES = {
     "sft": "align.stages.sft",
+    "rft": "align.stages.rft",
+    "grpo": "align.stages.grpo",
 }
 
 

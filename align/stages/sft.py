@@ -83,4 +83,4 @@ def train_sft(ctx, dataset, out_dir: Path, extra_defaults: dict | None = None) -
 
 
 def run(ctx) -> Path:
-    return train_sft(ctx, ctx.data.train, ctx.stage_dir / "model")
+    return train_sft(ctx, ctx.train_rows(), ctx.stage_dir / "model")

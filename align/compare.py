@@ -1,0 +1,228 @@
+"""``align compare``: which checkpoint is best, and why.
+
+Reads the ``eval.json`` of each checkpoint (the stages of a run directory, or stage/model folders given one by one),
+prints a table of metrics per checkpoint with the best marked, shows a few held-out prompts side by side with each
+checkpoint's answer, and writes ``compare.md`` and ``compare.png`` (accuracy per checkpoint, training reward and
+loss curves from ``metrics.jsonl``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from align.errors import UserError
+from align.io import atomic_write_text, read_jsonl
+
+LOWER_IS_BETTER = ("completion_tokens", "truncated")
+
+
+@dataclass
+class Checkpoint:
+    label: str
+    path: Path  # the folder holding eval.json
+    metrics: dict[str, float]
+    samples: list[dict] = field(default_factory=list)
+    train_metrics: list[dict] = field(default_factory=list)
+
+
+def _stage_order(run: Path) -> list[str]:
+    names = ["base"]
+    recipe = run / "recipe.yaml"
+    if recipe.exists():
+        data = yaml.safe_load(recipe.read_text()) or {}
+        names += [s.get("name") or s.get("type") for s in data.get("stages") or []]
+    else:
+        names += sorted(p.name for p in run.iterdir() if (p / "eval.json").exists() and p.name != "base")
+    return names
+
+
+def _load(folder: Path, label: str) -> Checkpoint:
+    metrics = json.loads((folder / "eval.json").read_text())
+    return Checkpoint(label, folder, metrics, read_jsonl(folder / "eval_samples.jsonl"),
+                      read_jsonl(folder / "metrics.jsonl"))  # fmt: skip
+
+
+def collect(paths: list[str | Path]) -> list[Checkpoint]:
+    """Checkpoints from run directories (all stages, in recipe order) or single stage/model folders."""
+    found: list[tuple[str, Path]] = []
+    runs = [Path(p).resolve() for p in paths]
+    several = len(runs) > 1
+    for p in runs:
+        if not p.exists():
+            raise UserError(f"{p} does not exist", "give run directories (runs/<recipe>/<time>) or stage folders")
+        if (p / "eval.json").exists():
+            label = f"{p.parent.name}/{p.name}" if several else p.name
+            if p.name == "model" and p.parent.joinpath("eval.json").exists():
+                p = p.parent
+            found.append((label, p))
+            continue
+        stages = [s for s in _stage_order(p) if (p / s / "eval.json").exists()]
+        if not stages:
+            raise UserError(f"{p} holds no eval.json", "evaluate it first (`align eval`) or pass a run directory")
+        for s in stages:
+            found.append((f"{p.name}/{s}" if several else s, p / s))
+    return [_load(folder, label) for label, folder in found]
+
+
+def metric_order(k: str):
+    """accuracy first, then sampled accuracy, other rewards, their sampled forms, lengths last."""
+    sampled = k.startswith("sampled/")
+    name = k.removeprefix("sampled/")
+    head = name.split("/")[0]
+    group = 4 if head in LOWER_IS_BETTER else (0 if head == "accuracy" else 2) + sampled
+    return (group, head, "/" in name, name)
+
+
+def _keys(cps: list[Checkpoint]) -> list[str]:
+    keys: list[str] = []
+    for cp in cps:
+        keys += [k for k in cp.metrics if k not in keys and k != "n"]
+    return sorted(keys, key=metric_order)
+
+
+def best_per_metric(cps: list[Checkpoint]) -> dict[str, str]:
+    best = {}
+    for key in _keys(cps):
+        vals = [(cp.metrics.get(key), cp.label) for cp in cps if cp.metrics.get(key) is not None]
+        if len(vals) < 2:
+            continue
+        pick = min(vals) if key.split("/")[0] in LOWER_IS_BETTER else max(vals)
+        if sum(v == pick[0] for v, _ in vals) < len(vals):
+            best[key] = pick[1]
+    return best
+
+
+def side_by_side(cps: list[Checkpoint], limit: int = 5) -> list[dict]:
+    """Held-out prompts answered by every checkpoint, one per task first."""
+    if not cps or not cps[0].samples:
+        return []
+    common = [s["id"] for s in cps[0].samples if all(any(t["id"] == s["id"] for t in cp.samples) for cp in cps)]
+    by_task: dict[str, list[str]] = {}
+    for sid in common:
+        task = next(s["task"] for s in cps[0].samples if s["id"] == sid)
+        by_task.setdefault(task, []).append(sid)
+    picked, rank = [], 0
+    while len(picked) < limit and any(rank < len(v) for v in by_task.values()):
+        for ids in by_task.values():
+            if rank < len(ids) and len(picked) < limit:
+                picked.append(ids[rank])
+        rank += 1
+    rows = []
+    for sid in picked:
+        first = next(s for s in cps[0].samples if s["id"] == sid)
+        answers = {}
+        for cp in cps:
+            s = next(t for t in cp.samples if t["id"] == sid)
+            answers[cp.label] = (s["completion"], (s.get("scores") or {}).get("accuracy"))
+        rows.append({"id": sid, "task": first["task"], "prompt": first["prompt"], "answer": first["answer"],
+                     "answers": answers})  # fmt: skip
+    return rows
+
+
+def _short(text: str, limit: int = 80) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def markdown(cps: list[Checkpoint], examples: list[dict]) -> str:
+    best = best_per_metric(cps)
+    lines = ["# Checkpoint comparison", "", "| metric | " + " | ".join(cp.label for cp in cps) + " |",
+             "|---|" + "---:|" * len(cps)]  # fmt: skip
+    for key in _keys(cps):
+        cells = []
+        for cp in cps:
+            v = cp.metrics.get(key)
+            cell = "-" if v is None else f"{v:.3f}"
+            cells.append(f"**{cell}**" if best.get(key) == cp.label else cell)
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    lines += ["", "Bold: best per metric (lowest for completion_tokens and truncated).", ""]
+    if examples:
+        lines += ["## Held-out prompts side by side", ""]
+        for ex in examples:
+            lines += [f"**{ex['id']}** ({ex['task']}): {ex['prompt']}  ", f"reference: `{ex['answer']}`", ""]
+            for label, (text, score) in ex["answers"].items():
+                mark = "" if score is None else (" ✓" if score >= 1 else " ✗")
+                lines.append(f"- {label}: `{_short(text).replace('`', '')}`{mark}")
+            lines.append("")
+    lines += ["![comparison](compare.png)", ""]
+    return "\n".join(lines)
+
+
+def plot(cps: list[Checkpoint], out: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import koreanize_matplotlib  # noqa: F401  (Korean glyphs in labels)
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    labels = [cp.label for cp in cps]
+    x = list(range(len(cps)))
+    ax = axes[0]
+    for key in [k for k in _keys(cps) if k in ("accuracy", "sampled/accuracy") or k.startswith("accuracy/")]:
+        ys = [cp.metrics.get(key) for cp in cps]
+        ax.plot(x, [float("nan") if y is None else y for y in ys], marker="o",
+                linewidth=2.5 if "/" not in key.removeprefix("sampled/") else 1,
+                linestyle="--" if key.startswith("sampled/") else "-", label=key)  # fmt: skip
+    ax.set_xticks(x, labels, rotation=20)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title("held-out accuracy per checkpoint")
+    ax.legend(fontsize=7)
+    for ax, key, title in ((axes[1], "reward", "training reward (GRPO)"), (axes[2], "loss", "training loss (SFT, RFT)")):
+        for cp in cps:
+            is_rl = any("reward" in m for m in cp.train_metrics)
+            if key == "loss" and is_rl:
+                continue  # a policy-gradient loss is not comparable with a likelihood loss
+            pts = [(m["step"], m[key]) for m in cp.train_metrics if isinstance(m.get(key), (int, float))]
+            if pts:
+                ax.plot(*zip(*pts), label=cp.label)
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = out / "compare.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def compare(paths: list[str | Path], out: str | Path | None = None, examples: int = 5, console=None):
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console(highlight=False)
+    cps = collect(paths)
+    best = best_per_metric(cps)
+    table = Table(title="checkpoint comparison (bold: best)")
+    table.add_column("metric")
+    for cp in cps:
+        table.add_column(cp.label, justify="right")
+    for key in _keys(cps):
+        cells = []
+        for cp in cps:
+            v = cp.metrics.get(key)
+            cell = "-" if v is None else f"{v:.3f}"
+            cells.append(f"[bold green]{cell}[/bold green]" if best.get(key) == cp.label else cell)
+        table.add_row(key, *cells)
+    console.print(table)
+    rows = side_by_side(cps, examples)
+    for ex in rows:
+        console.print(f"[bold]{ex['id']}[/bold] ({ex['task']}) {ex['prompt']}  [dim]reference:[/dim] {ex['answer']}",
+                      markup=True)  # fmt: skip
+        for label, (text, score) in ex["answers"].items():
+            mark = "" if score is None else (" [green]✓[/green]" if score >= 1 else " [red]✗[/red]")
+            console.print(f"    {label:>10}: {_short(text)!r}{mark}")
+    if out is None:
+        first = Path(paths[0]).resolve()
+        out = first if len(paths) == 1 and not (first / "eval.json").exists() else Path.cwd()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "compare.md", markdown(cps, rows))
+    plot(cps, out)
+    console.print(f"wrote {out / 'compare.md'} and {out / 'compare.png'}")
+    return cps

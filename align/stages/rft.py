@@ -1,0 +1,210 @@
+"""RFT stage: rejection-sampling fine-tuning.
+
+1. sample ``samples`` completions per training prompt from the current model (rollout engine of ``rollouts/``);
+2. score them with the recipe's rewards (the same functions GRPO and evaluation use);
+3. accept those whose ``accept.reward`` (a reward name, or ``total`` for the weighted sum) reaches
+   ``accept.threshold``; optionally the best first (``best_of``), at most ``max_per_prompt`` per prompt, without
+   duplicates;
+4. fine-tune on the accepted set with the SFT machinery.
+
+Written to the stage folder: ``rollouts.jsonl`` (every sample with its rewards, appended as sampling goes),
+``accepted.jsonl`` (the training rows, image paths not pixels), ``pass_rates.json`` (per prompt, for prompt
+selection in a later GRPO stage) and ``summary.json`` (acceptance rate, pass@1 and pass@k per task).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from align.io import append_jsonl, atomic_write_json, atomic_write_text
+from align.recipe import StageSpec, Strict
+
+
+class Accept(Strict):
+    reward: str = Field("accuracy", description="Reward name whose score decides, or 'total' (weighted sum).")
+    threshold: float = Field(1.0, description="Accept a sample when its score is at least this.")
+    best_of: bool = Field(True, description="Prefer the highest-scoring samples of a prompt.")
+    max_per_prompt: int = Field(1, ge=1, description="Accept at most this many samples per prompt.")
+    dedupe: bool = Field(True, description="Drop repeated completions of the same prompt.")
+
+
+class Config(StageSpec):
+    type: Literal["rft"] = "rft"
+    trl_config = "trl:SFTConfig"
+    samples: int = Field(4, ge=1, description="Completions sampled per prompt (k).")
+    temperature: float = Field(1.0, ge=0, description="Sampling temperature.")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling.")
+    max_new_tokens: int = Field(48, ge=1, description="Generation budget per completion.")
+    prompts: int | None = Field(None, ge=1, description="Sample from at most this many training prompts.")
+    batch_prompts: int = Field(64, ge=1, description="Prompts per sampling batch (progress is shown per batch).")
+    accept: Accept = Field(default_factory=Accept)
+
+
+def _scoring_rewards(ctx, names: list[str]):
+    """The stage's rewards, plus any reward named for acceptance that the recipe does not list."""
+    import rewards as registry
+
+    out = list(ctx.rewards)
+    have = {r.name for r in out}
+    for name in names:
+        if name != "total" and name not in have:
+            out.append(registry.resolve({"name": name, "weight": 0.0}, ctx.recipe_dir))
+            have.add(name)
+    return out
+
+
+def sample_and_score(ctx, dataset, n: int, temperature: float, max_new_tokens: int, top_p: float = 1.0,
+                     log_path: Path | None = None, batch_prompts: int = 64, extra_rewards=()) -> list[dict]:  # fmt: skip
+    """Sample ``n`` completions per row and score each with the rewards. Returns one dict per sample."""
+    from rollouts import Sampling, make_engine
+
+    scorers = _scoring_rewards(ctx, list(extra_rewards))
+    weights = {r.name: r.weight for r in ctx.rewards}
+    engine = make_engine("hf", ctx.input_model, ctx.recipe.model, batch_size=max(1, 256 // max(1, n)))
+    columns = [c for c in dataset.column_names if c not in ("prompt", "completion")]
+    out: list[dict] = []
+    try:
+        for start in range(0, len(dataset), batch_prompts):
+            batch = dataset.select(range(start, min(start + batch_prompts, len(dataset))))
+            prompts = list(batch["prompt"])
+            images = list(batch["images"]) if "images" in batch.column_names else None
+            sampling = Sampling(n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
+                                seed=ctx.recipe.seed + start)  # fmt: skip
+            groups = engine.generate(prompts, images, sampling)
+            flat_prompts = [p for p in prompts for _ in range(n)]
+            flat = [c for g in groups for c in g]
+            completions = [[{"role": "assistant", "content": c.text}] for c in flat]
+            cols = {c: [v for v in batch[c] for _ in range(n)] for c in columns}
+            scores = {r.name: r(flat_prompts, completions, **cols) for r in scorers}
+            rows = []
+            for j, c in enumerate(flat):
+                per = {name: s[j] for name, s in scores.items()}
+                total = sum(weights.get(k, 0.0) * v for k, v in per.items() if v is not None)
+                rows.append({"id": cols["id"][j], "task": cols["task"][j] if "task" in cols else None,
+                             "sample": j % n, "completion": c.text, "tokens": len(c.token_ids),
+                             "finish_reason": c.finish_reason, "rewards": per, "total": total})  # fmt: skip
+            if log_path is not None:
+                append_jsonl(log_path, rows)
+            out.extend(rows)
+            ctx.log(f"sampled {min(start + batch_prompts, len(dataset))}/{len(dataset)} prompts")
+    finally:
+        engine.close()
+    return out
+
+
+def accept(samples: list[dict], rule: Accept) -> tuple[list[dict], dict[str, float]]:
+    """Apply the acceptance rule. Returns the accepted samples and each prompt's pass rate."""
+    by_prompt: dict[str, list[dict]] = {}
+    for s in samples:
+        by_prompt.setdefault(s["id"], []).append(s)
+    accepted, rates = [], {}
+    for pid, group in by_prompt.items():
+
+        def score(s):
+            v = s["total"] if rule.reward == "total" else s["rewards"].get(rule.reward)
+            return float("-inf") if v is None else v
+
+        passing = [s for s in group if score(s) >= rule.threshold]
+        rates[pid] = len(passing) / len(group)
+        if rule.best_of:
+            passing = sorted(passing, key=score, reverse=True)  # stable: ties keep sampling order
+        seen, kept = set(), []
+        for s in passing:
+            key = " ".join(s["completion"].split())
+            if rule.dedupe and key in seen:
+                continue
+            seen.add(key)
+            kept.append(s)
+            if len(kept) >= rule.max_per_prompt:
+                break
+        accepted.extend(kept)
+    return accepted, rates
+
+
+def summarize(samples: list[dict], accepted: list[dict], rates: dict[str, float]) -> dict:
+    tasks: dict[str, dict] = {}
+    task_of = {s["id"]: s.get("task") or "default" for s in samples}
+    for pid, rate in rates.items():
+        t = tasks.setdefault(task_of[pid], {"prompts": 0, "pass@1": 0.0, "pass@k": 0.0, "accepted": 0})
+        t["prompts"] += 1
+        t["pass@1"] += rate
+        t["pass@k"] += float(rate > 0)
+    for s in accepted:
+        tasks[task_of[s["id"]]]["accepted"] += 1
+    for t in tasks.values():
+        t["pass@1"] /= max(1, t["prompts"])
+        t["pass@k"] /= max(1, t["prompts"])
+    n_prompts = len(rates)
+    return {
+        "prompts": n_prompts,
+        "samples": len(samples),
+        "accepted": len(accepted),
+        "acceptance_rate": len(accepted) / max(1, len(samples)),
+        "prompts_with_accepted": len({s["id"] for s in accepted}),
+        "pass@1": sum(rates.values()) / max(1, n_prompts),
+        "pass@k": sum(r > 0 for r in rates.values()) / max(1, n_prompts),
+        "per_task": tasks,
+    }
+
+
+def image_paths(dataset) -> list[list[str | None]]:
+    from datasets import Image, Sequence
+
+    if "images" not in dataset.column_names:
+        return [[] for _ in range(len(dataset))]
+    raw = dataset.cast_column("images", Sequence(Image(decode=False)))["images"]
+    return [[(img or {}).get("path") for img in row] for row in raw]
+
+
+def run(ctx) -> Path:
+    from align.errors import StageError
+    from align.stages.sft import train_sft
+
+    stage = ctx.stage
+    dataset = ctx.train_rows(stage.prompts)
+    log = ctx.stage_dir / "rollouts.jsonl"
+    log.unlink(missing_ok=True)
+    ctx.log(f"sampling {stage.samples} completions for each of {len(dataset)} prompts")
+    samples = sample_and_score(ctx, dataset, stage.samples, stage.temperature, stage.max_new_tokens, stage.top_p,
+                               log, stage.batch_prompts, extra_rewards=[stage.accept.reward])  # fmt: skip
+    accepted, rates = accept(samples, stage.accept)
+    summary = summarize(samples, accepted, rates)
+    atomic_write_json(ctx.stage_dir / "pass_rates.json", rates)
+    ctx.state["pass_rates"], ctx.state["pass_rates_reward"] = rates, stage.accept.reward
+    ctx.log(f"accepted {summary['accepted']} of {summary['samples']} samples "
+            f"({summary['acceptance_rate']:.1%}); pass@1 {summary['pass@1']:.3f}, pass@{stage.samples} "
+            f"{summary['pass@k']:.3f}")  # fmt: skip
+    for task, t in sorted(summary["per_task"].items()):
+        ctx.log(f"  {task:>8}: pass@1 {t['pass@1']:.3f}  pass@{stage.samples} {t['pass@k']:.3f}  "
+                f"accepted {t['accepted']}")  # fmt: skip
+    if not accepted:
+        atomic_write_json(ctx.stage_dir / "summary.json", summary)
+        raise StageError(
+            f"no sample met the acceptance rule ({stage.accept.reward} >= {stage.accept.threshold}) "
+            f"among {len(samples)} samples",
+            "lower accept.threshold, sample more (samples, temperature), or train the model further first",
+        )
+    index = {pid: i for i, pid in enumerate(dataset["id"])}
+    paths = image_paths(dataset)
+    rows_out, picks, texts = [], [], []
+    for s in accepted:
+        i = index[s["id"]]
+        picks.append(i)
+        texts.append(s["completion"])
+        row = dataset[i]
+        rows_out.append({"id": s["id"], "task": row.get("task"), "prompt": row["prompt"],
+                         "completion": [{"role": "assistant", "content": s["completion"]}],
+                         "answer": row.get("answer"), "images": paths[i], "rewards": s["rewards"]})  # fmt: skip
+    atomic_write_text(ctx.stage_dir / "accepted.jsonl",
+                      "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows_out))  # fmt: skip
+    train = dataset.select(picks)
+    train = train.remove_columns("completion").add_column(
+        "completion", [[{"role": "assistant", "content": t}] for t in texts]
+    )
+    summary["reward_errors"] = {r.name: r.stats() for r in ctx.rewards}
+    atomic_write_json(ctx.stage_dir / "summary.json", summary)
+    return train_sft(ctx, train, ctx.stage_dir / "model")

@@ -141,12 +141,37 @@ def hangul_ratio(text: str) -> float | None:
     return hangul / total if total else None
 
 
+_OTHER_LANGUAGE_REQUEST = re.compile(
+    r"영어로|영문으로|일본어로|중국어로|한자로|in english|in japanese|in chinese|translate|번역", re.I
+)
+
+
+def _prompt_text(prompt) -> str:
+    if prompt is None:
+        return ""
+    if isinstance(prompt, str):
+        return prompt
+    parts = []
+    for m in prompt if isinstance(prompt, list) else [prompt]:
+        content = m.get("content") if isinstance(m, dict) else m
+        if isinstance(content, list):
+            parts += [p.get("text") or "" for p in content if isinstance(p, dict)]
+        elif content is not None:
+            parts.append(str(content))
+    return " ".join(parts)
+
+
 def korean_consistency(prompts, completions, allowed_latin: tuple[str, ...] = ("bbox", "delim"), **kwargs):
     """Share of Hangul among the letters of the answer: 1.0 for an all-Korean answer, lower when it switches
-    language. Words in ``allowed_latin`` (markup such as <bbox>) and anything inside `code` are ignored.
-    Answers with no letters (a bare number) score None."""
+    language without being asked. Words in ``allowed_latin`` (markup such as <bbox>) and anything inside `code`
+    are ignored. None for answers with no letters (a bare number) and for prompts that ask for another language
+    ('영어로', 'in English', '번역' …)."""
     out = []
-    for text in completion_texts(completions):
+    prompts = list(prompts) if prompts is not None else [None] * len(completions)
+    for prompt, text in zip(prompts, completion_texts(completions)):
+        if _OTHER_LANGUAGE_REQUEST.search(_prompt_text(prompt)):
+            out.append(None)
+            continue
         cleaned = re.sub(r"```.*?```|`[^`]*`|<[^>]{0,20}>", " ", text, flags=re.S)
         for word in allowed_latin:
             cleaned = cleaned.replace(word, " ")

@@ -183,3 +183,21 @@ def test_rewards_cli_list_and_try(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "align.cli", "rewards", "try", "nope", "--completion", "x"],
                          capture_output=True, text=True)  # fmt: skip
     assert bad.returncode == 2 and "unknown reward 'nope'" in bad.stderr
+
+
+def test_korean_consistency_respects_requested_language():
+    prompts = [[{"role": "user", "content": "이 문장을 영어로 번역해 주세요."}], [{"role": "user", "content": "설명해 주세요."}]]
+    assert korean_consistency(prompts, ["It is an apple.", "It is an apple."]) == [None, 0.0]
+
+
+def test_recipe_rewards_from_module_and_file(tmp_path):
+    from align.recipe import load_recipe
+
+    (tmp_path / "r.py").write_text("def one(prompts, completions, **kw):\n    return [1.0] * len(completions)\n")
+    (tmp_path / "recipe.yaml").write_text(
+        "name: t\nrewards:\n  - {name: rewards.vision:count_accuracy, weight: 2}\n  - {name: ./r.py:one, weight: 0.5}\n"
+    )
+    recipe = load_recipe(tmp_path / "recipe.yaml")
+    got = rewards.resolve_all(recipe.rewards, base_dir=tmp_path)
+    assert [r.weight for r in got] == [2.0, 0.5]
+    assert got[0](None, ["3개"], answer=["3"]) == [1.0] and got[1](None, ["x"]) == [1.0]

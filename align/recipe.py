@@ -125,6 +125,35 @@ class EvalSpec(Strict):
                                      description="Also score answers sampled at a temperature (pass@1 over k).")
 
 
+class RolloutSpec(Strict):
+    """How completions are generated for RFT, evaluation and GRPO (``rollouts/``)."""
+
+    engine: Literal["auto", "hf", "vllm"] = Field(
+        "auto", description="auto: vLLM when installed and the architecture is supported, else transformers."
+    )
+    vllm_mode: Literal["colocate", "server"] = Field(
+        "colocate", description="GRPO with vLLM: an engine inside each training process, or a `trl vllm-serve`."
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="vLLM precision; auto = the trained model's (float32 on CPU)."
+    )
+    gpu_memory_utilization: float | None = Field(
+        None, gt=0, le=1, description="vLLM GPU memory share; default 0.85, and TRL's 0.3 for GRPO colocate."
+    )
+    kv_cache_gib: float = Field(2.0, gt=0, description="vLLM on CPU: GiB of host RAM for the KV cache.")
+    max_model_len: int | None = Field(None, ge=16, description="vLLM context length (prompt + completion).")
+    tensor_parallel_size: int = Field(1, ge=1, description="vLLM tensor parallelism.")
+    enforce_eager: bool = Field(False, description="vLLM: no CUDA graphs (faster start, slower decode).")
+    server_host: str = Field("127.0.0.1", description="GRPO server mode: host of `trl vllm-serve`.")
+    server_port: int = Field(8000, description="GRPO server mode: port of `trl vllm-serve`.")
+    server_timeout: float = Field(600, gt=0, description="Seconds to wait for the server to become healthy.")
+
+
+class VllmServerSpec(Strict):
+    gpus: int | list[int] = Field(1, description="GPUs of node 0 for `vllm serve`: a count (the last ones) or ids.")
+    tensor_parallel_size: int = Field(1, ge=1, description="vLLM tensor parallelism across the server's GPUs.")
+
+
 class LaunchSpec(Strict):
     processes: int = Field(1, ge=1, description="Training processes per node (accelerate launch when > 1).")
     nodes: int = Field(1, ge=1, description="Number of machines.")
@@ -132,6 +161,10 @@ class LaunchSpec(Strict):
     main_address: str | None = Field(None, description="Address of node 0 (multi-node).")
     main_port: int = Field(29500, description="Rendezvous port on node 0.")
     backend: Literal["ddp", "deepspeed_zero2", "deepspeed_zero3", "fsdp"] = Field("ddp")
+    offload: bool = Field(False, description="DeepSpeed: offload optimizer state and parameters to CPU.")
+    vllm_server: VllmServerSpec | None = Field(
+        None, description="GRPO with rollout.vllm_mode server: GPUs reserved for `vllm serve` (started by launch.sh)."
+    )
 
 
 class StageSpec(Strict):
@@ -171,6 +204,7 @@ class Recipe(Strict):
     data: DataSpec = Field(default_factory=DataSpec)
     rewards: list[RewardSpec] = Field(default_factory=lambda: [RewardSpec(name="accuracy")])
     eval: EvalSpec = Field(default_factory=EvalSpec)
+    rollout: RolloutSpec = Field(default_factory=RolloutSpec)
     stages: list[Any] = Field(default_factory=list)
     launch: LaunchSpec = Field(default_factory=LaunchSpec)
 

@@ -1,6 +1,6 @@
 """Rollout engines behind one interface (``rollouts.base.Engine``): transformers ``generate`` (``hf``) and vLLM.
 
-    engine = make_engine("hf", model_dir)
+    engine = make_engine(recipe.rollout, model_dir, recipe.model)
     outs = engine.generate(prompts, images, Sampling(n=4, temperature=1.0, max_new_tokens=32))
 """
 
@@ -8,15 +8,42 @@ from __future__ import annotations
 
 from rollouts.base import Completion, Engine, Sampling
 
-__all__ = ["Completion", "Engine", "Sampling", "make_engine"]
+__all__ = ["Completion", "Engine", "Sampling", "make_engine", "resolve_engine"]
 
 
-def make_engine(kind: str, model_path: str, model_spec=None, batch_size: int = 32, **kwargs) -> Engine:
-    """Create an engine for a model directory. ``kind``: auto | hf | vllm."""
-    if kind in ("auto", "hf"):
-        from rollouts.hf import HFEngine
+def resolve_engine(rollout, model_path: str, model_spec=None, log=print) -> str:
+    """``rollout.engine`` as 'hf' or 'vllm'. ``auto`` falls back to transformers with a message saying why."""
+    from rollouts.vllm_engine import INSTALL_HINT, supported_architecture, vllm_installed
 
-        return HFEngine.from_path(model_path, model_spec, batch_size=batch_size, **kwargs)
-    from align.errors import UserError
+    kind = rollout.engine if rollout is not None else "auto"
+    if kind == "hf":
+        return "hf"
+    trust = bool(model_spec and model_spec.trust_remote_code)
+    if not vllm_installed():
+        if kind == "vllm":
+            from align.errors import UserError
 
-    raise UserError(f"unknown rollout engine '{kind}'", "use auto, hf or vllm")
+            raise UserError("rollout.engine is 'vllm' but vLLM is not installed", INSTALL_HINT)
+        return "hf"
+    ok, arch = supported_architecture(model_path, trust)
+    if not ok:
+        if kind == "vllm":
+            from align.errors import UserError
+
+            raise UserError(f"vLLM has no model class for architecture {arch} ({model_path})",
+                            "set rollout.engine: hf (transformers generate) for this model")  # fmt: skip
+        log(f"rollout engine: vLLM does not support {arch}; falling back to transformers generate")
+        return "hf"
+    return "vllm"
+
+
+def make_engine(rollout, model_path: str, model_spec=None, batch_size: int = 32, seed: int = 0, log=print) -> Engine:
+    """Create the engine the recipe's ``rollout:`` block asks for, for a model directory."""
+    kind = resolve_engine(rollout, model_path, model_spec, log)
+    if kind == "vllm":
+        from rollouts.vllm_engine import VLLMEngine
+
+        return VLLMEngine(model_path, model_spec, rollout, seed=seed)
+    from rollouts.hf import HFEngine
+
+    return HFEngine.from_path(model_path, model_spec, batch_size=batch_size)

@@ -22,8 +22,9 @@ def chat_texts(processor, prompts: list[list[dict]], images: list[list] | None) 
     return texts
 
 
-def stop_ids(model, processor, extra: list[int]) -> list[int]:
-    ids = model.generation_config.eos_token_id
+def stop_ids(generation_config, processor, extra: list[int]) -> list[int]:
+    """End-of-turn ids: the generation config's eos ids (HyperCLOVAX: <|endofturn|>, <|stop|>) + the tokenizer's."""
+    ids = getattr(generation_config, "eos_token_id", None)
     ids = [] if ids is None else ([ids] if isinstance(ids, int) else list(ids))
     tok = getattr(processor, "tokenizer", processor)
     if tok.eos_token_id is not None:
@@ -31,11 +32,11 @@ def stop_ids(model, processor, extra: list[int]) -> list[int]:
     return sorted(set(ids) | set(extra))
 
 
-def image_token_ids(model, processor) -> list[int]:
+def image_token_ids(config, processor) -> list[int]:
     """Placeholder tokens a completion must never contain (their features would be missing)."""
     ids = set()
     for attr in ("image_token_id", "image_token_index", "video_token_id"):
-        value = getattr(model.config, attr, None)
+        value = getattr(config, attr, None)
         if isinstance(value, int):
             ids.add(value)
     tok = getattr(processor, "tokenizer", processor)
@@ -107,7 +108,7 @@ class HFEngine(Engine):
             enc = self.tokenizer(texts, padding=True, return_tensors="pt", add_special_tokens=False)
         self.tokenizer.padding_side = old_side
         enc = {k: v.to(self.model.device) for k, v in enc.items() if hasattr(v, "to")}
-        stops = stop_ids(self.model, self.processor, sampling.stop_token_ids)
+        stops = stop_ids(self.model.generation_config, self.processor, sampling.stop_token_ids)
         gen_kwargs = dict(
             max_new_tokens=sampling.max_new_tokens,
             num_return_sequences=sampling.n,
@@ -116,7 +117,7 @@ class HFEngine(Engine):
             return_dict_in_generate=True,
             output_logits=True,
         )
-        banned = image_token_ids(self.model, self.processor)
+        banned = image_token_ids(self.model.config, self.processor)
         if banned:
             gen_kwargs["suppress_tokens"] = banned
         if sampling.temperature and sampling.temperature > 0:

@@ -110,9 +110,10 @@ def test_tiny_model_is_deterministic(tmp_path, tiny_model):
 
 @pytest.mark.parametrize("temperature", [0.0, 1.0])
 def test_engine_generates_with_images_and_stops(tiny_model, small_data, temperature):
+    from align.recipe import RolloutSpec
     from rollouts import Sampling, make_engine
 
-    engine = make_engine("hf", tiny_model)
+    engine = make_engine(RolloutSpec(engine="hf"), tiny_model)
     rows = small_data.eval.select(range(6))
     outs = engine.generate(list(rows["prompt"]), list(rows["images"]),
                            Sampling(n=2, temperature=temperature, max_new_tokens=12, seed=0))  # fmt: skip

@@ -12,6 +12,7 @@ from pathlib import Path
 from align.errors import UserError
 
 TINY_NAME = "tiny-korean-vlm"
+TINY_TEXT_NAME = "tiny-korean-lm"  # its language model alone, as a LlamaForCausalLM (text-only recipes and tests)
 
 # Module-name fragments by role, across the architectures we support (Idefics3, LLaVA, Qwen2.5-VL, ...).
 ROLE_PATTERNS = {
@@ -34,6 +35,13 @@ def resolve_model_path(path: str, progress=print) -> str:
         if not (out / "tiny_spec.json").exists() and progress:
             progress(f"building the embedded model {TINY_NAME} into {out}")
         return str(build_tiny(out))
+    if path == TINY_TEXT_NAME:
+        from align.models.tiny import TinySpec, build_tiny
+
+        out = cache_dir() / "models" / TINY_TEXT_NAME
+        if not (out / "tiny_spec.json").exists() and progress:
+            progress(f"building the embedded text model {TINY_TEXT_NAME} into {out}")
+        return str(build_tiny(out, TinySpec(text_only=True)))
     p = Path(path).expanduser()
     if p.exists():
         if not (p / "config.json").exists():

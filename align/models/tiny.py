@@ -73,6 +73,7 @@ class TinySpec:
     text_heads: int = 2  # head_dim 64: vLLM's CPU attention refuses 16 and accepts 64
     text_intermediate: int = 512
     max_position_embeddings: int = 512
+    text_only: bool = False  # True: the same tokenizer and language model as a LlamaForCausalLM (tiny-korean-lm)
 
     @property
     def image_seq_len(self) -> int:
@@ -171,7 +172,12 @@ def build_model(spec: TinySpec, tokenizer):
         tie_word_embeddings=True,
     )
     torch.manual_seed(spec.seed)
-    model = Idefics3ForConditionalGeneration(config).to(torch.float32)
+    if spec.text_only:
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        model = LlamaForCausalLM(LlamaConfig(**config.text_config.to_dict())).to(torch.float32)
+    else:
+        model = Idefics3ForConditionalGeneration(config).to(torch.float32)
     model.generation_config = GenerationConfig(
         eos_token_id=[ids("<|endofturn|>"), ids("<|stop|>")],
         pad_token_id=ids("<|pad|>"),
@@ -192,7 +198,7 @@ def build_tiny(out_dir: str | Path, spec: TinySpec | None = None, force: bool = 
     if out_dir.exists():
         shutil.rmtree(out_dir)
     tokenizer = build_tokenizer(spec)
-    processor = build_processor(spec, tokenizer)
+    processor = tokenizer if spec.text_only else build_processor(spec, tokenizer)
     model = build_model(spec, tokenizer)
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp)

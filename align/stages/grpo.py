@@ -18,6 +18,7 @@ Dropped prompts and filtered groups are counted in ``summary.json``.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Literal
 
@@ -211,6 +212,23 @@ def make_trainer_class():
     return WorkbenchGRPOTrainer, torch
 
 
+def vllm_args(rollout, use_vllm: bool) -> dict:
+    """GRPOConfig settings from the recipe's ``rollout:`` block (a stage's own ``args`` still win)."""
+    if not use_vllm:
+        return {"use_vllm": False}
+    from rollouts.vllm_engine import prepare_process
+
+    prepare_process()
+    out = {"use_vllm": True, "vllm_mode": rollout.vllm_mode, "vllm_tensor_parallel_size": rollout.tensor_parallel_size,
+           "vllm_server_host": rollout.server_host, "vllm_server_port": rollout.server_port,
+           "vllm_server_timeout": rollout.server_timeout}  # fmt: skip
+    if rollout.max_model_len:
+        out["vllm_max_model_length"] = rollout.max_model_len
+    if rollout.gpu_memory_utilization:
+        out["vllm_gpu_memory_utilization"] = rollout.gpu_memory_utilization
+    return out
+
+
 def grpo_rows(dataset, is_vlm: bool):
     drop = [c for c in ("completion",) if c in dataset.column_names]
     dataset = dataset.remove_columns(drop)
@@ -222,8 +240,9 @@ def grpo_rows(dataset, is_vlm: bool):
 def run(ctx) -> Path:
     from trl import GRPOConfig
 
-    from align.models import freeze_modules, is_vision_config, load_model, load_processor, save_model
-    from align.training import count_params, lora_config, metrics_callback, stage_freeze, stage_lora, trl_config
+    from align.models import freeze_modules, is_vision_config, load_model, load_processor
+    from align.training import lora_config, metrics_callback, stage_freeze, stage_lora, trl_config
+    from rollouts import resolve_engine, vllm_colocate
 
     stage = ctx.stage
     dataset = ctx.train_rows(stage.prompts)
@@ -239,26 +258,51 @@ def run(ctx) -> Path:
         from align.errors import StageError
 
         raise StageError("the grpo stage needs at least one reward", "add a `rewards:` list to the recipe")
-    args = trl_config(GRPOConfig, ctx, {**GRPO_DEFAULTS, "reward_weights": [r.weight for r in rewards]})
+    use_vllm = stage.args.get("use_vllm")
+    if use_vllm is None:
+        use_vllm = resolve_engine(ctx.recipe.rollout, ctx.input_model, spec, ctx.log) == "vllm"
+    defaults = {**GRPO_DEFAULTS, "reward_weights": [r.weight for r in rewards], **vllm_args(ctx.recipe.rollout, use_vllm)}
+    args = trl_config(GRPOConfig, ctx, defaults)
     trainer_cls, _ = make_trainer_class()
-    trainer = trainer_cls(
-        model=model,
-        reward_funcs=rewards,
-        args=args,
-        train_dataset=grpo_rows(dataset, is_vlm),
-        processing_class=processor,
-        peft_config=lora_config(stage_lora(ctx), stage_freeze(ctx)),
-        callbacks=[metrics_callback(ctx.stage_dir / "metrics.jsonl", stage.name)],
-    )
+    colocate = args.use_vllm and args.vllm_mode == "colocate"
+    with vllm_colocate.restore_dist_env() if colocate else contextlib.nullcontext():
+        dtype = str(model.dtype).removeprefix("torch.")
+        with vllm_colocate.engine_settings(**vllm_colocate.colocate_settings(ctx.recipe.rollout, dtype)) \
+                if colocate else contextlib.nullcontext():  # fmt: skip
+            trainer = trainer_cls(
+                model=model,
+                reward_funcs=rewards,
+                args=args,
+                train_dataset=grpo_rows(dataset, is_vlm),
+                processing_class=processor,
+                peft_config=lora_config(stage_lora(ctx), stage_freeze(ctx)),
+                callbacks=[metrics_callback(ctx.stage_dir / "metrics.jsonl", stage.name)],
+            )
+        if args.use_vllm:
+            vllm_colocate.install(trainer)
+        return _train(ctx, trainer, args, len(dataset), selection, frozen)
+
+
+def _train(ctx, trainer, args, n_prompts: int, selection: dict, frozen) -> Path:
+    from align.models import save_model
+    from align.training import count_params
+    from rollouts import vllm_colocate
+
+    stage, rewards, processor = ctx.stage, ctx.rewards, trainer.processing_class
     trainer.rollout_log = ctx.stage_dir / "rollouts.jsonl"
     trainer.filter_zero_variance = stage.filter_zero_variance
     trainer.filter_stats = {"groups": 0, "filtered_groups": 0}
     params = count_params(trainer.model)
-    ctx.log(f"{len(dataset)} prompts × {args.num_generations} completions; rewards "
+    ctx.log(f"{n_prompts} prompts × {args.num_generations} completions; rewards "
             + ", ".join(f"{r.name}×{r.weight:g}" for r in rewards)
             + f"; parameters {params['trainable']:,} trainable" + (f"; frozen: {', '.join(frozen)}" if frozen else ""))
-    trainer.train()
-    summary = {**selection, "filter_zero_variance": stage.filter_zero_variance, **trainer.filter_stats,
+    try:
+        trainer.train()
+    finally:
+        if args.use_vllm:
+            vllm_colocate.shutdown(trainer)
+    summary = {**selection, "rollout_engine": f"vllm ({args.vllm_mode})" if args.use_vllm else "hf",
+               "filter_zero_variance": stage.filter_zero_variance, **trainer.filter_stats,
                "reward_errors": {r.name: r.stats() for r in rewards}, "steps": trainer.state.global_step}  # fmt: skip
     if trainer.accelerator.is_main_process:
         atomic_write_json(ctx.stage_dir / "summary.json", summary)

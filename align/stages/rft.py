@@ -64,7 +64,9 @@ def sample_and_score(ctx, dataset, n: int, temperature: float, max_new_tokens: i
 
     scorers = _scoring_rewards(ctx, list(extra_rewards))
     weights = {r.name: r.weight for r in ctx.rewards}
-    engine = make_engine("hf", ctx.input_model, ctx.recipe.model, batch_size=max(1, 256 // max(1, n)))
+    engine = make_engine(ctx.recipe.rollout, ctx.input_model, ctx.recipe.model, batch_size=max(1, 256 // max(1, n)),
+                         seed=ctx.recipe.seed, log=ctx.log)
+    ctx.state["rollout_engine"] = engine.name
     columns = [c for c in dataset.column_names if c not in ("prompt", "completion")]
     out: list[dict] = []
     try:
@@ -84,9 +86,14 @@ def sample_and_score(ctx, dataset, n: int, temperature: float, max_new_tokens: i
             for j, c in enumerate(flat):
                 per = {name: s[j] for name, s in scores.items()}
                 total = sum(weights.get(k, 0.0) * v for k, v in per.items() if v is not None)
-                rows.append({"id": cols["id"][j], "task": cols["task"][j] if "task" in cols else None,
-                             "sample": j % n, "completion": c.text, "tokens": len(c.token_ids),
-                             "finish_reason": c.finish_reason, "rewards": per, "total": total})  # fmt: skip
+                rows.append({"step": start // batch_prompts, "id": cols["id"][j], "prompt_id": cols["id"][j],
+                             "task": cols["task"][j] if "task" in cols else None, "sample": j % n,
+                             "completion": c.text, "tokens": len(c.token_ids), "finish_reason": c.finish_reason,
+                             "rewards": per, "total": total})  # fmt: skip
+            for g in range(0, len(rows), n):  # advantage as GRPO would see it: total minus the group mean
+                mean = sum(r["total"] for r in rows[g : g + n]) / n
+                for r in rows[g : g + n]:
+                    r["advantage"] = r["total"] - mean
             if log_path is not None:
                 append_jsonl(log_path, rows)
             out.extend(rows)
@@ -172,7 +179,7 @@ def run(ctx) -> Path:
     samples = sample_and_score(ctx, dataset, stage.samples, stage.temperature, stage.max_new_tokens, stage.top_p,
                                log, stage.batch_prompts, extra_rewards=[stage.accept.reward])  # fmt: skip
     accepted, rates = accept(samples, stage.accept)
-    summary = summarize(samples, accepted, rates)
+    summary = {**summarize(samples, accepted, rates), "rollout_engine": ctx.state.get("rollout_engine")}
     atomic_write_json(ctx.stage_dir / "pass_rates.json", rates)
     ctx.state["pass_rates"], ctx.state["pass_rates_reward"] = rates, stage.accept.reward
     ctx.log(f"accepted {summary['accepted']} of {summary['samples']} samples "

@@ -1,0 +1,133 @@
+"""`align launch` / launch.sh: the commands a recipe's launch: block turns into, and the vLLM-server lifecycle
+(start, wait for health, train, always stop) with real processes. A real `vllm serve` needs GPUs (TRL syncs
+weights to it over NCCL) and is not started here; a small HTTP server process stands in for it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from align.errors import UserError
+from align.launcher import run_with_server, server_gpus, training_command
+from align.recipe import load_recipe
+from tests.conftest import ROOT, write_recipe
+
+RECIPE = """
+name: l
+stages:
+  - type: grpo
+    args: {max_steps: 1}
+"""
+
+
+def _recipe(tmp_path, overrides=()):
+    return load_recipe(write_recipe(tmp_path / "r.yaml", RECIPE), list(overrides))
+
+
+def test_training_commands(tmp_path):
+    one = training_command(_recipe(tmp_path), "r.yaml", [])
+    assert one[1:] == ["-m", "align.cli", "run", "r.yaml"]
+    two = training_command(_recipe(tmp_path, ["launch.processes=2"]), "r.yaml", ["launch.processes=2"])
+    assert two[1:3] == ["-m", "accelerate.commands.launch"] and two[two.index("--num_processes") + 1] == "2"
+    assert "--cpu" in two  # gloo on CPU; without it accelerate starts processes for absent GPUs
+    zero3 = training_command(_recipe(tmp_path, ["launch.processes=2", "launch.backend=deepspeed_zero3",
+                                                "launch.offload=true"]), "r.yaml", [])  # fmt: skip
+    assert zero3[zero3.index("--zero_stage") + 1] == "3" and "--offload_param_device" in zero3
+    with pytest.raises(UserError, match="fsdp does not run on CPU"):
+        training_command(_recipe(tmp_path, ["launch.processes=2", "launch.backend=fsdp"]), "r.yaml", [])
+    with pytest.raises(UserError, match="main_address"):
+        training_command(_recipe(tmp_path, ["launch.nodes=2"]), "r.yaml", [])
+    nodes = training_command(_recipe(tmp_path, ["launch.nodes=2", "launch.node_rank=1", "launch.processes=2",
+                                                "launch.main_address=10.0.0.1"]), "r.yaml", [])  # fmt: skip
+    assert nodes[nodes.index("--num_processes") + 1] == "4" and nodes[nodes.index("--machine_rank") + 1] == "1"
+
+
+def test_server_gpu_reservation(tmp_path):
+    r = _recipe(tmp_path, ["launch.vllm_server.gpus=2"])
+    assert server_gpus(r, list(range(8))) == ([6, 7], [0, 1, 2, 3, 4, 5])
+    r = _recipe(tmp_path, ["launch.vllm_server.gpus=[0]"])
+    assert server_gpus(r, [0, 1]) == ([0], [1])
+    with pytest.raises(UserError, match="none is left for training"):
+        server_gpus(_recipe(tmp_path, ["launch.vllm_server.gpus=2"]), [0, 1])
+
+
+def test_launch_sh_dry_run_prints_server_topology(tmp_path):
+    f = write_recipe(tmp_path / "s.yaml", RECIPE + "rollout: {vllm_mode: server, server_port: 8123}\n"
+                     "launch: {processes: 3, vllm_server: {gpus: 1}}\n")  # fmt: skip
+    out = subprocess.run([sys.executable, "-m", "align.cli", "launch", str(f), "--dry-run"], capture_output=True,
+                         text=True, cwd=ROOT, env={**os.environ, "CUDA_VISIBLE_DEVICES": "0,1,2,3"}, check=False)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "CUDA_VISIBLE_DEVICES=3 vllm serve tiny-korean-vlm" in out.stdout
+    assert "--weight-transfer-config" in out.stdout and "--port 8123" in out.stdout
+    assert "training (GPUs [0, 1, 2]): CUDA_VISIBLE_DEVICES=0,1,2" in out.stdout and "--num_processes 3" in out.stdout
+    assert "stop the server" in out.stdout
+
+
+SERVER = textwrap.dedent('''
+    import http.server, sys, time
+    time.sleep(float(sys.argv[2]))
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200 if self.path == "/health" else 404); self.end_headers()
+        def log_message(self, *a):
+            print("request", self.path, flush=True)
+    print("serving", flush=True)
+    http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+''')
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_server_lifecycle_healthy_then_stopped(tmp_path):
+    script = tmp_path / "server.py"
+    script.write_text(SERVER)
+    port = _free_port()
+    marker = tmp_path / "trained"
+    train = [sys.executable, "-c", f"import urllib.request as u; u.urlopen('http://127.0.0.1:{port}/health'); "
+             f"open({str(marker)!r}, 'w').write('ok')"]  # fmt: skip
+    said = []
+    code = run_with_server([sys.executable, str(script), str(port), "1"], dict(os.environ), train, dict(os.environ),
+                           f"http://127.0.0.1:{port}/health", 30, tmp_path / "server.log", said.append)  # fmt: skip
+    assert code == 0 and marker.read_text() == "ok"  # training ran while the server was up
+    assert "serving" in (tmp_path / "server.log").read_text()
+    time.sleep(0.5)
+    out = subprocess.run(["pgrep", "-f", str(script)], capture_output=True, text=True, check=False)
+    assert out.stdout.strip() == ""  # server stopped after training
+
+
+def test_server_that_never_gets_healthy_stops_with_its_log(tmp_path):
+    script = tmp_path / "server.py"
+    script.write_text(SERVER)
+    port = _free_port()
+    start = time.monotonic()
+    with pytest.raises(UserError, match="not healthy after 3 s") as err:
+        run_with_server([sys.executable, str(script), str(port), "60"], dict(os.environ),
+                        [sys.executable, "-c", "raise SystemExit(3)"], dict(os.environ),
+                        f"http://127.0.0.1:{port}/health", 3, tmp_path / "server.log", print)  # fmt: skip
+    assert time.monotonic() - start < 30
+    assert "server.log" in str(err.value)
+    out = subprocess.run(["pgrep", "-f", str(script)], capture_output=True, text=True, check=False)
+    assert out.stdout.strip() == ""
+
+
+def test_server_stopped_when_training_fails(tmp_path):
+    script = tmp_path / "server.py"
+    script.write_text(SERVER)
+    port = _free_port()
+    code = run_with_server([sys.executable, str(script), str(port), "0"], dict(os.environ),
+                           [sys.executable, "-c", "raise SystemExit(7)"], dict(os.environ),
+                           f"http://127.0.0.1:{port}/health", 30, tmp_path / "server.log", print)  # fmt: skip
+    assert code == 7
+    out = subprocess.run(["pgrep", "-f", str(script)], capture_output=True, text=True, check=False)
+    assert out.stdout.strip() == ""

@@ -6,6 +6,7 @@
     align data build [RECIPE] [--out DIR]
     align eval MODEL_DIR [--recipe RECIPE] [--out DIR]
     align compare RUN_OR_CHECKPOINT ... [--out DIR]
+    align rollouts show RUN [--step N] [--worst K | --best K]
     align rewards list | align rewards try NAME --completion TEXT --answer A
 """
 
@@ -91,6 +92,13 @@ def cmd_compare(args) -> int:
     from align.compare import compare
 
     compare(args.paths, args.out, args.examples)
+    return 0
+
+
+def cmd_rollouts_show(args) -> int:
+    from rollouts.log import show
+
+    show(args.path, step=args.step, worst=args.worst, best=args.best, limit=args.limit)
     return 0
 
 
@@ -208,6 +216,16 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--file", help="JSONL with completion, answer and any other columns per line")
     rt.add_argument("--args", nargs="*", help="key=value arguments bound to the reward")
     rt.set_defaults(func=cmd_rewards_try)
+
+    ro = sub.add_parser("rollouts", help="inspect the sampled completions RFT and GRPO logged")
+    rosub = ro.add_subparsers(dest="rollouts_command", required=True)
+    rs = rosub.add_parser("show", help="rollouts as a table: step, prompt, completion, each reward, advantage")
+    rs.add_argument("path", help="run directory, rft/grpo stage folder, or rollouts.jsonl")
+    rs.add_argument("--step", type=int, help="only this step (GRPO: trainer step; RFT: sampling batch)")
+    rs.add_argument("--worst", type=int, help="the K lowest-total rollouts")
+    rs.add_argument("--best", type=int, help="the K highest-total rollouts")
+    rs.add_argument("--limit", type=int, default=40, help="rows per stage at most")
+    rs.set_defaults(func=cmd_rollouts_show)
 
     c = sub.add_parser("compare", help="compare checkpoints: metrics table, answers side by side, plot")
     c.add_argument("paths", nargs="+", help="run directories (all their stages) or stage folders")

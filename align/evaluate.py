@@ -20,13 +20,22 @@ EVAL_FILE = "eval.json"
 SAMPLES_FILE = "eval_samples.jsonl"
 
 
-def metric_rewards(recipe, base_dir=None):
+def metric_rewards(recipe, base_dir=None, outputs: dict | None = None):
+    """The eval metrics as rewards. A metric whose args name ``stage:NAME`` (e.g. a reward model an ``rm`` stage
+    trains) is bound to that stage's output, and left out of evaluations that run before the stage exists."""
     import rewards as registry
+    from align.recipe import RewardSpec
 
     specs = recipe.eval.metrics
     if specs is None:
-        specs = [{"name": "accuracy"}] + [r.model_dump() for r in recipe.rewards if r.name != "accuracy"]
-    return registry.resolve_all(specs, base_dir)
+        specs = [RewardSpec(name="accuracy")] + [r for r in recipe.rewards if r.name != "accuracy"]
+    specs = [s if isinstance(s, RewardSpec) else RewardSpec(**s) for s in specs]
+    outputs = outputs or {}
+    ready = [s for s in specs if all(not (isinstance(v, str) and v.startswith("stage:")) or v[6:] in outputs
+                                     for v in s.args.values())]  # fmt: skip
+    from align.pipeline import bind_stage_outputs
+
+    return registry.resolve_all(bind_stage_outputs(ready, outputs), base_dir)
 
 
 def _mean(values) -> float | None:
@@ -52,7 +61,8 @@ def _score(scorers, prompts, texts, columns, tasks, metrics, prefix: str) -> dic
     return scores
 
 
-def builtin_metrics(model_dir: str, recipe, rows, base_dir=None, engine=None) -> tuple[dict[str, float], list[dict]]:
+def builtin_metrics(model_dir: str, recipe, rows, base_dir=None, engine=None,
+                    outputs: dict | None = None) -> tuple[dict[str, float], list[dict]]:  # fmt: skip
     from rollouts import Sampling, make_engine
 
     if recipe.eval.limit is not None and len(rows) > recipe.eval.limit:
@@ -75,7 +85,7 @@ def builtin_metrics(model_dir: str, recipe, rows, base_dir=None, engine=None) ->
     columns = {c: list(rows[c]) for c in rows.column_names if c != "prompt"}
     tasks = columns.get("task") or ["default"] * len(rows)
     metrics: dict[str, float] = {"n": float(len(rows))}
-    scorers = metric_rewards(recipe, base_dir)
+    scorers = metric_rewards(recipe, base_dir, outputs)
     scores = _score(scorers, prompts, texts, columns, tasks, metrics, prefix="")
     if sampled is not None:
         k = recipe.eval.sampled.k
@@ -133,7 +143,7 @@ def run_hook(hook, model_dir: str, recipe, stage: str, out_dir: Path, base_dir=N
 
 
 def evaluate(model_dir: str, recipe, stage: str, out_dir: str | Path | None = None, rows=None, base_dir=None,
-             engine=None) -> dict[str, float]:  # fmt: skip
+             engine=None, outputs: dict | None = None) -> dict[str, float]:  # fmt: skip
     """Evaluate ``model_dir`` and write ``eval.json`` (and ``eval_samples.jsonl``) into ``out_dir``."""
     if rows is None:
         from align.data import load_splits
@@ -141,7 +151,7 @@ def evaluate(model_dir: str, recipe, stage: str, out_dir: str | Path | None = No
         rows = load_splits(recipe.data, base_dir, recipe.seed).eval
     out = Path(out_dir) if out_dir else Path(model_dir)
     out.mkdir(parents=True, exist_ok=True)
-    metrics, samples = builtin_metrics(str(model_dir), recipe, rows, base_dir, engine=engine)
+    metrics, samples = builtin_metrics(str(model_dir), recipe, rows, base_dir, engine=engine, outputs=outputs)
     for hook in recipe.eval.hooks:
         metrics.update(run_hook(hook, str(model_dir), recipe, stage, out, base_dir))
     atomic_write_json(out / EVAL_FILE, metrics)

@@ -47,6 +47,7 @@ BUILTIN: dict[str, str] = {
     "think_answer_format": "rewards.formatting:think_answer_format",
     "soft_overlong": "rewards.formatting:soft_overlong",
     "repetition_penalty": "rewards.formatting:repetition_penalty",
+    "reward_model": "rewards.reward_model:reward_model",
 }
 
 

@@ -165,11 +165,16 @@ def korean_consistency(prompts, completions, allowed_latin: tuple[str, ...] = ("
     """Share of Hangul among the letters of the answer: 1.0 for an all-Korean answer, lower when it switches
     language without being asked. Words in ``allowed_latin`` (markup such as <bbox>) and anything inside `code`
     are ignored. None for answers with no letters (a bare number) and for prompts that ask for another language
-    ('영어로', 'in English', '번역' …)."""
+    ('영어로', 'in English', '번역' …), and for rows whose reference ``answer`` holds no Hangul (a box, a code
+    snippet): there a Korean reply is not what was asked, and scoring it would reward replacing the answer with
+    Korean text (seen in GRPO: bounding-box answers turned into Korean words for the language bonus)."""
     out = []
     prompts = list(prompts) if prompts is not None else [None] * len(completions)
-    for prompt, text in zip(prompts, completion_texts(completions)):
-        if _OTHER_LANGUAGE_REQUEST.search(_prompt_text(prompt)):
+    answers = kwargs.get("answer") or [None] * len(completions)
+    for prompt, text, answer in zip(prompts, completion_texts(completions), answers):
+        if _OTHER_LANGUAGE_REQUEST.search(_prompt_text(prompt)) or (
+            isinstance(answer, str) and answer.strip() and not _HANGUL.search(answer)
+        ):
             out.append(None)
             continue
         cleaned = re.sub(r"```.*?```|`[^`]*`|<[^>]{0,20}>", " ", text, flags=re.S)

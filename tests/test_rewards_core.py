@@ -113,7 +113,8 @@ def test_reward_errors_are_isolated_counted_and_bounded(tmp_path):
         s(None, ["a", "b"])
 
 
-@pytest.mark.parametrize("name", sorted(rewards.BUILTIN))
+# reward_model needs a trained model: tests/test_vrlhf.py feeds it the same junk
+@pytest.mark.parametrize("name", sorted(set(rewards.BUILTIN) - {"reward_model"}))
 def test_every_builtin_survives_malformed_completions(name):
     junk = ["", "\x00\xff\ud800", "가" * 1_000_000, "<think>unclosed", "<bbox>1, 2", "\\boxed{", None, 12345]
     fn = rewards.resolve(name)
@@ -149,7 +150,7 @@ def test_math_verification_times_out_instead_of_hanging():
 
     t = time.time()
     out = math_accuracy(None, ["\\boxed{" + "(" * 4000 + "1" + ")" * 4000 + "}"], answer=["2"], timeout=1)
-    assert out == [0.0] and time.time() - t < 10
+    assert out == [0.0] and time.time() - t < 60  # does not hang (a bound, not a speed target)
 
 
 def test_reward_plugins_by_entry_point(tmp_path, monkeypatch):
@@ -201,3 +202,10 @@ def test_recipe_rewards_from_module_and_file(tmp_path):
     got = rewards.resolve_all(recipe.rewards, base_dir=tmp_path)
     assert [r.weight for r in got] == [2.0, 0.5]
     assert got[0](None, ["3개"], answer=["3"]) == [1.0] and got[1](None, ["x"]) == [1.0]
+
+
+def test_korean_consistency_does_not_apply_to_non_korean_answers():
+    """A box answer is not Korean text: rewarding Hangul there taught GRPO to answer boxes with Korean words."""
+    got = korean_consistency(None, ["<bbox>0.1, 0.2, 0.3, 0.4</bbox>", "사과", "답: 7"],
+                             answer=["<bbox>0.1, 0.2, 0.5, 0.6</bbox>", "<bbox>0.1, 0.2, 0.5, 0.6</bbox>", "답: 7"])
+    assert got == [None, None, 1.0]

@@ -12,6 +12,7 @@ STAGE_MODULES = {
     "sft": "align.stages.sft",
     "rft": "align.stages.rft",
     "grpo": "align.stages.grpo",
+    "rm": "align.stages.rm",
 }
 
 

@@ -1,0 +1,180 @@
+"""``rm`` stage: train a (vision) reward model on preference pairs, for V-RLHF.
+
+The current model's backbone (VLM or LM) gets a scalar head on the final token's last hidden state and is trained
+with the Bradley-Terry loss ``-log σ(r(chosen) - r(rejected) - margin)``; the vision tower stays frozen by default,
+LoRA or full. TRL's ``RewardTrainer`` is text-only (``../shared/FACTS.md``), hence this small loop.
+
+Writes ``<stage>/model`` (backbone HF folder + ``reward_head.safetensors``; see ``rewards/reward_model.py``),
+``metrics.jsonl`` (loss and batch accuracy), and ``summary.json`` with the held-out pairwise accuracy overall and
+per task. The policy is unchanged: the next stage starts from this stage's input model, and a later stage's
+reward can name this model as ``path: stage:<name>``.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from align.io import append_jsonl, atomic_write_json
+from align.recipe import StageSpec
+
+
+class Config(StageSpec):
+    type: Literal["rm"] = "rm"
+    eval: bool = Field(False, description="The policy does not change in this stage: no eval hook afterwards.")
+    preferences: str = Field("synthetic", description="'synthetic' (from the synthetic tasks) or a JSONL/Parquet file.")
+    image_folder: str | None = Field(None, description="Where relative image paths in the preference file point.")
+    pairs: int | None = Field(None, ge=2, description="Use at most this many pairs (before the held-out split).")
+    eval_fraction: float = Field(0.1, gt=0, lt=1, description="Pairs held out for pairwise accuracy.")
+    learning_rate: float = Field(1e-4, gt=0)
+    epochs: float = Field(1.0, gt=0)
+    batch_size: int = Field(16, ge=1, description="Pairs per optimisation step.")
+    use_margin: bool = Field(True, description="Subtract a row's `margin` in the loss when present.")
+    logging_steps: int = Field(10, ge=1)
+    freeze: list[str] | None = Field(["vision_tower"], description="Frozen module roles or name fragments.")
+
+    @model_validator(mode="after")
+    def _no_args(self):
+        if self.args:
+            raise ValueError("the rm stage takes its settings as fields (learning_rate, epochs, batch_size, ...), "
+                             "not under args")  # fmt: skip
+        return self
+
+
+def preference_rows(ctx) -> list[dict]:
+    from align.data.preferences import load_pairs, synthetic_pairs
+
+    stage = ctx.stage
+    if stage.preferences == "synthetic":
+        pairs = synthetic_pairs(ctx.train_rows(), seed=ctx.recipe.seed)
+    else:
+        path = Path(stage.preferences)
+        if not path.is_absolute() and ctx.recipe_dir is not None and not path.exists():
+            path = ctx.recipe_dir / path
+        skipped: list[str] = []
+        pairs = load_pairs(path, stage.image_folder, skipped)
+        for msg in skipped[:5]:
+            ctx.log(f"skipped {msg}")
+        if skipped:
+            ctx.log(f"{len(skipped)} preference rows skipped")
+    if stage.pairs:
+        pairs = pairs[: stage.pairs]
+    return pairs
+
+
+def pairwise_accuracy(model, pairs, batch_size: int) -> tuple[dict, list[float]]:
+    chosen = model.score([p["prompt"] for p in pairs], [p["chosen"] for p in pairs], [p["images"] for p in pairs],
+                         batch_size)  # fmt: skip
+    rejected = model.score([p["prompt"] for p in pairs], [p["rejected"] for p in pairs],
+                           [p["images"] for p in pairs], batch_size)  # fmt: skip
+    right = [c > r for c, r in zip(chosen, rejected)]
+    per_task: dict[str, list[bool]] = {}
+    for p, ok in zip(pairs, right):
+        per_task.setdefault(p.get("task") or "default", []).append(ok)
+    result = {"pairwise_accuracy": sum(right) / max(1, len(right)), "pairs": len(right),
+              "per_task": {t: sum(v) / len(v) for t, v in sorted(per_task.items())}}  # fmt: skip
+    return result, chosen + rejected
+
+
+def run(ctx) -> str:
+    import torch
+
+    from align.models import freeze_modules
+    from align.training import stage_lora
+    from rewards.reward_model import ScalarRewardModel
+
+    stage = ctx.stage
+    pairs = preference_rows(ctx)
+    random.Random(ctx.recipe.seed).shuffle(pairs)
+    n_eval = max(1, int(len(pairs) * stage.eval_fraction))
+    held_out, train = pairs[:n_eval], pairs[n_eval:]
+    torch.manual_seed(ctx.recipe.seed)
+    model = ScalarRewardModel.from_backbone(ctx.input_model, ctx.recipe.model, dtype="float32" if not ctx.on_gpu else None)
+    frozen = freeze_modules(model.backbone, stage.freeze or [])
+    lora = stage_lora(ctx)
+    if lora is not None:
+        from peft import get_peft_model
+
+        from align.training import lora_config
+
+        model.backbone = get_peft_model(model.backbone, lora_config(lora, stage.freeze or []))
+    device = "cuda" if ctx.on_gpu else "cpu"
+    model.backbone.to(device)
+    model.head.to(device)
+    model.device = device
+    before, _ = pairwise_accuracy(model, held_out, stage.batch_size)
+    ctx.log(f"{len(train)} training pairs, {len(held_out)} held out; held-out pairwise accuracy before training "
+            f"{before['pairwise_accuracy']:.3f}" + (f"; frozen: {', '.join(frozen)}" if frozen else ""))  # fmt: skip
+
+    params = [p for p in model.backbone.parameters() if p.requires_grad] + list(model.head.parameters())
+    optimizer = torch.optim.AdamW(params, lr=stage.learning_rate)
+    steps = max(1, int(len(train) * stage.epochs / stage.batch_size))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, steps // 20)))
+    order = random.Random(ctx.recipe.seed + 1)
+    model.backbone.train()
+    started, window = time.time(), []
+    for step in range(steps):
+        batch = [train[order.randrange(len(train))] for _ in range(stage.batch_size)]
+        prompts = [p["prompt"] for p in batch] * 2
+        texts = [p["chosen"] for p in batch] + [p["rejected"] for p in batch]
+        images = [p["images"] for p in batch] * 2
+        scores = model.forward(model.encode(prompts, texts, images))
+        chosen, rejected = scores[: len(batch)], scores[len(batch) :]
+        margin = torch.tensor([p.get("margin", 0.0) if stage.use_margin else 0.0 for p in batch], device=device)
+        loss = -torch.nn.functional.logsigmoid(chosen - rejected - margin).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        scheduler.step()
+        window.append((loss.item(), (chosen > rejected).float().mean().item()))
+        if (step + 1) % stage.logging_steps == 0 or step + 1 == steps:
+            loss_avg = sum(w[0] for w in window) / len(window)
+            acc = sum(w[1] for w in window) / len(window)
+            append_jsonl(ctx.stage_dir / "metrics.jsonl", [{"stage": stage.name, "step": step + 1, "loss": loss_avg,
+                                                            "accuracy": acc, "learning_rate": scheduler.get_last_lr()[0]}])  # fmt: skip
+            ctx.log(f"step {step + 1}/{steps}: loss {loss_avg:.4f}, batch pairwise accuracy {acc:.3f}")
+            window = []
+    model.backbone.eval()
+    after, all_scores = pairwise_accuracy(model, held_out, stage.batch_size)
+    mean = sum(all_scores) / len(all_scores)
+    std = (sum((s - mean) ** 2 for s in all_scores) / len(all_scores)) ** 0.5
+    out = ctx.stage_dir / "model"
+    model.save(out, {"score_stats": {"mean": mean, "std": std}, "trained_from": ctx.input_model})
+    summary = {"held_out": after, "before_training": before, "train_pairs": len(train), "steps": steps,
+               "seconds": round(time.time() - started, 1), "model": str(out)}  # fmt: skip
+    atomic_write_json(ctx.stage_dir / "summary.json", summary)
+    ctx.log(f"held-out pairwise accuracy {after['pairwise_accuracy']:.3f} (before {before['pairwise_accuracy']:.3f}); "
+            + ", ".join(f"{t} {a:.2f}" for t, a in after["per_task"].items()))  # fmt: skip
+    ctx.state.setdefault("outputs", {})[stage.name] = str(out)
+    if ctx.recipe.eval.enabled:
+        summary["policy_scores"] = score_policy(ctx, out)
+        atomic_write_json(ctx.stage_dir / "summary.json", summary)
+    return ctx.input_model  # the policy is unchanged
+
+
+def score_policy(ctx, rm_dir: Path) -> dict:
+    """Score the current policy's greedy held-out answers with the new reward model, and add that to the eval.json
+    of the checkpoint it came from, so ``align compare`` shows the reward-model score before and after RL."""
+    import json
+
+    from align.evaluate import EVAL_FILE, builtin_metrics
+    from align.recipe import RewardSpec, SampledEvalSpec
+
+    metric = next((m for m in ctx.recipe.eval.metrics or [] if m.name == "reward_model"),
+                  RewardSpec(name="reward_model"))  # fmt: skip
+    metric = metric.model_copy(update={"args": {**metric.args, "path": str(rm_dir)}})
+    ev = ctx.recipe.eval.model_copy(update={"metrics": [metric], "sampled": SampledEvalSpec(k=0), "hooks": []})
+    metrics, _ = builtin_metrics(ctx.input_model, ctx.recipe.model_copy(update={"eval": ev}), ctx.data.eval,
+                                 ctx.recipe_dir)  # fmt: skip
+    scores = {k: v for k, v in metrics.items() if k.startswith("reward_model")}
+    producer = next((n for n, p in ctx.state.get("outputs", {}).items() if p == ctx.input_model), "base")
+    path = ctx.run.path / producer / EVAL_FILE
+    if path.exists():
+        atomic_write_json(path, {**json.loads(path.read_text()), **scores})
+    ctx.log(f"reward-model score of the {producer} policy's held-out answers: {scores.get('reward_model', float('nan')):.3f}")
+    return scores

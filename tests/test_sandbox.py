@@ -453,9 +453,13 @@ def test_degrades_without_namespaces():
     """As an unprivileged user namespaces are refused: detection falls back to rlimits+audit and stays safe."""
     where = Path(tempfile.mkdtemp(prefix=f"{TAG}-probe-"))
     script = where / "probe.py"
+    # a copy the unprivileged user can read (the checkout may sit in a 0700 directory, e.g. under mktemp -d)
+    module = where / "sandbox_copy.py"
+    module.write_bytes(Path(sandbox.__file__).read_bytes())
+    module.chmod(0o644)
     script.write_text(textwrap.dedent(f"""\
         import importlib.util, json, os, sys
-        spec = importlib.util.spec_from_file_location("sb", {str(Path(sandbox.__file__))!r})
+        spec = importlib.util.spec_from_file_location("sb", {str(module)!r})
         sb = sys.modules["sb"] = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(sb)
         out = {{"mode": sb.isolation()[0]}}
@@ -479,6 +483,7 @@ def test_degrades_without_namespaces():
                               env={"PATH": sandbox.PATH})
     finally:
         script.unlink()
+        module.unlink()
         where.rmdir()
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)

@@ -128,17 +128,22 @@ def _short(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _cells(cps: list[Checkpoint], key: str, best: dict, mark: str) -> list[str]:
+    """One metric across checkpoints, three decimals, the best one wrapped in ``mark`` (a format string)."""
+    cells = []
+    for cp in cps:
+        v = cp.metrics.get(key)
+        cell = "-" if v is None else f"{v:.3f}"
+        cells.append(mark.format(cell) if best.get(key) == cp.label else cell)
+    return cells
+
+
 def markdown(cps: list[Checkpoint], examples: list[dict]) -> str:
     best = best_per_metric(cps)
     lines = ["# Checkpoint comparison", "", "| metric | " + " | ".join(cp.label for cp in cps) + " |",
              "|---|" + "---:|" * len(cps)]  # fmt: skip
     for key in _keys(cps):
-        cells = []
-        for cp in cps:
-            v = cp.metrics.get(key)
-            cell = "-" if v is None else f"{v:.3f}"
-            cells.append(f"**{cell}**" if best.get(key) == cp.label else cell)
-        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+        lines.append(f"| {key} | " + " | ".join(_cells(cps, key, best, "**{}**")) + " |")
     lines += ["", "Bold: best per metric (lowest for completion_tokens and truncated).", ""]
     if examples:
         lines += ["## Held-out prompts side by side", ""]
@@ -203,12 +208,7 @@ def compare(paths: list[str | Path], out: str | Path | None = None, examples: in
     for cp in cps:
         table.add_column(cp.label, justify="right")
     for key in _keys(cps):
-        cells = []
-        for cp in cps:
-            v = cp.metrics.get(key)
-            cell = "-" if v is None else f"{v:.3f}"
-            cells.append(f"[bold green]{cell}[/bold green]" if best.get(key) == cp.label else cell)
-        table.add_row(key, *cells)
+        table.add_row(key, *_cells(cps, key, best, "[bold green]{}[/bold green]"))
     console.print(table)
     rows = side_by_side(cps, examples)
     for ex in rows:

@@ -30,12 +30,7 @@ def metric_rewards(recipe, base_dir=None, outputs: dict | None = None):
     if specs is None:
         specs = [RewardSpec(name="accuracy")] + [r for r in recipe.rewards if r.name != "accuracy"]
     specs = [s if isinstance(s, RewardSpec) else RewardSpec(**s) for s in specs]
-    outputs = outputs or {}
-    ready = [s for s in specs if all(not (isinstance(v, str) and v.startswith("stage:")) or v[6:] in outputs
-                                     for v in s.args.values())]  # fmt: skip
-    from align.pipeline import bind_stage_outputs
-
-    return registry.resolve_all(bind_stage_outputs(ready, outputs), base_dir)
+    return registry.resolve_all(registry.bind_stage_outputs(specs, outputs or {}, skip_missing=True), base_dir)
 
 
 def _mean(values) -> float | None:

@@ -184,12 +184,13 @@ def launch(recipe_path: str, overrides: list[str], dry_run: bool = False, say=pr
 
     recipe = load_recipe(recipe_path, overrides)
     if not uses_server(recipe):
+        single = recipe.launch.processes * recipe.launch.nodes == 1
         cmd = training_command(recipe, recipe_path, overrides)
-        if dry_run or cmd[2:4] != ["align.cli", "run"]:
+        if dry_run or not single:
             say(f"training: {shlex.join(cmd)}")
         if dry_run:
             return 0
-        if cmd[2:4] == ["align.cli", "run"]:
+        if single:  # no child process: run the pipeline here
             from align.pipeline import run_pipeline
 
             run_pipeline(recipe)
@@ -201,7 +202,7 @@ def launch(recipe_path: str, overrides: list[str], dry_run: bool = False, say=pr
     if not dry_run and not has_gpu():
         raise UserError("GRPO in vLLM server mode needs GPUs (TRL syncs weights to the server over NCCL)",
                         "on CPU use rollout.vllm_mode: colocate")  # fmt: skip
-    gpus = visible_gpus(None if has_gpu() else 8)
+    gpus = visible_gpus(None if has_gpu() else 8)  # a dry run on a machine without GPUs plans for an 8-GPU node
     s_gpus, t_gpus = server_gpus(recipe, gpus)
     model = recipe.model.path if dry_run else resolve_model_path(recipe.model.path)
     server_cmd = server_command(recipe, model)

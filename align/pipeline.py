@@ -97,23 +97,6 @@ def metrics_table(evals: dict[str, dict[str, float]], title: str = "held-out eva
     return table
 
 
-def bind_stage_outputs(specs, outputs: dict[str, str]):
-    """Reward args written ``stage:NAME`` become the model folder stage NAME of this run produced (e.g. the
-    reward model an ``rm`` stage trained)."""
-    bound = []
-    for spec in specs:
-        args = dict(spec.args)
-        for key, value in args.items():
-            if isinstance(value, str) and value.startswith("stage:"):
-                name = value.removeprefix("stage:")
-                if name not in outputs:
-                    raise UserError(f"reward {spec.name}: args.{key} is '{value}' but no earlier stage is named "
-                                    f"'{name}'", f"stages before this one: {', '.join(outputs) or 'none'}")  # fmt: skip
-                args[key] = outputs[name]
-        bound.append(spec.model_copy(update={"args": args}))
-    return bound
-
-
 def run_pipeline(recipe, run: RunDir | None = None) -> RunDir:
     import rewards as registry
     from align.data import load_splits
@@ -154,7 +137,7 @@ def run_pipeline(recipe, run: RunDir | None = None) -> RunDir:
         console.print(f"[bold]stage {i}/{len(recipe.stages)}: {stage.name}[/bold] ({stage.type})")
         stage_dir = run.stage_dir(stage.name)
         outputs = state.setdefault("outputs", {})
-        rewards = registry.resolve_all(bind_stage_outputs(stage.rewards, outputs), base_dir) \
+        rewards = registry.resolve_all(registry.bind_stage_outputs(stage.rewards, outputs), base_dir) \
             if stage.rewards is not None else stage_rewards  # fmt: skip
         ctx = StageContext(recipe, stage, run, stage_dir, current, data, rewards, base_dir, on_gpu(), state)
         started = time.time()

@@ -245,3 +245,26 @@ def explain(name: str, completion: str, answer: str | None) -> dict[str, Any]:
 def doc_line(fn) -> str:
     doc = inspect.getdoc(fn) or ""
     return doc.split("\n\n")[0].replace("\n", " ")
+
+
+def bind_stage_outputs(specs, outputs: dict[str, str], skip_missing: bool = False) -> list:
+    """Reward specs whose args say ``stage:NAME`` get the folder stage NAME of this run produced (e.g. the reward
+    model an ``rm`` stage trained). A NAME not produced yet is an error, or, with ``skip_missing`` (eval metrics
+    before that stage has run), leaves the spec out."""
+    bound = []
+    for spec in specs:
+        args, missing = dict(spec.args), None
+        for key, value in args.items():
+            if isinstance(value, str) and value.startswith("stage:"):
+                name = value.removeprefix("stage:")
+                if name in outputs:
+                    args[key] = outputs[name]
+                else:
+                    missing = (key, value, name)
+        if missing is None:
+            bound.append(spec.model_copy(update={"args": args}))
+        elif not skip_missing:
+            key, value, name = missing
+            raise UserError(f"reward {spec.name}: args.{key} is '{value}' but no earlier stage is named '{name}'",
+                            f"stages before this one: {', '.join(outputs) or 'none'}")  # fmt: skip
+    return bound

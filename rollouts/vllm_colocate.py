@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 
-from rollouts.vllm_engine import on_cpu
+from rollouts.vllm_engine import cpu_kv_cache, on_cpu
 
 
 @dataclass
@@ -72,11 +72,9 @@ def restore_dist_env():
 
 
 def colocate_settings(rollout, model_dtype: str, fixes: Fixes | None = None) -> dict:
-    fixes, settings = fixes or Fixes(), {}
-    if fixes.dtype:
+    settings = cpu_kv_cache(rollout)
+    if (fixes or Fixes()).dtype:
         settings["dtype"] = model_dtype
-    if on_cpu():
-        settings["kv_cache_memory_bytes"] = int(rollout.kv_cache_gib * 2**30)
     return settings
 
 

@@ -52,12 +52,16 @@ def supported_architecture(model_path: str, trust_remote_code: bool = False) -> 
     return arch in ModelRegistry.get_supported_archs(), arch
 
 
+def cpu_kv_cache(rollout) -> dict:
+    """On CPU vLLM sizes the KV cache as a share of one NUMA node minus this process's memory, which fails in a
+    process that already holds a model: give it bytes instead."""
+    return {"kv_cache_memory_bytes": int(rollout.kv_cache_gib * 2**30)} if on_cpu() else {}
+
+
 def llm_kwargs(rollout, dtype: str, seed: int) -> dict:
     """Engine settings from the recipe's ``rollout:`` block (shared by this engine and GRPO colocate)."""
-    kwargs = dict(dtype=dtype, seed=seed, enforce_eager=rollout.enforce_eager)
-    if on_cpu():  # vLLM-CPU sizes the KV cache as a share of one NUMA node minus this process: give it bytes
-        kwargs["kv_cache_memory_bytes"] = int(rollout.kv_cache_gib * 2**30)
-    else:
+    kwargs = {"dtype": dtype, "seed": seed, "enforce_eager": rollout.enforce_eager, **cpu_kv_cache(rollout)}
+    if not on_cpu():
         kwargs["gpu_memory_utilization"] = rollout.gpu_memory_utilization or 0.85
     if rollout.max_model_len:
         kwargs["max_model_len"] = rollout.max_model_len

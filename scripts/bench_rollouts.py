@@ -96,7 +96,6 @@ def bench_engines(path: str, args, dtype: str) -> dict[str, float]:
     tps, tokens, seconds = tokens_per_second(lambda: hf.generate(msgs, None, sampling))
     results["hf engine"] = tps
     print(f"  {dtype:8s} {'hf engine':12s} {tps:8.0f} tok/s  ({tokens} tokens in {seconds:.1f} s)", flush=True)
-    del hf
     return results
 
 

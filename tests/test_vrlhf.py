@@ -10,8 +10,9 @@ import pytest
 from align.data.preferences import chosen_and_rejected, load_pairs, synthetic_pairs
 from align.errors import UserError
 from align.io import read_jsonl
-from align.pipeline import bind_stage_outputs, run_pipeline
+from align.pipeline import run_pipeline
 from align.recipe import RewardSpec, load_recipe
+from rewards import bind_stage_outputs
 from tests.conftest import write_recipe
 
 

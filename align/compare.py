@@ -123,6 +123,38 @@ def side_by_side(cps: list[Checkpoint], limit: int = 5) -> list[dict]:
     return rows
 
 
+LEARNED = "reward_model"  # metric key of a learned reward (the `reward_model` reward used as an eval metric)
+
+
+def hacking_watch(cps: list[Checkpoint], drop: float = 0.02, longer: float = 1.5) -> list[dict]:
+    """Per checkpoint: the learned reward next to the verifiable accuracy and the answer length, with a note where
+    the learned reward rose from the previous checkpoint while accuracy fell by more than ``drop`` or answers grew
+    ``longer``× — the signs of a policy gaming its reward model. Empty when no checkpoint has a learned reward."""
+    if not any(cp.metrics.get(LEARNED) is not None for cp in cps):
+        return []
+    rows, prev = [], None
+    for cp in cps:
+        m = cp.metrics
+        row = {"checkpoint": cp.label, "learned": m.get(LEARNED), "accuracy": m.get("accuracy"),
+               "sampled_accuracy": m.get("sampled/accuracy"), "tokens": m.get("completion_tokens"), "note": ""}  # fmt: skip
+        if prev and None not in (row["learned"], prev["learned"]) and row["learned"] > prev["learned"]:
+            notes = []
+            for key in ("accuracy", "sampled_accuracy"):
+                if None not in (row[key], prev[key]) and row[key] < prev[key] - drop:
+                    notes.append(f"{key.replace('_', ' ')} fell {prev[key]:.3f}→{row[key]:.3f}")
+            if None not in (row["tokens"], prev["tokens"]) and row["tokens"] > longer * max(prev["tokens"], 1e-9):
+                notes.append(f"answers {row['tokens'] / max(prev['tokens'], 1e-9):.1f}× longer")
+            if notes:
+                row["note"] = "learned reward rose but " + ", ".join(notes) + ": possible reward hacking"
+        rows.append(row)
+        prev = row
+    return rows
+
+
+def _num(v) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
 def _short(text: str, limit: int = 80) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -145,6 +177,14 @@ def markdown(cps: list[Checkpoint], examples: list[dict]) -> str:
     for key in _keys(cps):
         lines.append(f"| {key} | " + " | ".join(_cells(cps, key, best, "**{}**")) + " |")
     lines += ["", "Bold: best per metric (lowest for completion_tokens and truncated).", ""]
+    watch = hacking_watch(cps)
+    if watch:
+        lines += ["## Reward hacking watch", "", "| checkpoint | learned reward | accuracy | sampled accuracy | "
+                  "answer tokens | note |", "|---|---:|---:|---:|---:|---|"]  # fmt: skip
+        for r in watch:
+            lines.append(f"| {r['checkpoint']} | {_num(r['learned'])} | {_num(r['accuracy'])} | "
+                         f"{_num(r['sampled_accuracy'])} | {_num(r['tokens'])} | {r['note']} |")  # fmt: skip
+        lines.append("")
     if examples:
         lines += ["## Held-out prompts side by side", ""]
         for ex in examples:
@@ -210,6 +250,15 @@ def compare(paths: list[str | Path], out: str | Path | None = None, examples: in
     for key in _keys(cps):
         table.add_row(key, *_cells(cps, key, best, "[bold green]{}[/bold green]"))
     console.print(table)
+    watch = hacking_watch(cps)
+    if watch:
+        table = Table(title="reward hacking watch: learned reward vs verifiable accuracy and answer length")
+        for col in ("checkpoint", "learned reward", "accuracy", "sampled accuracy", "answer tokens", "note"):
+            table.add_column(col, justify="left" if col in ("checkpoint", "note") else "right")
+        for r in watch:
+            table.add_row(r["checkpoint"], *(_num(r[k]) for k in ("learned", "accuracy", "sampled_accuracy", "tokens")),
+                          f"[red]{r['note']}[/red]" if r["note"] else "")  # fmt: skip
+        console.print(table)
     rows = side_by_side(cps, examples)
     for ex in rows:
         console.print(f"[bold]{ex['id']}[/bold] ({ex['task']}) {ex['prompt']}  [dim]reference:[/dim] {ex['answer']}",

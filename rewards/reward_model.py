@@ -18,6 +18,8 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
+from align.data.loaders import content_text
+
 HEAD_FILE, CONFIG_FILE = "reward_head.safetensors", "reward_model.json"
 
 
@@ -77,9 +79,11 @@ class ScalarRewardModel:
         """Batch of chats (prompt messages + assistant completion) → processor tensors (right padding)."""
         from trl.data_utils import prepare_multimodal_messages
 
+        from align.data.loaders import open_rgb
+
         texts, batch_images = [], []
         for prompt, completion, imgs in zip(prompts, completions, images or [None] * len(prompts)):
-            imgs = [_open(i) for i in imgs or []]
+            imgs = [open_rgb(i) for i in imgs or []]
             # TRL hands rewards prompts in its structured form (content lists); re-insert the images from scratch
             messages = [{"role": m["role"], "content": _text([m])} for m in prompt]
             # lone surrogates and the like cannot be tokenized: replace them
@@ -127,32 +131,16 @@ def _max_positions(config) -> int:
     return int(getattr(text, "max_position_embeddings", None) or 4096)
 
 
-def _open(image):
-    if isinstance(image, (str, Path)):
-        from PIL import Image
-
-        with Image.open(image) as im:
-            return im.convert("RGB")
-    return image
-
-
 @lru_cache(maxsize=2)
 def _cached(path: str, device: str | None):
     return ScalarRewardModel.load(path, device)
 
 
 def _text(messages) -> str:
-    """Text of a message list (or a plain string); structured content parts contribute their text."""
+    """Text of a message list (or a plain string)."""
     if not isinstance(messages, list):
         return str(messages)
-    out = []
-    for m in messages:
-        content = m.get("content", "")
-        if isinstance(content, str):
-            out.append(content)
-        else:
-            out.extend(part.get("text", "") for part in content if isinstance(part, dict) and part.get("type") == "text")
-    return "".join(out)
+    return "".join(content_text(m.get("content", "")) for m in messages)
 
 
 def reward_model(prompts, completions, path: str = "", images=None, normalize: bool = False,

@@ -35,14 +35,16 @@ def test_preference_file_with_bad_rows(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"not an image")
     rows = [{"image": "a.png", "prompt": "무슨 색?", "chosen": "빨간색", "rejected": "red", "margin": 1},
             {"image": "bad.png", "prompt": "무슨 색?", "chosen": "빨간색", "rejected": "red"},
-            {"prompt": "무슨 색?", "chosen": "빨간색"}]  # fmt: skip
+            {"prompt": "무슨 색?", "chosen": "빨간색"},
+            {"image": "a.png", "prompt": "무슨 색?", "chosen": "빨간색", "rejected": " 빨간색 "}]  # fmt: skip
     f = tmp_path / "prefs.jsonl"
     f.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n{oops\n", encoding="utf-8")
     skipped = []
     pairs = load_pairs(f, report=skipped)
     assert len(pairs) == 1 and pairs[0]["margin"] == 1.0 and pairs[0]["prompt"][0]["content"] == "무슨 색?"
-    assert len(skipped) == 3 and any("bad.png" in s for s in skipped) and any("no 'rejected'" in s for s in skipped)
-    assert any("prefs.jsonl:4: not JSON" in s for s in skipped)
+    assert len(skipped) == 4 and any("bad.png" in s for s in skipped) and any("no 'rejected'" in s for s in skipped)
+    assert any("prefs.jsonl:4: chosen and rejected are the same" in s for s in skipped)
+    assert any("prefs.jsonl:5: not JSON" in s for s in skipped)
     with pytest.raises(UserError, match="does not exist"):
         load_pairs(tmp_path / "missing.jsonl")
 
@@ -110,3 +112,80 @@ def test_rm_stage_then_grpo_with_the_learned_reward(tmp_path, tiny_model):
     assert "reward_model" in base_eval and "reward_model" in grpo_eval and "accuracy" in grpo_eval
     assert summary["policy_scores"]["reward_model"] == base_eval["reward_model"]
     assert not (run / "rm" / "eval.json").exists()  # the policy did not change in the rm stage
+
+
+DPO_RECIPE = """
+name: d
+output_dir: {out}
+data: {{train_size: 96, eval_size: 8, seed: 5, tasks: [count, color, ocr]}}
+rollout: {{engine: hf}}
+eval: {{enabled: false}}
+stages:
+  - type: dpo
+    preferences: {prefs}
+    eval_fraction: 0.25
+    freeze: [vision_tower]
+    {lora}
+    args: {{learning_rate: 5.0e-3, max_steps: 6, per_device_train_batch_size: 8, per_device_eval_batch_size: 8,
+           logging_steps: 2, beta: 0.5}}
+"""
+
+
+@pytest.mark.parametrize("lora", ["", "lora: {r: 8, alpha: 16}"], ids=["full", "lora"])
+def test_dpo_stage_with_images(tmp_path, tiny_model, lora):
+    """TRL's DPOTrainer on image preference pairs: images reach the model, held-out preference accuracy and margin
+    rise, the saved policy differs from the input (LoRA merged) and loads."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    recipe = DPO_RECIPE.format(out=tmp_path, prefs="synthetic", lora=lora)
+    run = run_pipeline(load_recipe(write_recipe(tmp_path / "r.yaml", recipe))).path
+    summary = json.loads((run / "dpo" / "summary.json").read_text())
+    assert summary["train_pairs"] == 72 and summary["steps"] == 6
+    before, after = summary["before_training"], summary["held_out"]
+    assert after["margin"] > before["margin"] and after["accuracy"] >= before["accuracy"]
+    assert after["accuracy"] > 0.5, summary
+    logged = [m for m in read_jsonl(run / "dpo" / "metrics.jsonl") if "rewards/margins" in m]
+    assert len(logged) == 3
+    trained = AutoModelForImageTextToText.from_pretrained(run / "dpo" / "model")
+    base = AutoModelForImageTextToText.from_pretrained(tiny_model)
+    changed = [n for n, p in trained.named_parameters() if not torch.equal(p, base.get_parameter(n))]
+    assert changed and not any("vision_model" in n for n in changed)  # vision tower frozen
+    assert not any(".lora_" in n for n, _ in trained.named_parameters())
+
+
+def test_dpo_reads_a_preference_file_and_skips_bad_rows(tmp_path, tiny_model):
+    from PIL import Image
+
+    rows = []
+    for i, (colour, english) in enumerate([("빨간색", "red"), ("파란색", "blue"), ("초록색", "green")] * 4):
+        Image.new("RGB", (64, 64), english).save(tmp_path / f"{i}.png")
+        rows.append({"image": f"{i}.png", "prompt": "이 그림은 무슨 색인가요?", "chosen": colour, "rejected": english})
+    rows.append({"image": "0.png", "prompt": "무슨 색?", "chosen": "빨간색", "rejected": "빨간색"})
+    rows.append({"image": "missing.png", "prompt": "무슨 색?", "chosen": "빨간색", "rejected": "red"})
+    (tmp_path / "prefs.jsonl").write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
+    recipe = DPO_RECIPE.format(out=tmp_path, prefs=tmp_path / "prefs.jsonl", lora="").replace("max_steps: 6", "max_steps: 2")
+    run = run_pipeline(load_recipe(write_recipe(tmp_path / "r.yaml", recipe))).path
+    summary = json.loads((run / "dpo" / "summary.json").read_text())
+    assert summary["train_pairs"] == 9 and summary["steps"] == 2  # 12 good rows (2 skipped), 3 held out
+
+
+def test_reward_hacking_watch_flags_a_gamed_reward_model(tmp_path):
+    """compare puts the learned reward next to accuracy and length, and flags a checkpoint whose learned reward rose
+    while verifiable accuracy fell or answers grew much longer."""
+    from align.compare import compare, hacking_watch
+
+    evals = {"base": {"accuracy": 0.10, "reward_model": -0.5, "completion_tokens": 4.0},
+             "rm_grpo": {"accuracy": 0.40, "reward_model": 0.2, "completion_tokens": 4.5},
+             "hacked": {"accuracy": 0.31, "reward_model": 0.9, "completion_tokens": 12.0}}  # fmt: skip
+    for name, metrics in evals.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "eval.json").write_text(json.dumps(metrics))
+    cps = compare([tmp_path / n for n in evals], out=tmp_path)
+    watch = hacking_watch(cps)
+    assert [r["note"] for r in watch[:2]] == ["", ""]
+    assert "accuracy fell 0.400→0.310" in watch[2]["note"] and "2.7× longer" in watch[2]["note"]
+    md = (tmp_path / "compare.md").read_text()
+    assert "## Reward hacking watch" in md and "possible reward hacking" in md
+    (tmp_path / "base" / "eval.json").write_text(json.dumps({"accuracy": 0.1}))
+    assert hacking_watch(compare([tmp_path / "base"], out=tmp_path)) == []  # no learned reward: no section

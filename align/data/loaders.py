@@ -58,12 +58,23 @@ def _read_rows(path: Path) -> list[dict]:
     return rows
 
 
-def _text_of(content: Any) -> str:
+def content_text(content: Any) -> str:
+    """Text of a message's content: a string, or TRL's structured parts (text parts joined)."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
         return "".join(p.get("text") or "" for p in content if isinstance(p, dict) and p.get("type") == "text")
     return "" if content is None else str(content)
+
+
+def open_rgb(image):
+    """A PIL image as RGB from a path (opened and closed) or an image object."""
+    if isinstance(image, (str, Path)):
+        from PIL import Image
+
+        with Image.open(image) as im:
+            return im.convert("RGB")
+    return image
 
 
 def _as_messages(value: Any, role: str) -> list[dict]:
@@ -72,7 +83,7 @@ def _as_messages(value: Any, role: str) -> list[dict]:
     if isinstance(value, str):
         return [{"role": role, "content": value}]
     if isinstance(value, list):
-        return [{"role": ROLE_MAP.get(m.get("role", role), m.get("role", role)), "content": _text_of(m.get("content"))}
+        return [{"role": ROLE_MAP.get(m.get("role", role), m.get("role", role)), "content": content_text(m.get("content"))}
                 for m in value]  # fmt: skip
     raise ValueError(f"expected a string or a list of messages, got {type(value).__name__}")
 

@@ -1,8 +1,10 @@
 """Preference pairs for V-RLHF (the ``rm`` and ``dpo`` stages): image(s), prompt, chosen, rejected, optional margin.
 
 Sources: ``synthetic`` (built from the recipe's synthetic Korean tasks, below) or a local JSONL/Parquet file with
-``prompt`` (text or chat messages), ``chosen``, ``rejected``, optional ``image``/``images`` (paths relative to
-the file or ``image_folder``) and ``margin``. Bad rows are skipped and reported like any other data.
+``prompt`` (or ``question``; text or chat messages), ``chosen``, ``rejected`` (text or assistant messages), optional
+``image``/``images`` (paths relative to the file or ``image_folder``, or image bytes) and ``margin``; also a folder
+datasets can read or a hub dataset id (``owner/name[:split]``, e.g. openbmb/RLAIF-V-Dataset). Rows missing a field
+or an image, or whose chosen and rejected answers are the same, are skipped and reported.
 
 Synthetic pairs: for a counting, colour or OCR image (and arithmetic text) the chosen answer is the correct
 Korean one; the rejected answer is, in turn, a wrong count / colour / word, or the right answer in the wrong
@@ -13,12 +15,17 @@ into that sentence form and OCR accuracy fell from 0.21 to 0.)
 
 from __future__ import annotations
 
+import io
 import json
 import random
 from pathlib import Path
 
+from pydantic import Field
+
+from align.data.loaders import content_text
 from align.data.synthetic import COLORS, OCR_WORDS
 from align.errors import UserError
+from align.recipe import StageSpec
 
 ENGLISH_COLORS = dict(zip(COLORS, ("red", "blue", "green", "yellow", "purple", "orange", "black")))
 ENGLISH_NUMBERS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
@@ -59,18 +66,50 @@ def synthetic_pairs(rows, seed: int = 0) -> list[dict]:
     return out
 
 
-def load_pairs(path: str | Path, image_folder: str | Path | None = None, report=None) -> list[dict]:
-    """Local JSONL or Parquet preference rows; rows missing a field or an image are skipped (and reported)."""
-    from PIL import Image
+class PreferenceStage(StageSpec):
+    """Recipe fields of the stages that read preference pairs (``rm``, ``dpo``)."""
 
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"preference data {path} does not exist", "check the stage's `preferences:` path")
-    if path.suffix == ".parquet":
+    preferences: str = Field("synthetic", description="'synthetic' (from the synthetic tasks), a JSONL/Parquet "
+                             "file, a folder of them, or a hub dataset id (owner/name[:split]).")  # fmt: skip
+    image_folder: str | None = Field(None, description="Where relative image paths in the preference file point.")
+    pairs: int | None = Field(None, ge=2, description="Use at most this many pairs (before the held-out split).")
+    eval_fraction: float = Field(0.1, gt=0, lt=1, description="Pairs held out for pairwise accuracy.")
+
+
+def preference_rows(ctx) -> list[dict]:
+    """The stage's preference pairs: synthetic ones from its training rows, or loaded (bad rows reported)."""
+    stage = ctx.stage
+    if stage.preferences == "synthetic":
+        pairs = synthetic_pairs(ctx.train_rows(), seed=ctx.recipe.seed)
+    else:
+        source = Path(stage.preferences)
+        if not source.is_absolute() and ctx.recipe_dir is not None and (ctx.recipe_dir / source).exists():
+            source = ctx.recipe_dir / source
+        skipped: list[str] = []
+        pairs = load_pairs(source if source.exists() else stage.preferences, stage.image_folder, skipped)
+        for msg in skipped[:5]:
+            ctx.log(f"skipped {msg}")
+        if skipped:
+            ctx.log(f"{len(skipped)} preference rows skipped")
+    return pairs[: stage.pairs] if stage.pairs else pairs
+
+
+def split_pairs(pairs: list[dict], eval_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """(held-out, training) pairs after a seeded shuffle."""
+    pairs = list(pairs)
+    random.Random(seed).shuffle(pairs)
+    n_eval = max(1, int(len(pairs) * eval_fraction))
+    return pairs[:n_eval], pairs[n_eval:]
+
+
+def _records(source: str | Path) -> tuple[list[dict], str]:
+    """Raw rows from a JSONL/Parquet file, a folder datasets can read, or a hub dataset id (``owner/name[:split]``)."""
+    path = Path(source)
+    if path.is_file() and path.suffix == ".parquet":
         import pandas as pd
 
-        records = pd.read_parquet(path).to_dict("records")
-    else:
+        return pd.read_parquet(path).to_dict("records"), str(path)
+    if path.is_file():
         records = []
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if line.strip():
@@ -78,27 +117,70 @@ def load_pairs(path: str | Path, image_folder: str | Path | None = None, report=
                     records.append(json.loads(line))
                 except json.JSONDecodeError as e:
                     records.append({"_error": f"{path}:{n}: not JSON ({e.msg})"})
-    folder = Path(image_folder) if image_folder else path.parent
+        return records, str(path)
+    name, _, split = str(source).partition(":")
+    if not path.is_dir() and name.count("/") != 1:
+        raise UserError(f"preference data {source} does not exist",
+                        "check the stage's `preferences:` path (a file, a folder, or a hub id owner/name)")  # fmt: skip
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(name, split=split or "train")
+    except Exception as e:  # datasets raises many kinds; all mean "cannot read this source"
+        raise UserError(f"cannot load preference data {source}: {type(e).__name__}: {e}",
+                        "a local JSONL/Parquet file or folder, or a hub dataset reachable from this machine") from e  # fmt: skip
+    return list(ds), name
+
+
+def load_pairs(source: str | Path, image_folder: str | Path | None = None, report=None) -> list[dict]:
+    """Preference rows from a local JSONL/Parquet file or folder, or a hub dataset id. Rows missing a field,
+    with an unreadable image, or with identical chosen and rejected answers are skipped (and reported)."""
+    from PIL import Image
+
+    records, where = _records(source)
+    folder = Path(image_folder) if image_folder else Path(source).parent if Path(source).is_file() else Path(source)
     out = []
     for n, r in enumerate(records, 1):
-        problem = r.get("_error") or next((f"{path}:{n}: no '{k}'" for k in ("prompt", "chosen", "rejected")
+        if not r.get("prompt") and r.get("question"):  # RLAIF-V / VLFeedback style
+            r = {**r, "prompt": r["question"]}
+        problem = r.get("_error") or next((f"{where}:{n}: no '{k}'" for k in ("prompt", "chosen", "rejected")
                                            if not r.get(k)), None)  # fmt: skip
-        images = r.get("images") or ([r["image"]] if r.get("image") else [])
+        if not problem and _text(r["chosen"]).strip() == _text(r["rejected"]).strip():
+            problem = f"{where}:{n}: chosen and rejected are the same answer"
+        images = r.get("images")
+        images = list(images) if images is not None and len(images) else [r["image"]] if r.get("image") else []
         loaded = []
-        for rel in [] if problem else images:
+        for image in [] if problem else images:
+            if isinstance(image, Image.Image):  # datasets decodes image columns itself
+                loaded.append(image.convert("RGB"))
+                continue
+            if isinstance(image, dict):  # Parquet image struct {bytes, path}
+                image = image.get("path") if not image.get("bytes") else io.BytesIO(image["bytes"])
+            file = image if isinstance(image, io.BytesIO) else folder / str(image)
             try:
-                with Image.open(folder / rel) as im:
-                    loaded.append(str(folder / rel))
+                with Image.open(file) as im:
                     im.verify()
+                if isinstance(file, io.BytesIO):
+                    file.seek(0)
+                    loaded.append(Image.open(file).convert("RGB"))
+                else:
+                    loaded.append(str(file))
             except (OSError, SyntaxError) as e:
-                problem = f"{path}:{n}: image {rel}: {e}"
+                problem = f"{where}:{n}: image {image if not isinstance(image, io.BytesIO) else '(bytes)'}: {e}"
         if problem:
             if report is not None:
                 report.append(problem)
             continue
         prompt = r["prompt"] if isinstance(r["prompt"], list) else [{"role": "user", "content": r["prompt"]}]
         out.append({"id": str(r.get("id", f"pref-{n}")), "task": r.get("task"), "prompt": prompt, "images": loaded,
-                    "chosen": str(r["chosen"]), "rejected": str(r["rejected"]), "margin": float(r.get("margin") or 0)})  # fmt: skip
+                    "chosen": _text(r["chosen"]), "rejected": _text(r["rejected"]), "margin": float(r.get("margin") or 0)})  # fmt: skip
     if not out:
-        raise UserError(f"no usable preference rows in {path}", "rows need prompt, chosen and rejected")
+        raise UserError(f"no usable preference rows in {where}", "rows need prompt, chosen and rejected")
     return out
+
+
+def _text(answer) -> str:
+    """An answer given as text or as chat messages (TRL's conversational preference format)."""
+    if isinstance(answer, (list, tuple)) or hasattr(answer, "tolist"):
+        return "".join(content_text(m.get("content")) if isinstance(m, dict) else str(m) for m in list(answer))
+    return str(answer)

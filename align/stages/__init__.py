@@ -13,6 +13,7 @@ STAGE_MODULES = {
     "rft": "align.stages.rft",
     "grpo": "align.stages.grpo",
     "rm": "align.stages.rm",
+    "dpo": "align.stages.dpo",
 }
 
 

@@ -19,17 +19,13 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from align.data.preferences import PreferenceStage
 from align.io import append_jsonl, atomic_write_json
-from align.recipe import StageSpec
 
 
-class Config(StageSpec):
+class Config(PreferenceStage):
     type: Literal["rm"] = "rm"
     eval: bool = Field(False, description="The policy does not change in this stage: no eval hook afterwards.")
-    preferences: str = Field("synthetic", description="'synthetic' (from the synthetic tasks) or a JSONL/Parquet file.")
-    image_folder: str | None = Field(None, description="Where relative image paths in the preference file point.")
-    pairs: int | None = Field(None, ge=2, description="Use at most this many pairs (before the held-out split).")
-    eval_fraction: float = Field(0.1, gt=0, lt=1, description="Pairs held out for pairwise accuracy.")
     learning_rate: float = Field(1e-4, gt=0)
     epochs: float = Field(1.0, gt=0)
     batch_size: int = Field(16, ge=1, description="Pairs per optimisation step.")
@@ -43,27 +39,6 @@ class Config(StageSpec):
             raise ValueError("the rm stage takes its settings as fields (learning_rate, epochs, batch_size, ...), "
                              "not under args")  # fmt: skip
         return self
-
-
-def preference_rows(ctx) -> list[dict]:
-    from align.data.preferences import load_pairs, synthetic_pairs
-
-    stage = ctx.stage
-    if stage.preferences == "synthetic":
-        pairs = synthetic_pairs(ctx.train_rows(), seed=ctx.recipe.seed)
-    else:
-        path = Path(stage.preferences)
-        if not path.is_absolute() and ctx.recipe_dir is not None and not path.exists():
-            path = ctx.recipe_dir / path
-        skipped: list[str] = []
-        pairs = load_pairs(path, stage.image_folder, skipped)
-        for msg in skipped[:5]:
-            ctx.log(f"skipped {msg}")
-        if skipped:
-            ctx.log(f"{len(skipped)} preference rows skipped")
-    if stage.pairs:
-        pairs = pairs[: stage.pairs]
-    return pairs
 
 
 def pairwise_accuracy(model, pairs, batch_size: int) -> tuple[dict, list[float]]:
@@ -83,15 +58,13 @@ def pairwise_accuracy(model, pairs, batch_size: int) -> tuple[dict, list[float]]
 def run(ctx) -> str:
     import torch
 
+    from align.data.preferences import preference_rows, split_pairs
     from align.models import freeze_modules
     from align.training import stage_lora
     from rewards.reward_model import ScalarRewardModel
 
     stage = ctx.stage
-    pairs = preference_rows(ctx)
-    random.Random(ctx.recipe.seed).shuffle(pairs)
-    n_eval = max(1, int(len(pairs) * stage.eval_fraction))
-    held_out, train = pairs[:n_eval], pairs[n_eval:]
+    held_out, train = split_pairs(preference_rows(ctx), stage.eval_fraction, ctx.recipe.seed)
     torch.manual_seed(ctx.recipe.seed)
     model = ScalarRewardModel.from_backbone(ctx.input_model, ctx.recipe.model, dtype="float32" if not ctx.on_gpu else None)
     frozen = freeze_modules(model.backbone, stage.freeze or [])

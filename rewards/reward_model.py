@@ -1,8 +1,18 @@
 """Learned (vision) reward models as rewards: the ``reward_model`` reward and the model class the ``rm`` stage trains.
 
-A workbench reward model is a model directory holding the VLM (or LM) backbone as a normal HF folder plus
-``reward_head.safetensors`` (a linear layer from the last hidden state of the final token to one score) and
-``reward_model.json``. It scores a (prompt + images, completion) chat rendered with the backbone's template.
+``load_reward_model(path)`` recognises three layouts of a reward model folder:
+
+* **workbench** (what the ``rm`` stage writes): the VLM (or LM) backbone as a normal HF folder plus
+  ``reward_head.safetensors`` (a linear layer from the last hidden state of the final token to one score) and
+  ``reward_model.json`` (score statistics for ``normalize``);
+* **value head** (the Skywork-VL-Reward layout): a Qwen2.5-VL (or any image-text-to-text / causal LM) checkpoint
+  plus ``value_head.safetensors`` holding TRL's ``ValueHead`` (``v_head.summary.weight`` [1, hidden], ``.bias``);
+  the score is the value at the final non-padding token;
+* **get_score** (the InternLM-XComposer2.5-Reward interface): a remote-code model whose ``get_score(chat, image)``
+  (and optionally batched ``get_scores``) returns a float for a user/assistant chat and a list of image paths;
+  needs ``trust_remote_code: true``.
+
+The first two score a (prompt + images, completion) chat rendered with the backbone's own chat template.
 
 In a recipe::
 
@@ -21,6 +31,7 @@ from pathlib import Path
 from align.data.loaders import content_text
 
 HEAD_FILE, CONFIG_FILE = "reward_head.safetensors", "reward_model.json"
+VALUE_HEAD_FILE, VALUE_HEAD_PREFIX = "value_head.safetensors", "v_head.summary."
 
 
 class ScalarRewardModel:
@@ -46,21 +57,35 @@ class ScalarRewardModel:
         return cls(backbone, processor, head)
 
     @classmethod
-    def load(cls, path: str | Path, device: str | None = None):
+    def load(cls, path: str | Path, device: str | None = None, trust_remote_code: bool = False):
+        """A workbench reward model folder, or a value-head checkpoint (Skywork-VL-Reward layout)."""
         import torch
         from safetensors.torch import load_file
 
         from align.errors import UserError
         from align.models import load_model, load_processor
+        from align.recipe import ModelSpec
 
         path = Path(path)
-        if not (path / HEAD_FILE).exists():
-            raise UserError(f"{path} is not a workbench reward model (no {HEAD_FILE})",
+        head_file = path / HEAD_FILE if (path / HEAD_FILE).exists() else path / VALUE_HEAD_FILE
+        if not head_file.exists():
+            raise UserError(f"{path} has neither {HEAD_FILE} nor {VALUE_HEAD_FILE}",
                             "train one with an `rm` stage, or point `path` at its output folder")  # fmt: skip
-        processor = load_processor(str(path))
-        backbone = load_model(str(path), dtype="float32" if not torch.cuda.is_available() else None)
-        head = torch.nn.Linear(_hidden_size(backbone.config), 1, dtype=backbone.dtype)
-        head.load_state_dict(load_file(path / HEAD_FILE))
+        weights = load_file(head_file)
+        if head_file.name == VALUE_HEAD_FILE:  # TRL ValueHead keys: v_head.summary.{weight,bias}
+            weights = {k.removeprefix(VALUE_HEAD_PREFIX): v for k, v in weights.items() if k.startswith(VALUE_HEAD_PREFIX)}
+        if set(weights) != {"weight", "bias"} or weights["weight"].shape[0] != 1:
+            found = {k: tuple(v.shape) for k, v in load_file(head_file).items()}
+            raise UserError(f"{head_file} does not hold a one-score linear head (found {found})",
+                            f"expected weight [1, hidden] and bias [1]{' under ' + VALUE_HEAD_PREFIX if head_file.name == VALUE_HEAD_FILE else ''}")  # fmt: skip
+        processor = load_processor(str(path), trust_remote_code)
+        spec = ModelSpec(path=str(path), trust_remote_code=trust_remote_code)
+        backbone = load_model(str(path), spec, dtype="float32" if not torch.cuda.is_available() else None)
+        if weights["weight"].shape[1] != _hidden_size(backbone.config):
+            raise UserError(f"{head_file} expects hidden size {weights['weight'].shape[1]}, the backbone in {path} "
+                            f"has {_hidden_size(backbone.config)}", "the head and the backbone come from different models")  # fmt: skip
+        head = torch.nn.Linear(weights["weight"].shape[1], 1, dtype=backbone.dtype)
+        head.load_state_dict({k: v.to(backbone.dtype) for k, v in weights.items()})
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         model = cls(backbone.to(device).eval(), processor, head.to(device).eval(), device)
         model.stats = json.loads((path / CONFIG_FILE).read_text()).get("score_stats") if (path / CONFIG_FILE).exists() else None
@@ -95,6 +120,10 @@ class ScalarRewardModel:
         self.tokenizer.padding_side = "right"
         # the completion comes last, so right truncation keeps the image tokens of the prompt
         limit = dict(truncation=True, max_length=_max_positions(self.backbone.config))
+        if any(batch_images) and getattr(self.processor, "image_error", None):
+            from align.errors import UserError
+
+            raise UserError(f"cannot score images: {self.processor.image_error}", "install torchvision")
         if any(batch_images):
             enc = self.processor(text=texts, images=batch_images, padding=True, return_tensors="pt",
                                  add_special_tokens=False, **limit)  # fmt: skip
@@ -121,6 +150,86 @@ class ScalarRewardModel:
         return scores
 
 
+class GetScoreRewardModel:
+    """A remote-code reward model with ``get_score(chat, image)`` (InternLM-XComposer2.5-Reward's interface): the
+    chat is ``[{"role": "user", ...}, {"role": "assistant", ...}]``, ``image`` a list of image paths (in-memory
+    images are written to a temporary folder first). ``get_scores`` is used for batches when the model has it."""
+
+    stats = None
+
+    def __init__(self, model, device: str = "cpu"):
+        self.model, self.device = model, device
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | None = None, trust_remote_code: bool = False):
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        from align.errors import UserError
+
+        if not trust_remote_code:
+            raise UserError(f"{path} ships its own model code (config.json has auto_map)",
+                            "set trust_remote_code: true in the reward's args if you trust that code")  # fmt: skip
+        dtype = torch.float32 if not torch.cuda.is_available() else torch.bfloat16
+        model = AutoModel.from_pretrained(str(path), trust_remote_code=True, dtype=dtype)
+        if not callable(getattr(model, "get_score", None)):
+            raise UserError(f"{path} loads as {type(model).__name__}, which has no get_score(chat, image)",
+                            "the reward_model reward reads workbench, value-head or get_score reward models")  # fmt: skip
+        if getattr(model, "tokenizer", None) is None:  # IXC-2.5-Reward expects the caller to attach it
+            model.tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=True)
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        return cls(model.to(device).eval(), device)
+
+    def score(self, prompts, completions, images=None, batch_size: int = 16) -> list[float]:
+        import inspect
+        import tempfile
+
+        import torch
+
+        extra = {"hd_num": 9} if "hd_num" in inspect.signature(self.model.get_score).parameters else {}
+        batched = callable(getattr(self.model, "get_scores", None))
+        scores: list[float] = []
+        with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
+            chats, paths = [], []
+            for i, (prompt, completion) in enumerate(zip(prompts, completions)):
+                chats.append([{"role": "user", "content": _text(prompt)}, {"role": "assistant", "content": completion}])
+                paths.append([_as_path(img, Path(tmp) / f"{i}-{j}.png") for j, img in enumerate((images or [None] * len(prompts))[i] or [])])
+            for i in range(0, len(chats), batch_size):
+                sl = slice(i, i + batch_size)
+                if batched:
+                    scores.extend(float(s) for s in self.model.get_scores(chats[sl], paths[sl], **extra))
+                else:
+                    scores.extend(float(self.model.get_score(c, p, **extra)) for c, p in zip(chats[sl], paths[sl]))
+        return scores
+
+
+def load_reward_model(path: str | Path, device: str | None = None, trust_remote_code: bool = False):
+    """The reward model in ``path``, whichever of the three layouts (module docstring) it has; a clear error naming
+    what was found otherwise."""
+    from align.errors import UserError
+
+    path = Path(path)
+    if not path.is_dir():
+        raise UserError(f"reward model {path} is not a folder", "give a folder an `rm` stage wrote, or stage:NAME")
+    if (path / HEAD_FILE).exists() or (path / VALUE_HEAD_FILE).exists():
+        return ScalarRewardModel.load(path, device, trust_remote_code)
+    config = json.loads((path / "config.json").read_text()) if (path / "config.json").exists() else {}
+    if config.get("auto_map"):
+        return GetScoreRewardModel.load(path, device, trust_remote_code)
+    found = ", ".join(sorted(p.name for p in path.iterdir())[:12]) or "nothing"
+    kind = f" (architectures {config.get('architectures')})" if config else ""
+    raise UserError(f"{path} is not a reward model this workbench reads{kind}; found: {found}",
+                    f"expected {HEAD_FILE} (an `rm` stage's output), {VALUE_HEAD_FILE} (Skywork-VL-Reward layout) "
+                    "or remote code with get_score (InternLM-XComposer2.5-Reward)")  # fmt: skip
+
+
+def _as_path(image, tmp: Path) -> str:
+    if isinstance(image, (str, Path)):
+        return str(image)
+    image.save(tmp)
+    return str(tmp)
+
+
 def _hidden_size(config) -> int:
     text = getattr(config, "text_config", None) or config
     return int(text.hidden_size)
@@ -132,8 +241,8 @@ def _max_positions(config) -> int:
 
 
 @lru_cache(maxsize=2)
-def _cached(path: str, device: str | None):
-    return ScalarRewardModel.load(path, device)
+def _cached(path: str, device: str | None, trust_remote_code: bool):
+    return load_reward_model(path, device, trust_remote_code)
 
 
 def _text(messages) -> str:
@@ -145,14 +254,15 @@ def _text(messages) -> str:
 
 def reward_model(prompts, completions, path: str = "", images=None, normalize: bool = False,
                  images_only: bool = False, batch_size: int = 16, device: str | None = None,
-                 **kwargs) -> list[float | None]:  # fmt: skip
-    """Score of a learned (vision) reward model trained by an `rm` stage; `normalize` standardises it with the
-    score mean/std measured on its held-out pairs; `images_only` leaves text-only rows to the other rewards."""
+                 trust_remote_code: bool = False, **kwargs) -> list[float | None]:  # fmt: skip
+    """Score of a learned (vision) reward model: an `rm` stage's output, a value-head checkpoint (Skywork-VL-Reward)
+    or a get_score model (InternLM-XComposer2.5-Reward); `normalize` standardises it with the score mean/std
+    measured on the rm stage's held-out pairs; `images_only` leaves text-only rows to the other rewards."""
     from align.errors import UserError
 
     if not path:
         raise UserError("reward_model needs args.path: a reward model folder or stage:NAME")
-    model = _cached(str(Path(path).resolve()), device)
+    model = _cached(str(Path(path).resolve()), device, trust_remote_code)
     prompts = [p if isinstance(p, list) else [{"role": "user", "content": str(p)}] for p in prompts]
     keep = [i for i in range(len(prompts)) if not images_only or (images and images[i])]
     out: list[float | None] = [None] * len(prompts)

@@ -189,3 +189,162 @@ def test_reward_hacking_watch_flags_a_gamed_reward_model(tmp_path):
     assert "## Reward hacking watch" in md and "possible reward hacking" in md
     (tmp_path / "base" / "eval.json").write_text(json.dumps({"accuracy": 0.1}))
     assert hacking_watch(compare([tmp_path / "base"], out=tmp_path)) == []  # no learned reward: no section
+
+
+# --- adapters for published multimodal reward models, on tiny models of the same layout ---------------------------
+
+ASSETS = __import__("pathlib").Path(__file__).parent / "assets"
+
+
+def _value_head(path, hidden: int, seed: int = 0):
+    """TRL ValueHead weights as Skywork-VL-Reward ships them: value_head.safetensors, v_head.summary.{weight,bias}."""
+    import torch
+    from safetensors.torch import save_file
+
+    g = torch.Generator().manual_seed(seed)
+    head = {"v_head.summary.weight": torch.randn(1, hidden, generator=g), "v_head.summary.bias": torch.randn(1, generator=g)}
+    save_file(head, path / "value_head.safetensors")
+    return head
+
+
+def tiny_qwen2_5_vl_reward(out, tiny_model):
+    """A tiny Qwen2_5_VLForConditionalGeneration (Skywork-VL-Reward's backbone class) with a value head, saved with a
+    Qwen2.5-VL processor config (Qwen2_5_VLProcessor, Qwen2VLImageProcessor) and the tiny Korean tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    tok.add_special_tokens({"additional_special_tokens": ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
+                                                          "<|video_pad|>"]})  # fmt: skip
+    ids = tok.convert_tokens_to_ids
+    text = dict(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
+                num_key_value_heads=1, max_position_embeddings=512, rope_scaling={"type": "mrope", "mrope_section": [4, 6, 6]},
+                pad_token_id=tok.pad_token_id, bos_token_id=None, eos_token_id=tok.eos_token_id)  # fmt: skip
+    config = Qwen2_5_VLConfig(text_config=text, vision_config=dict(depth=1, hidden_size=32, intermediate_size=64,
+                              num_heads=2, out_hidden_size=64, fullatt_block_indexes=[0]),
+                              image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
+                              vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"))  # fmt: skip
+    torch.manual_seed(0)
+    Qwen2_5_VLForConditionalGeneration(config).save_pretrained(out)
+    tok.save_pretrained(out)
+    for name in ("tokenizer_config.json", "processor_config.json", "preprocessor_config.json"):
+        f = out / name
+        data = json.loads(f.read_text()) if f.exists() else {}
+        data["processor_class"] = "Qwen2_5_VLProcessor"
+        if name == "preprocessor_config.json":
+            data.update(image_processor_type="Qwen2VLImageProcessor", patch_size=14, merge_size=2, temporal_patch_size=2,
+                        min_pixels=3136, max_pixels=12544)  # fmt: skip
+        f.write_text(json.dumps(data))
+    return _value_head(out, 64)
+
+
+def _manual_score(model_dir, head, texts_ids):
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    backbone = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32).eval()
+    with torch.no_grad():
+        hidden = backbone(input_ids=texts_ids, output_hidden_states=True).hidden_states[-1][0, -1]
+    return (hidden @ head["v_head.summary.weight"][0] + head["v_head.summary.bias"][0]).item()
+
+
+def test_value_head_layout_on_a_tiny_qwen2_5_vl(tmp_path, tiny_model):
+    """Skywork-VL-Reward layout: Qwen2.5-VL checkpoint + value_head.safetensors; the score is the value at the final
+    token of the chat rendered with the model's template."""
+    from rewards.reward_model import ScalarRewardModel, load_reward_model, reward_model
+
+    head = tiny_qwen2_5_vl_reward(tmp_path, tiny_model)
+    model = load_reward_model(tmp_path)
+    assert isinstance(model, ScalarRewardModel) and model.backbone.config.model_type == "qwen2_5_vl"
+    prompt = [{"role": "user", "content": "3 더하기 4는 얼마인가요?"}]
+    scores = reward_model([prompt, prompt], ["답: 7", "답: 8"], path=str(tmp_path))
+    assert scores[0] != scores[1]
+    enc = model.encode([prompt], ["답: 7"], None)
+    assert abs(scores[0] - _manual_score(tmp_path, head, enc["input_ids"])) < 1e-4
+    from PIL import Image
+
+    from transformers.utils import is_torchvision_available
+
+    assert bool(getattr(model.processor, "image_error", None)) != is_torchvision_available()
+    if not is_torchvision_available():  # beside CPU torch: Qwen's processor can't load, text scoring still works
+        with pytest.raises(UserError, match="torchvision"):
+            reward_model([prompt], ["답: 7"], path=str(tmp_path), images=[[Image.new("RGB", (56, 56))]])
+
+
+def test_value_head_layout_scores_images(tmp_path, tiny_model):
+    """The same layout on an image backbone this machine can process (the tiny Idefics3): the image changes the score."""
+    import shutil
+
+    from PIL import Image
+
+    from rewards.reward_model import reward_model
+
+    shutil.copytree(tiny_model, tmp_path / "rm")
+    _value_head(tmp_path / "rm", 128, seed=1)
+    prompt = [{"role": "user", "content": "도형은 무슨 색인가요?"}]
+    red, blue = Image.new("RGB", (64, 64), "red"), Image.new("RGB", (64, 64), "blue")
+    scores = reward_model([prompt] * 3, ["빨간색"] * 3, path=str(tmp_path / "rm"), images=[[red], [blue], [red]])
+    assert scores[0] == pytest.approx(scores[2]) and scores[0] != pytest.approx(scores[1])
+
+
+def tiny_get_score_reward(out, tiny_model):
+    """A remote-code model folder with the InternLM-XComposer2.5-Reward interface (tests/assets/tiny_get_score_rm)."""
+    import importlib.util
+    import shutil
+    import sys
+
+    from transformers import AutoTokenizer
+
+    src = ASSETS / "tiny_get_score_rm"
+    out.mkdir(parents=True)
+    for f in src.glob("*.py"):
+        shutil.copy(f, out / f.name)
+    pkg = "tiny_get_score_rm_build"
+    spec = importlib.util.spec_from_file_location(pkg, out / "__init__.py", submodule_search_locations=[str(out)])
+    (out / "__init__.py").write_text("")
+    sys.modules[pkg] = importlib.util.module_from_spec(spec)
+    modeling = importlib.import_module(f"{pkg}.modeling_tiny_reward")
+    config = modeling.TinyGetScoreConfig(auto_map={"AutoConfig": "configuration_tiny_reward.TinyGetScoreConfig",
+                                                   "AutoModel": "modeling_tiny_reward.TinyGetScoreRewardModel"})  # fmt: skip
+    modeling.TinyGetScoreRewardModel(config).save_pretrained(out)
+    (out / "__init__.py").unlink()
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(out)
+    cfg = json.loads((out / "config.json").read_text())
+    cfg["architectures"] = ["TinyGetScoreRewardModel"]
+    (out / "config.json").write_text(json.dumps(cfg))
+
+
+def test_get_score_layout(tmp_path, tiny_model):
+    """InternLM-XComposer2.5-Reward interface: remote code, get_score(chat, image paths); needs trust_remote_code."""
+    from PIL import Image
+
+    from rewards.reward_model import GetScoreRewardModel, load_reward_model, reward_model
+
+    tiny_get_score_reward(tmp_path / "ixc", tiny_model)
+    with pytest.raises(UserError, match="trust_remote_code: true"):
+        load_reward_model(tmp_path / "ixc")
+    model = load_reward_model(tmp_path / "ixc", trust_remote_code=True)
+    assert isinstance(model, GetScoreRewardModel) and model.model.tokenizer is not None
+    Image.new("RGB", (8, 8), "red").save(tmp_path / "red.png")
+    prompt = [{"role": "user", "content": "도형은 무슨 색인가요?"}]
+    images = [[str(tmp_path / "red.png")], [Image.new("RGB", (8, 8), "blue")], [str(tmp_path / "red.png")]]
+    scores = reward_model([prompt] * 3, ["빨간색", "빨간색", "red"], path=str(tmp_path / "ixc"), images=images,
+                          trust_remote_code=True, batch_size=2)  # fmt: skip
+    direct = model.model.get_score([{"role": "user", "content": prompt[0]["content"]},
+                                    {"role": "assistant", "content": "빨간색"}], [str(tmp_path / "red.png")])  # fmt: skip
+    assert scores[0] == pytest.approx(direct) and len({round(s, 6) for s in scores}) == 3
+
+
+def test_unknown_reward_model_folder_is_a_clear_error(tmp_path, tiny_model):
+    from rewards.reward_model import load_reward_model
+
+    with pytest.raises(UserError, match=r"not a reward model this workbench reads \(architectures \['Idefics3"):
+        load_reward_model(tiny_model)
+    (tmp_path / "bad").mkdir()
+    _value_head(tmp_path / "bad", 7)
+    import shutil
+
+    for f in __import__("pathlib").Path(tiny_model).iterdir():
+        shutil.copy(f, tmp_path / "bad" / f.name)
+    with pytest.raises(UserError, match="expects hidden size 7"):
+        load_reward_model(tmp_path / "bad")

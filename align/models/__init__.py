@@ -66,6 +66,14 @@ def load_processor(path: str, trust_remote_code: bool = False):
         proc = AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError):
         proc = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (ImportError, AttributeError) as e:
+        from transformers.utils import is_torchvision_available
+
+        if is_torchvision_available():
+            raise
+        # e.g. Qwen2.5-VL's processor needs torchvision (absent beside CPU torch): text still works, images cannot
+        proc = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        proc.image_error = f"the processor of {path} needs torchvision, which is not installed ({type(e).__name__})"
     tok = getattr(proc, "tokenizer", proc)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token

@@ -28,7 +28,7 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
-from align.data.loaders import content_text
+from align.data.loaders import messages_text
 
 HEAD_FILE, CONFIG_FILE = "reward_head.safetensors", "reward_model.json"
 VALUE_HEAD_FILE, VALUE_HEAD_PREFIX = "value_head.safetensors", "v_head.summary."
@@ -110,7 +110,7 @@ class ScalarRewardModel:
         for prompt, completion, imgs in zip(prompts, completions, images or [None] * len(prompts)):
             imgs = [open_rgb(i) for i in imgs or []]
             # TRL hands rewards prompts in its structured form (content lists); re-insert the images from scratch
-            messages = [{"role": m["role"], "content": _text([m])} for m in prompt]
+            messages = [{"role": m["role"], "content": messages_text([m])} for m in prompt]
             # lone surrogates and the like cannot be tokenized: replace them
             messages.append({"role": "assistant", "content": completion.encode("utf-8", "replace").decode("utf-8")})
             if imgs or hasattr(self.processor, "image_processor"):
@@ -192,7 +192,7 @@ class GetScoreRewardModel:
         with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
             chats, paths = [], []
             for i, (prompt, completion) in enumerate(zip(prompts, completions)):
-                chats.append([{"role": "user", "content": _text(prompt)}, {"role": "assistant", "content": completion}])
+                chats.append([{"role": "user", "content": messages_text(prompt)}, {"role": "assistant", "content": completion}])
                 paths.append([_as_path(img, Path(tmp) / f"{i}-{j}.png") for j, img in enumerate((images or [None] * len(prompts))[i] or [])])
             for i in range(0, len(chats), batch_size):
                 sl = slice(i, i + batch_size)
@@ -245,13 +245,6 @@ def _cached(path: str, device: str | None, trust_remote_code: bool):
     return load_reward_model(path, device, trust_remote_code)
 
 
-def _text(messages) -> str:
-    """Text of a message list (or a plain string)."""
-    if not isinstance(messages, list):
-        return str(messages)
-    return "".join(content_text(m.get("content", "")) for m in messages)
-
-
 def reward_model(prompts, completions, path: str = "", images=None, normalize: bool = False,
                  images_only: bool = False, batch_size: int = 16, device: str | None = None,
                  trust_remote_code: bool = False, **kwargs) -> list[float | None]:  # fmt: skip
@@ -268,7 +261,7 @@ def reward_model(prompts, completions, path: str = "", images=None, normalize: b
     out: list[float | None] = [None] * len(prompts)
     if not keep:
         return out
-    scores = model.score([prompts[i] for i in keep], [_text(completions[i]) for i in keep],
+    scores = model.score([prompts[i] for i in keep], [messages_text(completions[i]) for i in keep],
                          [images[i] for i in keep] if images else None, batch_size)  # fmt: skip
     for i, s in zip(keep, scores):
         if normalize and model.stats:

@@ -262,7 +262,6 @@ def test_value_head_layout_on_a_tiny_qwen2_5_vl(tmp_path, tiny_model):
     enc = model.encode([prompt], ["답: 7"], None)
     assert abs(scores[0] - _manual_score(tmp_path, head, enc["input_ids"])) < 1e-4
     from PIL import Image
-
     from transformers.utils import is_torchvision_available
 
     assert bool(getattr(model.processor, "image_error", None)) != is_torchvision_available()

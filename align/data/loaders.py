@@ -67,12 +67,22 @@ def content_text(content: Any) -> str:
     return "" if content is None else str(content)
 
 
+def messages_text(value: Any) -> str:
+    """Text of a message list (every message's content joined; TRL's structured parts too) or of a plain value.
+    Lists may come back from Parquet as arrays."""
+    if isinstance(value, (list, tuple)) or hasattr(value, "tolist"):
+        return "".join(content_text(m.get("content")) if isinstance(m, dict) else str(m) for m in list(value))
+    return str(value)
+
+
 def open_rgb(image):
-    """A PIL image as RGB from a path (opened and closed) or an image object."""
-    if isinstance(image, (str, Path)):
+    """A PIL image as RGB from a path or image bytes ({"bytes": ...}, as Parquet stores images), or an image object."""
+    if isinstance(image, (str, Path)) or (isinstance(image, dict) and image.get("bytes")):
+        import io
+
         from PIL import Image
 
-        with Image.open(image) as im:
+        with Image.open(io.BytesIO(image["bytes"]) if isinstance(image, dict) else image) as im:
             return im.convert("RGB")
     return image
 
@@ -135,7 +145,7 @@ def _split_last_assistant(msgs: list[dict]) -> tuple[list[dict], list[dict]]:
     return msgs, []
 
 
-def _check_image(image: Any, folder: Path) -> Any:
+def check_image(image: Any, folder: Path) -> Any:
     """Return a loadable image reference (absolute path, bytes dict or PIL image) or raise ValueError."""
     from PIL import Image, UnidentifiedImageError
 
@@ -168,7 +178,7 @@ def to_dataset(raw_rows: list[dict], split: str, report, image_folder: Path, ori
         where = f"{origin} row {i}"
         try:
             row = normalize_row(raw)
-            row["images"] = [_check_image(img, image_folder) for img in row["images"]]
+            row["images"] = [check_image(img, image_folder) for img in row["images"]]
         except (ValueError, TypeError, AttributeError) as e:
             report.skip(split, f"{where}: {e}")
             continue

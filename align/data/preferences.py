@@ -15,14 +15,13 @@ into that sentence form and OCR accuracy fell from 0.21 to 0.)
 
 from __future__ import annotations
 
-import io
 import json
 import random
 from pathlib import Path
 
 from pydantic import Field
 
-from align.data.loaders import content_text
+from align.data.loaders import check_image, messages_text, open_rgb
 from align.data.synthetic import COLORS, OCR_WORDS
 from align.errors import UserError
 from align.recipe import StageSpec
@@ -135,8 +134,6 @@ def _records(source: str | Path) -> tuple[list[dict], str]:
 def load_pairs(source: str | Path, image_folder: str | Path | None = None, report=None) -> list[dict]:
     """Preference rows from a local JSONL/Parquet file or folder, or a hub dataset id. Rows missing a field,
     with an unreadable image, or with identical chosen and rejected answers are skipped (and reported)."""
-    from PIL import Image
-
     records, where = _records(source)
     folder = Path(image_folder) if image_folder else Path(source).parent if Path(source).is_file() else Path(source)
     out = []
@@ -145,42 +142,25 @@ def load_pairs(source: str | Path, image_folder: str | Path | None = None, repor
             r = {**r, "prompt": r["question"]}
         problem = r.get("_error") or next((f"{where}:{n}: no '{k}'" for k in ("prompt", "chosen", "rejected")
                                            if not r.get(k)), None)  # fmt: skip
-        if not problem and _text(r["chosen"]).strip() == _text(r["rejected"]).strip():
+        if not problem and messages_text(r["chosen"]).strip() == messages_text(r["rejected"]).strip():
             problem = f"{where}:{n}: chosen and rejected are the same answer"
         images = r.get("images")
         images = list(images) if images is not None and len(images) else [r["image"]] if r.get("image") else []
         loaded = []
         for image in [] if problem else images:
-            if isinstance(image, Image.Image):  # datasets decodes image columns itself
-                loaded.append(image.convert("RGB"))
-                continue
-            if isinstance(image, dict):  # Parquet image struct {bytes, path}
-                image = image.get("path") if not image.get("bytes") else io.BytesIO(image["bytes"])
-            file = image if isinstance(image, io.BytesIO) else folder / str(image)
-            try:
-                with Image.open(file) as im:
-                    im.verify()
-                if isinstance(file, io.BytesIO):
-                    file.seek(0)
-                    loaded.append(Image.open(file).convert("RGB"))
-                else:
-                    loaded.append(str(file))
-            except (OSError, SyntaxError) as e:
-                problem = f"{where}:{n}: image {image if not isinstance(image, io.BytesIO) else '(bytes)'}: {e}"
+            try:  # paths stay paths; decoded images and image bytes become RGB images (corrupt bytes fail here)
+                ref = check_image(image, folder)
+                loaded.append(ref if isinstance(ref, str) else open_rgb(ref).convert("RGB"))
+            except (ValueError, OSError) as e:
+                problem = f"{where}:{n}: {e}"
         if problem:
             if report is not None:
                 report.append(problem)
             continue
         prompt = r["prompt"] if isinstance(r["prompt"], list) else [{"role": "user", "content": r["prompt"]}]
         out.append({"id": str(r.get("id", f"pref-{n}")), "task": r.get("task"), "prompt": prompt, "images": loaded,
-                    "chosen": _text(r["chosen"]), "rejected": _text(r["rejected"]), "margin": float(r.get("margin") or 0)})  # fmt: skip
+                    "chosen": messages_text(r["chosen"]), "rejected": messages_text(r["rejected"]), "margin": float(r.get("margin") or 0)})  # fmt: skip
     if not out:
         raise UserError(f"no usable preference rows in {where}", "rows need prompt, chosen and rejected")
     return out
 
-
-def _text(answer) -> str:
-    """An answer given as text or as chat messages (TRL's conversational preference format)."""
-    if isinstance(answer, (list, tuple)) or hasattr(answer, "tolist"):
-        return "".join(content_text(m.get("content")) if isinstance(m, dict) else str(m) for m in list(answer))
-    return str(answer)

@@ -56,8 +56,9 @@ def environment(seed: int) -> dict:
 
 
 class RunDir:
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, main: bool = True):
         self.path = Path(path)
+        self.main = main  # False on ranks other than 0 of a multi-process run: they leave the shared files alone
 
     @classmethod
     def create(cls, output_dir: str | Path, recipe_name: str) -> RunDir:
@@ -88,5 +89,7 @@ class RunDir:
         atomic_write_json(self.path / "environment.json", environment(seed))
 
     def log_event(self, **event) -> None:
+        if not self.main:
+            return
         event.setdefault("time", dt.datetime.now().isoformat(timespec="seconds"))
         append_jsonl(self.path / "events.jsonl", [event])

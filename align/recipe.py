@@ -155,16 +155,28 @@ class VllmServerSpec(Strict):
 
 
 class LaunchSpec(Strict):
+    """How ``align launch`` / launch.sh starts training: accelerate with a config from ``recipes/accelerate/``."""
+
     processes: int = Field(1, ge=1, description="Training processes per node (accelerate launch when > 1).")
     nodes: int = Field(1, ge=1, description="Number of machines.")
     node_rank: int = Field(0, ge=0, description="This machine's rank.")
     main_address: str | None = Field(None, description="Address of node 0 (multi-node).")
-    main_port: int = Field(29500, description="Rendezvous port on node 0.")
-    backend: Literal["ddp", "deepspeed_zero2", "deepspeed_zero3", "fsdp"] = Field("ddp")
-    offload: bool = Field(False, description="DeepSpeed: offload optimizer state and parameters to CPU.")
+    main_port: int = Field(29500, ge=0, le=65535, description="Rendezvous port on node 0 (0: any free port, one node).")
+    backend: Literal["ddp", "deepspeed_zero2", "deepspeed_zero3", "fsdp"] = Field(
+        "ddp", description="ddp (gloo on CPU), DeepSpeed ZeRO-2/3 (CPU or GPU), fsdp (GPUs only)."
+    )
+    offload: bool = Field(
+        False, description="DeepSpeed on GPUs: optimizer state (ZeRO-2), also parameters (ZeRO-3) in CPU memory."
+    )
     vllm_server: VllmServerSpec | None = Field(
         None, description="GRPO with rollout.vllm_mode server: GPUs reserved for `vllm serve` (started by launch.sh)."
     )
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.node_rank >= self.nodes:
+            raise ValueError(f"node_rank {self.node_rank} is not below nodes ({self.nodes}); ranks count from 0")
+        return self
 
 
 class StageSpec(Strict):

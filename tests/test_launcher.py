@@ -179,3 +179,63 @@ def test_server_stopped_when_training_fails(tmp_path):
     assert code == 7
     out = subprocess.run(["pgrep", "-f", str(script)], capture_output=True, text=True, check=False)
     assert out.stdout.strip() == ""
+
+
+def _dry_run(recipe: str, *overrides: str, gpus: int | None = None) -> list[str]:
+    from align.launcher import launch
+
+    said: list[str] = []
+    assert launch(str(ROOT / "recipes" / recipe), list(overrides), dry_run=True, say=said.append, gpus=gpus) == 0
+    return said
+
+
+def _accelerate(line: str) -> list[str]:
+    cmd = line.split(": ", 1)[1].split()
+    return cmd[cmd.index("accelerate.commands.launch") - 2 :]
+
+
+def test_dry_run_cpu_layouts():
+    """The layouts that run on CPU here (tests/test_distributed.py runs them for real)."""
+    ddp = _accelerate(_dry_run("quickstart.yaml", "launch.processes=2", gpus=0)[0])
+    assert _flag(ddp, "--config_file").endswith("recipes/accelerate/ddp.yaml") and "--cpu" not in ddp
+    assert _flag(ddp, "--num_processes") == "2" and _flag(ddp, "--mixed_precision") == "no"
+    zero3 = _accelerate(_dry_run("quickstart.yaml", "launch.processes=2", "launch.backend=deepspeed_zero3", gpus=0)[0])
+    assert _flag(zero3, "--config_file").endswith("recipes/accelerate/zero3.yaml")
+    node1 = _accelerate(_dry_run("quickstart.yaml", "launch.nodes=2", "launch.node_rank=1",
+                                 "launch.main_address=127.0.0.1", "launch.main_port=29611", gpus=0)[0])  # fmt: skip
+    assert [_flag(node1, f) for f in ("--num_processes", "--num_machines", "--machine_rank", "--main_process_ip",
+                                      "--main_process_port")] == ["2", "2", "1", "127.0.0.1", "29611"]  # fmt: skip
+
+
+def test_dry_run_gpu_layouts_of_grpo_vision():
+    """recipes/grpo_vision*.yaml: 1 GPU, 8 GPUs (ZeRO-3 + colocate), 2 nodes x 8 GPUs (ZeRO-3 + vLLM server)."""
+    one = _dry_run("grpo_vision.yaml", gpus=1)
+    assert one == [f"training: {sys.executable} -m align.cli run {ROOT / 'recipes/grpo_vision.yaml'}"]
+
+    eight = _accelerate(_dry_run("grpo_vision_8gpu.yaml", gpus=8)[0])
+    assert _flag(eight, "--config_file").endswith("recipes/accelerate/zero3.yaml")
+    assert [_flag(eight, f) for f in ("--num_processes", "--num_machines", "--mixed_precision")] == ["8", "1", "bf16"]
+
+    node = ["launch.main_address=10.1.0.1", "rollout.server_host=10.1.0.1"]
+    with pytest.raises(UserError, match="needs launch.main_address"):
+        _dry_run("grpo_vision_2x8gpu.yaml", "rollout.server_host=10.1.0.1", gpus=8)
+    said = _dry_run("grpo_vision_2x8gpu.yaml", *node, gpus=8)
+    assert said[0].startswith("vLLM server (GPUs [6, 7]): VLLM_SERVER_DEV_MODE=1 CUDA_VISIBLE_DEVICES=6,7 vllm serve ")
+    assert "--tensor-parallel-size 2" in said[0] and "http://10.1.0.1:8000/health" in said[1]
+    assert said[2].startswith("training (GPUs [0, 1, 2, 3, 4, 5]): CUDA_VISIBLE_DEVICES=0,1,2,3,4,5 ")
+    train = _accelerate(said[2])
+    assert [_flag(train, f) for f in ("--num_processes", "--num_machines", "--machine_rank", "--main_process_ip")] \
+        == ["12", "2", "0", "10.1.0.1"]  # fmt: skip
+    said = _dry_run("grpo_vision_2x8gpu.yaml", *node, "launch.node_rank=1", gpus=8)
+    assert said[0].startswith("node 1: no vLLM server here")
+    assert _flag(_accelerate(said[1]), "--machine_rank") == "1"
+
+
+def test_cli_dry_run_plans_for_gpus_from_a_cpu_machine():
+    out = subprocess.run([sys.executable, "-m", "align.cli", "launch", str(ROOT / "recipes/grpo_vision_8gpu.yaml"),
+                          "--dry-run", "--gpus", "8"], capture_output=True, text=True, cwd=ROOT, check=False)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "recipes/accelerate/zero3.yaml --num_processes 8" in out.stdout
+    out = subprocess.run([sys.executable, "-m", "align.cli", "launch", str(ROOT / "recipes/grpo_vision_8gpu.yaml"),
+                          "--gpus", "8"], capture_output=True, text=True, cwd=ROOT, check=False)  # fmt: skip
+    assert out.returncode == 2 and "works with --dry-run only" in out.stderr

@@ -99,7 +99,8 @@ def gather(obj) -> list:
 
 def main_only(fn, share: bool = True):
     """Run ``fn()`` on rank 0 only; the others wait. Returns rank 0's result on every rank (``share=False``: only on
-    rank 0, None on the others). If it raises, rank 0 re-raises and every other rank raises a UserError with the same message."""
+    rank 0, None on the others). If it raises, rank 0 re-raises and every other rank raises a UserError with the
+    same message."""
     if not is_distributed():
         return fn()
     result, error = None, None
@@ -203,6 +204,7 @@ def full_parameters(model):
 
 def local_parameters(model) -> int:
     """Parameter elements this rank holds (its shard under ZeRO-3 or FSDP)."""
+
     def held(p):
         if hasattr(p, "ds_tensor"):
             return p.ds_tensor.numel()
@@ -317,20 +319,26 @@ def launch_problems(recipe, world: int, on_gpu: bool) -> list[tuple[str, str]]:
     Used by the launcher (before any process starts) and by every rank at the start of a run."""
     from align.stages import stage_module
 
-    problems = []
+    problems: list[tuple[str, str]] = []
     if world <= 1:
         return problems
     for stage in recipe.stages:
+        where = f"stage '{stage.name}'"
         if not getattr(stage_module(stage.type), "DISTRIBUTED", False):
-            problems.append(((f"stage '{stage.name}' ({stage.type}) runs as a single process and cannot run on "
-                              f"{world} processes"), "run it in a recipe with launch.processes: 1 and launch.nodes: 1"))  # fmt: skip
+            message = f"{where} ({stage.type}) runs as a single process and cannot run on {world} processes"
+            problems.append((message, "run it in a recipe with launch.processes: 1 and launch.nodes: 1"))
         if stage.type == "grpo" and stage.args.get("log_multimodal"):
-            problems.append(((f"stage '{stage.name}': args.log_multimodal: true hangs TRL 1.16 on {world} processes "
-                              "when a rank's batch has no image (it gathers images only on ranks that have them)"),
-                             "remove log_multimodal (the workbench turns it off on several processes)"))  # fmt: skip
+            message = (
+                f"{where}: args.log_multimodal: true hangs TRL 1.16 on {world} processes when a rank's batch has no "
+                "image (it gathers images only on ranks that have them)"
+            )
+            problems.append((message, "remove log_multimodal (the workbench turns it off on several processes)"))
         if not on_gpu and stage.args.get("use_cpu") is False:
-            problems.append(((f"stage '{stage.name}': args.use_cpu: false on a machine without GPUs makes each of "
-                              f"the {world} processes train its own copy"), "remove use_cpu from args"))  # fmt: skip
+            message = (
+                f"{where}: args.use_cpu: false on a machine without GPUs makes each of the {world} processes train "
+                "its own copy"
+            )
+            problems.append((message, "remove use_cpu from args"))
     return problems
 
 

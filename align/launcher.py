@@ -137,35 +137,55 @@ def check(recipe, on_gpu: bool, dry_run: bool = False) -> None:
 
     launch, world = recipe.launch, world_size(recipe)
     problems = list(launch_problems(recipe, world, on_gpu))
+
+    def refuse(message: str, hint: str) -> None:
+        problems.append((message, hint))
+
     if launch.nodes > 1 and not launch.main_address:
-        problems.append(("launch.nodes > 1 needs launch.main_address (the address of node 0)",
-                         "e.g. launch.main_address=$(scontrol show hostnames | head -1) under SLURM"))  # fmt: skip
+        refuse(
+            "launch.nodes > 1 needs launch.main_address (the address of node 0)",
+            "e.g. launch.main_address=$(scontrol show hostnames | head -1) under SLURM",
+        )
     if launch.nodes > 1 and launch.main_port == 0:
-        problems.append(("launch.main_port 0 (any free port) works on one node only", "give node 0's port"))
+        refuse("launch.main_port 0 (any free port) works on one node only", "give node 0's port")
     if launch.backend == "fsdp" and not on_gpu:
-        problems.append((("launch.backend fsdp does not run on CPU: accelerate enables FSDP only on GPUs and would "
-                          "silently fall back to DDP"), "use ddp or deepspeed_zero2/3 on CPU"))  # fmt: skip
+        refuse(
+            "launch.backend fsdp does not run on CPU: accelerate enables FSDP only on GPUs and would silently fall "
+            "back to DDP",
+            "use ddp or deepspeed_zero2/3 on CPU",
+        )
     if launch.backend == "fsdp" and any(s.lora or (s.lora is None and recipe.model.lora) for s in recipe.stages):
-        problems.append((("launch.backend fsdp with LoRA: the workbench saves FSDP runs from the full state dict "
-                          "and cannot merge adapters there"), "use deepspeed_zero3 with LoRA"))  # fmt: skip
+        refuse(
+            "launch.backend fsdp with LoRA: the workbench saves FSDP runs from the full state dict and cannot merge "
+            "adapters there",
+            "use deepspeed_zero3 with LoRA",
+        )
     if launch.offload and not launch.backend.startswith("deepspeed"):
-        problems.append((f"launch.offload is a DeepSpeed option; backend {launch.backend} has none",
-                         "use backend deepspeed_zero2 (optimizer offload) or deepspeed_zero3 (optimizer + parameters)"))  # fmt: skip
+        refuse(
+            f"launch.offload is a DeepSpeed option; backend {launch.backend} has none",
+            "use deepspeed_zero2 (optimizer offload) or deepspeed_zero3 (optimizer + parameters)",
+        )
     elif launch.offload and not on_gpu:
-        problems.append((("launch.offload moves optimizer state (and ZeRO-3 parameters) from GPU to CPU memory; "
-                          "without GPUs there is nothing to offload"), "remove launch.offload"))  # fmt: skip
-    if world > 1:
-        for stage in recipe.stages:
-            problem = grpo_batch_problem(stage, world) if stage.type == "grpo" else None
-            if problem:
-                problems.append((problem, "change per_device_train_batch_size, num_generations or launch.processes"))
+        refuse(
+            "launch.offload moves optimizer state (and ZeRO-3 parameters) from GPU to CPU memory; without GPUs there "
+            "is nothing to offload",
+            "remove launch.offload",
+        )
+    for stage in recipe.stages:
+        problem = grpo_batch_problem(stage, world) if stage.type == "grpo" and world > 1 else None
+        if problem:
+            refuse(problem, "change per_device_train_batch_size, num_generations or launch.processes")
     if uses_server(recipe) and launch.nodes > 1 and recipe.rollout.server_host in LOOPBACK:
-        problems.append((f"rollout.server_host {recipe.rollout.server_host} is not reachable from the other nodes",
-                         "set rollout.server_host to node 0's address (e.g. the same as launch.main_address)"))  # fmt: skip
+        refuse(
+            f"rollout.server_host {recipe.rollout.server_host} is not reachable from the other nodes",
+            "set rollout.server_host to node 0's address (e.g. the same as launch.main_address)",
+        )
     deepspeed_missing = not dry_run and not importlib.util.find_spec("deepspeed")
     if world > 1 and launch.backend.startswith("deepspeed") and deepspeed_missing:
-        problems.append(("launch.backend needs DeepSpeed, which is not installed",
-                         "ALIGN_EXTRAS=deepspeed ./launch.sh ... (or pip install deepspeed==0.19.8)"))  # fmt: skip
+        refuse(
+            "launch.backend needs DeepSpeed, which is not installed",
+            "ALIGN_EXTRAS=deepspeed ./launch.sh ... (or pip install deepspeed==0.19.8)",
+        )
     if problems:
         message, hint = problems[0]
         more = "".join(f"\n  also: {m}" for m, _ in problems[1:])
@@ -294,11 +314,15 @@ def launch(recipe_path: str, overrides: list[str], dry_run: bool = False, say=pr
             return 0
         return subprocess.call(cmd)
     if recipe.launch.vllm_server is None:
-        raise UserError("rollout.vllm_mode is 'server' but the recipe has no launch.vllm_server block",
-                        "add launch.vllm_server: {gpus: 1} (GPUs of node 0 for `vllm serve`), or use colocate")  # fmt: skip
+        raise UserError(
+            "rollout.vllm_mode is 'server' but the recipe has no launch.vllm_server block",
+            "add launch.vllm_server: {gpus: 1} (GPUs of node 0 for `vllm serve`), or use colocate",
+        )
     if not on_gpu:
-        raise UserError("GRPO in vLLM server mode needs GPUs (TRL syncs weights to the server over NCCL)",
-                        "on CPU use rollout.vllm_mode: colocate (or plan a GPU node with --dry-run --gpus 8)")  # fmt: skip
+        raise UserError(
+            "GRPO in vLLM server mode needs GPUs (TRL syncs weights to the server over NCCL)",
+            "on CPU use rollout.vllm_mode: colocate (or plan a GPU node with --dry-run --gpus 8)",
+        )
     node_gpus = visible_gpus(gpus)
     s_gpus, t_gpus = server_gpus(recipe, node_gpus)
     if recipe.launch.node_rank != 0:

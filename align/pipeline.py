@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import time
 import traceback
-from functools import partial
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +140,7 @@ def run_pipeline(recipe, run: RunDir | None = None) -> RunDir:
     if dist.is_main():
         atomic_write_json(run.path / "data_report.json", {"source": data.source, **data.report.to_json()})
     console.print(f"data: {data.report.summary()}")
-    for split, msgs in data.report.skipped.items():
+    for msgs in data.report.skipped.values():
         for msg in msgs[:5]:
             console.print(f"  [yellow]skipped[/yellow] {msg}")
         if len(msgs) > 5:
@@ -192,7 +192,9 @@ def run_pipeline(recipe, run: RunDir | None = None) -> RunDir:
         console.print(f"  {stage.name} done in {time.time() - started:.0f}s -> {current}")
         if recipe.eval.enabled and stage.eval:
             console.print(f"[bold]eval[/bold] {stage.name}")
-            evaluate_stage = partial(evaluate, current, recipe, stage.name, stage_dir, data.eval, base_dir, outputs=outputs)
+            evaluate_stage = partial(
+                evaluate, current, recipe, stage.name, stage_dir, data.eval, base_dir, outputs=outputs
+            )
             evals[stage.name] = dist.main_only(evaluate_stage)
     if evals:
         from align.compare import compare

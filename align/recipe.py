@@ -38,9 +38,7 @@ class LoraSpec(Strict):
     r: int = Field(16, description="LoRA rank.")
     alpha: int = Field(32, description="LoRA alpha (scaling = alpha / r).")
     dropout: float = Field(0.05, description="Dropout on the LoRA input.")
-    target_modules: list[str] | str = Field(
-        "all-linear", description="Module names or 'all-linear' (PEFT semantics)."
-    )
+    target_modules: list[str] | str = Field("all-linear", description="Module names or 'all-linear' (PEFT semantics).")
     exclude_modules: list[str] | str | None = Field(
         r".*(vision_model|vision_tower|visual|vision_encoder).*",
         description="Regex or names of modules left without adapters (the vision tower by default).",
@@ -121,8 +119,10 @@ class EvalSpec(Strict):
     )
     hooks: list[EvalHookSpec] = Field(default_factory=list, description="External evaluators.")
     samples: int = Field(4, ge=0, description="Answers per task kept in eval_samples.jsonl for comparison.")
-    sampled: SampledEvalSpec = Field(default_factory=lambda: SampledEvalSpec(),
-                                     description="Also score answers sampled at a temperature (pass@1 over k).")
+    sampled: SampledEvalSpec = Field(
+        default_factory=lambda: SampledEvalSpec(),
+        description="Also score answers sampled at a temperature (pass@1 over k).",
+    )
 
 
 class RolloutSpec(Strict):
@@ -410,9 +410,12 @@ def _to_recipe_error(err: ValidationError, data: dict, file: str | None, cls) ->
         part = loc[i]
         if isinstance(part, int):
             stage_label = ""
-            if isinstance(node, list) and part < len(node) and isinstance(node[part], dict) and path_parts[-1:] == [
-                "stages"
-            ]:
+            if (
+                isinstance(node, list)
+                and part < len(node)
+                and isinstance(node[part], dict)
+                and path_parts[-1:] == ["stages"]
+            ):
                 stage_label = f"({_stage_name(node[part])})"
             path_parts[-1] = f"{path_parts[-1]}[{part}]{stage_label}" if path_parts else f"[{part}]"
             node = node[part] if isinstance(node, list) and part < len(node) else None
@@ -481,7 +484,7 @@ def check_trainer_args(recipe, file: str | None = None) -> None:
             except ValidationError as ve:
                 msg = ve.errors()[0]["msg"]
                 raise RecipeError(file, where, f"{msg} (got {value!r}; {cls.__name__} expects {fields[key]})")
-            except Exception:  # noqa: BLE001 - exotic annotations: TRL validates them itself
+            except Exception:  # noqa: BLE001, S110 - exotic annotations: TRL validates them itself
                 pass
 
 

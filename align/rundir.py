@@ -22,8 +22,9 @@ PACKAGES = ("torch", "transformers", "trl", "peft", "datasets", "accelerate", "m
 def git_commit(cwd: Path | None = None) -> dict:
     root = cwd or Path(__file__).resolve().parent.parent
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, timeout=10)
+        opts = {"cwd": root, "capture_output": True, "text": True, "timeout": 10}
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], check=False, **opts)
+        dirty = subprocess.run(["git", "status", "--porcelain"], check=False, **opts)
         if commit.returncode == 0:
             return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
     except (OSError, subprocess.SubprocessError):

@@ -96,8 +96,13 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def _start(recipe: Path, *overrides: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "align.cli", "launch", str(recipe), *overrides], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+    return _popen([sys.executable, "-m", "align.cli", "launch", str(recipe), *overrides])
+
+
+def _popen(cmd: list[str]) -> subprocess.Popen:
+    """In its own process group (stopped as a whole on timeout), output captured."""
+    out = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
+    return subprocess.Popen(cmd, cwd=ROOT, start_new_session=True, **out)
 
 
 def _finish(procs: list[subprocess.Popen], timeout: float) -> list[str]:
@@ -251,9 +256,7 @@ def test_ranks_with_different_parameters_fail_naming_them(tmp_path):
         cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
                str(ROOT / "recipes/accelerate/ddp.yaml"), "--num_processes", "2", "--main_process_port", "0",
                "--mixed_precision", "no", str(script), mode]  # fmt: skip
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                start_new_session=True)  # fmt: skip
-        outs[mode] = _finish([proc], timeout=120)[0]
+        outs[mode] = _finish([_popen(cmd)], timeout=120)[0]
     assert "rank 0: identical" in outs["same"] and "rank 1: identical" in outs["same"]
     for rank in (0, 1):
         assert f"rank {rank}: stage 'toy': the trained parameters differ across ranks (rank(s) [0]:" in outs["differ"]
@@ -265,8 +268,7 @@ def test_one_process_started_for_a_two_process_recipe_is_refused(tmp_path, tiny_
     recipe = write_recipe(tmp_path / "dist.yaml", RECIPE)
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "-m", "align.cli",
            "run", str(recipe), f"output_dir={tmp_path}"]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)  # fmt: skip
+    proc = _popen(cmd)
     try:
         out, _ = proc.communicate(timeout=120)
     except subprocess.TimeoutExpired:

@@ -67,8 +67,8 @@ def test_training_commands(tmp_path):
         (["launch.processes=2", "launch.offload=true"], True, "offload is a DeepSpeed option"),
         (["launch.processes=2", "launch.backend=deepspeed_zero3", "launch.offload=true"], False, "nothing to offload"),
         (["launch.processes=3", "grpo.args.per_device_train_batch_size=2", "grpo.args.num_generations=4"], False,
-         r"generation batch \(per_device_train_batch_size 2 × 3 process\(es\) × 1 step\(s\) per generation = 6\) "
-         "is not divisible by num_generations 4"),
+         (r"generation batch \(per_device_train_batch_size 2 × 3 process\(es\) × 1 step\(s\) per generation = 6\) "
+          "is not divisible by num_generations 4")),
         (["launch.processes=2", "grpo.args.use_cpu=false"], False, "each of the 2 processes train its own copy"),
         (["launch.processes=2", "grpo.args.log_multimodal=true"], False, "log_multimodal: true hangs"),
         (["launch.processes=2", "launch.backend=fsdp", "model.lora.r=8"], True, "fsdp with LoRA"),
@@ -116,7 +116,7 @@ def test_launch_sh_dry_run_prints_server_topology(tmp_path):
     assert "stop the server" in out.stdout
 
 
-SERVER = textwrap.dedent('''
+SERVER = textwrap.dedent("""
     import http.server, sys, time
     time.sleep(float(sys.argv[2]))
     class H(http.server.BaseHTTPRequestHandler):
@@ -126,7 +126,7 @@ SERVER = textwrap.dedent('''
             print("request", self.path, flush=True)
     print("serving", flush=True)
     http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
-''')
+""")
 
 
 def _free_port() -> int:
@@ -142,8 +142,12 @@ def test_server_lifecycle_healthy_then_stopped(tmp_path):
     script.write_text(SERVER)
     port = _free_port()
     marker = tmp_path / "trained"
-    train = [sys.executable, "-c", f"import urllib.request as u; u.urlopen('http://127.0.0.1:{port}/health'); "
-             f"open({str(marker)!r}, 'w').write('ok')"]  # fmt: skip
+    url = f"http://127.0.0.1:{port}/health"
+    train = [
+        sys.executable,
+        "-c",
+        f"import urllib.request as u; u.urlopen({url!r}); open({str(marker)!r}, 'w').write('ok')",
+    ]
     said = []
     code = run_with_server([sys.executable, str(script), str(port), "1"], dict(os.environ), train, dict(os.environ),
                            f"http://127.0.0.1:{port}/health", 30, tmp_path / "server.log", said.append)  # fmt: skip
@@ -232,10 +236,9 @@ def test_dry_run_gpu_layouts_of_grpo_vision():
 
 
 def test_cli_dry_run_plans_for_gpus_from_a_cpu_machine():
-    out = subprocess.run([sys.executable, "-m", "align.cli", "launch", str(ROOT / "recipes/grpo_vision_8gpu.yaml"),
-                          "--dry-run", "--gpus", "8"], capture_output=True, text=True, cwd=ROOT, check=False)  # fmt: skip
+    cmd = [sys.executable, "-m", "align.cli", "launch", str(ROOT / "recipes/grpo_vision_8gpu.yaml"), "--gpus", "8"]
+    out = subprocess.run([*cmd, "--dry-run"], capture_output=True, text=True, cwd=ROOT, check=False)
     assert out.returncode == 0, out.stderr
     assert "recipes/accelerate/zero3.yaml --num_processes 8" in out.stdout
-    out = subprocess.run([sys.executable, "-m", "align.cli", "launch", str(ROOT / "recipes/grpo_vision_8gpu.yaml"),
-                          "--gpus", "8"], capture_output=True, text=True, cwd=ROOT, check=False)  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False)
     assert out.returncode == 2 and "works with --dry-run only" in out.stderr

@@ -185,8 +185,9 @@ def make_trainer_class():
                 rows = self.accelerator.gather(informative.float().reshape(-1))
                 n_gen = self.num_generations
                 self.filter_stats["groups"] += rows.numel() // n_gen
-                self.filter_stats["filtered_groups"] += int((rows.view(-1, n_gen).sum(1) == 0).sum().item()) \
-                    if rows.numel() % n_gen == 0 else 0
+                self.filter_stats["filtered_groups"] += (
+                    int((rows.view(-1, n_gen).sum(1) == 0).sum().item()) if rows.numel() % n_gen == 0 else 0
+                )
                 self._metrics[mode]["filter/informative_frac"].append(rows.mean().item())
             if mode == "train" and self.rollout_log is not None:
                 self._log_rollouts(inputs, lengths)
@@ -268,7 +269,11 @@ def run(ctx) -> Path:
     use_vllm = stage.args.get("use_vllm")
     if use_vllm is None:
         use_vllm = resolve_engine(ctx.recipe.rollout, ctx.input_model, spec, ctx.log) == "vllm"
-    defaults = {**GRPO_DEFAULTS, "reward_weights": [r.weight for r in rewards], **vllm_args(ctx.recipe.rollout, use_vllm)}
+    defaults = {
+        **GRPO_DEFAULTS,
+        "reward_weights": [r.weight for r in rewards],
+        **vllm_args(ctx.recipe.rollout, use_vllm),
+    }
     if world_size() > 1:
         # TRL 1.16 gathers logged images only on ranks whose batch has images: a rank with a text-only batch (mixed
         # image/text data) skips that collective and the run hangs.
@@ -304,9 +309,12 @@ def _train(ctx, trainer, args, n_prompts: int, selection: dict, frozen) -> Path:
     trainer.filter_zero_variance = stage.filter_zero_variance
     trainer.filter_stats = {"groups": 0, "filtered_groups": 0}
     params = count_params(trainer.model)
-    ctx.log(f"{n_prompts} prompts × {args.num_generations} completions; rewards "
-            + ", ".join(f"{r.name}×{r.weight:g}" for r in rewards)
-            + f"; parameters {params['trainable']:,} trainable" + (f"; frozen: {', '.join(frozen)}" if frozen else ""))
+    ctx.log(
+        f"{n_prompts} prompts × {args.num_generations} completions; rewards "
+        + ", ".join(f"{r.name}×{r.weight:g}" for r in rewards)
+        + f"; parameters {params['trainable']:,} trainable"
+        + (f"; frozen: {', '.join(frozen)}" if frozen else "")
+    )
     try:
         trainer.train()
     finally:

@@ -69,8 +69,14 @@ def sample_and_score(ctx, dataset, n: int, temperature: float, max_new_tokens: i
 
     scorers = _scoring_rewards(ctx, list(extra_rewards))
     weights = {r.name: r.weight for r in ctx.rewards}
-    engine = make_engine(ctx.recipe.rollout, ctx.input_model, ctx.recipe.model, batch_size=max(1, 256 // max(1, n)),
-                         seed=ctx.recipe.seed, log=ctx.log)
+    engine = make_engine(
+        ctx.recipe.rollout,
+        ctx.input_model,
+        ctx.recipe.model,
+        batch_size=max(1, 256 // max(1, n)),
+        seed=ctx.recipe.seed,
+        log=ctx.log,
+    )
     ctx.state["rollout_engine"] = engine.name
     columns = [c for c in dataset.column_names if c not in ("prompt", "completion")]
     out: list[dict] = []

@@ -40,7 +40,8 @@ stages:
            logging_steps: 1, learning_rate: 1.0e-3}
 """
 
-# Mixed image and text-only rows (arith), evaluation after every stage, and RFT (sampling on rank 0).
+# Mixed image and text-only rows (arith), evaluation after every stage, RFT and GRPO's prompt-selection pre-pass
+# (both sample on rank 0 and share the result).
 FULL = """
 name: nodes
 seed: 7
@@ -59,6 +60,8 @@ stages:
     eval: false
     args: {max_steps: 1, per_device_train_batch_size: 2, logging_steps: 1, warmup_steps: 0}
   - type: grpo
+    prompts: 8
+    select_prompts: {enabled: true, source: prepass, samples: 2, reward: korean_consistency}
     args: {max_steps: 2, per_device_train_batch_size: 4, num_generations: 4, max_completion_length: 6,
            logging_steps: 1, learning_rate: 1.0e-3}
 """
@@ -218,7 +221,8 @@ def test_deepspeed_matches_ddp(backend, ddp_run, tmp_path):
 
 def test_two_simulated_nodes(tmp_path, tiny_model):
     """Two launchers on one machine as node 0 and node 1 (one process each), rendezvous on 127.0.0.1; the full
-    pipeline on mixed image/text data: SFT, RFT (rank 0 samples), GRPO, evaluation and comparison on rank 0."""
+    pipeline on mixed image/text data: SFT, RFT (rank 0 samples), GRPO after a prompt-selection pre-pass (rank 0
+    samples), evaluation and comparison on rank 0."""
     from tests.test_launcher import _free_port
 
     recipe = write_recipe(tmp_path / "nodes.yaml", FULL)
@@ -232,6 +236,8 @@ def test_two_simulated_nodes(tmp_path, tiny_model):
     for stage in ("base", "sft", "grpo"):
         assert (run / stage / "eval.json").exists()
     assert (run / "rft" / "accepted.jsonl").exists() and (run / "compare.md").exists()
+    summary = json.loads((run / "grpo" / "summary.json").read_text())
+    assert summary["pass_rates_from"] == "prepass" and 0 < summary["prompts_after"] <= 8
 
 
 def test_ranks_with_different_parameters_fail_naming_them(tmp_path):

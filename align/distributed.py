@@ -38,12 +38,16 @@ def launched_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def init(on_gpu: bool) -> None:
-    """Join the process group the launcher prepared (accelerate's PartialState). Nothing to do for one process."""
+def init(on_gpu: bool, timeout_minutes: float = 180) -> None:
+    """Join the process group the launcher prepared (accelerate's PartialState). Nothing to do for one process.
+    The timeout is generous: the other ranks wait in a collective while rank 0 evaluates alone (NCCL's default is
+    10 minutes)."""
     if launched_world_size() > 1:
+        from datetime import timedelta
+
         from accelerate import PartialState
 
-        PartialState(cpu=not on_gpu)
+        PartialState(cpu=not on_gpu, timeout=timedelta(minutes=timeout_minutes))
 
 
 def is_distributed() -> bool:
@@ -162,6 +166,7 @@ def record_world(run_path: Path, recipe) -> dict:
         "process_group_backend": dist.get_backend() if is_distributed() else None,
         "main_address": os.environ.get("MASTER_ADDR"),
         "main_port": os.environ.get("MASTER_PORT"),
+        "timeout_minutes": recipe.launch.timeout_minutes,
         "accelerate": {k: os.environ[k] for k in ACCELERATE_ENV if k in os.environ},
         "ranks": ranks,
         "stages": {},

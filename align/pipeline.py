@@ -119,7 +119,7 @@ def run_pipeline(recipe, run: RunDir | None = None) -> RunDir:
     from align.training import on_gpu
 
     dist.check_run(recipe, on_gpu())
-    dist.init(on_gpu())
+    dist.init(on_gpu(), recipe.launch.timeout_minutes)
     console.quiet = not dist.is_main()
     base_dir = recipe_dir(recipe)
     run = dist.main_only(lambda: _open_run(recipe, run))  # one run directory: rank 0's

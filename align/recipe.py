@@ -171,6 +171,9 @@ class LaunchSpec(Strict):
     vllm_server: VllmServerSpec | None = Field(
         None, description="GRPO with rollout.vllm_mode server: GPUs reserved for `vllm serve` (started by launch.sh)."
     )
+    timeout_minutes: float = Field(
+        180, gt=0, description="How long ranks wait for each other (the others wait while rank 0 evaluates)."
+    )
 
     @model_validator(mode="after")
     def _check(self):

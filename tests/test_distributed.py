@@ -186,6 +186,7 @@ def ddp_run(tmp_path_factory, tiny_model) -> Path:
 def test_ddp_two_processes(ddp_run):
     record = _assert_distributed(ddp_run)
     assert record["backend"] == "ddp" and "ACCELERATE_USE_DEEPSPEED" not in record["accelerate"]
+    assert record["timeout_minutes"] == 180  # ranks wait this long for rank 0 (e.g. while it evaluates)
     for stage in ("sft", "grpo"):
         for r in record["stages"][stage]["ranks"]:
             assert r["distributed_type"] == "MULTI_CPU" and r["local_parameters"] == r["parameters"]

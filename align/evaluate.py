@@ -63,11 +63,14 @@ def builtin_metrics(model_dir: str, recipe, rows, base_dir=None, engine=None,
     if recipe.eval.limit is not None and len(rows) > recipe.eval.limit:
         rows = rows.select(range(recipe.eval.limit))
     own_engine = engine is None
-    engine = engine or make_engine(recipe.rollout, model_dir, recipe.model, batch_size=recipe.eval.batch_size,
-                                  seed=recipe.seed)
+    engine = engine or make_engine(
+        recipe.rollout, model_dir, recipe.model, batch_size=recipe.eval.batch_size, seed=recipe.seed
+    )
     prompts, images = list(rows["prompt"]), list(rows["images"]) if "images" in rows.column_names else None
     try:
-        outs = engine.generate(prompts, images, Sampling(n=1, temperature=0.0, max_new_tokens=recipe.eval.max_new_tokens))
+        outs = engine.generate(
+            prompts, images, Sampling(n=1, temperature=0.0, max_new_tokens=recipe.eval.max_new_tokens)
+        )
         sampled = None
         if recipe.eval.sampled.k > 0:
             s = recipe.eval.sampled
@@ -116,7 +119,7 @@ def run_hook(hook, model_dir: str, recipe, stage: str, out_dir: Path, base_dir=N
         output = out_dir / f"hook_{prefix}.json"
         cmd = hook.command.format(model=shlex.quote(str(model_dir)), output=shlex.quote(str(output)))
         try:
-            proc = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=hook.timeout)
+            proc = subprocess.run(cmd, shell=True, capture_output=True, check=False, text=True, timeout=hook.timeout)
         except subprocess.TimeoutExpired:
             raise UserError(f"eval hook '{prefix}' timed out after {hook.timeout:.0f}s: {cmd}") from None
         if proc.returncode != 0:

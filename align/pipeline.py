@@ -2,6 +2,10 @@
 
 Each stage starts from the previous stage's model directory. A stage that fails stops the pipeline with a message
 naming it; everything earlier stays in the run directory.
+
+Under ``accelerate launch`` every rank runs this same pipeline (``align/distributed.py``): rank 0 creates the run
+directory and prepares model and data first; training stages run on every rank; evaluation, the comparison,
+printing and the run directory's JSON files are rank 0's, and the other ranks wait for it.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import time
 import traceback
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -97,28 +102,45 @@ def metrics_table(evals: dict[str, dict[str, float]], title: str = "held-out eva
     return table
 
 
+def _open_run(recipe, run: RunDir | None) -> RunDir:
+    run = run or RunDir.create(recipe.output_dir, recipe.name)
+    run.write_recipe(dump_recipe(recipe))
+    run.write_environment(recipe.seed)
+    return run
+
+
 def run_pipeline(recipe, run: RunDir | None = None) -> RunDir:
     import rewards as registry
+    from align import distributed as dist
     from align.data import load_splits
     from align.evaluate import evaluate
     from align.models import resolve_model_path
     from align.stages import stage_module
     from align.training import on_gpu
 
+    dist.check_run(recipe, on_gpu())
+    dist.init(on_gpu(), recipe.launch.timeout_minutes)
+    console.quiet = not dist.is_main()
     base_dir = recipe_dir(recipe)
-    run = run or RunDir.create(recipe.output_dir, recipe.name)
-    run.write_recipe(dump_recipe(recipe))
-    run.write_environment(recipe.seed)
+    run = dist.main_only(lambda: _open_run(recipe, run))  # one run directory: rank 0's
+    if not dist.is_main():
+        run = RunDir(run.path, main=False)
+        run.path.mkdir(parents=True, exist_ok=True)  # nodes without a shared file system
+    dist.record_world(run.path, recipe)
     console.print(f"[bold]run directory[/bold] {run.path}")
     console.print(plan(recipe))
 
     t0 = time.time()
-    model_path = resolve_model_path(recipe.model.path, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
+    model_path = dist.main_first(
+        lambda: resolve_model_path(recipe.model.path, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
+    )
     console.print(f"[dim]preparing data ({recipe.data.source})…[/dim]")
-    data = load_splits(recipe.data, base_dir, recipe.seed)
-    atomic_write_json(run.path / "data_report.json", {"source": data.source, **data.report.to_json()})
+    data = dist.main_first(lambda: load_splits(recipe.data, base_dir, recipe.seed))
+    dist.check_data(recipe, data.train, model_path)
+    if dist.is_main():
+        atomic_write_json(run.path / "data_report.json", {"source": data.source, **data.report.to_json()})
     console.print(f"data: {data.report.summary()}")
-    for split, msgs in data.report.skipped.items():
+    for msgs in data.report.skipped.values():
         for msg in msgs[:5]:
             console.print(f"  [yellow]skipped[/yellow] {msg}")
         if len(msgs) > 5:
@@ -128,8 +150,13 @@ def run_pipeline(recipe, run: RunDir | None = None) -> RunDir:
     evals: dict[str, dict[str, float]] = {}
     if recipe.eval.enabled:
         console.print("[bold]eval[/bold] base model")
-        evals["base"] = evaluate(model_path, recipe, "base", run.stage_dir("base"), data.eval, base_dir)
-        atomic_write_json(run.path / "base" / "model.json", {"path": model_path})
+
+        def base_eval():
+            metrics = evaluate(model_path, recipe, "base", run.stage_dir("base"), data.eval, base_dir)
+            atomic_write_json(run.path / "base" / "model.json", {"path": model_path})
+            return metrics
+
+        evals["base"] = dist.main_only(base_eval)
     run.log_event(event="base", seconds=round(time.time() - t0, 1))
 
     current, state = model_path, {}
@@ -151,7 +178,9 @@ def run_pipeline(recipe, run: RunDir | None = None) -> RunDir:
                 (e.hint + "; " if e.hint else "") + f"earlier results are kept in {run.path}",
             ) from e
         except Exception as e:
-            (stage_dir / "error.txt").write_text(traceback.format_exc())
+            (stage_dir / ("error.txt" if dist.is_main() else f"error.rank{dist.rank()}.txt")).write_text(
+                traceback.format_exc()
+            )
             run.log_event(event="stage_failed", stage=stage.name, error=f"{type(e).__name__}: {e}")
             raise StageError(
                 f"stage '{stage.name}' failed: {type(e).__name__}: {e}",
@@ -163,11 +192,15 @@ def run_pipeline(recipe, run: RunDir | None = None) -> RunDir:
         console.print(f"  {stage.name} done in {time.time() - started:.0f}s -> {current}")
         if recipe.eval.enabled and stage.eval:
             console.print(f"[bold]eval[/bold] {stage.name}")
-            evals[stage.name] = evaluate(current, recipe, stage.name, stage_dir, data.eval, base_dir, outputs=outputs)
+            evaluate_stage = partial(
+                evaluate, current, recipe, stage.name, stage_dir, data.eval, base_dir, outputs=outputs
+            )
+            evals[stage.name] = dist.main_only(evaluate_stage)
     if evals:
         from align.compare import compare
 
-        compare([run.path], console=console)
+        dist.main_only(lambda: compare([run.path], console=console), share=False)
     console.print(f"finished in {time.time() - t0:.0f}s; results in {run.path}")
     run.log_event(event="finished", seconds=round(time.time() - t0, 1))
+    dist.shutdown()
     return run

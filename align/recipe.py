@@ -38,9 +38,7 @@ class LoraSpec(Strict):
     r: int = Field(16, description="LoRA rank.")
     alpha: int = Field(32, description="LoRA alpha (scaling = alpha / r).")
     dropout: float = Field(0.05, description="Dropout on the LoRA input.")
-    target_modules: list[str] | str = Field(
-        "all-linear", description="Module names or 'all-linear' (PEFT semantics)."
-    )
+    target_modules: list[str] | str = Field("all-linear", description="Module names or 'all-linear' (PEFT semantics).")
     exclude_modules: list[str] | str | None = Field(
         r".*(vision_model|vision_tower|visual|vision_encoder).*",
         description="Regex or names of modules left without adapters (the vision tower by default).",
@@ -121,8 +119,10 @@ class EvalSpec(Strict):
     )
     hooks: list[EvalHookSpec] = Field(default_factory=list, description="External evaluators.")
     samples: int = Field(4, ge=0, description="Answers per task kept in eval_samples.jsonl for comparison.")
-    sampled: SampledEvalSpec = Field(default_factory=lambda: SampledEvalSpec(),
-                                     description="Also score answers sampled at a temperature (pass@1 over k).")
+    sampled: SampledEvalSpec = Field(
+        default_factory=lambda: SampledEvalSpec(),
+        description="Also score answers sampled at a temperature (pass@1 over k).",
+    )
 
 
 class RolloutSpec(Strict):
@@ -155,16 +155,31 @@ class VllmServerSpec(Strict):
 
 
 class LaunchSpec(Strict):
+    """How ``align launch`` / launch.sh starts training: accelerate with a config from ``recipes/accelerate/``."""
+
     processes: int = Field(1, ge=1, description="Training processes per node (accelerate launch when > 1).")
     nodes: int = Field(1, ge=1, description="Number of machines.")
     node_rank: int = Field(0, ge=0, description="This machine's rank.")
     main_address: str | None = Field(None, description="Address of node 0 (multi-node).")
-    main_port: int = Field(29500, description="Rendezvous port on node 0.")
-    backend: Literal["ddp", "deepspeed_zero2", "deepspeed_zero3", "fsdp"] = Field("ddp")
-    offload: bool = Field(False, description="DeepSpeed: offload optimizer state and parameters to CPU.")
+    main_port: int = Field(29500, ge=0, le=65535, description="Rendezvous port on node 0 (0: any free port, one node).")
+    backend: Literal["ddp", "deepspeed_zero2", "deepspeed_zero3", "fsdp"] = Field(
+        "ddp", description="ddp (gloo on CPU), DeepSpeed ZeRO-2/3 (CPU or GPU), fsdp (GPUs only)."
+    )
+    offload: bool = Field(
+        False, description="DeepSpeed on GPUs: optimizer state (ZeRO-2), also parameters (ZeRO-3) in CPU memory."
+    )
     vllm_server: VllmServerSpec | None = Field(
         None, description="GRPO with rollout.vllm_mode server: GPUs reserved for `vllm serve` (started by launch.sh)."
     )
+    timeout_minutes: float = Field(
+        180, gt=0, description="How long ranks wait for each other (the others wait while rank 0 evaluates)."
+    )
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.node_rank >= self.nodes:
+            raise ValueError(f"node_rank {self.node_rank} is not below nodes ({self.nodes}); ranks count from 0")
+        return self
 
 
 class StageSpec(Strict):
@@ -398,9 +413,12 @@ def _to_recipe_error(err: ValidationError, data: dict, file: str | None, cls) ->
         part = loc[i]
         if isinstance(part, int):
             stage_label = ""
-            if isinstance(node, list) and part < len(node) and isinstance(node[part], dict) and path_parts[-1:] == [
-                "stages"
-            ]:
+            if (
+                isinstance(node, list)
+                and part < len(node)
+                and isinstance(node[part], dict)
+                and path_parts[-1:] == ["stages"]
+            ):
                 stage_label = f"({_stage_name(node[part])})"
             path_parts[-1] = f"{path_parts[-1]}[{part}]{stage_label}" if path_parts else f"[{part}]"
             node = node[part] if isinstance(node, list) and part < len(node) else None
@@ -469,7 +487,7 @@ def check_trainer_args(recipe, file: str | None = None) -> None:
             except ValidationError as ve:
                 msg = ve.errors()[0]["msg"]
                 raise RecipeError(file, where, f"{msg} (got {value!r}; {cls.__name__} expects {fields[key]})")
-            except Exception:  # noqa: BLE001 - exotic annotations: TRL validates them itself
+            except Exception:  # noqa: BLE001, S110 - exotic annotations: TRL validates them itself
                 pass
 
 

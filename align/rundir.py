@@ -22,8 +22,9 @@ PACKAGES = ("torch", "transformers", "trl", "peft", "datasets", "accelerate", "m
 def git_commit(cwd: Path | None = None) -> dict:
     root = cwd or Path(__file__).resolve().parent.parent
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, timeout=10)
+        opts = {"cwd": root, "capture_output": True, "text": True, "timeout": 10}
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], check=False, **opts)
+        dirty = subprocess.run(["git", "status", "--porcelain"], check=False, **opts)
         if commit.returncode == 0:
             return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
     except (OSError, subprocess.SubprocessError):
@@ -56,8 +57,9 @@ def environment(seed: int) -> dict:
 
 
 class RunDir:
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, main: bool = True):
         self.path = Path(path)
+        self.main = main  # False on ranks other than 0 of a multi-process run: they leave the shared files alone
 
     @classmethod
     def create(cls, output_dir: str | Path, recipe_name: str) -> RunDir:
@@ -88,5 +90,7 @@ class RunDir:
         atomic_write_json(self.path / "environment.json", environment(seed))
 
     def log_event(self, **event) -> None:
+        if not self.main:
+            return
         event.setdefault("time", dt.datetime.now().isoformat(timespec="seconds"))
         append_jsonl(self.path / "events.jsonl", [event])

@@ -158,7 +158,7 @@ class Reward:
             return self._call(prompts, completions, kwargs)
         except RewardError:
             raise
-        except Exception:  # noqa: BLE001 - isolate the failing samples
+        except Exception:  # noqa: BLE001, S110 - isolate the failing samples
             pass
         out: list[float | None] = []
         for i in range(n):

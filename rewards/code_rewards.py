@@ -20,9 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 from rewards.common import completion_text
 from rewards.sandbox import run_python
 
-_FENCE = re.compile(r"```[ \t]*([^\n`]*)\n(.*?)(?:```|\Z)", re.S)
+_FENCE = re.compile(r"```[ \t]*([^\n`]*)\n(.*?)(?:```|\Z)", re.DOTALL)
 
-_HARNESS = '''\
+_HARNESS = """\
 def _harness(src, tests):
     import os, sys
     nonce = sys.stdin.readline().strip()
@@ -45,7 +45,7 @@ def _harness(src, tests):
         pass
     write(1, ("\\n%s %d\\n" % (nonce, passed)).encode())
     exit_(0)
-'''
+"""
 
 
 def extract_code(text: str) -> str:
@@ -85,7 +85,7 @@ def _score(code: str, tests: tuple[str, ...], mode: str, timeout: float) -> floa
     for line in reversed(res.stdout.splitlines()):
         head, _, mask = line.partition(" ")
         if head == nonce and mask.isdigit():
-            passed = bin(int(mask) & ((1 << len(tests)) - 1)).count("1")
+            passed = (int(mask) & ((1 << len(tests)) - 1)).bit_count()
             if mode == "all":
                 return float(passed == len(tests))
             return passed / len(tests)

@@ -46,15 +46,15 @@ def column(kwargs: dict, name: str, n: int) -> list:
     return list(values)
 
 
-_ANSWER_TAG = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.S)
-_ANSWER_LINE = re.compile(r"(?:정답|답|answer)\s*(?:은|는)?\s*[:：]\s*(.+)", re.I)
+_ANSWER_TAG = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.DOTALL)
+_ANSWER_LINE = re.compile(r"(?:정답|답|answer)\s*(?:은|는)?\s*[:：]\s*(.+)", re.IGNORECASE)
 
 
 def final_answer(text: str) -> str:
     """The part of a completion that states the answer: <answer>…</answer>, a '답:'/'정답:' line, or the last line.
 
     The thinking in <think>…</think> is dropped first."""
-    text = re.sub(r"<think>.*?</think>", "", text, flags=re.S).strip()
+    text = re.sub(r"<think>.*?</think>", "", text, flags=re.DOTALL).strip()
     m = None
     for m in _ANSWER_TAG.finditer(text):
         pass

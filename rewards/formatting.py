@@ -6,7 +6,7 @@ import re
 
 from rewards.common import completion_texts
 
-_THINK_ANSWER = re.compile(r"^\s*<think>(.+?)</think>\s*<answer>(.+?)</answer>\s*$", re.S)
+_THINK_ANSWER = re.compile(r"^\s*<think>(.+?)</think>\s*<answer>(.+?)</answer>\s*$", re.DOTALL)
 
 
 def think_answer_format(prompts, completions, **kwargs) -> list[float]:

@@ -11,7 +11,18 @@ NATIVE_UNITS = {
     "하나": 1, "한": 1, "둘": 2, "두": 2, "셋": 3, "세": 3, "석": 3, "넷": 4, "네": 4, "넉": 4,
     "다섯": 5, "여섯": 6, "일곱": 7, "여덟": 8, "아홉": 9,
 }  # fmt: skip
-NATIVE_TENS = {"열": 10, "스물": 20, "스무": 20, "서른": 30, "마흔": 40, "쉰": 50, "예순": 60, "일흔": 70, "여든": 80, "아흔": 90}
+NATIVE_TENS = {
+    "열": 10,
+    "스물": 20,
+    "스무": 20,
+    "서른": 30,
+    "마흔": 40,
+    "쉰": 50,
+    "예순": 60,
+    "일흔": 70,
+    "여든": 80,
+    "아흔": 90,
+}
 SINO_DIGITS = {"영": 0, "공": 0, "일": 1, "이": 2, "삼": 3, "사": 4, "오": 5, "육": 6, "칠": 7, "팔": 8, "구": 9}
 SINO_UNITS = {"십": 10, "백": 100, "천": 1000}
 SINO_BIG = {"만": 10_000, "억": 100_000_000}
@@ -142,7 +153,7 @@ def hangul_ratio(text: str) -> float | None:
 
 
 _OTHER_LANGUAGE_REQUEST = re.compile(
-    r"영어로|영문으로|일본어로|중국어로|한자로|in english|in japanese|in chinese|translate|번역", re.I
+    r"영어로|영문으로|일본어로|중국어로|한자로|in english|in japanese|in chinese|translate|번역", re.IGNORECASE
 )
 
 
@@ -177,7 +188,7 @@ def korean_consistency(prompts, completions, allowed_latin: tuple[str, ...] = ("
         ):
             out.append(None)
             continue
-        cleaned = re.sub(r"```.*?```|`[^`]*`|<[^>]{0,20}>", " ", text, flags=re.S)
+        cleaned = re.sub(r"```.*?```|`[^`]*`|<[^>]{0,20}>", " ", text, flags=re.DOTALL)
         for word in allowed_latin:
             cleaned = cleaned.replace(word, " ")
         out.append(hangul_ratio(cleaned))

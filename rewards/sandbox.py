@@ -47,7 +47,7 @@ SANDBOX_UID = SANDBOX_GID = 65534
 PATH = "/usr/local/bin:/usr/bin:/bin"
 FILE_SIZE_LIMIT = 16 << 20
 
-_LAUNCHER = r'''
+_LAUNCHER = r"""
 import ctypes, marshal, os, resource, signal, sys
 c = marshal.loads(bytes.fromhex(sys.argv[1]))
 libc, kids, TERM = ctypes.CDLL(None, use_errno=True), [], (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -182,7 +182,7 @@ if not c["ns"]: kill(os.killpg, pid)
 status = (os.read(r, 32) or b"9") if c["ns"] else str(os.waitpid(pid, 0)[1]).encode()
 reap()
 os.write(c["status_fd"], status)
-'''
+"""
 
 
 @dataclass
@@ -208,8 +208,13 @@ def isolation() -> tuple[str, str | None]:
         if _mode is None:
             uid = str(SANDBOX_UID if os.geteuid() == 0 else os.getuid())
             v, _mode = sys.version_info, ("unavailable", None)
-            found = (sys.executable, getattr(sys, "_base_executable", None), os.path.realpath(sys.executable),
-                     shutil.which(f"python{v[0]}.{v[1]}", path=PATH), shutil.which("python3", path=PATH))
+            found = (
+                sys.executable,
+                getattr(sys, "_base_executable", None),
+                os.path.realpath(sys.executable),
+                shutil.which(f"python{v[0]}.{v[1]}", path=PATH),
+                shutil.which("python3", path=PATH),
+            )
             probe = "import collections, json, math, os, re; print(os.getpid(), os.getuid())"
             for mode in ("namespaces", "rlimits+audit"):
                 for python in dict.fromkeys(filter(None, found)):
@@ -220,15 +225,25 @@ def isolation() -> tuple[str, str | None]:
         return _mode
 
 
-def run_python(code: str, stdin: str = "", timeout: float = 5.0, cpu_seconds: int = 5, memory_mb: int = 512,
-               max_processes: int = 32, max_output_bytes: int = 65536, allow_network: bool = False) -> SandboxResult:
+def run_python(
+    code: str,
+    stdin: str = "",
+    timeout: float = 5.0,
+    cpu_seconds: int = 5,
+    memory_mb: int = 512,
+    max_processes: int = 32,
+    max_output_bytes: int = 65536,
+    allow_network: bool = False,
+) -> SandboxResult:
     """Run ``code`` in a fresh interpreter in the sandbox (see the module docstring); never raises."""
     mode, python = isolation()
     if python is None:
-        return SandboxResult(-1, "", "", reason="no usable sandbox (namespaces and privilege drop failed)",
-                             isolation=mode)
-    return _run(code, stdin, timeout, cpu_seconds, memory_mb, max_processes, max_output_bytes, allow_network, mode,
-                python)
+        return SandboxResult(
+            -1, "", "", reason="no usable sandbox (namespaces and privilege drop failed)", isolation=mode
+        )
+    return _run(
+        code, stdin, timeout, cpu_seconds, memory_mb, max_processes, max_output_bytes, allow_network, mode, python
+    )
 
 
 def _run(code, stdin, timeout, cpu_seconds, memory_mb, max_processes, cap, allow_network, mode, python):
@@ -256,9 +271,16 @@ def _run(code, stdin, timeout, cpu_seconds, memory_mb, max_processes, cap, allow
                    "limits": [("RLIMIT_CPU", cpu, cpu + 1), ("RLIMIT_AS", mem, mem), ("RLIMIT_NOFILE", 256, 256),
                               ("RLIMIT_NPROC", max_processes, max_processes), ("RLIMIT_CORE", 0, 0),
                               ("RLIMIT_FSIZE", FILE_SIZE_LIMIT, FILE_SIZE_LIMIT)]}  # fmt: skip
-            proc = subprocess.Popen([python, "-I", "-S", "-c", _LAUNCHER, marshal.dumps(cfg).hex()], cwd=wd, env=env,
-                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    start_new_session=True, pass_fds=(src.fileno(), status_w))
+            proc = subprocess.Popen(
+                [python, "-I", "-S", "-c", _LAUNCHER, marshal.dumps(cfg).hex()],
+                cwd=wd,
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                pass_fds=(src.fileno(), status_w),
+            )
             os.close(status_w)
             status_w = None
             out, err, why = _pump(proc, stdin.encode("utf-8", "replace"), start + timeout, cap)
@@ -281,16 +303,27 @@ def _run(code, stdin, timeout, cpu_seconds, memory_mb, max_processes, cap, allow
         _rmtree(top)
     rc = os.waitstatus_to_exitcode(int(status)) if status.isdigit() else -signal.SIGKILL
     why = why or (_describe(rc) if status else f"sandbox failure (launcher exit {proc and proc.returncode})")
-    return SandboxResult(rc, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"), why == "timeout",
-                         rc < 0, time.monotonic() - start, why, mode)
+    return SandboxResult(
+        rc,
+        out.decode("utf-8", "replace"),
+        err.decode("utf-8", "replace"),
+        why == "timeout",
+        rc < 0,
+        time.monotonic() - start,
+        why,
+        mode,
+    )
 
 
 def _describe(rc: int) -> str:
     if rc >= 0:
         return "ok" if rc == 0 else f"exit code {rc}"
     name = signal.Signals(-rc).name if -rc in set(signal.Signals) else str(-rc)
-    return {"SIGXCPU": "cpu time limit (SIGXCPU)", "SIGKILL": "killed (SIGKILL: cpu hard limit or out of memory)",
-            "SIGXFSZ": "file size limit (SIGXFSZ)"}.get(name, f"killed by {name}")
+    return {
+        "SIGXCPU": "cpu time limit (SIGXCPU)",
+        "SIGKILL": "killed (SIGKILL: cpu hard limit or out of memory)",
+        "SIGXFSZ": "file size limit (SIGXFSZ)",
+    }.get(name, f"killed by {name}")
 
 
 def _pump(proc, data: bytes, deadline: float, cap: int):
@@ -310,7 +343,7 @@ def _pump(proc, data: bytes, deadline: float, cap: int):
             for key, _ in sel.select(max(left, 0)) if not why else ():
                 if key.fileobj is proc.stdin:
                     try:
-                        data = data[os.write(key.fd, data[:65536]):]
+                        data = data[os.write(key.fd, data[:65536]) :]
                     except BlockingIOError:
                         continue
                     except OSError:

@@ -54,7 +54,7 @@ def choice_accuracy(prompts, completions, answer=None, **kwargs) -> list[float |
 
 # ----------------------------------------------------------------------------------------------- grounding
 
-_BBOX = re.compile(r"<bbox>(.*?)</bbox>", re.S)
+_BBOX = re.compile(r"<bbox>(.*?)</bbox>", re.DOTALL)
 _FLOAT = re.compile(r"-?\d+(?:\.\d+)?")
 
 

@@ -1,7 +1,7 @@
 """Rollout engines behind one interface (``rollouts.base.Engine``): transformers ``generate`` (``hf``) and vLLM.
 
-    engine = make_engine(recipe.rollout, model_dir, recipe.model)
-    outs = engine.generate(prompts, images, Sampling(n=4, temperature=1.0, max_new_tokens=32))
+engine = make_engine(recipe.rollout, model_dir, recipe.model)
+outs = engine.generate(prompts, images, Sampling(n=4, temperature=1.0, max_new_tokens=32))
 """
 
 from __future__ import annotations

@@ -33,7 +33,9 @@ class Engine:
 
     name = "base"
 
-    def generate(self, prompts: list[list[dict]], images: list[list] | None, sampling: Sampling) -> list[list[Completion]]:
+    def generate(
+        self, prompts: list[list[dict]], images: list[list] | None, sampling: Sampling
+    ) -> list[list[Completion]]:
         raise NotImplementedError
 
     def close(self) -> None:

@@ -83,7 +83,9 @@ class HFEngine(Engine):
         if sampling.seed is not None:
             torch.manual_seed(sampling.seed)
         for idx in batches:
-            outs = self._generate_batch([prompts[i] for i in idx], [images[i] for i in idx] if images else None, sampling)
+            outs = self._generate_batch(
+                [prompts[i] for i in idx], [images[i] for i in idx] if images else None, sampling
+            )
             for i, out in zip(idx, outs):
                 results[i] = out
         return results  # type: ignore[return-value]
@@ -109,14 +111,14 @@ class HFEngine(Engine):
         self.tokenizer.padding_side = old_side
         enc = {k: v.to(self.model.device) for k, v in enc.items() if hasattr(v, "to")}
         stops = stop_ids(self.model.generation_config, self.processor, sampling.stop_token_ids)
-        gen_kwargs = dict(
-            max_new_tokens=sampling.max_new_tokens,
-            num_return_sequences=sampling.n,
-            eos_token_id=stops,
-            pad_token_id=self.tokenizer.pad_token_id,
-            return_dict_in_generate=True,
-            output_logits=True,
-        )
+        gen_kwargs = {
+            "max_new_tokens": sampling.max_new_tokens,
+            "num_return_sequences": sampling.n,
+            "eos_token_id": stops,
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "return_dict_in_generate": True,
+            "output_logits": True,
+        }
         banned = image_token_ids(self.model.config, self.processor)
         if banned:
             gen_kwargs["suppress_tokens"] = banned

@@ -44,7 +44,7 @@ def show(path, step=None, worst=None, best=None, limit=40, console=None) -> int:
         rows = read_jsonl(f)
         steps = sorted({r.get("step") for r in rows if r.get("step") is not None})
         picked = select(rows, step, worst, best)[:limit]
-        title = (f"{f.parent.name}: {len(rows)} rollouts, steps {steps[0]}–{steps[-1]}" if steps else f.parent.name)
+        title = f"{f.parent.name}: {len(rows)} rollouts, steps {steps[0]}–{steps[-1]}" if steps else f.parent.name
         table = Table(title=title + (f"; step {step}" if step is not None else "")
                       + (f"; worst {worst}" if worst else "") + (f"; best {best}" if best else ""))  # fmt: skip
         reward_names = sorted({k for r in picked for k in (r.get("rewards") or {})})

@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rewards.code_rewards import code_tests  # noqa: E402
-from rewards.sandbox import isolation  # noqa: E402
+from rewards.code_rewards import code_tests
+from rewards.sandbox import isolation
 
 
 def programs(n: int) -> tuple[list[str], list[list[str]]]:
@@ -33,7 +33,9 @@ def naive(completions: list[str], tests: list[list[str]]) -> list[float]:
     out = []
     for completion, t in zip(completions, tests):
         code = completion.split("```python\n")[1].split("```")[0] + "\n".join(t)
-        out.append(float(subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0))
+        out.append(
+            float(subprocess.run([sys.executable, "-c", code], capture_output=True, check=False).returncode == 0)
+        )
     return out
 
 

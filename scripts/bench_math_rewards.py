@@ -31,7 +31,7 @@ def make(n: int, seed: int = 0) -> tuple[list[str], list[str]]:
     for _ in range(n):
         a, b = rng.randint(1, 99), rng.randint(1, 99)
         v = a + b
-        fields = dict(a=a, b=b, v=v, v2=2 * v, half=v, sq=rng.randint(2, 50), wrong=v + 1)
+        fields = {"a": a, "b": b, "v": v, "v2": 2 * v, "half": v, "sq": rng.randint(2, 50), "wrong": v + 1}
         comp, ans = rng.choice(FORMS)
         completions.append(comp.format(**fields))
         answers.append(ans.format(**fields))

@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rollouts.vllm_engine import prepare_process  # noqa: E402
+from rollouts.vllm_engine import prepare_process
 
 prepare_process()
 

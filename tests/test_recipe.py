@@ -125,7 +125,9 @@ def test_shipped_recipes_validate(recipe):
 
 def test_cli_reports_user_errors_without_traceback(tmp_path):
     f = write_recipe(tmp_path / "r.yaml", "name: t\nmodel:\n  pth: x\n")
-    proc = subprocess.run([sys.executable, "-m", "align.cli", "run", str(f)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "align.cli", "run", str(f)], capture_output=True, check=False, text=True
+    )
     assert proc.returncode == 2
     assert "model.pth" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -134,7 +136,7 @@ def test_cli_dry_run_prints_plan():
     proc = subprocess.run(
         [sys.executable, "-m", "align.cli", "run", str(ROOT / "recipes/quickstart.yaml"), "sft.args.max_steps=5",
          "--dry-run"],
-        capture_output=True, text=True,
+        capture_output=True, check=False, text=True,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "stage 1: sft" in proc.stdout and "max_steps: 5" in proc.stdout

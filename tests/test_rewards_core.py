@@ -132,7 +132,9 @@ def test_format_and_length_rewards():
     assert soft_overlong(None, ["x"] * 4, max_length=10, cache=4, completion_ids=[[0] * n for n in (6, 8, 10, 12)]) == [
         0.0, -0.5, -1.0, -1.0]  # fmt: skip
     assert soft_overlong(None, ["가" * 7], max_length=10, cache=4) == [-0.25]  # characters without ids
-    rep = repetition_penalty(None, ["사과 사과 사과 사과 사과 사과 사과", "하늘은 파랗고 구름은 하얗고 바다는 넓다", "네"])
+    rep = repetition_penalty(
+        None, ["사과 사과 사과 사과 사과 사과 사과", "하늘은 파랗고 구름은 하얗고 바다는 넓다", "네"]
+    )
     assert rep[0] < -0.5 and rep[1] == 0.0 and rep[2] == 0.0
     assert repetition_penalty(None, ["하하하하하하하하하하"])[0] < -0.5  # no spaces: character n-grams
 
@@ -170,24 +172,29 @@ def test_rewards_cli_list_and_try(tmp_path):
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-m", "align.cli", "rewards", "list"], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "align.cli", "rewards", "list"], capture_output=True, check=False, text=True
+    )
     assert out.returncode == 0 and "math_accuracy" in out.stdout and "bbox_iou" in out.stdout
     out = subprocess.run([sys.executable, "-m", "align.cli", "rewards", "try", "math_accuracy",
-                          "--completion", "그래서 답: 일곱 개", "--answer", "7"], capture_output=True, text=True)  # fmt: skip
+                          "--completion", "그래서 답: 일곱 개", "--answer", "7"], capture_output=True, check=False, text=True)  # fmt: skip
     assert out.returncode == 0 and "= 1.0" in out.stdout and '"math_number": 7.0' in out.stdout
     f = tmp_path / "rows.jsonl"
     f.write_text('{"completion": "B", "answer": "C"}\n{"completion": "(C)", "answer": "C"}\n')
     out = subprocess.run([sys.executable, "-m", "align.cli", "rewards", "try", "choice_accuracy", "--file", str(f)],
-                         capture_output=True, text=True)  # fmt: skip
+                         capture_output=True, check=False, text=True)  # fmt: skip
     assert out.stdout.count("choice_accuracy = 0.0") == 1 and out.stdout.count("choice_accuracy = 1.0") == 1
     assert '"choice": "B"' in out.stdout
     bad = subprocess.run([sys.executable, "-m", "align.cli", "rewards", "try", "nope", "--completion", "x"],
-                         capture_output=True, text=True)  # fmt: skip
+                         capture_output=True, check=False, text=True)  # fmt: skip
     assert bad.returncode == 2 and "unknown reward 'nope'" in bad.stderr
 
 
 def test_korean_consistency_respects_requested_language():
-    prompts = [[{"role": "user", "content": "이 문장을 영어로 번역해 주세요."}], [{"role": "user", "content": "설명해 주세요."}]]
+    prompts = [
+        [{"role": "user", "content": "이 문장을 영어로 번역해 주세요."}],
+        [{"role": "user", "content": "설명해 주세요."}],
+    ]
     assert korean_consistency(prompts, ["It is an apple.", "It is an apple."]) == [None, 0.0]
 
 
@@ -206,6 +213,9 @@ def test_recipe_rewards_from_module_and_file(tmp_path):
 
 def test_korean_consistency_does_not_apply_to_non_korean_answers():
     """A box answer is not Korean text: rewarding Hangul there taught GRPO to answer boxes with Korean words."""
-    got = korean_consistency(None, ["<bbox>0.1, 0.2, 0.3, 0.4</bbox>", "사과", "답: 7"],
-                             answer=["<bbox>0.1, 0.2, 0.5, 0.6</bbox>", "<bbox>0.1, 0.2, 0.5, 0.6</bbox>", "답: 7"])
+    got = korean_consistency(
+        None,
+        ["<bbox>0.1, 0.2, 0.3, 0.4</bbox>", "사과", "답: 7"],
+        answer=["<bbox>0.1, 0.2, 0.5, 0.6</bbox>", "<bbox>0.1, 0.2, 0.5, 0.6</bbox>", "답: 7"],
+    )
     assert got == [None, None, 1.0]

@@ -53,13 +53,17 @@ eval: {{max_new_tokens: 8, samples: 1}}
 
 
 def test_rft_with_empty_accepted_set_fails_clearly(tmp_path, tiny_model):
-    f = write_recipe(tmp_path / "r.yaml", BASE.format(out=tmp_path) + """
+    f = write_recipe(
+        tmp_path / "r.yaml",
+        BASE.format(out=tmp_path)
+        + """
 eval: {enabled: false}
 stages:
   - type: rft
     samples: 2
     max_new_tokens: 6
-""")
+""",
+    )
     with pytest.raises(StageError) as e:
         run_pipeline(load_recipe(f))
     assert "no sample met the acceptance rule (accuracy >= 1.0)" in str(e.value)
@@ -74,7 +78,10 @@ def test_rft_then_grpo_with_custom_rewards_and_prompt_selection(tmp_path, tiny_m
         "def hangul_first(prompts, completions, **kw):\n"
         "    return [float(bool(c[0]['content']) and '\\uac00' <= c[0]['content'][0] <= '\\ud7a3') for c in completions]\n"
     )
-    f = write_recipe(tmp_path / "r.yaml", BASE.format(out=tmp_path) + """
+    f = write_recipe(
+        tmp_path / "r.yaml",
+        BASE.format(out=tmp_path)
+        + """
 rewards:
   - {name: accuracy, weight: 1.0}
   - {name: korean_consistency, weight: 0.5}
@@ -90,7 +97,8 @@ stages:
     filter_zero_variance: true
     args: {max_steps: 2, num_generations: 4, per_device_train_batch_size: 8, max_completion_length: 6,
            learning_rate: 1.0e-3, logging_steps: 1, beta: 0.0}
-""")
+""",
+    )
     run = run_pipeline(load_recipe(f)).path
     # RFT: every sample scored by every reward, the accepted set, pass rates and per-task summary
     rollouts = read_jsonl(run / "rft" / "rollouts.jsonl")
@@ -136,14 +144,18 @@ stages:
 
 
 def test_grpo_prepass_selection_and_filter_config(tmp_path, tiny_model):
-    f = write_recipe(tmp_path / "r.yaml", BASE.format(out=tmp_path) + """
+    f = write_recipe(
+        tmp_path / "r.yaml",
+        BASE.format(out=tmp_path)
+        + """
 eval: {enabled: false}
 rewards: [{name: korean_consistency}]
 stages:
   - type: grpo
     select_prompts: {enabled: true, samples: 2, reward: korean_consistency, threshold: 0.5}
     args: {max_steps: 1, num_generations: 2, per_device_train_batch_size: 4, max_completion_length: 4}
-""")
+""",
+    )
     try:
         run = run_pipeline(load_recipe(f)).path
     except StageError as e:  # a random model may solve no prompt in the pre-pass: the error must say so
@@ -162,30 +174,38 @@ stages:
 def test_grpo_reward_that_does_not_resolve(tmp_path):
     from align.errors import UserError
 
-    f = write_recipe(tmp_path / "r.yaml", BASE.format(out=tmp_path) + """
+    f = write_recipe(
+        tmp_path / "r.yaml",
+        BASE.format(out=tmp_path)
+        + """
 rewards: [{name: acuracy}]
 stages: [{type: grpo, args: {max_steps: 1}}]
-""")
+""",
+    )
     with pytest.raises(UserError, match="unknown reward 'acuracy'; did you mean 'accuracy'"):
         run_pipeline(load_recipe(f))
 
 
 def test_compare_cli_across_runs(tmp_path, tiny_model):
-    f = write_recipe(tmp_path / "r.yaml", BASE.format(out=tmp_path) + """
+    f = write_recipe(
+        tmp_path / "r.yaml",
+        BASE.format(out=tmp_path)
+        + """
 stages:
   - type: sft
     args: {max_steps: 3, per_device_train_batch_size: 8, learning_rate: 3.0e-3}
-""")
+""",
+    )
     run_a = run_pipeline(load_recipe(f)).path
     run_b = run_pipeline(load_recipe(f, ["seed=7"])).path
     out = tmp_path / "cmp"
     proc = subprocess.run([sys.executable, "-m", "align.cli", "compare", str(run_a), str(run_b / "sft"),
-                           "--out", str(out)], capture_output=True, text=True)  # fmt: skip
+                           "--out", str(out)], capture_output=True, check=False, text=True)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     md = (out / "compare.md").read_text()
     assert f"| metric | {run_a.name}/base | {run_a.name}/sft | {run_b.name}/sft |" in md
     assert "accuracy/count" in md and "side by side" in md and (out / "compare.png").exists()
     assert "checkpoint comparison" in proc.stdout
     bad = subprocess.run([sys.executable, "-m", "align.cli", "compare", str(tmp_path / "nope")],
-                         capture_output=True, text=True)  # fmt: skip
+                         capture_output=True, check=False, text=True)  # fmt: skip
     assert bad.returncode == 2 and "does not exist" in bad.stderr

@@ -54,7 +54,8 @@ def daemon(marker: Path, then: str) -> str:
     """Double fork + setsid; the grandchild ignores SIGTERM, execs (tagged), writes ``marker`` after 3 s, lingers."""
     inner = (f"import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(3); "
              f"open({str(marker)!r}, 'w').write('escaped'); time.sleep(60)  # {TAG}")  # fmt: skip
-    return textwrap.dedent(f"""\
+    return (
+        textwrap.dedent(f"""\
         import os, sys, time
         if os.fork() == 0:
             os.setsid()
@@ -66,7 +67,9 @@ def daemon(marker: Path, then: str) -> str:
                 os._exit(0)
             os._exit(0)
         print("spawned", flush=True)
-        """) + then
+        """)
+        + then
+    )
 
 
 def sandbox_processes() -> list[str]:
@@ -111,8 +114,9 @@ class Host:
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
         # a root process whose /proc/<pid>/environ holds the secret
-        self.env_holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"],
-                                           env={**os.environ, SECRET_ENV: SECRET})
+        self.env_holder = subprocess.Popen(
+            [sys.executable, "-c", "import time; time.sleep(300)"], env={**os.environ, SECRET_ENV: SECRET}
+        )
         self.etc_mode = os.stat("/etc").st_mode
         self.nobody_before = {line.split()[0] for line in sandbox_processes()}
 
@@ -249,7 +253,8 @@ def hostile_programs(host: Host, mode: str) -> dict[str, str]:
                 signal.signal(s, signal.SIG_IGN)
             while True:
                 pass
-            """) + BENIGN,
+            """)
+        + BENIGN,
         "huge_output": "while True:\n    print('x' * 4096)\n" + BENIGN,
         "recursion_bomb": "import sys\nsys.setrecursionlimit(10 ** 8)\ndef r(n):\n    return r(n + 1)\nr(0)\n" + BENIGN,
         "memory_bomb": "hog = []\nwhile True:\n    hog.append(bytearray(64 << 20))\n" + BENIGN,
@@ -260,7 +265,8 @@ def hostile_programs(host: Host, mode: str) -> dict[str, str]:
                     threading.Thread(target=time.sleep, args=(60,)).start()
                 except RuntimeError:
                     pass
-            """) + BENIGN,
+            """)
+        + BENIGN,
         "fork_bomb": "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
         + BENIGN,
     }
@@ -316,8 +322,13 @@ def run_batch(host: Host, mode: str):
         mp.setattr(code_rewards, "run_python", recording)
         mp.setattr(sandbox, "_mode", (mode, python))
         start = time.monotonic()
-        scores = code_tests(None, [fenced(p) for p in programs.values()], tests=[TESTS] * len(programs),
-                            timeout=TIMEOUT, workers=os.cpu_count())
+        scores = code_tests(
+            None,
+            [fenced(p) for p in programs.values()],
+            tests=[TESTS] * len(programs),
+            timeout=TIMEOUT,
+            workers=os.cpu_count(),
+        )
     left = [p for p in sandbox_processes() if p.split()[0] not in host.nobody_before]
     # an escaped daemon would write its marker 3 s after it started
     time.sleep(max(0.0, start + 4.0 - time.monotonic()))
@@ -350,7 +361,7 @@ def test_hostile_program_scores_zero(batches, host, mode, name):
 
 @pytest.mark.parametrize("mode", [NS, FALLBACK])
 def test_host_untouched(batches, host, mode):
-    scores, records, left = batch(batches, host, mode)
+    _scores, records, left = batch(batches, host, mode)
     assert left == [], "processes survived the batch"
     assert host.env_holder.poll() is None  # our other children are alive too
     assert not host.target.exists()
@@ -397,9 +408,16 @@ def test_test_column_forms():
 
 def test_malformed_completions_give_numbers():
     junk = [
-        "", None, b"\x00\xff\xfe binary", "\x00\x01\x02" * 100, "x" * 1_000_000, "```python\n",
+        "",
+        None,
+        b"\x00\xff\xfe binary",
+        "\x00\x01\x02" * 100,
+        "x" * 1_000_000,
+        "```python\n",
         "```python\ndef f(x):\n    return x + 1\n",  # unclosed fence: runs to the end, and is correct
-        "```\n```", [{"role": "assistant", "content": None}], "```python\ndef f(x) return\n```",
+        "```\n```",
+        [{"role": "assistant", "content": None}],
+        "```python\ndef f(x) return\n```",
     ]
     out = code_tests(None, junk, tests=[TESTS] * len(junk), timeout=10)
     assert all(isinstance(v, float) for v in out), out
@@ -438,8 +456,9 @@ def test_run_python_environment_and_limits():
 
 
 def test_run_python_stdin_output_cap_and_timeout():
-    echo = run_python("import sys\nprint(sys.stdin.read()[::-1])", stdin="abc" * 50_000, timeout=10,
-                      max_output_bytes=1 << 20)
+    echo = run_python(
+        "import sys\nprint(sys.stdin.read()[::-1])", stdin="abc" * 50_000, timeout=10, max_output_bytes=1 << 20
+    )
     assert echo.stdout.strip() == ("abc" * 50_000)[::-1]
     flood = run_python("import os\nwhile True:\n    os.write(2, b'e' * 65536)", timeout=10, max_output_bytes=1000)
     assert flood.killed and flood.reason == "output limit exceeded" and len(flood.stderr) == 1000
@@ -478,9 +497,18 @@ def test_degrades_without_namespaces():
     script.chmod(0o644)
     python = sandbox.isolation()[1]
     try:
-        proc = subprocess.run([python, "-I", "-S", str(script)], capture_output=True, text=True, timeout=60, cwd="/",
-                              user=sandbox.SANDBOX_UID, group=sandbox.SANDBOX_GID, extra_groups=[],
-                              env={"PATH": sandbox.PATH})
+        proc = subprocess.run(
+            [python, "-I", "-S", str(script)],
+            capture_output=True,
+            check=False,
+            text=True,
+            timeout=60,
+            cwd="/",
+            user=sandbox.SANDBOX_UID,
+            group=sandbox.SANDBOX_GID,
+            extra_groups=[],
+            env={"PATH": sandbox.PATH},
+        )
     finally:
         script.unlink()
         module.unlink()

@@ -44,11 +44,15 @@ def test_completion_only_labels_cover_the_answer_and_the_stop(tiny_model, small_
 
 
 def test_sft_full_run_directory_and_eval(tmp_path, tiny_model):
-    f = write_recipe(tmp_path / "r.yaml", SMALL.format(out=tmp_path / "runs") + """
+    f = write_recipe(
+        tmp_path / "r.yaml",
+        SMALL.format(out=tmp_path / "runs")
+        + """
 stages:
   - type: sft
     args: {learning_rate: 1.0e-3, max_steps: 6, per_device_train_batch_size: 8, logging_steps: 2}
-""")
+""",
+    )
     run = run_pipeline(load_recipe(f))
     assert (tmp_path / "runs" / "small" / "latest").resolve() == run.path.resolve()
     assert (run.path / "recipe.yaml").exists()
@@ -75,7 +79,10 @@ stages:
 
 
 def test_sft_lora_with_frozen_vision_tower(tmp_path, tiny_model):
-    f = write_recipe(tmp_path / "r.yaml", SMALL.format(out=tmp_path / "runs") + """
+    f = write_recipe(
+        tmp_path / "r.yaml",
+        SMALL.format(out=tmp_path / "runs")
+        + """
 eval: {enabled: false}
 model:
   lora: {r: 4, alpha: 8, target_modules: all-linear}
@@ -83,7 +90,8 @@ model:
 stages:
   - type: sft
     args: {learning_rate: 5.0e-3, max_steps: 4, per_device_train_batch_size: 8}
-""")
+""",
+    )
     run = run_pipeline(load_recipe(f))
     before = load_file(f"{tiny_model}/model.safetensors")
     after = load_file(str(run.path / "sft" / "model" / "model.safetensors"))
@@ -95,12 +103,16 @@ stages:
 
 
 def test_stage_failure_keeps_earlier_results(tmp_path, tiny_model):
-    f = write_recipe(tmp_path / "r.yaml", SMALL.format(out=tmp_path / "runs") + """
+    f = write_recipe(
+        tmp_path / "r.yaml",
+        SMALL.format(out=tmp_path / "runs")
+        + """
 model: {freeze: [no_such_module]}
 stages:
   - type: sft
     args: {max_steps: 2}
-""")
+""",
+    )
     with pytest.raises(StageError) as e:
         run_pipeline(load_recipe(f))
     assert "stage 'sft' failed" in str(e.value) and "no_such_module" in str(e.value)
@@ -116,9 +128,13 @@ def test_eval_hooks_callable_and_command(tmp_path, tiny_model, small_data):
     (tmp_path / "hooks.py").write_text(
         "def my_eval(model_dir, recipe, stage):\n    return {'score': 0.5, 'stage_is_x': float(stage == 'x')}\n"
     )
-    (tmp_path / "ext.py").write_text("import json, sys\njson.dump({'ppl': 3.0, 'model': sys.argv[1]}, open(sys.argv[2], 'w'))\n")
+    (tmp_path / "ext.py").write_text(
+        "import json, sys\njson.dump({'ppl': 3.0, 'model': sys.argv[1]}, open(sys.argv[2], 'w'))\n"
+    )
     cmd = f"{sys.executable} {tmp_path / 'ext.py'} {{model}} {{output}}"
-    f = write_recipe(tmp_path / "r.yaml", f"""
+    f = write_recipe(
+        tmp_path / "r.yaml",
+        f"""
 name: hooks
 eval:
   limit: 5
@@ -126,7 +142,8 @@ eval:
     - callable: ./hooks.py:my_eval
     - name: ext
       command: "{cmd}"
-""")
+""",
+    )
     recipe = load_recipe(f)
     metrics = evaluate(tiny_model, recipe, "x", tmp_path / "out", small_data.eval, base_dir=tmp_path)
     assert metrics["my_eval/score"] == 0.5 and metrics["my_eval/stage_is_x"] == 1.0
@@ -138,7 +155,7 @@ def test_align_eval_cli(tmp_path, tiny_model):
     env = {**os.environ}
     proc = subprocess.run(
         [sys.executable, "-m", "align.cli", "eval", "tiny-korean-vlm", "--recipe", str(ROOT / "recipes/quickstart.yaml"),
-         "eval.limit=10", "--out", str(tmp_path)], capture_output=True, text=True, env=env, cwd=tmp_path,
+         "eval.limit=10", "--out", str(tmp_path)], capture_output=True, check=False, text=True, env=env, cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads((tmp_path / "eval.json").read_text())["n"] == 10

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -105,7 +106,7 @@ def test_tiny_model_is_deterministic(tmp_path, tiny_model):
     other = build_tiny(tmp_path / "again")
     a, b = load_file(f"{tiny_model}/model.safetensors"), load_file(f"{other}/model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert (tmp_path / "again" / "tokenizer.json").read_text() == open(f"{tiny_model}/tokenizer.json").read()
+    assert (tmp_path / "again" / "tokenizer.json").read_text() == Path(f"{tiny_model}/tokenizer.json").read_text()
 
 
 @pytest.mark.parametrize("temperature", [0.0, 1.0])
@@ -119,7 +120,7 @@ def test_engine_generates_with_images_and_stops(tiny_model, small_data, temperat
                            Sampling(n=2, temperature=temperature, max_new_tokens=12, seed=0))  # fmt: skip
     assert len(outs) == 6 and all(len(o) == 2 for o in outs)
     stop = set(engine.model.generation_config.eos_token_id)
-    banned = set(engine.model.config.image_token_id for _ in [0])
+    banned = {engine.model.config.image_token_id}
     for group in outs:
         for c in group:
             assert len(c.token_ids) == len(c.logprobs) <= 12

@@ -130,7 +130,13 @@ def make_example(spec: SyntheticSpec, split: str, task: str, i: int) -> Example:
         jitter = max(1, s // 16)
         x = (s - 2 * font_size) // 2 + rng.randint(-jitter, jitter)
         y = (s - font_size) // 2 + rng.randint(-jitter, jitter)
-        return Example(ex_id, task, rng.choice(QUESTIONS[task]), word, {"text": word, "xy": (max(0, x), max(0, y)), "font_size": font_size})
+        return Example(
+            ex_id,
+            task,
+            rng.choice(QUESTIONS[task]),
+            word,
+            {"text": word, "xy": (max(0, x), max(0, y)), "font_size": font_size},
+        )
     if task == "bbox":
         extent = rng.randint(s // 5, s // 2)
         box = _place(rng, s, extent, [])
@@ -158,7 +164,7 @@ def make_example(spec: SyntheticSpec, split: str, task: str, i: int) -> Example:
 
 def font_path() -> Path:
     """NanumGothic (SIL OFL) from the koreanize-matplotlib wheel."""
-    import koreanize_matplotlib  # noqa: F401  (the import also registers the font with matplotlib)
+    import koreanize_matplotlib
 
     return Path(koreanize_matplotlib.__file__).parent / "fonts" / "NanumGothic.ttf"
 
@@ -239,5 +245,5 @@ def vocabulary_texts() -> list[str]:
     spec = SyntheticSpec(train_size=400, eval_size=0)
     texts = [f"{ex.question} {ex.answer}" for ex in examples(spec, "train")]
     texts += [q for qs in QUESTIONS.values() for q in qs]
-    texts += list(COLORS) + list(OCR_WORDS) + [f"{n}개" for n in range(1, 20)] + [f"답: {n}" for n in range(0, 20)]
+    texts += list(COLORS) + list(OCR_WORDS) + [f"{n}개" for n in range(1, 20)] + [f"답: {n}" for n in range(20)]
     return texts

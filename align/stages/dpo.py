@@ -24,6 +24,9 @@ class Config(PreferenceStage):
     trl_config = "trl:DPOConfig"
 
 
+DISTRIBUTED = True  # every rank trains; finish_training checks the ranks agree and saves on rank 0
+
+
 DPO_DEFAULTS = {
     "max_length": None,  # truncation could cut image tokens out of the prompt
     "gradient_checkpointing": False,
@@ -59,8 +62,9 @@ def run(ctx) -> Path:
     from trl import DPOConfig, DPOTrainer
 
     from align.data.preferences import preference_rows, split_pairs
+    from align.distributed import finish_training, main_only
     from align.io import atomic_write_json
-    from align.models import freeze_modules, is_vision_config, load_model, load_processor, save_model
+    from align.models import freeze_modules, is_vision_config, load_model, load_processor
     from align.training import count_params, lora_config, metrics_callback, stage_freeze, stage_lora, trl_config
 
     stage, spec = ctx.stage, ctx.recipe.model
@@ -71,6 +75,9 @@ def run(ctx) -> Path:
     frozen = freeze_modules(model, stage_freeze(ctx))
     where = f"stage '{stage.name}'"
     args = trl_config(DPOConfig, ctx, DPO_DEFAULTS)
+    # The held-out "before" figures come from the trainer's own evaluation at step 0: a trainer.evaluate() before
+    # train() would keep a LoRA model from being wrapped for DDP, and the ranks would train apart.
+    args.eval_on_start = True
     trainer = DPOTrainer(
         model=model,
         args=args,
@@ -83,16 +90,13 @@ def run(ctx) -> Path:
     params = count_params(trainer.model)
     ctx.log(f"{len(train)} training pairs, {len(held_out)} held out; parameters {params['trainable']:,} trainable "
             f"of {params['total']:,}" + (f"; frozen: {', '.join(frozen)}" if frozen else ""))  # fmt: skip
-    before = _held_out(trainer.evaluate())
     trainer.train()
+    before = _held_out(next(m for m in trainer.state.log_history if "eval_rewards/accuracies" in m))
     after = _held_out(trainer.evaluate())
-    out = ctx.stage_dir / "model"
-    if trainer.accelerator.is_main_process:
-        save_model(trainer.model, processor, out)
-        summary = {"held_out": after, "before_training": before, "train_pairs": len(train),
-                   "steps": trainer.state.global_step, "model": str(out)}  # fmt: skip
-        atomic_write_json(ctx.stage_dir / "summary.json", summary)
-    trainer.accelerator.wait_for_everyone()
+    out = finish_training(ctx, trainer, processor, ctx.stage_dir / "model")
+    summary = {"held_out": after, "before_training": before, "train_pairs": len(train),
+               "steps": trainer.state.global_step, "model": str(out)}  # fmt: skip
+    main_only(lambda: atomic_write_json(ctx.stage_dir / "summary.json", summary), share=False)
     ctx.log(f"held-out preference accuracy {after['accuracy']:.3f} (before {before['accuracy']:.3f}), "
             f"reward margin {after['margin']:.3f} (before {before['margin']:.3f})")  # fmt: skip
     return out

@@ -14,6 +14,9 @@ Everything TRL offers is reachable under ``args:`` (``loss_type``, ``beta``, ``n
   only, so groups whose completions all scored the same no longer dilute the update (DAPO's dynamic sampling
   without the re-sampling). With ``beta > 0`` their KL term still applies.
 Dropped prompts and filtered groups are counted in ``summary.json``.
+
+Runs on every rank of a multi-process launch; the prompt-selection pre-pass samples on rank 0 only and shares the
+pass rates, and ``align.distributed.finish_training`` checks that the ranks trained one model and saves it.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from align.io import append_jsonl, atomic_write_json
 from align.recipe import StageSpec, Strict
 
 TOKEN_NORMALISED_LOSSES = ("dapo", "cispo", "vespo")
+DISTRIBUTED = True  # runs under accelerate launch with several processes
 
 
 class SelectPrompts(Strict):
@@ -100,6 +104,8 @@ def _rates_from_run(ctx) -> dict | None:
 
 
 def select_prompts(ctx, dataset) -> tuple[object, dict]:
+    from align.distributed import main_only
+
     sel = ctx.stage.select_prompts
     info = {"prompts_before": len(dataset)}
     if not sel.enabled:
@@ -117,7 +123,7 @@ def select_prompts(ctx, dataset) -> tuple[object, dict]:
     if rates is None or not any(i in rates for i in dataset["id"]):
         origin = "prepass"
         ctx.log(f"pre-pass: sampling {sel.samples} answers for each of {len(dataset)} prompts")
-        rates = pass_rates_prepass(ctx, dataset, sel)
+        rates = main_only(lambda: pass_rates_prepass(ctx, dataset, sel))  # one sampler; every rank gets its rates
     keep, dropped = [], {"never_solved": 0, "always_solved": 0, "unknown": 0}
     for i, pid in enumerate(dataset["id"]):
         rate = rates.get(pid)
@@ -179,8 +185,9 @@ def make_trainer_class():
                 rows = self.accelerator.gather(informative.float().reshape(-1))
                 n_gen = self.num_generations
                 self.filter_stats["groups"] += rows.numel() // n_gen
-                self.filter_stats["filtered_groups"] += int((rows.view(-1, n_gen).sum(1) == 0).sum().item()) \
-                    if rows.numel() % n_gen == 0 else 0
+                self.filter_stats["filtered_groups"] += (
+                    int((rows.view(-1, n_gen).sum(1) == 0).sum().item()) if rows.numel() % n_gen == 0 else 0
+                )
                 self._metrics[mode]["filter/informative_frac"].append(rows.mean().item())
             if mode == "train" and self.rollout_log is not None:
                 self._log_rollouts(inputs, lengths)
@@ -240,6 +247,7 @@ def grpo_rows(dataset, is_vlm: bool):
 def run(ctx) -> Path:
     from trl import GRPOConfig
 
+    from align.distributed import world_size
     from align.models import freeze_modules, is_vision_config, load_model, load_processor
     from align.training import lora_config, metrics_callback, stage_freeze, stage_lora, trl_config
     from rollouts import resolve_engine, vllm_colocate
@@ -261,7 +269,15 @@ def run(ctx) -> Path:
     use_vllm = stage.args.get("use_vllm")
     if use_vllm is None:
         use_vllm = resolve_engine(ctx.recipe.rollout, ctx.input_model, spec, ctx.log) == "vllm"
-    defaults = {**GRPO_DEFAULTS, "reward_weights": [r.weight for r in rewards], **vllm_args(ctx.recipe.rollout, use_vllm)}
+    defaults = {
+        **GRPO_DEFAULTS,
+        "reward_weights": [r.weight for r in rewards],
+        **vllm_args(ctx.recipe.rollout, use_vllm),
+    }
+    if world_size() > 1:
+        # TRL 1.16 gathers logged images only on ranks whose batch has images: a rank with a text-only batch (mixed
+        # image/text data) skips that collective and the run hangs.
+        defaults["log_multimodal"] = False
     args = trl_config(GRPOConfig, ctx, defaults)
     trainer_cls, _ = make_trainer_class()
     colocate = args.use_vllm and args.vllm_mode == "colocate"
@@ -284,7 +300,7 @@ def run(ctx) -> Path:
 
 
 def _train(ctx, trainer, args, n_prompts: int, selection: dict, frozen) -> Path:
-    from align.models import save_model
+    from align.distributed import finish_training
     from align.training import count_params
     from rollouts import vllm_colocate
 
@@ -293,9 +309,12 @@ def _train(ctx, trainer, args, n_prompts: int, selection: dict, frozen) -> Path:
     trainer.filter_zero_variance = stage.filter_zero_variance
     trainer.filter_stats = {"groups": 0, "filtered_groups": 0}
     params = count_params(trainer.model)
-    ctx.log(f"{n_prompts} prompts × {args.num_generations} completions; rewards "
-            + ", ".join(f"{r.name}×{r.weight:g}" for r in rewards)
-            + f"; parameters {params['trainable']:,} trainable" + (f"; frozen: {', '.join(frozen)}" if frozen else ""))
+    ctx.log(
+        f"{n_prompts} prompts × {args.num_generations} completions; rewards "
+        + ", ".join(f"{r.name}×{r.weight:g}" for r in rewards)
+        + f"; parameters {params['trainable']:,} trainable"
+        + (f"; frozen: {', '.join(frozen)}" if frozen else "")
+    )
     try:
         trainer.train()
     finally:
@@ -306,9 +325,7 @@ def _train(ctx, trainer, args, n_prompts: int, selection: dict, frozen) -> Path:
                "reward_errors": {r.name: r.stats() for r in rewards}, "steps": trainer.state.global_step}  # fmt: skip
     if trainer.accelerator.is_main_process:
         atomic_write_json(ctx.stage_dir / "summary.json", summary)
-        save_model(trainer.model, processor, ctx.stage_dir / "model")
     if stage.filter_zero_variance:
         ctx.log(f"zero-variance groups filtered: {trainer.filter_stats['filtered_groups']} of "
                 f"{trainer.filter_stats['groups']}")  # fmt: skip
-    trainer.accelerator.wait_for_everyone()
-    return ctx.stage_dir / "model"
+    return finish_training(ctx, trainer, processor, ctx.stage_dir / "model")

@@ -10,6 +10,9 @@
 Written to the stage folder: ``rollouts.jsonl`` (every sample with its rewards, appended as sampling goes),
 ``accepted.jsonl`` (the training rows, image paths not pixels), ``pass_rates.json`` (per prompt, for prompt
 selection in a later GRPO stage) and ``summary.json`` (acceptance rate, pass@1 and pass@k per task).
+
+Under a multi-process launch, rank 0 samples, scores and writes these files (one rollout engine); every rank then
+fine-tunes on the accepted samples together (step 4 is the SFT stage's distributed training).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from pydantic import Field
 
 from align.io import append_jsonl, atomic_write_json, atomic_write_text
 from align.recipe import StageSpec, Strict
+
+DISTRIBUTED = True  # sampling on rank 0, fine-tuning on every rank
 
 
 class Accept(Strict):
@@ -64,8 +69,14 @@ def sample_and_score(ctx, dataset, n: int, temperature: float, max_new_tokens: i
 
     scorers = _scoring_rewards(ctx, list(extra_rewards))
     weights = {r.name: r.weight for r in ctx.rewards}
-    engine = make_engine(ctx.recipe.rollout, ctx.input_model, ctx.recipe.model, batch_size=max(1, 256 // max(1, n)),
-                         seed=ctx.recipe.seed, log=ctx.log)
+    engine = make_engine(
+        ctx.recipe.rollout,
+        ctx.input_model,
+        ctx.recipe.model,
+        batch_size=max(1, 256 // max(1, n)),
+        seed=ctx.recipe.seed,
+        log=ctx.log,
+    )
     ctx.state["rollout_engine"] = engine.name
     columns = [c for c in dataset.column_names if c not in ("prompt", "completion")]
     out: list[dict] = []
@@ -167,12 +178,11 @@ def image_paths(dataset) -> list[list[str | None]]:
     return [[(img or {}).get("path") for img in row] for row in raw]
 
 
-def run(ctx) -> Path:
+def sample_and_accept(ctx, dataset) -> dict:
+    """Steps 1-3: sample, score, accept; write the stage's files. Returns what fine-tuning needs."""
     from align.errors import StageError
-    from align.stages.sft import train_sft
 
     stage = ctx.stage
-    dataset = ctx.train_rows(stage.prompts)
     log = ctx.stage_dir / "rollouts.jsonl"
     log.unlink(missing_ok=True)
     ctx.log(f"sampling {stage.samples} completions for each of {len(dataset)} prompts")
@@ -181,7 +191,6 @@ def run(ctx) -> Path:
     accepted, rates = accept(samples, stage.accept)
     summary = {**summarize(samples, accepted, rates), "rollout_engine": ctx.state.get("rollout_engine")}
     atomic_write_json(ctx.stage_dir / "pass_rates.json", rates)
-    ctx.state["pass_rates"], ctx.state["pass_rates_reward"] = rates, stage.accept.reward
     ctx.log(f"accepted {summary['accepted']} of {summary['samples']} samples "
             f"({summary['acceptance_rate']:.1%}); pass@1 {summary['pass@1']:.3f}, pass@{stage.samples} "
             f"{summary['pass@k']:.3f}")  # fmt: skip
@@ -208,10 +217,20 @@ def run(ctx) -> Path:
                          "answer": row.get("answer"), "images": paths[i], "rewards": s["rewards"]})  # fmt: skip
     atomic_write_text(ctx.stage_dir / "accepted.jsonl",
                       "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows_out))  # fmt: skip
-    train = dataset.select(picks)
-    train = train.remove_columns("completion").add_column(
-        "completion", [[{"role": "assistant", "content": t}] for t in texts]
-    )
     summary["reward_errors"] = {r.name: r.stats() for r in ctx.rewards}
     atomic_write_json(ctx.stage_dir / "summary.json", summary)
+    return {"picks": picks, "texts": texts, "rates": rates}
+
+
+def run(ctx) -> Path:
+    from align.distributed import main_only
+    from align.stages.sft import train_sft
+
+    dataset = ctx.train_rows(ctx.stage.prompts)
+    chosen = main_only(lambda: sample_and_accept(ctx, dataset))  # rank 0 samples; every rank gets the choice
+    ctx.state["pass_rates"], ctx.state["pass_rates_reward"] = chosen["rates"], ctx.stage.accept.reward
+    train = dataset.select(chosen["picks"])
+    train = train.remove_columns("completion").add_column(
+        "completion", [[{"role": "assistant", "content": t}] for t in chosen["texts"]]
+    )
     return train_sft(ctx, train, ctx.stage_dir / "model")

@@ -4,6 +4,9 @@ Loss is on the assistant's tokens only (TRL's completion-only loss on prompt-com
 puts the end-of-turn tokens inside the completion, so the model learns to stop). Full fine-tuning or LoRA
 (``model.lora`` / stage ``lora``); modules listed in ``freeze`` stay fixed. The stage saves a full model directory
 (LoRA merged) that the next stage, transformers and vLLM load directly.
+
+Runs on every rank of a multi-process launch (DDP, DeepSpeed ZeRO-2/3); ``align.distributed.finish_training``
+checks that the ranks trained one model and saves it from rank 0.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from pathlib import Path
 from typing import Literal
 
 from align.recipe import StageSpec
+
+DISTRIBUTED = True  # runs under accelerate launch with several processes
 
 
 class Config(StageSpec):
@@ -54,7 +59,8 @@ def train_sft(ctx, dataset, out_dir: Path, extra_defaults: dict | None = None) -
     Shared by the SFT and RFT stages."""
     from trl import SFTConfig, SFTTrainer
 
-    from align.models import freeze_modules, is_vision_config, load_model, load_processor, save_model
+    from align.distributed import finish_training
+    from align.models import freeze_modules, is_vision_config, load_model, load_processor
     from align.training import count_params, lora_config, metrics_callback, stage_freeze, stage_lora, trl_config
 
     spec = ctx.recipe.model
@@ -76,10 +82,7 @@ def train_sft(ctx, dataset, out_dir: Path, extra_defaults: dict | None = None) -
     ctx.log(f"{len(dataset)} rows; parameters {params['trainable']:,} trainable of {params['total']:,}"
             + (f"; frozen: {', '.join(frozen)}" if frozen else ""))  # fmt: skip
     trainer.train()
-    if trainer.accelerator.is_main_process:
-        save_model(trainer.model, processor, out_dir)
-    trainer.accelerator.wait_for_everyone()
-    return out_dir
+    return finish_training(ctx, trainer, processor, out_dir)
 
 
 def run(ctx) -> Path:

@@ -308,14 +308,6 @@ def forget_deepspeed() -> None:
     unset_hf_deepspeed_config()
 
 
-def _save_state_dict(model, state, processor, out_dir: Path) -> None:
-    from align.io import atomic_dir
-
-    with atomic_dir(out_dir) as tmp:
-        model.save_pretrained(tmp, state_dict=state)
-        processor.save_pretrained(tmp)
-
-
 # ------------------------------------------------------------------------------------- launch-time checks
 
 

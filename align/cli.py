@@ -1,7 +1,8 @@
 """``align``: the workbench's command line.
 
-align run RECIPE [key.path=value ...] [--dry-run]
-align launch RECIPE [key.path=value ...] [--dry-run [--gpus N]]   (what launch.sh runs: accelerate, vLLM server)
+align run RECIPE [key.path=value ...] [--dry-run] [--resume[=RUN_DIR]]
+align launch RECIPE [key.path=value ...] [--dry-run [--gpus N]] [--resume[=RUN_DIR]]   (what launch.sh runs)
+align status RUN_DIR [--json]
 align model build-tiny [--out DIR] [--force]
 align data build [RECIPE] [--out DIR]
 align eval MODEL_DIR [--recipe RECIPE] [--out DIR]
@@ -29,26 +30,65 @@ def _load(recipe: str | None, overrides=(), check_args: bool = True):
     return load_recipe(recipe, list(overrides), check_args=check_args)
 
 
+def _resume_arg(args) -> None:
+    """``--resume key=value``: argparse took the override as the run directory; give it back."""
+    if args.resume and "=" in args.resume and not Path(args.resume).exists():
+        args.overrides = [*args.overrides, args.resume]
+        args.resume = "latest"
+
+
 def cmd_run(args) -> int:
     from align.pipeline import console, plan, run_pipeline
     from align.recipe import dump_recipe
 
+    _resume_arg(args)
     recipe = _load(args.recipe, args.overrides)
     if args.dry_run:
         console.print(plan(recipe))
         console.print("[dim]--- resolved recipe ---[/dim]")
         console.print(dump_recipe(recipe), markup=False)
         return 0
-    run_pipeline(recipe)
+    run_pipeline(recipe, resume=args.resume)
     return 0
 
 
 def cmd_launch(args) -> int:
     from align.launcher import launch
 
+    _resume_arg(args)
     if args.dry_run:
         cmd_run(args)
-    return launch(args.recipe, list(args.overrides), dry_run=args.dry_run, gpus=args.gpus)
+    return launch(args.recipe, list(args.overrides), dry_run=args.dry_run, gpus=args.gpus, resume=args.resume)
+
+
+def cmd_status(args) -> int:
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from align.resume import status
+
+    report = status(Path(args.run))
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False, indent=2))
+        return 0
+    table = Table(title=f"{report['run']}" + (" (finished)" if report["finished"] else ""))
+    for col in ("stage", "type", "status", "step", "last checkpoint"):
+        table.add_column(col)
+    for s in report["stages"]:
+        last = Path(s["last_checkpoint"]).name if s["last_checkpoint"] else "-"
+        table.add_row(s["stage"], s["type"], s["status"], str(s["step"] if s["step"] is not None else "-"), last)
+    console = Console(highlight=False)
+    console.print(table)
+    console.print("--resume would: " + "; ".join(report["resume_would"]))
+    return 0
+
+
+def _add_resume(parser) -> None:
+    parser.add_argument("--resume", nargs="?", const="latest", metavar="RUN_DIR",
+                        help="continue an interrupted run (default: the recipe's latest); put it last or use "
+                             "--resume=RUN_DIR")  # fmt: skip
 
 
 def cmd_build_tiny(args) -> int:
@@ -173,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("recipe")
     r.add_argument("overrides", nargs="*", help="key.path=value overrides")
     r.add_argument("--dry-run", action="store_true", help="print the resolved plan without loading weights")
+    _add_resume(r)
     r.set_defaults(func=cmd_run)
 
     la = sub.add_parser("launch", help="run a recipe with the processes its launch: block asks for (launch.sh)")
@@ -182,7 +223,13 @@ def build_parser() -> argparse.ArgumentParser:
     la.add_argument(
         "--gpus", type=int, help="with --dry-run: plan for a node with this many GPUs (e.g. on a login node)"
     )
+    _add_resume(la)
     la.set_defaults(func=cmd_launch)
+
+    st = sub.add_parser("status", help="a run directory: stages done, last checkpoint, what --resume would do")
+    st.add_argument("run", help="run directory (<output_dir>/<recipe>/<timestamp> or …/latest)")
+    st.add_argument("--json", action="store_true", help="print JSON")
+    st.set_defaults(func=cmd_status)
 
     m = sub.add_parser("model", help="model utilities")
     msub = m.add_subparsers(dest="model_command", required=True)

@@ -192,12 +192,15 @@ def check(recipe, on_gpu: bool, dry_run: bool = False) -> None:
         raise UserError(message + more, hint)
 
 
-def training_command(recipe, recipe_path: str, overrides: list[str], on_gpu: bool | None = None) -> list[str]:
+def training_command(recipe, recipe_path: str, overrides: list[str], on_gpu: bool | None = None,
+                     resume: str | None = None) -> list[str]:
     """The command that trains on this node: ``align run`` for one process, else ``accelerate launch`` with a
     config from recipes/accelerate/ and the counts and addresses as flags."""
     launch = recipe.launch
     on_gpu = has_gpu() if on_gpu is None else on_gpu
     run = [sys.executable, "-m", "align.cli", "run", recipe_path, *overrides]
+    if resume is not None:
+        run.append(f"--resume={resume}")
     world = world_size(recipe)
     if world == 1:
         return run
@@ -212,7 +215,7 @@ def training_command(recipe, recipe_path: str, overrides: list[str], on_gpu: boo
         cmd += ["--offload_optimizer_device", "cpu"]
         if launch.backend == "deepspeed_zero3":
             cmd += ["--offload_param_device", "cpu"]
-    return cmd + ["-m", "align.cli", "run", recipe_path, *overrides]
+    return cmd + ["-m", *run[2:]]
 
 
 def uses_server(recipe) -> bool:
@@ -288,7 +291,7 @@ def run_with_server(server_cmd, server_env, train_cmd, train_env, health_url: st
 
 
 def launch(recipe_path: str, overrides: list[str], dry_run: bool = False, say=print,
-           gpus: int | None = None) -> int:  # fmt: skip
+           gpus: int | None = None, resume: str | None = None) -> int:  # fmt: skip
     """Run (or with ``dry_run`` only print) what the recipe's launch block asks for. ``gpus`` plans for a node with
     that many GPUs (a dry run on a machine without them, e.g. a cluster's login node)."""
     from align.models import resolve_model_path
@@ -303,14 +306,14 @@ def launch(recipe_path: str, overrides: list[str], dry_run: bool = False, say=pr
         say("(no GPU here: planning for a node with 8 GPUs, or those in CUDA_VISIBLE_DEVICES)")
     check(recipe, on_gpu, dry_run)
     if not uses_server(recipe):
-        cmd = training_command(recipe, recipe_path, overrides, on_gpu)
+        cmd = training_command(recipe, recipe_path, overrides, on_gpu, resume)
         say(f"training: {shlex.join(cmd)}")
         if dry_run:
             return 0
         if world_size(recipe) == 1:  # no child process: run the pipeline here
             from align.pipeline import run_pipeline
 
-            run_pipeline(recipe)
+            run_pipeline(recipe, resume=resume)
             return 0
         return subprocess.call(cmd)
     if recipe.launch.vllm_server is None:
@@ -329,7 +332,7 @@ def launch(recipe_path: str, overrides: list[str], dry_run: bool = False, say=pr
         s_gpus = []  # the server runs on node 0; the other nodes train on the same GPU ids
     model = recipe.model.path if dry_run else resolve_model_path(recipe.model.path)
     server_cmd = server_command(recipe, model)
-    train_cmd = training_command(recipe, recipe_path, overrides, on_gpu)
+    train_cmd = training_command(recipe, recipe_path, overrides, on_gpu, resume)
     server_env = {**os.environ, "VLLM_SERVER_DEV_MODE": "1", "CUDA_VISIBLE_DEVICES": ",".join(map(str, s_gpus))}
     train_env = {**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(map(str, t_gpus))}
     url = f"http://{recipe.rollout.server_host}:{recipe.rollout.server_port}/health"

@@ -1,7 +1,8 @@
 """The pipeline: recipe -> run directory -> base eval -> stage 1 … stage N (each followed by the eval hook).
 
 Each stage starts from the previous stage's model directory. A stage that fails stops the pipeline with a message
-naming it; everything earlier stays in the run directory.
+naming it; everything earlier stays in the run directory. ``resume=`` continues an interrupted run instead
+(``align/resume.py``): finished stages are skipped, the interrupted one continues from its last checkpoint.
 
 Under ``accelerate launch`` every rank runs this same pipeline (``align/distributed.py``): rank 0 creates the run
 directory and prepares model and data first; training stages run on every rank; evaluation, the comparison,
@@ -26,6 +27,7 @@ from align.recipe import dump_recipe
 from align.rundir import RunDir
 
 console = Console(highlight=False)
+RESUME_HINT = "after fixing the cause, run the same command with --resume to continue from there"
 
 
 @dataclass
@@ -42,6 +44,7 @@ class StageContext:
     recipe_dir: Path | None
     on_gpu: bool
     state: dict = field(default_factory=dict)  # shared between stages (e.g. RFT pass rates for GRPO)
+    resume: bool = False  # continue from the stage's files and checkpoints (align/resume.py)
 
     def train_rows(self, limit: int | None = None):
         """The training rows this stage uses: ``rows: [start, end)`` of the recipe's train split, then ``limit``."""
@@ -102,19 +105,41 @@ def metrics_table(evals: dict[str, dict[str, float]], title: str = "held-out eva
     return table
 
 
-def _open_run(recipe, run: RunDir | None) -> RunDir:
+def _open_run(recipe, run: RunDir | None, resume: str | None) -> RunDir:
+    if resume is not None:
+        from align.resume import check_same_recipe, resolve_run
+
+        path = resolve_run(recipe, resume)
+        check_same_recipe(path, dump_recipe(recipe))
+        run = RunDir(path)
+        run.log_event(event="resumed")
+        return run
     run = run or RunDir.create(recipe.output_dir, recipe.name)
     run.write_recipe(dump_recipe(recipe))
     run.write_environment(recipe.seed)
     return run
 
 
-def run_pipeline(recipe, run: RunDir | None = None) -> RunDir:
+def _done_eval(folder: Path, resume: str | None) -> dict | None:
+    """In a resumed run, the metrics an evaluation wrote before the interruption."""
+    from align.evaluate import EVAL_FILE
+
+    path = folder / EVAL_FILE
+    if resume is None or not path.exists():
+        return None
+    import json
+
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def run_pipeline(recipe, run: RunDir | None = None, resume: str | None = None) -> RunDir:
+    """Run every stage of ``recipe``; ``resume``: a run directory (or ``latest``) to continue instead."""
     import rewards as registry
     from align import distributed as dist
     from align.data import load_splits
     from align.evaluate import evaluate
     from align.models import resolve_model_path
+    from align.resume import stage_complete, update_manifest
     from align.stages import stage_module
     from align.training import on_gpu
 
@@ -122,7 +147,7 @@ def run_pipeline(recipe, run: RunDir | None = None) -> RunDir:
     dist.init(on_gpu(), recipe.launch.timeout_minutes)
     console.quiet = not dist.is_main()
     base_dir = recipe_dir(recipe)
-    run = dist.main_only(lambda: _open_run(recipe, run))  # one run directory: rank 0's
+    run = dist.main_only(lambda: _open_run(recipe, run, resume))  # one run directory: rank 0's
     if not dist.is_main():
         run = RunDir(run.path, main=False)
         run.path.mkdir(parents=True, exist_ok=True)  # nodes without a shared file system
@@ -156,7 +181,7 @@ def run_pipeline(recipe, run: RunDir | None = None) -> RunDir:
             atomic_write_json(run.path / "base" / "model.json", {"path": model_path})
             return metrics
 
-        evals["base"] = dist.main_only(base_eval)
+        evals["base"] = dist.main_only(lambda: _done_eval(run.path / "base", resume) or base_eval())
     run.log_event(event="base", seconds=round(time.time() - t0, 1))
 
     current, state = model_path, {}
@@ -166,29 +191,48 @@ def run_pipeline(recipe, run: RunDir | None = None) -> RunDir:
         outputs = state.setdefault("outputs", {})
         rewards = registry.resolve_all(registry.bind_stage_outputs(stage.rewards, outputs), base_dir) \
             if stage.rewards is not None else stage_rewards  # fmt: skip
-        ctx = StageContext(recipe, stage, run, stage_dir, current, data, rewards, base_dir, on_gpu(), state)
+        ctx = StageContext(recipe, stage, run, stage_dir, current, data, rewards, base_dir, on_gpu(), state,
+                           resume=resume is not None)  # fmt: skip
+        finished = dist.main_only(lambda: stage_complete(run.path, stage.name)) if resume is not None else None
+        if finished:
+            current = finished
+            outputs.setdefault(stage.name, current)
+            console.print(f"  done before the resume -> {current}")
+            if recipe.eval.enabled and stage.eval:
+                evaluate_stage = partial(evaluate, current, recipe, stage.name, stage_dir, data.eval, base_dir,
+                                         outputs=outputs)  # fmt: skip
+                evals[stage.name] = dist.main_only(lambda: _done_eval(stage_dir, resume) or evaluate_stage())
+            continue
         started = time.time()
         run.log_event(event="stage_start", stage=stage.name, input_model=current)
+        if dist.is_main():
+            update_manifest(run.path, stage.name, status="running", input_model=current)
         try:
             out = stage_module(stage.type).run(ctx)
         except UserError as e:
             run.log_event(event="stage_failed", stage=stage.name, error=str(e))
+            if dist.is_main():
+                update_manifest(run.path, stage.name, status="failed")
             raise StageError(
                 f"stage '{stage.name}' failed: {e.message}",
-                (e.hint + "; " if e.hint else "") + f"earlier results are kept in {run.path}",
+                (e.hint + "; " if e.hint else "") + f"earlier results are kept in {run.path}; {RESUME_HINT}",
             ) from e
         except Exception as e:
             (stage_dir / ("error.txt" if dist.is_main() else f"error.rank{dist.rank()}.txt")).write_text(
                 traceback.format_exc()
             )
             run.log_event(event="stage_failed", stage=stage.name, error=f"{type(e).__name__}: {e}")
+            if dist.is_main():
+                update_manifest(run.path, stage.name, status="failed")
             raise StageError(
                 f"stage '{stage.name}' failed: {type(e).__name__}: {e}",
-                f"traceback in {stage_dir / 'error.txt'}; earlier results are kept in {run.path}",
+                f"traceback in {stage_dir / 'error.txt'}; earlier results are kept in {run.path}; {RESUME_HINT}",
             ) from e
         current = str(out)
         outputs.setdefault(stage.name, current)
         run.log_event(event="stage_done", stage=stage.name, model=current, seconds=round(time.time() - started, 1))
+        if dist.is_main():
+            update_manifest(run.path, stage.name, status="done", model=current)
         console.print(f"  {stage.name} done in {time.time() - started:.0f}s -> {current}")
         if recipe.eval.enabled and stage.eval:
             console.print(f"[bold]eval[/bold] {stage.name}")

@@ -29,7 +29,10 @@ def trl_config(config_cls, ctx, defaults: dict[str, Any] | None = None):
         "data_seed": recipe.seed,
         "report_to": [r for r in recipe.report_to if r != "none"] or "none",
         "logging_steps": 10,
-        "save_strategy": "no",
+        # checkpoints (weights, optimizer, scheduler, RNG) every 50 steps, the last two kept: what --resume uses
+        "save_strategy": "steps",
+        "save_steps": 50,
+        "save_total_limit": 2,
         "run_name": f"{recipe.name}/{stage.name}",
         "dataloader_num_workers": 0,
     }

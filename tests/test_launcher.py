@@ -42,6 +42,9 @@ def test_training_commands(tmp_path):
     assert _flag(two, "--mixed_precision") == "no" and _flag(two, "--num_machines") == "1"
     assert "--cpu" not in two  # accelerate's --cpu starts ONE process whatever --num_processes says
     assert two[-5:] == ["-m", "align.cli", "run", "r.yaml", "launch.processes=2"]
+    resumed = training_command(_recipe(tmp_path, ["launch.processes=2"]), "r.yaml", [], on_gpu=False, resume="latest")
+    assert resumed[-5:] == ["-m", "align.cli", "run", "r.yaml", "--resume=latest"]  # every rank resumes
+    assert training_command(_recipe(tmp_path), "r.yaml", [], resume="/runs/x")[-1] == "--resume=/runs/x"
     zero3 = training_command(_recipe(tmp_path, ["launch.processes=2", "launch.backend=deepspeed_zero3",
                                                 "launch.offload=true"]), "r.yaml", [], on_gpu=True)  # fmt: skip
     assert _flag(zero3, "--config_file").endswith("recipes/accelerate/zero3.yaml")

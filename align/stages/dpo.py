@@ -65,6 +65,7 @@ def run(ctx) -> Path:
     from align.distributed import finish_training, main_only
     from align.io import atomic_write_json
     from align.models import freeze_modules, is_vision_config, load_model, load_processor
+    from align.resume import run_trainer
     from align.training import count_params, lora_config, metrics_callback, stage_freeze, stage_lora, trl_config
 
     stage, spec = ctx.stage, ctx.recipe.model
@@ -90,7 +91,7 @@ def run(ctx) -> Path:
     params = count_params(trainer.model)
     ctx.log(f"{len(train)} training pairs, {len(held_out)} held out; parameters {params['trainable']:,} trainable "
             f"of {params['total']:,}" + (f"; frozen: {', '.join(frozen)}" if frozen else ""))  # fmt: skip
-    trainer.train()
+    run_trainer(ctx, trainer)  # resumes from the last complete checkpoint in a resumed run
     before = _held_out(next(m for m in trainer.state.log_history if "eval_rewards/accuracies" in m))
     after = _held_out(trainer.evaluate())
     out = finish_training(ctx, trainer, processor, ctx.stage_dir / "model")

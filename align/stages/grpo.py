@@ -301,6 +301,7 @@ def run(ctx) -> Path:
 
 def _train(ctx, trainer, args, n_prompts: int, selection: dict, frozen) -> Path:
     from align.distributed import finish_training
+    from align.resume import run_trainer
     from align.training import count_params
     from rollouts import vllm_colocate
 
@@ -316,7 +317,7 @@ def _train(ctx, trainer, args, n_prompts: int, selection: dict, frozen) -> Path:
         + (f"; frozen: {', '.join(frozen)}" if frozen else "")
     )
     try:
-        trainer.train()
+        run_trainer(ctx, trainer, rollout_log=trainer.rollout_log)  # resumes from a checkpoint in a resumed run
     finally:
         if args.use_vllm:
             vllm_colocate.shutdown(trainer)

@@ -222,12 +222,24 @@ def sample_and_accept(ctx, dataset) -> dict:
     return {"picks": picks, "texts": texts, "rates": rates}
 
 
+def accepted_set(ctx, dataset) -> dict:
+    """Sample and accept, keeping the result in ``selection.json``; a resumed run reuses it (sampling is not
+    redone; a sampling pass that was interrupted starts again)."""
+    path = ctx.stage_dir / "selection.json"
+    if ctx.resume and path.exists():
+        ctx.log(f"reusing the accepted set of the interrupted run ({path})")
+        return json.loads(path.read_text(encoding="utf-8"))
+    chosen = sample_and_accept(ctx, dataset)
+    atomic_write_json(path, chosen)
+    return chosen
+
+
 def run(ctx) -> Path:
     from align.distributed import main_only
     from align.stages.sft import train_sft
 
     dataset = ctx.train_rows(ctx.stage.prompts)
-    chosen = main_only(lambda: sample_and_accept(ctx, dataset))  # rank 0 samples; every rank gets the choice
+    chosen = main_only(lambda: accepted_set(ctx, dataset))  # rank 0 samples; every rank gets the choice
     ctx.state["pass_rates"], ctx.state["pass_rates_reward"] = chosen["rates"], ctx.stage.accept.reward
     train = dataset.select(chosen["picks"])
     train = train.remove_columns("completion").add_column(

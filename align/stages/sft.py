@@ -61,6 +61,7 @@ def train_sft(ctx, dataset, out_dir: Path, extra_defaults: dict | None = None) -
 
     from align.distributed import finish_training
     from align.models import freeze_modules, is_vision_config, load_model, load_processor
+    from align.resume import run_trainer
     from align.training import count_params, lora_config, metrics_callback, stage_freeze, stage_lora, trl_config
 
     spec = ctx.recipe.model
@@ -81,7 +82,7 @@ def train_sft(ctx, dataset, out_dir: Path, extra_defaults: dict | None = None) -
     params = count_params(trainer.model)
     ctx.log(f"{len(dataset)} rows; parameters {params['trainable']:,} trainable of {params['total']:,}"
             + (f"; frozen: {', '.join(frozen)}" if frozen else ""))  # fmt: skip
-    trainer.train()
+    run_trainer(ctx, trainer)  # resumes from the last complete checkpoint in a resumed run
     return finish_training(ctx, trainer, processor, out_dir)
 
 

@@ -242,7 +242,12 @@ def _max_positions(config) -> int:
 
 @lru_cache(maxsize=2)
 def _cached(path: str, device: str | None, trust_remote_code: bool):
-    return load_reward_model(path, device, trust_remote_code)
+    import torch
+
+    # Loading initialises layers before their weights arrive, which draws from the global RNG; the policy's
+    # sampling must not depend on when the reward model happened to load (e.g. first use after a resume).
+    with torch.random.fork_rng(devices=[]):
+        return load_reward_model(path, device, trust_remote_code)
 
 
 def reward_model(prompts, completions, path: str = "", images=None, normalize: bool = False,

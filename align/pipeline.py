@@ -195,8 +195,7 @@ def run_pipeline(recipe, run: RunDir | None = None, resume: str | None = None) -
                            resume=resume is not None)  # fmt: skip
         finished = dist.main_only(lambda: stage_complete(run.path, stage.name)) if resume is not None else None
         if finished:
-            current = finished
-            outputs.setdefault(stage.name, current)
+            current, outputs[stage.name] = finished
             console.print(f"  done before the resume -> {current}")
             if recipe.eval.enabled and stage.eval:
                 evaluate_stage = partial(evaluate, current, recipe, stage.name, stage_dir, data.eval, base_dir,
@@ -232,7 +231,7 @@ def run_pipeline(recipe, run: RunDir | None = None, resume: str | None = None) -
         outputs.setdefault(stage.name, current)
         run.log_event(event="stage_done", stage=stage.name, model=current, seconds=round(time.time() - started, 1))
         if dist.is_main():
-            update_manifest(run.path, stage.name, status="done", model=current)
+            update_manifest(run.path, stage.name, status="done", model=current, output=outputs[stage.name])
         console.print(f"  {stage.name} done in {time.time() - started:.0f}s -> {current}")
         if recipe.eval.enabled and stage.eval:
             console.print(f"[bold]eval[/bold] {stage.name}")

@@ -44,12 +44,13 @@ def update_manifest(run_path: Path, stage: str, **fields) -> None:
     atomic_write_json(Path(run_path) / MANIFEST, manifest)
 
 
-def stage_complete(run_path: Path, stage: str) -> str | None:
-    """The model folder of a stage that finished, or None."""
+def stage_complete(run_path: Path, stage: str) -> tuple[str, str] | None:
+    """For a stage that finished: the model the next stage starts from and the stage's own output (they differ
+    for the ``rm`` stage, whose output is a reward model); None otherwise."""
     entry = read_manifest(run_path)["stages"].get(stage, {})
-    model = entry.get("model")
-    if entry.get("status") == "done" and model and (Path(model) / "config.json").exists():
-        return model
+    model, output = entry.get("model"), entry.get("output", entry.get("model"))
+    if entry.get("status") == "done" and model and all((Path(p) / "config.json").exists() for p in (model, output)):
+        return model, output
     return None
 
 
@@ -68,6 +69,22 @@ def complete_checkpoints(folder: Path) -> list[Path]:
     return sorted(found, key=checkpoint_step)
 
 
+def mark_complete(ctx, folder: Path, step: int) -> None:
+    """The checkpoint in ``folder`` is fully written: mark it and record it in the manifest (rank 0)."""
+    atomic_write_json(folder / CHECKPOINT_DONE, {"stage": ctx.stage.name, "step": step})
+    update_manifest(ctx.run.path, ctx.stage.name, step=step, checkpoint=str(folder))
+
+
+def cut_back(ctx, step: int, rollout_log: Path | None = None) -> int:
+    """Drop log records after ``step``: metrics logged at a step <= it are kept (the end-of-training summary is
+    logged again); a GRPO rollout logged at step s was generated for step s + 1. Returns how many were removed."""
+    removed = trim_jsonl(ctx.stage_dir / "metrics.jsonl",
+                         lambda r: r.get("step", 0) <= step and "train_runtime" not in r)  # fmt: skip
+    if rollout_log is not None:
+        removed += trim_jsonl(rollout_log, lambda r: r.get("step", 0) < step)
+    return removed
+
+
 def checkpoint_callback(ctx):
     """Marks each checkpoint complete once every rank has saved its part, and records it in the manifest."""
     from transformers import TrainerCallback
@@ -79,8 +96,7 @@ def checkpoint_callback(ctx):
             barrier()  # every rank has written its RNG state / shards
             folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             if state.is_world_process_zero and folder.is_dir():
-                atomic_write_json(folder / CHECKPOINT_DONE, {"stage": ctx.stage.name, "step": state.global_step})
-                update_manifest(ctx.run.path, ctx.stage.name, step=state.global_step, checkpoint=str(folder))
+                mark_complete(ctx, folder, state.global_step)
 
     return MarkCheckpoint()
 
@@ -111,13 +127,7 @@ def run_trainer(ctx, trainer, rollout_log: Path | None = None):
             step = checkpoint_step(done[-1]) if done else 0
             for partial in set(folder.glob("checkpoint-*")) - set(done):  # half-written: the trainer rewrites them
                 shutil.rmtree(partial, ignore_errors=True)
-            # metrics logged at a step <= the checkpoint's are kept (the end-of-training summary is logged again);
-            # a GRPO rollout logged at step s was generated for step s + 1
-            removed = trim_jsonl(ctx.stage_dir / "metrics.jsonl",
-                                 lambda r: r.get("step", 0) <= step and "train_runtime" not in r)  # fmt: skip
-            if rollout_log is not None:
-                removed += trim_jsonl(rollout_log, lambda r: r.get("step", 0) < step)
-            return (str(done[-1]) if done else None), removed
+            return (str(done[-1]) if done else None), cut_back(ctx, step, rollout_log)
 
         checkpoint, removed = main_only(pick_and_cut_logs)  # rank 0 decides; every rank resumes from it
         where = f"{Path(checkpoint).name} (step {checkpoint_step(Path(checkpoint))})" if checkpoint else \

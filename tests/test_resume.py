@@ -53,11 +53,11 @@ def _cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
     return out
 
 
-def _kill_when(recipe: Path, out: Path, ready, timeout: float = 240) -> Path:
+def _kill_when(recipe: Path, out: Path, ready, timeout: float = 240, name: str = "rs") -> Path:
     """Start `align run`, SIGKILL its whole process group as soon as ``ready(run_dir)`` is true."""
     proc = subprocess.Popen([sys.executable, "-m", "align.cli", "run", str(recipe), f"output_dir={out}"], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
-    run, deadline = out / "rs" / "latest", time.monotonic() + timeout
+    run, deadline = out / name / "latest", time.monotonic() + timeout
     try:
         while proc.poll() is None and time.monotonic() < deadline:
             if run.exists() and ready(run):
@@ -117,6 +117,8 @@ def _assert_same_as_reference(run: Path, reference: Path) -> None:
         assert [s for s, _ in got] == [s for s, _ in want], stage  # every step once, none missing
         assert [loss for _, loss in got] == pytest.approx([loss for _, loss in want], abs=1e-4), stage
     assert _rollout_steps(run) == _rollout_steps(reference)
+    completions = [[r["completion"] for r in read_jsonl(d / "grpo" / "rollouts.jsonl")] for d in (run, reference)]
+    assert completions[0] == completions[1]  # the resumed policy samples what the uninterrupted one sampled
     assert len(read_jsonl(run / "rft" / "rollouts.jsonl")) == len(read_jsonl(reference / "rft" / "rollouts.jsonl"))
 
 
@@ -251,3 +253,42 @@ def test_kill_a_two_process_run_during_grpo_then_resume(tmp_path, tiny_model):
     assert [s for s, _ in _loss_steps(run, "sft")] == [1, 2, 3, 4]
     assert [s for s, _ in _loss_steps(run, "grpo")] == list(range(1, 9))
     assert sorted(_rollout_steps(run)) == list(range(8))
+
+
+def test_kill_during_rm_then_during_grpo_with_its_reward(tmp_path, tiny_model):
+    """V-RLHF: killed while the reward model trains (resumed from its own checkpoint), then killed in the GRPO stage
+    that uses it (the finished rm stage is skipped and GRPO still scores with the reward model, not the policy)."""
+    from tests.test_vrlhf import RECIPE as VRLHF
+
+    text = (VRLHF.replace("logging_steps: 5", "logging_steps: 3\n    save_steps: 6").replace("epochs: 4", "epochs: 2")
+            .replace("args: {{max_steps: 2,", "args: {{max_steps: 4, save_steps: 2, logging_steps: 1,"))  # fmt: skip
+    reference = tmp_path / "reference"
+    _cli("run", str(write_recipe(tmp_path / "ref.yaml", text.format(out=reference))))
+    reference = (reference / "v" / "latest").resolve()
+    recipe = write_recipe(tmp_path / "r.yaml", text.format(out=tmp_path / "out"))
+
+    def mid_rm(run: Path) -> bool:
+        return (run / "rm" / "checkpoints" / "checkpoint-6" / "align_checkpoint_complete.json").exists()
+
+    run = _kill_when(recipe, tmp_path / "out", mid_rm, name="v")
+    assert _status(run)["stages"][0]["status"] == "running"
+    proc = subprocess.Popen([sys.executable, "-m", "align.cli", "run", str(recipe), "--resume"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 240
+    while proc.poll() is None and time.monotonic() < deadline:
+        if (run / "grpo" / "checkpoints" / "checkpoint-2" / "align_checkpoint_complete.json").exists():
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    first_resume = proc.communicate()[0]
+    assert proc.returncode == -signal.SIGKILL and "resuming from checkpoint-6 (step 6)" in first_resume
+    out = _cli("run", str(recipe), "--resume").stdout
+    assert "done before the resume" in out and "grpo: resuming from checkpoint-" in out
+    for stage in ("rm", "grpo"):
+        got, want = _loss_steps(run, stage), _loss_steps(reference, stage)
+        assert [s for s, _ in got] == [s for s, _ in want], stage
+        assert [loss for _, loss in got] == pytest.approx([loss for _, loss in want], abs=1e-4), stage
+    rollouts = read_jsonl(run / "grpo" / "rollouts.jsonl")
+    assert len(rollouts) == 4 * 8 and all(r["rewards"]["reward_model"] is not None for r in rollouts)
+    assert [r["rewards"]["reward_model"] for r in rollouts] == pytest.approx(
+        [r["rewards"]["reward_model"] for r in read_jsonl(reference / "grpo" / "rollouts.jsonl")], abs=1e-4)

@@ -4,6 +4,9 @@ The current model's backbone (VLM or LM) gets a scalar head on the final token's
 with the Bradley-Terry loss ``-log σ(r(chosen) - r(rejected) - margin)``; the vision tower stays frozen by default,
 LoRA or full. TRL's ``RewardTrainer`` is text-only (``../shared/FACTS.md``), hence this small loop.
 
+A checkpoint (trainable weights, head, optimizer, scheduler, RNG and data order) goes to
+``checkpoints/checkpoint-N`` every ``save_steps``; ``--resume`` continues from the last complete one.
+
 Writes ``<stage>/model`` (backbone HF folder + ``reward_head.safetensors``; see ``rewards/reward_model.py``),
 ``metrics.jsonl`` (loss and batch accuracy), and ``summary.json`` with the held-out pairwise accuracy overall and
 per task. The policy is unchanged: the next stage starts from this stage's input model, and a later stage's
@@ -31,6 +34,7 @@ class Config(PreferenceStage):
     batch_size: int = Field(16, ge=1, description="Pairs per optimisation step.")
     use_margin: bool = Field(True, description="Subtract a row's `margin` in the loss when present.")
     logging_steps: int = Field(10, ge=1)
+    save_steps: int = Field(50, ge=1, description="Checkpoint every N steps (the last two kept); --resume uses them.")
     freeze: list[str] | None = Field(["vision_tower"], description="Frozen module roles or name fragments.")
 
     @model_validator(mode="after")
@@ -88,9 +92,10 @@ def run(ctx) -> str:
     steps = max(1, int(len(train) * stage.epochs / stage.batch_size))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, steps // 20)))
     order = random.Random(ctx.recipe.seed + 1)
+    start = _resume(ctx, model, optimizer, scheduler, order) if ctx.resume else 0
     model.backbone.train()
     started, window = time.time(), []
-    for step in range(steps):
+    for step in range(start, steps):
         batch = [train[order.randrange(len(train))] for _ in range(stage.batch_size)]
         prompts = [p["prompt"] for p in batch] * 2
         texts = [p["chosen"] for p in batch] + [p["rejected"] for p in batch]
@@ -112,6 +117,8 @@ def run(ctx) -> str:
                                                             "accuracy": acc, "learning_rate": scheduler.get_last_lr()[0]}])  # fmt: skip
             ctx.log(f"step {step + 1}/{steps}: loss {loss_avg:.4f}, batch pairwise accuracy {acc:.3f}")
             window = []
+        if (step + 1) % stage.save_steps == 0 and step + 1 < steps:
+            _save_checkpoint(ctx, step + 1, model, optimizer, scheduler, order)
     model.backbone.eval()
     after, all_scores = pairwise_accuracy(model, held_out, stage.batch_size)
     mean = sum(all_scores) / len(all_scores)
@@ -128,6 +135,51 @@ def run(ctx) -> str:
         summary["policy_scores"] = score_policy(ctx, out)
         atomic_write_json(ctx.stage_dir / "summary.json", summary)
     return ctx.input_model  # the policy is unchanged
+
+
+def _save_checkpoint(ctx, step: int, model, optimizer, scheduler, order) -> None:
+    import shutil
+
+    import torch
+
+    from align.resume import complete_checkpoints, mark_complete
+
+    folder = ctx.stage_dir / "checkpoints" / f"checkpoint-{step}"
+    folder.mkdir(parents=True, exist_ok=True)
+    trainable = {n: p.detach().cpu() for n, p in model.backbone.named_parameters() if p.requires_grad}
+    torch.save({"step": step, "trainable": trainable, "head": model.head.state_dict(),
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "order": order.getstate(), "torch_rng": torch.get_rng_state()}, folder / "state.pt")  # fmt: skip
+    mark_complete(ctx, folder, step)
+    for old in complete_checkpoints(folder.parent)[:-2]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _resume(ctx, model, optimizer, scheduler, order) -> int:
+    """Load the last complete checkpoint of an interrupted run; the step to continue from (0: none)."""
+    import torch
+
+    from align.resume import checkpoint_step, complete_checkpoints, cut_back
+
+    done = complete_checkpoints(ctx.stage_dir / "checkpoints")
+    if not done:
+        cut_back(ctx, 0)
+        ctx.log("resuming from the start (no complete checkpoint)")
+        return 0
+    state = torch.load(done[-1] / "state.pt", weights_only=False)
+    params = dict(model.backbone.named_parameters())
+    with torch.no_grad():
+        for name, value in state["trainable"].items():
+            params[name].copy_(value)
+    model.head.load_state_dict(state["head"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    order.setstate(state["order"])
+    torch.set_rng_state(state["torch_rng"])
+    removed = cut_back(ctx, state["step"])
+    ctx.log(f"resuming from {done[-1].name} (step {checkpoint_step(done[-1])}); {removed} log record(s) after it "
+            "removed")  # fmt: skip
+    return state["step"]
 
 
 def score_policy(ctx, rm_dir: Path) -> dict:

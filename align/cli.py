@@ -95,9 +95,35 @@ def cmd_build_tiny(args) -> int:
     from align.models import TINY_NAME, cache_dir
     from align.models.tiny import build_tiny
 
+    if args.family:
+        from align.models.tiny_families import build_tiny_family
+
+        out = Path(args.out) if args.out else cache_dir() / "models" / f"tiny-{args.family}"
+        print(f"tiny {args.family} model ready at {build_tiny_family(args.family, out)}")
+        return 0
     out = Path(args.out) if args.out else cache_dir() / "models" / TINY_NAME
     path = build_tiny(out, force=args.force)
     print(f"{TINY_NAME} ready at {path}")
+    return 0
+
+
+def cmd_model_info(args) -> int:
+    """The family the workbench recognises for a model and what it knows about it."""
+    import json
+
+    from align.models import load_config, load_processor, resolve_model_path
+    from align.models.families import describe, resolve
+
+    path = resolve_model_path(args.path)
+    processor = load_processor(path, args.trust_remote_code)
+    family = resolve(args.family, load_config(path, args.trust_remote_code), getattr(processor, "tokenizer", processor),
+                     path)  # fmt: skip
+    info = {"path": path, "processor": type(processor).__name__, **describe(family)}
+    if args.json:
+        print(json.dumps(info, ensure_ascii=False, indent=2))
+    else:
+        for key, value in info.items():
+            print(f"{key:>14}: {value}")
     return 0
 
 
@@ -236,7 +262,15 @@ def build_parser() -> argparse.ArgumentParser:
     b = msub.add_parser("build-tiny", help="build the embedded tiny Korean VLM")
     b.add_argument("--out", help="output directory (default: the cache)")
     b.add_argument("--force", action="store_true", help="rebuild even if present")
+    b.add_argument("--family", choices=("hyperclovax_text", "hyperclovax_vision", "qwen2_5_vl", "varco_vision"),
+                   help="build the tiny model of this family instead (tests and recipe smoke runs)")  # fmt: skip
     b.set_defaults(func=cmd_build_tiny)
+    mi = msub.add_parser("info", help="the model's family: loader, chat tokens, stop tokens, modules, vLLM support")
+    mi.add_argument("path", help="model directory, hub id or tiny-korean-vlm")
+    mi.add_argument("--family", default="auto", help="check the model against this family instead of detecting it")
+    mi.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code")
+    mi.add_argument("--json", action="store_true")
+    mi.set_defaults(func=cmd_model_info)
 
     d = sub.add_parser("data", help="data utilities")
     dsub = d.add_subparsers(dest="data_command", required=True)

@@ -56,10 +56,9 @@ class HFEngine(Engine):
 
     @classmethod
     def from_path(cls, path: str, model_spec=None, batch_size: int = 32, dtype: str | None = None):
-        from align.models import load_model, load_processor
+        from align.models import load_model_and_processor
 
-        processor = load_processor(path, trust_remote_code=bool(model_spec and model_spec.trust_remote_code))
-        model = load_model(path, model_spec, dtype=dtype)
+        model, processor, _ = load_model_and_processor(path, model_spec, dtype)  # stops on the family's stop tokens
         if torch.cuda.is_available():
             model = model.to("cuda")
         model.eval()

@@ -6,20 +6,29 @@ The embedded default ``tiny-korean-vlm`` is built on demand into the cache (``$A
 
 from __future__ import annotations
 
+import inspect
+import json
 import os
 from pathlib import Path
 
 from align.errors import UserError
+from align.models.families import FAMILIES
 
 TINY_NAME = "tiny-korean-vlm"
 TINY_TEXT_NAME = "tiny-korean-lm"  # its language model alone, as a LlamaForCausalLM (text-only recipes and tests)
 
-# Module-name fragments by role, across the architectures we support (Idefics3, LLaVA, Qwen2.5-VL, ...).
-ROLE_PATTERNS = {
-    "vision_tower": ("vision_model", "vision_tower", "visual.blocks", "visual.patch_embed", "vision_encoder"),
-    "connector": ("connector", "multi_modal_projector", "mm_projector", "visual.merger", "image_newline"),
-    "language_model": ("text_model", "language_model", "lm_head", "embed_tokens"),
-}
+
+
+def _role_patterns() -> dict[str, tuple[str, ...]]:
+    """Module-name fragments by role ('vision_tower', 'connector', 'language_model'), over every family."""
+    roles: dict[str, tuple[str, ...]] = {}
+    for family in FAMILIES.values():
+        for role, fragments in family.modules.items():
+            roles[role] = roles.get(role, ()) + tuple(f for f in fragments if f not in roles.get(role, ()))
+    return roles
+
+
+ROLE_PATTERNS = _role_patterns()
 
 
 def cache_dir() -> Path:
@@ -59,21 +68,69 @@ def is_vision_config(config) -> bool:
     return hasattr(config, "vision_config") or "vision" in type(config).__name__.lower()
 
 
+def images_only_processor(cls, **kwargs):
+    """Build processor ``cls`` with ``video_processor=None``. Without torchvision, transformers 5.19 cannot build
+    Qwen2.5-VL's or LLaVA-OneVision's video processors (their image processors have PIL backends and work); its
+    class check refuses ``None`` and ``save_pretrained`` (also called by the Trainer's checkpoints) trips on it.
+    Images-only training needs no video processor."""
+    from transformers.processing_utils import ProcessorMixin
+
+    original = ProcessorMixin.check_argument_for_proper_class
+
+    def check(self, name, arg):
+        return None if name == "video_processor" and arg is None else original(self, name, arg)
+
+    ProcessorMixin.check_argument_for_proper_class = check
+    try:
+        processor = cls(video_processor=None, **kwargs)
+    finally:
+        ProcessorMixin.check_argument_for_proper_class = original
+    names = [a for a in cls.get_attributes() if a != "video_processor"]
+    processor.get_attributes = lambda: names  # the instance's save loop skips the missing video processor
+    return processor
+
+
+def _images_only_processor(path: str, trust_remote_code: bool):
+    """Qwen2.5-VL / LLaVA-OneVision (VARCO) processor without its video processor, which needs torchvision."""
+    import transformers
+    from transformers import AutoImageProcessor, AutoTokenizer
+    from transformers.utils import cached_file, is_torchvision_available
+
+    if is_torchvision_available():
+        return None
+    config = {}
+    for name in ("processor_config.json", "preprocessor_config.json"):
+        file = cached_file(path, name, _raise_exceptions_for_missing_entries=False)
+        if file:
+            config = {**json.loads(Path(file).read_text(encoding="utf-8")), **config}
+    cls = getattr(transformers, str(config.get("processor_class")), None)
+    if cls is None or "video_processor" not in cls.get_attributes():
+        return None
+    init = inspect.signature(cls.__init__).parameters
+    kwargs = {k: v for k, v in config.items() if k in init and k not in cls.get_attributes()}
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    image_processor = AutoImageProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
+    return images_only_processor(cls, image_processor=image_processor, tokenizer=tokenizer,
+                                 chat_template=tokenizer.chat_template, **kwargs)  # fmt: skip
+
+
 def load_processor(path: str, trust_remote_code: bool = False):
     from transformers import AutoProcessor, AutoTokenizer
 
     try:
         proc = AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, KeyError):
-        proc = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    except (ImportError, AttributeError) as e:
-        from transformers.utils import is_torchvision_available
+    except (OSError, ValueError, KeyError, ImportError, AttributeError) as e:
+        proc = _images_only_processor(path, trust_remote_code)  # images work without torchvision; videos do not
+        if proc is None and isinstance(e, (ImportError, AttributeError)):
+            from transformers.utils import is_torchvision_available
 
-        if is_torchvision_available():
-            raise
-        # e.g. Qwen2.5-VL's processor needs torchvision (absent beside CPU torch): text still works, images cannot
-        proc = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-        proc.image_error = f"the processor of {path} needs torchvision, which is not installed ({type(e).__name__})"
+            if is_torchvision_available():
+                raise
+            # a processor that needs torchvision for images too: text still works, images cannot
+            proc = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+            proc.image_error = f"the processor of {path} needs torchvision, which is not installed ({type(e).__name__})"
+        elif proc is None:
+            proc = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     tok = getattr(proc, "tokenizer", proc)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
@@ -93,22 +150,49 @@ def torch_dtype(name: str):
     return getattr(torch, name)
 
 
+def load_config(path: str, trust_remote_code: bool = False):
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except ValueError as e:
+        if "trust_remote_code" in str(e):
+            raise UserError(f"{path} needs its own model code (remote code)",
+                            "set model.trust_remote_code: true in the recipe (HyperCLOVAX-SEED-Vision needs it)") from None  # fmt: skip
+        raise
+
+
 def load_model(path: str, spec=None, dtype: str | None = None):
-    """Load a model for training or generation: image-text-to-text for VLMs, causal LM for text models."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
+    """Load a model for training or generation with its family's class: image-text-to-text for VLMs, causal LM for
+    text models and for remote-code VLMs that register as causal LMs (HyperCLOVAX-SEED-Vision)."""
+    import transformers
+
+    from align.models.families import resolve
 
     trust = bool(spec and spec.trust_remote_code)
     kwargs = {"dtype": torch_dtype(dtype or (spec.dtype if spec else "auto")), "trust_remote_code": trust}
     if spec and spec.attn_implementation:
         kwargs["attn_implementation"] = spec.attn_implementation
-    try:
-        config = AutoConfig.from_pretrained(path, trust_remote_code=trust)
-    except ValueError as e:
-        if "trust_remote_code" in str(e):
-            raise UserError(f"{path} needs its own model code", "set model.trust_remote_code: true") from None
-        raise
-    auto = AutoModelForImageTextToText if is_vision_config(config) else AutoModelForCausalLM
-    return auto.from_pretrained(path, **kwargs)
+    config = load_config(path, trust)
+    family = resolve(spec.family if spec else "auto", config, None, path)
+    if family.name == "generic":
+        loader = "AutoModelForImageTextToText" if is_vision_config(config) else "AutoModelForCausalLM"
+    else:
+        loader = family.loader
+    return getattr(transformers, loader).from_pretrained(path, **kwargs)
+
+
+def load_model_and_processor(path: str, spec=None, dtype: str | None = None):
+    """Model, processor and family; generation stops on the family's stop tokens (TRL and our engines read the
+    model's generation_config)."""
+    from align.models.families import apply_generation_stops, resolve
+
+    processor = load_processor(path, bool(spec and spec.trust_remote_code))
+    model = load_model(path, spec, dtype)
+    tok = getattr(processor, "tokenizer", processor)
+    family = resolve(spec.family if spec else "auto", model.config, tok, path)
+    apply_generation_stops(model, family, tok)
+    return model, processor, family
 
 
 def module_matches(name: str, pattern: str) -> bool:

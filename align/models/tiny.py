@@ -88,17 +88,21 @@ def training_texts() -> list[str]:
     return lines + vocabulary_texts()
 
 
-def build_tokenizer(spec: TinySpec):
+def build_tokenizer(spec: TinySpec, specials=None, added=GROUNDING_TOKENS, eos="<|endofturn|>", pad="<|pad|>",
+                    image_token="<image>", template=CHAT_TEMPLATE):
+    """A byte-level BPE tokenizer trained on the Korean corpus. The defaults give the embedded model's tokenizer;
+    the tiny models of other families (``align/models/tiny_families.py``) pass their own special tokens and chat
+    template. ``specials[:2]`` are plain special tokens (end of text, padding); the rest are marked additional."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
+    specials = specials or CHAT_TOKENS + IMAGE_TOKENS
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
-    specials = CHAT_TOKENS + IMAGE_TOKENS
     trainer = trainers.BpeTrainer(
-        vocab_size=spec.vocab_size - len(GROUNDING_TOKENS),
+        vocab_size=spec.vocab_size - len(added),
         special_tokens=specials,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         min_frequency=2,
@@ -108,16 +112,17 @@ def build_tokenizer(spec: TinySpec):
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         bos_token=None,
-        eos_token="<|endofturn|>",
-        pad_token="<|pad|>",
+        eos_token=eos,
+        pad_token=pad,
         unk_token=None,
         model_max_length=spec.max_position_embeddings,
         padding_side="left",
-        extra_special_tokens={"image_token": "<image>"},
+        extra_special_tokens={"image_token": image_token} if image_token else {},
     )
     fast.add_special_tokens({"additional_special_tokens": specials[2:]})
-    fast.add_tokens(GROUNDING_TOKENS)
-    fast.chat_template = CHAT_TEMPLATE
+    if added:
+        fast.add_tokens(list(added))
+    fast.chat_template = template
     return fast
 
 

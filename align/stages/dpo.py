@@ -64,14 +64,13 @@ def run(ctx) -> Path:
     from align.data.preferences import preference_rows, split_pairs
     from align.distributed import finish_training, main_only
     from align.io import atomic_write_json
-    from align.models import freeze_modules, is_vision_config, load_model, load_processor
+    from align.models import freeze_modules, is_vision_config, load_model_and_processor
     from align.resume import run_trainer
     from align.training import count_params, lora_config, metrics_callback, stage_freeze, stage_lora, trl_config
 
     stage, spec = ctx.stage, ctx.recipe.model
     held_out, train = split_pairs(preference_rows(ctx), stage.eval_fraction, ctx.recipe.seed)
-    processor = load_processor(ctx.input_model, spec.trust_remote_code)
-    model = load_model(ctx.input_model, spec, dtype="float32" if not ctx.on_gpu else None)
+    model, processor, _ = load_model_and_processor(ctx.input_model, spec, "float32" if not ctx.on_gpu else None)
     is_vlm = is_vision_config(model.config)
     frozen = freeze_modules(model, stage_freeze(ctx))
     where = f"stage '{stage.name}'"

@@ -248,7 +248,8 @@ def run(ctx) -> Path:
     from trl import GRPOConfig
 
     from align.distributed import world_size
-    from align.models import freeze_modules, is_vision_config, load_model, load_processor
+    from align.models import freeze_modules, is_vision_config, load_model_and_processor
+    from align.models.guards import check_prompts
     from align.training import lora_config, metrics_callback, stage_freeze, stage_lora, trl_config
     from rollouts import resolve_engine, vllm_colocate
 
@@ -257,8 +258,7 @@ def run(ctx) -> Path:
     dataset, selection = select_prompts(ctx, dataset)
 
     spec = ctx.recipe.model
-    processor = load_processor(ctx.input_model, spec.trust_remote_code)
-    model = load_model(ctx.input_model, spec, dtype="float32" if not ctx.on_gpu else None)
+    model, processor, family = load_model_and_processor(ctx.input_model, spec, "float32" if not ctx.on_gpu else None)
     is_vlm = is_vision_config(model.config)
     frozen = freeze_modules(model, stage_freeze(ctx))
     rewards = ctx.rewards
@@ -279,6 +279,9 @@ def run(ctx) -> Path:
         # image/text data) skips that collective and the run hangs.
         defaults["log_multimodal"] = False
     args = trl_config(GRPOConfig, ctx, defaults)
+    train_rows = grpo_rows(dataset, is_vlm)
+    check_prompts(model, processor, train_rows, args.max_completion_length, f"stage '{stage.name}'")
+    ctx.log(f"{family.name} model; first prompts checked (image tokens, context)")
     trainer_cls, _ = make_trainer_class()
     colocate = args.use_vllm and args.vllm_mode == "colocate"
     with vllm_colocate.restore_dist_env() if colocate else contextlib.nullcontext():
@@ -289,7 +292,7 @@ def run(ctx) -> Path:
                 model=model,
                 reward_funcs=rewards,
                 args=args,
-                train_dataset=grpo_rows(dataset, is_vlm),
+                train_dataset=train_rows,
                 processing_class=processor,
                 peft_config=lora_config(stage_lora(ctx), stage_freeze(ctx)),
                 callbacks=[metrics_callback(ctx.stage_dir / "metrics.jsonl", stage.name)],

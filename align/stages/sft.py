@@ -60,13 +60,13 @@ def train_sft(ctx, dataset, out_dir: Path, extra_defaults: dict | None = None) -
     from trl import SFTConfig, SFTTrainer
 
     from align.distributed import finish_training
-    from align.models import freeze_modules, is_vision_config, load_model, load_processor
+    from align.models import freeze_modules, is_vision_config, load_model_and_processor
+    from align.models.guards import check_sft_batch
     from align.resume import run_trainer
     from align.training import count_params, lora_config, metrics_callback, stage_freeze, stage_lora, trl_config
 
     spec = ctx.recipe.model
-    processor = load_processor(ctx.input_model, spec.trust_remote_code)
-    model = load_model(ctx.input_model, spec, dtype="float32" if not ctx.on_gpu else None)
+    model, processor, family = load_model_and_processor(ctx.input_model, spec, "float32" if not ctx.on_gpu else None)
     is_vlm = is_vision_config(model.config)
     frozen = freeze_modules(model, stage_freeze(ctx))
     dataset = training_rows(dataset, is_vlm, f"stage '{ctx.stage.name}'")
@@ -79,8 +79,10 @@ def train_sft(ctx, dataset, out_dir: Path, extra_defaults: dict | None = None) -
         peft_config=lora_config(stage_lora(ctx), stage_freeze(ctx)),
         callbacks=[metrics_callback(ctx.stage_dir / "metrics.jsonl", ctx.stage.name)],
     )
+    batch = check_sft_batch(trainer, family, f"stage '{ctx.stage.name}'")  # before any step: a clear error, not a crash
     params = count_params(trainer.model)
-    ctx.log(f"{len(dataset)} rows; parameters {params['trainable']:,} trainable of {params['total']:,}"
+    ctx.log(f"{family.name} model; {len(dataset)} rows (first batch checked: {batch['rows']} rows, {batch['tokens']} "
+            f"tokens); parameters {params['trainable']:,} trainable of {params['total']:,}"
             + (f"; frozen: {', '.join(frozen)}" if frozen else ""))  # fmt: skip
     run_trainer(ctx, trainer)  # resumes from the last complete checkpoint in a resumed run
     return finish_training(ctx, trainer, processor, out_dir)

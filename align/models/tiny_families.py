@@ -1,0 +1,171 @@
+"""Tiny models of each supported family, built offline from configs (as TRL's own tests do).
+
+Each has the real architecture class, processor class and processor layout of its family, the family's special
+tokens and a chat template laid out like the real one, with a tokenizer trained on the Korean corpus. They exist to
+test the family code paths (SFT, GRPO, generation, the batch guards) on CPU; their weights are random.
+
+    align model tiny qwen2_5_vl /tmp/tiny-qwen     # or varco_vision, hyperclovax_text, hyperclovax_vision
+
+``hyperclovax_text`` is the embedded text model itself (``tiny-korean-lm``: Llama + the HyperCLOVAX chat format).
+``hyperclovax_vision`` is a small re-implementation of the remote-code interface (``assets/tiny_hcx_vision``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from align.io import atomic_dir
+from align.models import images_only_processor
+from align.models.tiny import TinySpec, build_tokenizer
+
+# Qwen2-VL / Qwen2.5-VL chat layout: a default system turn, images as <|vision_start|><|image_pad|><|vision_end|>
+# before the text, turns closed by <|im_end|> and a newline.
+QWEN_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{%- if loop.first and message['role'] != 'system' -%}"
+    "{{- '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' -}}{%- endif -%}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' -}}"
+    "{%- if message['content'] is string -%}{{- message['content'] -}}"
+    "{%- else -%}{%- for part in message['content'] -%}"
+    "{%- if part['type'] == 'image' -%}{{- IMAGE -}}"
+    "{%- elif part['type'] == 'text' -%}{{- part['text'] -}}{%- endif -%}"
+    "{%- endfor -%}{%- endif -%}"
+    "{{- '<|im_end|>\\n' -}}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"
+)
+QWEN_TOKENS = ["<|endoftext|>", "<|pad|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
+               "<|image_pad|>", "<|video_pad|>"]  # fmt: skip
+VARCO_TOKENS = ["<|endoftext|>", "<|pad|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"]
+VARCO_MARKUP = ["<gro>", "<ocr>", "<char>", "</char>", "<obj>", "</obj>", "<bbox>", "</bbox>", "<delim>"]
+
+
+def qwen_template(image: str) -> str:
+    return QWEN_TEMPLATE.replace("IMAGE", repr(image))
+
+
+def _text_config(spec: TinySpec, tok, **extra) -> dict:
+    ids = tok.convert_tokens_to_ids
+    return {
+        "vocab_size": len(tok),
+        "hidden_size": spec.text_hidden,
+        "intermediate_size": spec.text_intermediate,
+        "num_hidden_layers": 2,
+        "num_attention_heads": spec.text_heads,
+        "num_key_value_heads": spec.text_heads,
+        "max_position_embeddings": spec.max_position_embeddings,
+        "tie_word_embeddings": True,
+        "pad_token_id": ids("<|pad|>"),
+        "bos_token_id": ids("<|endoftext|>"),
+        "eos_token_id": ids("<|im_end|>"),
+        **extra,
+    }
+
+
+def build_qwen2_5_vl(spec: TinySpec):
+    from transformers import (
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2_5_VLProcessor,
+        Qwen2VLImageProcessorPil,
+    )
+
+    template = qwen_template("<|vision_start|><|image_pad|><|vision_end|>")
+    tok = build_tokenizer(spec, QWEN_TOKENS, added=(), eos="<|im_end|>", image_token="<|image_pad|>",
+                          template=template)  # fmt: skip
+    ids = tok.convert_tokens_to_ids
+    # 14-px patches merged 2×2: a 64-px image becomes a 56×56 grid of 4×4 patches -> 4 image tokens
+    image_processor = Qwen2VLImageProcessorPil(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 16, patch_size=14,
+                                               merge_size=2, temporal_patch_size=2)  # fmt: skip
+    processor = images_only_processor(Qwen2_5_VLProcessor, image_processor=image_processor, tokenizer=tok,
+                                      chat_template=template)  # fmt: skip
+    head_dim = spec.text_hidden // spec.text_heads
+    config = Qwen2_5_VLConfig(
+        vision_config={"depth": 2, "hidden_size": 64, "intermediate_size": 128, "num_heads": 1, "patch_size": 14,
+                       "spatial_merge_size": 2, "temporal_patch_size": 2, "out_hidden_size": spec.text_hidden,
+                       "window_size": 56, "fullatt_block_indexes": [1]},  # fmt: skip
+        text_config=_text_config(spec, tok, rope_parameters={"rope_type": "default", "rope_theta": 1e6,
+                                                             "mrope_section": [head_dim // 8, head_dim * 3 // 16,
+                                                                               head_dim * 3 // 16]}),  # fmt: skip
+        image_token_id=ids("<|image_pad|>"),
+        video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|vision_start|>"),
+        vision_end_token_id=ids("<|vision_end|>"),
+        tie_word_embeddings=True,
+    )
+    return Qwen2_5_VLForConditionalGeneration(config), processor, ["<|im_end|>", "<|endoftext|>"]
+
+
+def build_varco_vision(spec: TinySpec):
+    from transformers import (
+        LlavaOnevisionConfig,
+        LlavaOnevisionForConditionalGeneration,
+        LlavaOnevisionImageProcessorPil,
+        LlavaOnevisionProcessor,
+    )
+
+    side = 32  # SigLIP tile side; AnyRes splits a 64-px image into up to 2×2 tiles plus the whole image
+    template = qwen_template("<image>\n")
+    tok = build_tokenizer(spec, VARCO_TOKENS, added=VARCO_MARKUP, eos="<|im_end|>", image_token="<image>",
+                          template=template)  # fmt: skip
+    pinpoints = [[side, side], [side, 2 * side], [2 * side, side], [2 * side, 2 * side]]
+    image_processor = LlavaOnevisionImageProcessorPil(size={"height": side, "width": side},
+                                                      image_grid_pinpoints=pinpoints)  # fmt: skip
+    processor = images_only_processor(LlavaOnevisionProcessor, image_processor=image_processor, tokenizer=tok,
+                                      chat_template=template, num_image_tokens=(side // 16) ** 2,
+                                      vision_feature_select_strategy="full", vision_aspect_ratio="anyres_max_9")
+    config = LlavaOnevisionConfig(
+        vision_config={"model_type": "siglip_vision_model", "hidden_size": 64, "intermediate_size": 128,
+                       "num_hidden_layers": 2, "num_attention_heads": 1, "image_size": side, "patch_size": 16},
+        text_config={"model_type": "qwen2", **_text_config(spec, tok)},
+        image_token_index=tok.convert_tokens_to_ids("<image>"),
+        video_token_index=tok.convert_tokens_to_ids("<video>"),
+        vision_feature_select_strategy="full",
+        vision_feature_layer=-1,
+        image_grid_pinpoints=pinpoints,
+        tie_word_embeddings=True,
+    )
+    return LlavaOnevisionForConditionalGeneration(config), processor, ["<|im_end|>", "<|endoftext|>"]
+
+
+BUILDERS = {"qwen2_5_vl": build_qwen2_5_vl, "varco_vision": build_varco_vision}
+
+
+def build_tiny_family(family: str, out_dir: str | Path, spec: TinySpec | None = None) -> Path:
+    """Build the tiny model of ``family`` into ``out_dir`` (reused when already built with the same spec)."""
+    import torch
+    from transformers import GenerationConfig
+
+    from align.models import TINY_TEXT_NAME, resolve_model_path
+
+    if family == "hyperclovax_text":
+        return Path(resolve_model_path(TINY_TEXT_NAME, progress=None))
+    if family == "hyperclovax_vision":
+        from align.models.tiny_hcx import build_tiny_hcx
+
+        return build_tiny_hcx(out_dir, spec)
+    if family not in BUILDERS:
+        raise ValueError(f"no tiny model for family {family!r}; choose from hyperclovax_text, hyperclovax_vision, "
+                         + ", ".join(BUILDERS))  # fmt: skip
+    spec = spec or TinySpec()
+    out_dir = Path(out_dir)
+    stamp = {"family": family, "builder_version": 1, **spec.__dict__}
+    stamp_file = out_dir / "tiny_spec.json"
+    if stamp_file.exists() and json.loads(stamp_file.read_text()) == stamp:
+        return out_dir
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    torch.manual_seed(spec.seed)
+    model, processor, stops = BUILDERS[family](spec)
+    tok = processor.tokenizer
+    model.generation_config = GenerationConfig(
+        eos_token_id=tok.convert_tokens_to_ids(stops), pad_token_id=tok.pad_token_id, do_sample=False,
+        max_new_tokens=32,
+    )  # fmt: skip
+    with atomic_dir(out_dir) as tmp:
+        model.to(torch.float32).save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        (tmp / "tiny_spec.json").write_text(json.dumps(stamp, indent=2))
+    return out_dir

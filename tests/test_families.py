@@ -1,0 +1,256 @@
+"""Model families on tiny models of each architecture and processor layout (built from configs, random weights):
+recognition, SFT + a GRPO step through the pipeline, generation that stops at the family's stop tokens, and the
+batch guards (image tokens vs features, labels on assistant tokens only, context length)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from align.errors import StageError, UserError
+from align.io import read_jsonl
+from align.pipeline import run_pipeline
+from align.recipe import load_recipe
+from tests.conftest import write_recipe
+
+FAMILY_TINIES = ("qwen2_5_vl", "varco_vision", "hyperclovax_text")
+
+
+@pytest.fixture(scope="module")
+def tiny_family(align_cache):
+    from align.models.tiny_families import build_tiny_family
+
+    return lambda family: str(build_tiny_family(family, align_cache / "models" / f"tiny-{family}"))
+
+
+def _rows(n: int = 4, image: bool = True):
+    from datasets import Dataset
+    from PIL import Image
+
+    row = {"prompt": [{"role": "user", "content": "이 그림의 색은 무엇인가요?"}],
+           "completion": [{"role": "assistant", "content": "답: 빨강"}]}  # fmt: skip
+    if image:
+        row["images"] = [Image.new("RGB", (64, 64), (200, 30, 30))]
+    return Dataset.from_list([row] * n)
+
+
+def _sft_trainer(path, tmp_path, dataset, **args):
+    from trl import SFTConfig, SFTTrainer
+
+    from align.models import load_model_and_processor
+
+    model, processor, family = load_model_and_processor(path, None, "float32")
+    config = SFTConfig(output_dir=str(tmp_path / "o"), use_cpu=True, report_to="none", max_steps=1,
+                       per_device_train_batch_size=2, **{"completion_only_loss": True, "max_length": None, **args})
+    return SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=processor), family
+
+
+# ------------------------------------------------------------------ recognition and bad input
+
+
+def test_families_are_recognised_from_config_and_tokenizer(tiny_family, tiny_model):
+    from align.models import load_config, load_processor
+    from align.models.families import resolve
+
+    expected = {"qwen2_5_vl": "qwen2_5_vl", "varco_vision": "varco_vision", "hyperclovax_text": "hyperclovax_text"}
+    for name, family in expected.items():
+        path = tiny_family(name)
+        tok = getattr(load_processor(path), "tokenizer", load_processor(path))
+        assert resolve("auto", load_config(path), tok, path).name == family
+    # the embedded Idefics3 model is a standard architecture: the generic family
+    assert resolve("auto", load_config(tiny_model), None, tiny_model).name == "generic"
+    # a LLaVA-OneVision model without VARCO's markup tokens is generic too, not varco_vision
+    from transformers import AutoTokenizer
+
+    assert resolve("auto", load_config(tiny_family("varco_vision")), AutoTokenizer.from_pretrained(tiny_model)).name \
+        == "generic"  # fmt: skip
+
+
+def test_family_errors_name_what_was_found_and_what_to_set(tiny_family, tmp_path):
+    from align.models import load_config, load_model
+    from align.models.families import detect, resolve
+    from align.recipe import ModelSpec
+
+    path = tiny_family("qwen2_5_vl")
+    with pytest.raises(UserError, match="model_type 'qwen2_5_vl'.*varco_vision models have llava_onevision"):
+        resolve("varco_vision", load_config(path), None, path)
+    with pytest.raises(UserError, match="unknown family 'qwen3'") as e:
+        load_model(path, ModelSpec(path=path, family="qwen3"))
+    assert "hyperclovax_vision" in e.value.hint
+    # a config transformers does not know, without remote code: say what was found and how to set model.family
+    from types import SimpleNamespace
+
+    with pytest.raises(UserError, match="model_type 'mystery_vlm', architectures \\['MysteryForCausalLM'\\]") as e:
+        detect(SimpleNamespace(model_type="mystery_vlm", architectures=["MysteryForCausalLM"]), None, "/m")
+    assert "model.family" in e.value.hint and "trust_remote_code" in e.value.hint
+    # a processor without a chat template
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny_family("hyperclovax_text"), bare)
+    config = json.loads((bare / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (bare / "tokenizer_config.json").write_text(json.dumps(config))
+    (bare / "chat_template.jinja").unlink(missing_ok=True)
+    from align.models import load_processor
+
+    with pytest.raises(UserError, match="has no chat template"):
+        load_processor(str(bare))
+
+
+def test_images_only_processors_load_and_save_without_torchvision(tiny_family, tmp_path):
+    """Qwen2.5-VL and LLaVA-OneVision processors come back from disk with their PIL image processors (their
+    video processors need torchvision) and survive a save (the Trainer saves them in every checkpoint)."""
+    from transformers.utils import is_torchvision_available
+
+    from align.models import load_processor
+
+    for name, cls, image_cls in (("qwen2_5_vl", "Qwen2_5_VLProcessor", "Qwen2VLImageProcessor"),
+                                 ("varco_vision", "LlavaOnevisionProcessor", "LlavaOnevisionImageProcessor")):  # fmt: skip
+        processor = load_processor(tiny_family(name))
+        assert type(processor).__name__ == cls and type(processor.image_processor).__name__.startswith(image_cls)
+        assert not hasattr(processor, "image_error")
+        if not is_torchvision_available():
+            assert processor.video_processor is None
+        processor.save_pretrained(tmp_path / name)
+        again = load_processor(str(tmp_path / name))
+        assert again.tokenizer.chat_template == processor.tokenizer.chat_template
+
+
+# ------------------------------------------------------------------ generation stops at the family's stop tokens
+
+
+@pytest.mark.parametrize("family", FAMILY_TINIES)
+def test_generation_stops_at_the_family_stop_tokens(tiny_family, tmp_path, family):
+    """The family's stop tokens are added to the model's generation config on load; a model whose own config
+    lacks them still stops there (pushed to emit the stop token with a logit bias), and without them it runs on."""
+    import torch
+
+    from align.models import load_model_and_processor
+    from align.models.families import FAMILIES
+
+    path = tmp_path / "m"
+    shutil.copytree(tiny_family(family), path)
+    gen = json.loads((path / "generation_config.json").read_text())
+    gen["eos_token_id"] = []  # as if the checkpoint's generation_config did not list the stop tokens
+    (path / "generation_config.json").write_text(json.dumps(gen))
+    model, processor, fam = load_model_and_processor(str(path), None, "float32")
+    tok = getattr(processor, "tokenizer", processor)
+    stops = [tok.convert_tokens_to_ids(t) for t in FAMILIES[family].stop_tokens]
+    assert fam.name == family and model.generation_config.eos_token_id == stops
+    text = tok.apply_chat_template([{"role": "user", "content": "3 더하기 4는?"}], tokenize=False,
+                                   add_generation_prompt=True)  # fmt: skip
+    enc = tok(text, return_tensors="pt", add_special_tokens=False)
+    for stop in stops:
+        with torch.no_grad():
+            out = model.generate(**enc, max_new_tokens=6, do_sample=False, sequence_bias={(stop,): 100.0})
+        new = out[0, enc["input_ids"].shape[1]:].tolist()
+        assert new == [stop], (family, tok.convert_ids_to_tokens(new))
+    model.generation_config.eos_token_id = []
+    with torch.no_grad():
+        out = model.generate(**enc, max_new_tokens=6, do_sample=False, sequence_bias={(stops[0],): 100.0})
+    assert out.shape[1] - enc["input_ids"].shape[1] == 6  # no stop token configured: it never stops
+
+
+# ------------------------------------------------------------------ SFT and a GRPO step through the pipeline
+
+RECIPE = """
+name: fam
+output_dir: {out}
+model: {{path: {model}, family: {family}}}
+data: {{train_size: 8, eval_size: 4, seed: 2, tasks: {tasks}}}
+eval: {{max_new_tokens: 6, samples: 1}}
+rewards: [{{name: accuracy}}]
+stages:
+  - type: sft
+    args: {{max_steps: 2, per_device_train_batch_size: 2, learning_rate: 1.0e-3}}
+  - type: grpo
+    prompts: 4
+    args: {{max_steps: 1, num_generations: 2, per_device_train_batch_size: 2, max_completion_length: 6}}
+"""
+
+
+@pytest.mark.parametrize("family", FAMILY_TINIES)
+def test_family_sft_then_a_grpo_step(tiny_family, tmp_path, family):
+    from align.models import load_model_and_processor
+    from align.models.families import FAMILIES
+
+    tasks = "[arith]" if family == "hyperclovax_text" else "[color, count]"
+    f = write_recipe(tmp_path / "r.yaml", RECIPE.format(out=tmp_path, model=tiny_family(family), family=family,
+                                                         tasks=tasks))  # fmt: skip
+    run = run_pipeline(load_recipe(f)).path
+    assert json.loads((run / "grpo" / "summary.json").read_text())["steps"] == 1
+    assert any("loss" in m or "train_loss" in m for m in read_jsonl(run / "sft" / "metrics.jsonl"))
+    assert read_jsonl(run / "grpo" / "rollouts.jsonl")
+    for stage in ("base", "sft", "grpo"):
+        assert "accuracy" in json.loads((run / stage / "eval.json").read_text())
+    # the trained model reloads as the same family, with its processor and stop tokens
+    model, processor, fam = load_model_and_processor(str(run / "grpo" / "model"), None, "float32")
+    tok = getattr(processor, "tokenizer", processor)
+    assert fam.name == family
+    assert set(tok.convert_tokens_to_ids(list(FAMILIES[family].stop_tokens))) <= set(model.generation_config.eos_token_id)
+    if family != "hyperclovax_text":
+        assert hasattr(processor, "image_processor")
+
+
+# ------------------------------------------------------------------ batch guards
+
+
+def test_guard_image_tokens_cut_by_max_length(tiny_family, tmp_path):
+    from align.models.guards import check_sft_batch
+
+    trainer, family = _sft_trainer(tiny_family("qwen2_5_vl"), tmp_path, _rows(), max_length=12)
+    with pytest.raises(StageError, match="0 image tokens in its text but its images give 16 image features") as e:
+        check_sft_batch(trainer, family, "stage 'sft'")
+    assert "max_length" in e.value.hint
+
+
+def test_guard_labels_on_the_prompt(tiny_family, tmp_path):
+    from align.models.guards import check_sft_batch
+
+    trainer, family = _sft_trainer(tiny_family("varco_vision"), tmp_path, _rows(), completion_only_loss=False)
+    with pytest.raises(StageError, match="row 1: image tokens carry loss"):
+        check_sft_batch(trainer, family, "stage 'sft'")
+    trainer, family = _sft_trainer(tiny_family("hyperclovax_text"), tmp_path, _rows(image=False),
+                                   completion_only_loss=False)  # fmt: skip
+    with pytest.raises(StageError, match="row 1: labels cover the prompt"):
+        check_sft_batch(trainer, family, "stage 'sft'")
+    trainer, family = _sft_trainer(tiny_family("varco_vision"), tmp_path, _rows())
+    assert check_sft_batch(trainer, family, "stage 'sft'")["rows"] == 4
+
+
+def test_guard_hyperclovax_answer_must_train_both_end_tokens(tiny_family, tmp_path):
+    """A HyperCLOVAX template that closes the assistant turn with <|im_end|> only: the model would never learn to
+    emit <|endofturn|>, its stop token."""
+    from align.models.guards import check_sft_batch
+    from align.models.tiny import CHAT_TEMPLATE
+
+    path = tmp_path / "m"
+    shutil.copytree(tiny_family("hyperclovax_text"), path)
+    broken = CHAT_TEMPLATE.replace("<|im_end|><|endofturn|>", "<|im_end|>")
+    config = json.loads((path / "tokenizer_config.json").read_text())
+    if "chat_template" in config:
+        config["chat_template"] = broken
+        (path / "tokenizer_config.json").write_text(json.dumps(config))
+    if (path / "chat_template.jinja").exists():
+        (path / "chat_template.jinja").write_text(broken)
+    trainer, family = _sft_trainer(str(path), tmp_path, _rows(image=False))
+    with pytest.raises(StageError, match=r"must end with <\|im_end\|><\|endofturn\|> carrying loss"):
+        check_sft_batch(trainer, family, "stage 'sft'")
+    trainer, family = _sft_trainer(tiny_family("hyperclovax_text"), tmp_path, _rows(image=False))
+    assert check_sft_batch(trainer, family, "stage 'sft'")["rows"] == 4
+
+
+def test_guard_prompt_plus_completion_budget_exceeds_context(tiny_family, tmp_path):
+    """GRPO stops before training when the prompt plus max_completion_length cannot fit (tiny models: 512)."""
+    f = write_recipe(
+        tmp_path / "r.yaml",
+        RECIPE.format(out=tmp_path, model=tiny_family("qwen2_5_vl"), family="auto", tasks="[color]")
+        .replace("max_completion_length: 6", "max_completion_length: 500")
+        .replace("eval: {max_new_tokens: 6, samples: 1}", "eval: {enabled: false}"),
+    )
+    recipe = load_recipe(f)
+    recipe.stages = recipe.stages[1:]  # GRPO only
+    with pytest.raises(StageError, match=r"the prompt is \d+ tokens \+ 500 completion tokens, more than the model's "
+                                         r"context of 512"):  # fmt: skip
+        run_pipeline(recipe)

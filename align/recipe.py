@@ -48,7 +48,11 @@ class LoraSpec(Strict):
 
 class ModelSpec(Strict):
     path: str = Field("tiny-korean-vlm", description="'tiny-korean-vlm', a local model directory or a hub id.")
-    family: str = Field("auto", description="Model family; 'auto' reads it from the model's config.")
+    family: str = Field(
+        "auto",
+        description="Model family: 'auto' (read from the model's config and tokenizer), hyperclovax_text, "
+        "hyperclovax_vision, varco_vision, qwen2_5_vl or generic (align/models/families.py).",
+    )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="Weights dtype; 'auto' is float32 on CPU and bfloat16 on GPU."
     )
@@ -59,6 +63,15 @@ class ModelSpec(Strict):
         default_factory=list,
         description="Modules kept frozen: 'vision_tower', 'connector', 'language_model' or a name substring.",
     )
+
+    @model_validator(mode="after")
+    def _known_family(self):
+        from align.models.families import FAMILIES
+
+        if self.family != "auto" and self.family not in FAMILIES:
+            raise ValueError(f"model.family: unknown family '{self.family}': "
+                             f"{did_you_mean(self.family, [*FAMILIES, 'auto'])}")  # fmt: skip
+        return self
 
 
 class DataSpec(Strict):

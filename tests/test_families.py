@@ -254,3 +254,45 @@ def test_guard_prompt_plus_completion_budget_exceeds_context(tiny_family, tmp_pa
     with pytest.raises(StageError, match=r"the prompt is \d+ tokens \+ 500 completion tokens, more than the model's "
                                          r"context of 512"):  # fmt: skip
         run_pipeline(recipe)
+
+
+# ------------------------------------------------------------------ the shipped family recipes, on tiny models
+
+FAMILY_RECIPES = {
+    "hyperclovax_text_grpo.yaml": ("hyperclovax_text", "[arith]"),
+    "qwen2_5_vl_grpo.yaml": ("qwen2_5_vl", "[color, count]"),
+    "sft_vision.yaml": ("qwen2_5_vl", "[color, count]"),
+    "varco_vision.yaml": ("varco_vision", "[bbox, ocr]"),
+}
+
+
+def tiny_overrides(recipe_file, model: str, tasks: str, out) -> list[str]:
+    """Keep a shipped recipe's stages, rewards and settings; swap in a tiny model, synthetic data and 1 step."""
+    from tests.conftest import ROOT
+
+    recipe = load_recipe(ROOT / "recipes" / recipe_file)
+    overrides = [f"model.path={model}", "model.dtype=float32", "data.source=synthetic", "data.eval_source=null",
+                 "data.image_folder=null", f"data.tasks={tasks}", "data.train_size=8", "data.eval_size=2",
+                 "eval.max_new_tokens=4", "eval.limit=2", "rollout.engine=hf", "report_to=[none]", f"output_dir={out}"]  # fmt: skip
+    for stage in recipe.stages:
+        s = stage.name
+        overrides += [f"{s}.rows=null", f"{s}.args.max_steps=1", f"{s}.args.per_device_train_batch_size=2",
+                      f"{s}.args.gradient_accumulation_steps=1", f"{s}.args.bf16=false"]  # fmt: skip
+        if stage.type == "grpo":
+            overrides += [f"{s}.args.num_generations=2", f"{s}.args.max_completion_length=6",
+                          f"{s}.select_prompts.samples=2", f"{s}.select_prompts.enabled=false"]  # fmt: skip
+    return overrides
+
+
+@pytest.mark.parametrize("recipe_file", sorted(FAMILY_RECIPES))
+def test_family_recipes_run_on_their_tiny_model(tiny_family, tmp_path, recipe_file):
+    from tests.conftest import ROOT
+
+    family, tasks = FAMILY_RECIPES[recipe_file]
+    recipe = load_recipe(ROOT / "recipes" / recipe_file, tiny_overrides(recipe_file, tiny_family(family), tasks,
+                                                                         tmp_path))  # fmt: skip
+    assert recipe.model.family == family
+    run = run_pipeline(recipe).path
+    for stage in recipe.stages:
+        assert (run / stage.name / "model" / "config.json").exists()
+        assert "accuracy" in json.loads((run / stage.name / "eval.json").read_text())

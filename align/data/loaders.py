@@ -115,9 +115,10 @@ def normalize_row(row: dict) -> dict:
         completion = _as_messages(row.get("completion"), "assistant")
     else:
         raise ValueError("row has none of 'prompt', 'question', 'messages' or 'conversations'")
-    bad_roles = [m["role"] for m in prompt + completion if m["role"] not in ("user", "assistant", "system")]
+    # tool_list: HyperCLOVAX-SEED's turn listing the tools a model may call (its chat template renders it)
+    bad_roles = [m["role"] for m in prompt + completion if m["role"] not in ("user", "assistant", "system", "tool_list")]
     if bad_roles:
-        raise ValueError(f"unknown role '{bad_roles[0]}' (use user, assistant or system)")
+        raise ValueError(f"unknown role '{bad_roles[0]}' (use user, assistant, system or tool_list)")
     images = row.get("images")
     if images is None:
         images = row.get("image")

@@ -123,8 +123,12 @@ def edit_distance(a: str, b: str) -> int:
     return prev[-1]
 
 
+_VARCO_OCR_MARKUP = re.compile(r"<bbox>.*?</bbox>|</?char>|<ocr>|<delim>", re.DOTALL)
+
+
 def _ocr_norm(text: str) -> str:
-    return re.sub(r"\s+", "", text)
+    """Spaces removed; VARCO-VISION's OCR markup (<char>word</char><bbox>…</bbox>) reduced to the words."""
+    return re.sub(r"\s+", "", _VARCO_OCR_MARKUP.sub("", text))
 
 
 def ocr_accuracy(prompts, completions, answer=None, **kwargs) -> list[float | None]:

@@ -219,6 +219,25 @@ def test_guard_labels_on_the_prompt(tiny_family, tmp_path):
     assert check_sft_batch(trainer, family, "stage 'sft'")["rows"] == 4
 
 
+def test_varco_rows_with_several_images_train(tiny_family, tmp_path):
+    """LLaVA-OneVision (VARCO) rows with two images: each gets its AnyRes tiles and its own image tokens."""
+    from PIL import Image
+
+    from align.models.guards import check_sft_batch, image_feature_count
+
+    rows = _rows(2).map(lambda r: {"images": [Image.new("RGB", (64, 32), (0, 0, 255)),
+                                             Image.new("RGB", (32, 32), (0, 255, 0))]})  # fmt: skip
+    trainer, family = _sft_trainer(tiny_family("varco_vision"), tmp_path, rows)
+    batch = trainer.data_collator([rows[0], rows[1]])
+    is_image = (batch["input_ids"] == trainer.model.config.image_token_id).int()
+    assert int(is_image.sum()) == image_feature_count(trainer.model, batch)
+    for row in is_image:  # two separate runs of image tokens per row: one per image
+        assert int((row[1:] - row[:-1] == 1).sum()) == 2
+    assert check_sft_batch(trainer, family, "stage 'sft'")["rows"] == 2
+    trainer.train()
+    assert trainer.state.global_step == 1
+
+
 def test_guard_hyperclovax_answer_must_train_both_end_tokens(tiny_family, tmp_path):
     """A HyperCLOVAX template that closes the assistant turn with <|im_end|> only: the model would never learn to
     emit <|endofturn|>, its stop token."""

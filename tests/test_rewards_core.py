@@ -65,6 +65,9 @@ def test_bbox_iou_and_varco_format():
 
 def test_ocr_and_exact_match():
     assert ocr_accuracy(None, ["사과", "사고", "", "사 과"], answer=["사과"] * 4) == [1.0, 0.5, 0.0, 1.0]
+    # VARCO-VISION's OCR output: each word in <char>…</char> followed by its box
+    varco = "<char>사과</char><bbox>0.10, 0.20, 0.30, 0.40</bbox><char>나무</char><bbox>0.5, 0.2, 0.7, 0.4</bbox>"
+    assert ocr_accuracy(None, [varco, "<char>사과</char>"], answer=["사과 나무"] * 2) == [1.0, 0.5]
     assert exact_match(None, ["빨간색입니다.", "빨간 색", "파란색"], answer=["빨간색"] * 3) == [1.0, 1.0, 0.0]
     assert normalize_korean("  사과예요! ") == "사과"
 

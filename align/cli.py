@@ -107,6 +107,15 @@ def cmd_build_tiny(args) -> int:
     return 0
 
 
+def cmd_model_compose(args) -> int:
+    from align.models.compose import compose
+
+    out = compose(args.vision, args.language, args.out, args.projector, args.pool, seed=args.seed)
+    print(f"composed model written to {out} (load it with model.path: {out}; train its projector with an "
+          "`align` stage)")  # fmt: skip
+    return 0
+
+
 def cmd_model_info(args) -> int:
     """The family the workbench recognises for a model and what it knows about it."""
     import json
@@ -265,6 +274,14 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--family", choices=("hyperclovax_text", "hyperclovax_vision", "qwen2_5_vl", "varco_vision"),
                    help="build the tiny model of this family instead (tests and recipe smoke runs)")  # fmt: skip
     b.set_defaults(func=cmd_build_tiny)
+    mc = msub.add_parser("compose", help="build a LLaVA-family VLM from a vision encoder and a language model")
+    mc.add_argument("--vision", required=True, help="CLIP or SigLIP encoder (hub id or directory)")
+    mc.add_argument("--language", required=True, help="causal LM with a chat template (hub id or directory)")
+    mc.add_argument("--projector", default="mlp2x_gelu", help="projector type (mlp2x_gelu)")
+    mc.add_argument("--pool", type=int, default=1, help="N×N image-token pooling (only 1: LLaVA cannot pool)")
+    mc.add_argument("--out", required=True, help="output model directory")
+    mc.add_argument("--seed", type=int, default=0, help="seed of the projector's initialisation")
+    mc.set_defaults(func=cmd_model_compose)
     mi = msub.add_parser("info", help="the model's family: loader, chat tokens, stop tokens, modules, vLLM support")
     mi.add_argument("path", help="model directory, hub id or tiny-korean-vlm")
     mi.add_argument("--family", default="auto", help="check the model against this family instead of detecting it")

@@ -47,8 +47,14 @@ class StageContext:
     resume: bool = False  # continue from the stage's files and checkpoints (align/resume.py)
 
     def train_rows(self, limit: int | None = None):
-        """The training rows this stage uses: ``rows: [start, end)`` of the recipe's train split, then ``limit``."""
+        """The training rows this stage uses: its own ``data:`` or the recipe's train split, ``rows: [start, end)``
+        of it, then ``limit``."""
         data = self.data.train
+        if self.stage.data is not None:
+            from align import distributed as dist
+            from align.data import load_splits
+
+            data = dist.main_first(lambda: load_splits(self.stage.data, self.recipe_dir, self.recipe.seed)).train
         if self.stage.rows is not None:
             start, end = self.stage.rows
             data = data.select(range(min(start, len(data)), min(end, len(data))))
@@ -66,7 +72,9 @@ def recipe_dir(recipe) -> Path | None:
 
 
 def plan(recipe) -> str:
-    lines = [f"recipe {recipe.name}: model {recipe.model.path} ({recipe.model.family})",
+    c = recipe.model.compose
+    model = f"compose({c.vision} + {c.language}, {c.projector})" if c else recipe.model.path
+    lines = [f"recipe {recipe.name}: model {model} ({recipe.model.family})",
              f"  data: {recipe.data.source}" + (f" tasks={','.join(recipe.data.tasks)}" if recipe.data.tasks else ""),
              f"  rewards: {', '.join(f'{r.name}×{r.weight:g}' for r in recipe.rewards) or 'none'}",
              f"  eval: {'base + after each stage' if recipe.eval.enabled else 'off'}"]  # fmt: skip
@@ -120,6 +128,23 @@ def _open_run(recipe, run: RunDir | None, resume: str | None) -> RunDir:
     return run
 
 
+def base_model(recipe, run: RunDir) -> str:
+    """The base model's directory: ``model.path`` (the tiny model is built on demand), or the model that
+    ``model.compose`` describes, composed into ``<run>/compose/model`` once (a resumed run reuses it)."""
+    from align.models import resolve_model_path
+
+    progress = lambda m: console.print(f"[dim]{m}[/dim]")  # noqa: E731
+    spec = recipe.model.compose
+    if spec is None:
+        return resolve_model_path(recipe.model.path, progress=progress)
+    out = run.path / "compose" / "model"
+    if not (out / "config.json").exists():
+        from align.models.compose import compose
+
+        compose(spec.vision, spec.language, out, spec.projector, spec.pool, seed=recipe.seed, progress=progress)
+    return str(out)
+
+
 def _done_eval(folder: Path, resume: str | None) -> dict | None:
     """In a resumed run, the metrics an evaluation wrote before the interruption."""
     from align.evaluate import EVAL_FILE
@@ -138,7 +163,6 @@ def run_pipeline(recipe, run: RunDir | None = None, resume: str | None = None) -
     from align import distributed as dist
     from align.data import load_splits
     from align.evaluate import evaluate
-    from align.models import resolve_model_path
     from align.resume import stage_complete, update_manifest
     from align.stages import stage_module
     from align.training import on_gpu
@@ -156,9 +180,7 @@ def run_pipeline(recipe, run: RunDir | None = None, resume: str | None = None) -
     console.print(plan(recipe))
 
     t0 = time.time()
-    model_path = dist.main_first(
-        lambda: resolve_model_path(recipe.model.path, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
-    )
+    model_path = dist.main_first(lambda: base_model(recipe, run))
     console.print(f"[dim]preparing data ({recipe.data.source})…[/dim]")
     data = dist.main_first(lambda: load_splits(recipe.data, base_dir, recipe.seed))
     dist.check_data(recipe, data.train, model_path)

@@ -46,8 +46,20 @@ class LoraSpec(Strict):
     modules_to_save: list[str] | None = Field(None, description="Modules trained fully and saved beside the adapter.")
 
 
+class ComposeSpec(Strict):
+    """Build the base model from a vision encoder and a language model (``align/models/compose.py``)."""
+
+    vision: str = Field(description="CLIP or SigLIP vision encoder: a hub id or a local directory.")
+    language: str = Field(description="Causal language model with a chat template: a hub id or a local directory.")
+    projector: Literal["mlp2x_gelu"] = Field("mlp2x_gelu", description="Projector between them (LLaVA-1.5's).")
+    pool: int = Field(1, ge=1, description="N×N image-token pooling; only 1 (LLaVA has no pooling).")
+
+
 class ModelSpec(Strict):
     path: str = Field("tiny-korean-vlm", description="'tiny-korean-vlm', a local model directory or a hub id.")
+    compose: ComposeSpec | None = Field(
+        None, description="Compose the base model first (written to <run>/compose/model); replaces 'path'."
+    )
     family: str = Field(
         "auto",
         description="Model family: 'auto' (read from the model's config and tokenizer), hyperclovax_text, "
@@ -68,6 +80,8 @@ class ModelSpec(Strict):
     def _known_family(self):
         from align.models.families import FAMILIES
 
+        if self.compose is not None and "path" in self.model_fields_set:
+            raise ValueError("set model.path or model.compose, not both")
         if self.family != "auto" and self.family not in FAMILIES:
             raise ValueError(f"model.family: unknown family '{self.family}': "
                              f"{did_you_mean(self.family, [*FAMILIES, 'auto'])}")  # fmt: skip
@@ -204,6 +218,9 @@ class StageSpec(Strict):
     lora: LoraSpec | None = Field(None, description="Overrides model.lora for this stage.")
     freeze: list[str] | None = Field(None, description="Overrides model.freeze for this stage.")
     rewards: list[RewardSpec] | None = Field(None, description="Overrides the recipe's rewards for this stage.")
+    data: DataSpec | None = Field(
+        None, description="This stage's own training data (e.g. captions for align); default: the recipe's data."
+    )
     eval: bool = Field(True, description="Run the eval hook after this stage.")
     rows: tuple[int, int] | None = Field(
         None, description="Use training rows [start, end) only, e.g. fresh prompts for an RL stage."

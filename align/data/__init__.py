@@ -59,14 +59,14 @@ def synthetic_dir(spec) -> Path:
 
 
 def synthetic_spec(spec):
-    from align.data.synthetic import TASKS, SyntheticSpec
+    from align.data.synthetic import ALL_TASKS, TASKS, SyntheticSpec
 
     tasks = tuple(spec.tasks) if spec.tasks else TASKS
-    unknown = [t for t in tasks if t not in TASKS]
+    unknown = [t for t in tasks if t not in ALL_TASKS]
     if unknown:
         from align.errors import did_you_mean
 
-        raise DataError(f"data.tasks: unknown synthetic task '{unknown[0]}'; {did_you_mean(unknown[0], TASKS)}")
+        raise DataError(f"data.tasks: unknown synthetic task '{unknown[0]}'; {did_you_mean(unknown[0], ALL_TASKS)}")
     return SyntheticSpec(
         tasks=tasks, train_size=spec.train_size, eval_size=spec.eval_size, seed=spec.seed,
         image_size=spec.image_size, max_count=spec.max_count, max_operand=spec.max_operand, ocr_words=spec.ocr_words,

@@ -6,6 +6,8 @@ Tasks (``task`` column):
   ocr    - read the Korean word rendered in an image      answer "사과"
   arith  - a Korean arithmetic word problem (text only)   answer "답: 7"
   bbox   - locate the shape, VARCO-VISION box format      answer "<bbox>0.19, 0.31, 0.50, 0.62</bbox>"
+  caption - describe the picture (image-caption pairs for connector alignment, LLaVA-pretrain style;
+            opt-in: not in the default task set)             answer "빨간색 원 3개"
 
 Row ``i`` of a task and split depends only on (seed, split, task, i), so growing a split keeps its earlier rows.
 Rows are written as JSON lines with image paths relative to the dataset folder (LLaVA-style).
@@ -19,7 +21,10 @@ import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-TASKS = ("count", "color", "ocr", "arith", "bbox")
+TASKS = ("count", "color", "ocr", "arith", "bbox")  # the default set
+ALL_TASKS = TASKS + ("caption",)
+SHAPE_NAMES = {"circle": "원", "square": "사각형", "triangle": "삼각형"}
+CAPTION_PROMPTS = ("그림을 간단히 설명해 주세요.", "이 이미지에 무엇이 있나요?", "")  # "" = the image alone (LLaVA pretrain)
 GENERATOR_VERSION = 1
 
 COLORS = {
@@ -144,6 +149,16 @@ def make_example(spec: SyntheticSpec, split: str, task: str, i: int) -> Example:
         x1, y1, x2, y2 = (v / s for v in box)
         answer = f"<bbox>{x1:.2f}, {y1:.2f}, {x2:.2f}, {y2:.2f}</bbox>"
         return Example(ex_id, task, rng.choice(QUESTIONS[task]), answer, {"shapes": shapes})
+    if task == "caption":
+        shape, color = rng.choice(SHAPES), rng.choice(list(COLORS))
+        extent, taken = max(6, s // 7), []
+        for _ in range(rng.randint(1, spec.max_count)):
+            box = _place(rng, s, extent, taken)
+            if box is not None:
+                taken.append(box)
+        shapes = [{"shape": shape, "box": b, "color": color} for b in taken]
+        caption = f"{color} {SHAPE_NAMES[shape]} {len(taken)}개"
+        return Example(ex_id, task, rng.choice(CAPTION_PROMPTS), caption, {"shapes": shapes})
     if task == "arith":
         n1, n2 = rng.sample(NAMES, 2)
         item = rng.choice(ITEMS)
@@ -159,7 +174,7 @@ def make_example(spec: SyntheticSpec, split: str, task: str, i: int) -> Example:
             i2=_topic(item), a=a, b=b,
         )  # fmt: skip
         return Example(ex_id, task, question, f"답: {result}")
-    raise ValueError(f"unknown synthetic task {task!r}; choose from {', '.join(TASKS)}")
+    raise ValueError(f"unknown synthetic task {task!r}; choose from {', '.join(ALL_TASKS)}")
 
 
 def font_path() -> Path:
@@ -219,8 +234,8 @@ def build_synthetic(out_dir: str | Path, spec: SyntheticSpec | None = None, prog
     if (out_dir / "meta.json").exists() and json.loads((out_dir / "meta.json").read_text()) == meta:
         return out_dir
     for task in spec.tasks:
-        if task not in TASKS:
-            raise ValueError(f"unknown synthetic task {task!r}; choose from {', '.join(TASKS)}")
+        if task not in ALL_TASKS:
+            raise ValueError(f"unknown synthetic task {task!r}; choose from {', '.join(ALL_TASKS)}")
     with atomic_dir(out_dir) as tmp:
         (tmp / "images").mkdir()
         for split in ("train", "eval"):

@@ -16,6 +16,7 @@ from align.models.families import FAMILIES
 
 TINY_NAME = "tiny-korean-vlm"
 TINY_TEXT_NAME = "tiny-korean-lm"  # its language model alone, as a LlamaForCausalLM (text-only recipes and tests)
+TINY_ENCODERS = {"tiny-clip-vision": "clip", "tiny-siglip-vision": "siglip"}  # for composing tiny VLMs
 
 
 
@@ -51,6 +52,10 @@ def resolve_model_path(path: str, progress=print) -> str:
         if not (out / "tiny_spec.json").exists() and progress:
             progress(f"building the embedded text model {TINY_TEXT_NAME} into {out}")
         return str(build_tiny(out, TinySpec(text_only=True)))
+    if path in TINY_ENCODERS:
+        from align.models.tiny_families import build_tiny_encoder
+
+        return str(build_tiny_encoder(TINY_ENCODERS[path], cache_dir() / "models" / path))
     p = Path(path).expanduser()
     if p.exists():
         if not (p / "config.json").exists():

@@ -169,3 +169,37 @@ def build_tiny_family(family: str, out_dir: str | Path, spec: TinySpec | None = 
         processor.save_pretrained(tmp)
         (tmp / "tiny_spec.json").write_text(json.dumps(stamp, indent=2))
     return out_dir
+
+
+def build_tiny_encoder(kind: str, out_dir: str | Path, image_size: int = 32, patch_size: int = 8) -> Path:
+    """A tiny CLIP or SigLIP vision encoder with its image processor (for ``align model compose`` tests and the
+    tiny compose recipe). 32-px images in 8-px patches: 16 image tokens."""
+    import torch
+    from transformers import (
+        CLIPImageProcessorPil,
+        CLIPVisionConfig,
+        CLIPVisionModel,
+        SiglipImageProcessorPil,
+        SiglipVisionConfig,
+        SiglipVisionModel,
+    )
+
+    out_dir = Path(out_dir)
+    if (out_dir / "config.json").exists():
+        return out_dir
+    sizes = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=1,
+                 image_size=image_size, patch_size=patch_size)  # fmt: skip
+    torch.manual_seed(0)
+    if kind == "clip":
+        model = CLIPVisionModel(CLIPVisionConfig(**sizes))
+        processor = CLIPImageProcessorPil(size={"shortest_edge": image_size},
+                                          crop_size={"height": image_size, "width": image_size})  # fmt: skip
+    elif kind == "siglip":
+        model = SiglipVisionModel(SiglipVisionConfig(**sizes))
+        processor = SiglipImageProcessorPil(size={"height": image_size, "width": image_size})
+    else:
+        raise ValueError(f"kind must be clip or siglip, not {kind!r}")
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+    return out_dir

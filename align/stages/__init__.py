@@ -14,6 +14,7 @@ STAGE_MODULES = {
     "grpo": "align.stages.grpo",
     "rm": "align.stages.rm",
     "dpo": "align.stages.dpo",
+    "align": "align.stages.connector",  # connector alignment: the projector only, on image–caption pairs
 }
 
 

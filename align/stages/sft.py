@@ -54,9 +54,9 @@ def training_rows(dataset, is_vlm: bool, where: str):
     return dataset
 
 
-def train_sft(ctx, dataset, out_dir: Path, extra_defaults: dict | None = None) -> Path:
+def train_sft(ctx, dataset, out_dir: Path, extra_defaults: dict | None = None, use_lora: bool = True) -> Path:
     """Fine-tune ``ctx.input_model`` on prompt/completion ``dataset``; save the merged model to ``out_dir``.
-    Shared by the SFT and RFT stages."""
+    Shared by the SFT, RFT and align (connector) stages."""
     from trl import SFTConfig, SFTTrainer
 
     from align.distributed import finish_training
@@ -76,7 +76,7 @@ def train_sft(ctx, dataset, out_dir: Path, extra_defaults: dict | None = None) -
         args=args,
         train_dataset=dataset,
         processing_class=processor,
-        peft_config=lora_config(stage_lora(ctx), stage_freeze(ctx)),
+        peft_config=lora_config(stage_lora(ctx), stage_freeze(ctx)) if use_lora else None,
         callbacks=[metrics_callback(ctx.stage_dir / "metrics.jsonl", ctx.stage.name)],
     )
     batch = check_sft_batch(trainer, family, f"stage '{ctx.stage.name}'")  # before any step: a clear error, not a crash

@@ -8,6 +8,7 @@ import json
 import shutil
 
 import pytest
+import torch
 
 from align.errors import StageError, UserError
 from align.io import read_jsonl
@@ -15,7 +16,7 @@ from align.pipeline import run_pipeline
 from align.recipe import load_recipe
 from tests.conftest import write_recipe
 
-FAMILY_TINIES = ("qwen2_5_vl", "varco_vision", "hyperclovax_text")
+FAMILY_TINIES = ("qwen2_5_vl", "varco_vision", "hyperclovax_text", "hyperclovax_vision")
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +46,12 @@ def _sft_trainer(path, tmp_path, dataset, **args):
     config = SFTConfig(output_dir=str(tmp_path / "o"), use_cpu=True, report_to="none", max_steps=1,
                        per_device_train_batch_size=2, **{"completion_only_loss": True, "max_length": None, **args})
     return SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=processor), family
+
+
+def recipe_model(family: str):
+    from align.recipe import ModelSpec
+
+    return ModelSpec(trust_remote_code=family == "hyperclovax_vision")
 
 
 # ------------------------------------------------------------------ recognition and bad input
@@ -77,8 +84,16 @@ def test_family_errors_name_what_was_found_and_what_to_set(tiny_family, tmp_path
     with pytest.raises(UserError, match="model_type 'qwen2_5_vl'.*varco_vision models have llava_onevision"):
         resolve("varco_vision", load_config(path), None, path)
     with pytest.raises(UserError, match="unknown family 'qwen3'") as e:
-        load_model(path, ModelSpec(path=path, family="qwen3"))
+        resolve("qwen3", load_config(path), None, path)
     assert "hyperclovax_vision" in e.value.hint
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="unknown family 'qwen3': did you mean 'qwen2_5_vl'"):
+        ModelSpec(path=path, family="qwen3")
+    # remote code not allowed: say which flag to set
+    with pytest.raises(UserError, match="needs its own model code") as e:
+        load_model(tiny_family("hyperclovax_vision"), ModelSpec(path="x", family="auto"))
+    assert "model.trust_remote_code: true" in e.value.hint
     # a config transformers does not know, without remote code: say what was found and how to set model.family
     from types import SimpleNamespace
 
@@ -134,7 +149,7 @@ def test_generation_stops_at_the_family_stop_tokens(tiny_family, tmp_path, famil
     gen = json.loads((path / "generation_config.json").read_text())
     gen["eos_token_id"] = []  # as if the checkpoint's generation_config did not list the stop tokens
     (path / "generation_config.json").write_text(json.dumps(gen))
-    model, processor, fam = load_model_and_processor(str(path), None, "float32")
+    model, processor, fam = load_model_and_processor(str(path), recipe_model(family), "float32")
     tok = getattr(processor, "tokenizer", processor)
     stops = [tok.convert_tokens_to_ids(t) for t in FAMILIES[family].stop_tokens]
     assert fam.name == family and model.generation_config.eos_token_id == stops
@@ -157,7 +172,7 @@ def test_generation_stops_at_the_family_stop_tokens(tiny_family, tmp_path, famil
 RECIPE = """
 name: fam
 output_dir: {out}
-model: {{path: {model}, family: {family}}}
+model: {{path: {model}, family: {family}, trust_remote_code: {trust}}}
 data: {{train_size: 8, eval_size: 4, seed: 2, tasks: {tasks}}}
 eval: {{max_new_tokens: 6, samples: 1}}
 rewards: [{{name: accuracy}}]
@@ -177,7 +192,7 @@ def test_family_sft_then_a_grpo_step(tiny_family, tmp_path, family):
 
     tasks = "[arith]" if family == "hyperclovax_text" else "[color, count]"
     f = write_recipe(tmp_path / "r.yaml", RECIPE.format(out=tmp_path, model=tiny_family(family), family=family,
-                                                         tasks=tasks))  # fmt: skip
+                                                         tasks=tasks, trust=family == "hyperclovax_vision"))  # fmt: skip
     run = run_pipeline(load_recipe(f)).path
     assert json.loads((run / "grpo" / "summary.json").read_text())["steps"] == 1
     assert any("loss" in m or "train_loss" in m for m in read_jsonl(run / "sft" / "metrics.jsonl"))
@@ -185,7 +200,7 @@ def test_family_sft_then_a_grpo_step(tiny_family, tmp_path, family):
     for stage in ("base", "sft", "grpo"):
         assert "accuracy" in json.loads((run / stage / "eval.json").read_text())
     # the trained model reloads as the same family, with its processor and stop tokens
-    model, processor, fam = load_model_and_processor(str(run / "grpo" / "model"), None, "float32")
+    model, processor, fam = load_model_and_processor(str(run / "grpo" / "model"), recipe_model(family), "float32")
     tok = getattr(processor, "tokenizer", processor)
     assert fam.name == family
     assert set(tok.convert_tokens_to_ids(list(FAMILIES[family].stop_tokens))) <= set(model.generation_config.eos_token_id)
@@ -264,7 +279,7 @@ def test_guard_prompt_plus_completion_budget_exceeds_context(tiny_family, tmp_pa
     """GRPO stops before training when the prompt plus max_completion_length cannot fit (tiny models: 512)."""
     f = write_recipe(
         tmp_path / "r.yaml",
-        RECIPE.format(out=tmp_path, model=tiny_family("qwen2_5_vl"), family="auto", tasks="[color]")
+        RECIPE.format(out=tmp_path, model=tiny_family("qwen2_5_vl"), family="auto", tasks="[color]", trust=False)
         .replace("max_completion_length: 6", "max_completion_length: 500")
         .replace("eval: {max_new_tokens: 6, samples: 1}", "eval: {enabled: false}"),
     )
@@ -278,6 +293,7 @@ def test_guard_prompt_plus_completion_budget_exceeds_context(tiny_family, tmp_pa
 # ------------------------------------------------------------------ the shipped family recipes, on tiny models
 
 FAMILY_RECIPES = {
+    "grpo_vision.yaml": ("hyperclovax_vision", "[color, count]"),
     "hyperclovax_text_grpo.yaml": ("hyperclovax_text", "[arith]"),
     "qwen2_5_vl_grpo.yaml": ("qwen2_5_vl", "[color, count]"),
     "sft_vision.yaml": ("qwen2_5_vl", "[color, count]"),
@@ -315,3 +331,79 @@ def test_family_recipes_run_on_their_tiny_model(tiny_family, tmp_path, recipe_fi
     for stage in recipe.stages:
         assert (run / stage.name / "model" / "config.json").exists()
         assert "accuracy" in json.loads((run / stage.name / "eval.json").read_text())
+
+
+# ------------------------------------------------------------------ HyperCLOVAX-SEED-Vision adapter
+
+
+def test_hcx_collator_expands_labels_and_carries_ocr_and_lens_fields(tiny_family):
+    """HCX chat entries per image with OCR / lens text; one placeholder per image in input_ids; labels expanded by
+    the image's visual tokens (-100 there), loss on the answer and both HyperCLOVAX end tokens only."""
+    from PIL import Image
+
+    from align.models import load_model_and_processor
+    from align.models.hcx_vision import HCXCollator, vlm_chat
+
+    model, processor, family = load_model_and_processor(tiny_family("hyperclovax_vision"), recipe_model(
+        "hyperclovax_vision"), "float32")  # fmt: skip
+    assert family.name == "hyperclovax_vision" and type(model).__name__ == "HCXVisionForCausalLM"
+    image = Image.new("RGB", (40, 30), (200, 30, 30))
+    info = json.dumps({"ocr": "사과", "lens_keywords": ["과일"]}, ensure_ascii=False)
+    chat = vlm_chat([{"role": "system", "content": "짧게 답하세요."}, {"role": "user", "content": "무슨 색?"}],
+                    [image], info)  # fmt: skip
+    assert [t["content"]["type"] for t in chat] == ["text", "image", "text"]  # images right before the user's text
+    assert chat[1]["content"]["ocr"] == "사과" and chat[1]["content"]["lens_keywords"] == "과일"
+    rows = [{"prompt": [{"role": "user", "content": "무슨 색?"}],
+             "completion": [{"role": "assistant", "content": "빨강"}], "images": [image], "image_info": info}] * 2  # fmt: skip
+    batch = HCXCollator(processor, model.config.image_token_id)(rows)
+    tok = processor.tokenizer
+    ids, labels = batch["input_ids"][0], batch["labels"][0]
+    assert int((ids == model.config.image_token_id).sum()) == 1
+    assert "<ocr>사과" in tok.decode(ids) and "<lens>과일" in tok.decode(ids)
+    visual = int(batch["vision_query_lengths_images"][0, 0])
+    assert labels.shape[0] == ids.shape[0] - 1 + visual
+    assert tok.decode(labels[labels != -100]) == "빨강<|im_end|><|endofturn|>"
+    with torch.no_grad():
+        assert torch.isfinite(model(**batch).loss)
+
+
+def test_hcx_grpo_scores_the_policy_with_its_images(tiny_family, tmp_path):
+    """TRL passes only the image inputs of the VLMs it knows to the policy; the workbench's GRPO trainer forwards
+    HyperCLOVAX's pixel_values_images & co, so the log-probs used in the loss depend on the image."""
+    from PIL import Image
+    from trl import GRPOConfig
+
+    from align.models import load_model_and_processor
+    from align.stages.grpo import make_trainer_class
+
+    model, processor, family = load_model_and_processor(tiny_family("hyperclovax_vision"), recipe_model(
+        "hyperclovax_vision"), "float32")  # fmt: skip
+    from datasets import Dataset
+
+    rows = Dataset.from_list([{"prompt": [{"role": "user", "content": "무슨 색?"}],
+                               "images": [Image.new("RGB", (32, 32), c)]} for c in [(250, 0, 0), (0, 0, 250)] * 2])  # fmt: skip
+    trainer_cls, _ = make_trainer_class()
+    args = GRPOConfig(output_dir=str(tmp_path), use_cpu=True, report_to="none", per_device_train_batch_size=4,
+                      num_generations=2, max_completion_length=4, max_steps=1, logging_steps=1, bf16=False)  # fmt: skip
+    trainer = trainer_cls(model=model, reward_funcs=[lambda completions, **kw: [0.0] * len(completions)], args=args,
+                          train_dataset=rows, processing_class=processor)  # fmt: skip
+    trainer.extra_image_keys = family.image_inputs
+    trainer.model.eval()
+    batch = trainer._generate_and_score_completions([rows[i] for i in range(4)])
+    assert batch["pixel_values_images"].shape[:2] == (4, 1)
+    input_ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], 1)
+    mask = torch.cat([batch["prompt_mask"], batch["completion_mask"]], 1)
+    n = batch["completion_ids"].shape[1]
+    with torch.no_grad():
+        trainer._extra_batch = {k: batch[k] for k in family.image_inputs}
+        logps, _, _ = trainer._get_per_token_logps_and_entropies(trainer.model, input_ids, mask, n)
+        trainer._extra_batch = {k: batch[k].flip(0) for k in family.image_inputs}  # other rows' images
+        swapped, _, _ = trainer._get_per_token_logps_and_entropies(trainer.model, input_ids, mask, n)
+        trainer._extra_batch = {}
+        # the same as the model's own forward with the images, scored by hand
+        logits = trainer.model(input_ids=input_ids, attention_mask=mask, pixel_values_images=batch["pixel_values_images"],
+                               vision_query_lengths_images=batch["vision_query_lengths_images"]).logits  # fmt: skip
+    manual = torch.log_softmax(logits[:, -n - 1 : -1] / trainer.temperature, -1).gather(
+        -1, batch["completion_ids"].unsqueeze(-1)).squeeze(-1)  # fmt: skip
+    assert torch.allclose(logps, manual, atol=1e-5)
+    assert not torch.allclose(logps, swapped, atol=1e-4)

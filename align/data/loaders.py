@@ -129,7 +129,7 @@ def normalize_row(row: dict) -> dict:
     answer = row.get("answer")
     if answer is None and completion:
         answer = completion[-1]["content"]
-    return {
+    out = {
         "id": str(row.get("id", "")),
         "task": str(row.get("task") or "default"),
         "prompt": _strip_image_tags(prompt),
@@ -137,6 +137,15 @@ def normalize_row(row: dict) -> dict:
         "answer": None if answer is None else str(answer),
         "images": images,
     }
+    # HyperCLOVAX-SEED-Vision's per-image text: OCR output and (local) lens keywords; a string (every image) or a
+    # list with one entry per image. Kept as JSON in an `image_info` column, only in datasets that have any.
+    info = {k: row[k] for k in IMAGE_INFO_FIELDS if row.get(k)}
+    if info:
+        out["image_info"] = json.dumps(info, ensure_ascii=False)
+    return out
+
+
+IMAGE_INFO_FIELDS = ("ocr", "lens_keywords", "lens_local_keywords")
 
 
 def _split_last_assistant(msgs: list[dict]) -> tuple[list[dict], list[dict]]:
@@ -190,6 +199,9 @@ def to_dataset(raw_rows: list[dict], split: str, report, image_folder: Path, ori
         rows.append(row)
     if not rows:
         return Dataset.from_dict({k: [] for k in ("id", "task", "prompt", "completion", "answer", "images")})
+    if any("image_info" in row for row in rows):
+        for row in rows:
+            row.setdefault("image_info", "")
     ds = Dataset.from_list(rows)
     return ds.cast_column("images", Sequence(Image()))
 

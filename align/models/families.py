@@ -28,6 +28,7 @@ class Family:
     marker_tokens: tuple[str, ...] = ()  # family-specific markup tokens (grounding, OCR) that must stay single tokens
     modules: dict[str, tuple[str, ...]] = field(default_factory=dict)  # role -> parameter-name fragments
     generation: dict = field(default_factory=dict)  # model-card sampling advice beyond its generation_config.json
+    image_inputs: tuple[str, ...] = ()  # processor outputs the model takes under names TRL does not forward
     vllm: str = "any vLLM version with the architecture"
     hardware: str = ""
 
@@ -54,6 +55,7 @@ FAMILIES = {
             loader="AutoModelForCausalLM",
             remote_code=True,
             image_token="<|dummy3|>",
+            image_inputs=("pixel_values_images", "image_sizes_images", "vision_query_lengths_images"),
             end_of_turn=("<|im_end|>", "<|endofturn|>"),
             stop_tokens=("<|endofturn|>", "<|stop|>"),
             modules={"vision_tower": ("vision_model",), "connector": ("mm_projector",),

@@ -61,17 +61,21 @@ def image_feature_count(model, batch) -> int:
 
 
 def check_image_tokens(model, processor, batch, where: str) -> None:
-    if batch.get("pixel_values") is None:
-        return
     token = image_token_id(model, processor)
     if token is None:
         return
     in_text = int((batch["input_ids"] == token).sum())
-    features = image_feature_count(model, batch)
+    if batch.get("vision_query_lengths_images") is not None:  # HyperCLOVAX: one placeholder per image
+        features = int(batch["vision_query_lengths_images"].numel())
+        what = "images"
+    elif batch.get("pixel_values") is None:
+        return
+    else:
+        features = image_feature_count(model, batch)
+        what = "image features"
     if in_text != features:
         raise StageError(
-            f"{where}: the first batch has {in_text} image tokens in its text but its images give {features} "
-            "image features",
+            f"{where}: the first batch has {in_text} image tokens in its text but its images give {features} {what}",
             "image tokens were cut (args.max_length too small — use max_length: null), or the chat template or "
             "processor settings do not match the model; check the model's processor_config.json",
         )
@@ -145,8 +149,11 @@ def check_sft_batch(trainer, family, where: str, rows: int = 4) -> dict:
     processor = trainer.processing_class
     tok = getattr(processor, "tokenizer", processor)
     model = trainer.model
-    check_context(batch["attention_mask"].sum(dim=1).tolist() if "attention_mask" in batch
-                  else [batch["input_ids"].shape[1]] * batch["input_ids"].shape[0], model.config, where)  # fmt: skip
+    lengths = (batch["attention_mask"].sum(dim=1) if "attention_mask" in batch
+               else batch["input_ids"].new_full(batch["input_ids"].shape[:1], batch["input_ids"].shape[1]))  # fmt: skip
+    # models that expand image placeholders themselves (HyperCLOVAX) take labels as long as the expanded input
+    lengths = lengths + max(0, batch["labels"].shape[1] - batch["input_ids"].shape[1])
+    check_context(lengths.tolist(), model.config, where)
     check_image_tokens(model, processor, batch, where)
     check_labels(batch, tok, family, where, image_token_id(model, processor))
     return {"rows": int(batch["input_ids"].shape[0]), "tokens": int(batch["input_ids"].shape[1])}

@@ -4,7 +4,7 @@ Each has the real architecture class, processor class and processor layout of it
 tokens and a chat template laid out like the real one, with a tokenizer trained on the Korean corpus. They exist to
 test the family code paths (SFT, GRPO, generation, the batch guards) on CPU; their weights are random.
 
-    align model tiny qwen2_5_vl /tmp/tiny-qwen     # or varco_vision, hyperclovax_text, hyperclovax_vision
+    align model build-tiny --family qwen2_5_vl --out /tmp/tiny-qwen   # or varco_vision, hyperclovax_*
 
 ``hyperclovax_text`` is the embedded text model itself (``tiny-korean-lm``: Llama + the HyperCLOVAX chat format).
 ``hyperclovax_vision`` is a small re-implementation of the remote-code interface (``assets/tiny_hcx_vision``).

@@ -152,6 +152,22 @@ def select_prompts(ctx, dataset) -> tuple[object, dict]:
     return dataset.select(keep), info
 
 
+class _PixelValuesAlias:
+    """A processor whose outputs also carry ``pixel_values`` (= its own image tensor under another name)."""
+
+    def __init__(self, processor, key: str):
+        self._processor, self._key = processor, key
+
+    def __getattr__(self, name):
+        return getattr(self._processor, name)
+
+    def __call__(self, *args, **kwargs):
+        out = self._processor(*args, **kwargs)
+        if "pixel_values" not in out and self._key in out:
+            out["pixel_values"] = out[self._key]
+        return out
+
+
 def make_trainer_class():
     """GRPOTrainer with rollout logging and zero-variance filtering."""
     import torch
@@ -162,6 +178,57 @@ def make_trainer_class():
         rollout_log: Path | None = None
         filter_zero_variance: bool = False
         filter_stats = None
+        # Processor outputs the model takes that TRL does not forward to the policy (it passes pixel_values,
+        # image_grid_thw, image_sizes … by name): HyperCLOVAX-SEED-Vision's pixel_values_images & co. Without this the
+        # policy's log-probs would be computed without the images.
+        extra_image_keys: tuple[str, ...] = ()
+        _extra_batch: dict = {}
+
+        def _extra_image_inputs(self, inputs) -> dict:
+            import copy
+
+            from trl.data_utils import apply_chat_template, prepare_multimodal_messages
+
+            images = [x.get("images") or [] for x in inputs]
+            if not any(images):
+                return {}
+            texts = [apply_chat_template({"prompt": prepare_multimodal_messages(copy.deepcopy(x["prompt"]), images=im)},
+                                         self.processing_class)["prompt"] for x, im in zip(inputs, images)]  # fmt: skip
+            enc = self.processing_class(images=images, text=texts, padding=True, return_tensors="pt")
+            return {k: enc[k].to(self.accelerator.device) for k in self.extra_image_keys if k in enc}
+
+        def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep,
+                                               batch_size=None, compute_entropy=False, compute_aux_loss=False,
+                                               **image_inputs):  # fmt: skip
+            extra = {k: image_inputs.pop(k) for k in list(image_inputs) if k in self.extra_image_keys}
+            extra = extra or self._extra_batch
+            if not extra:
+                return super()._get_per_token_logps_and_entropies(
+                    model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy, compute_aux_loss,
+                    **image_inputs)  # fmt: skip
+            from trl.trainer.utils import entropy_from_logits, selective_log_softmax
+
+            # the model's own forward with its image inputs, scored like TRL's unfused path
+            batch_size = batch_size or input_ids.size(0)
+            logps, entropies = [], []
+            for start in range(0, input_ids.size(0), batch_size):
+                end = min(start + batch_size, input_ids.size(0))
+                with self.accelerator.autocast():
+                    logits = model(input_ids=input_ids[start:end], attention_mask=attention_mask[start:end],
+                                   logits_to_keep=logits_to_keep + 1,
+                                   **{k: v[start:end] for k, v in extra.items()}).logits  # fmt: skip
+                logits = logits[:, :-1, :] / self.temperature
+                logps.append(selective_log_softmax(logits, input_ids[start:end, -logits_to_keep:]))
+                if compute_entropy:
+                    entropies.append(entropy_from_logits(logits))
+            return torch.cat(logps), (torch.cat(entropies) if compute_entropy else None), None
+
+        def _compute_loss(self, model, inputs):
+            self._extra_batch = {k: inputs[k] for k in self.extra_image_keys if k in inputs}
+            try:
+                return super()._compute_loss(model, inputs)
+            finally:
+                self._extra_batch = {}
 
         def _generate(self, prompts):
             # TRL marks the text-only prompts of a mixed image/text batch with None, which processors such as
@@ -173,7 +240,18 @@ def make_trainer_class():
             return tuple(out)
 
         def _generate_and_score_completions(self, inputs):
-            output = super()._generate_and_score_completions(inputs)
+            if self.extra_image_keys:
+                # TRL reads `pixel_values` from the processor's output whenever a batch has images: alias it for
+                # the duration of this call (the model never receives it: see _get_per_token_logps_and_entropies)
+                real = self.processing_class
+                self.processing_class = _PixelValuesAlias(real, self.extra_image_keys[0])
+                try:
+                    output = super()._generate_and_score_completions(inputs)
+                finally:
+                    self.processing_class = real
+                output.update(self._extra_image_inputs(inputs))  # kept with the batch for the loss step
+            else:
+                output = super()._generate_and_score_completions(inputs)
             mode = "train" if self.model.training else "eval"
             advantages = output["advantages"]
             informative = advantages.abs() > 1e-8
@@ -297,6 +375,7 @@ def run(ctx) -> Path:
                 peft_config=lora_config(stage_lora(ctx), stage_freeze(ctx)),
                 callbacks=[metrics_callback(ctx.stage_dir / "metrics.jsonl", stage.name)],
             )
+        trainer.extra_image_keys = family.image_inputs
         if args.use_vllm:
             vllm_colocate.install(trainer)
         return _train(ctx, trainer, args, len(dataset), selection, frozen)

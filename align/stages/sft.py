@@ -38,7 +38,7 @@ def training_rows(dataset, is_vlm: bool, where: str):
     """Keep the columns SFT reads; drop the image column for a text-only model (and refuse image rows)."""
     from align.errors import StageError
 
-    keep = [c for c in ("prompt", "completion", "images") if c in dataset.column_names]
+    keep = [c for c in ("prompt", "completion", "images", "image_info") if c in dataset.column_names]
     dataset = dataset.select_columns(keep)
     if not is_vlm and "images" in keep:
         with_images = sum(1 for imgs in dataset["images"] if imgs)
@@ -70,11 +70,18 @@ def train_sft(ctx, dataset, out_dir: Path, extra_defaults: dict | None = None, u
     is_vlm = is_vision_config(model.config)
     frozen = freeze_modules(model, stage_freeze(ctx))
     dataset = training_rows(dataset, is_vlm, f"stage '{ctx.stage.name}'")
-    args = trl_config(SFTConfig, ctx, {**SFT_DEFAULTS, **(extra_defaults or {})})
-    trainer = SFTTrainer(
+    trainer_cls, collator, adapter = SFTTrainer, None, {}
+    if family.name == "hyperclovax_vision":  # remote code that expands image placeholders itself
+        from align.models.hcx_vision import HCXCollator, sft_trainer_class
+
+        trainer_cls, collator = sft_trainer_class(), HCXCollator(processor, model.config.image_token_id)
+        adapter = {"dataset_kwargs": {"skip_prepare_dataset": True}, "remove_unused_columns": False}
+    args = trl_config(SFTConfig, ctx, {**SFT_DEFAULTS, **(extra_defaults or {}), **adapter})
+    trainer = trainer_cls(
         model=model,
         args=args,
         train_dataset=dataset,
+        data_collator=collator,
         processing_class=processor,
         peft_config=lora_config(stage_lora(ctx), stage_freeze(ctx)) if use_lora else None,
         callbacks=[metrics_callback(ctx.stage_dir / "metrics.jsonl", ctx.stage.name)],

@@ -49,7 +49,17 @@ def supported_architecture(model_path: str, trust_remote_code: bool = False) -> 
 
     archs = getattr(AutoConfig.from_pretrained(model_path, trust_remote_code=trust_remote_code), "architectures", None)
     arch = (archs or ["?"])[0]
-    return arch in ModelRegistry.get_supported_archs(), arch
+    if arch not in ModelRegistry.get_supported_archs():
+        return False, arch
+    module = getattr(ModelRegistry.models[arch], "module_name", None)
+    if module:  # e.g. vLLM's LLaVA, LLaVA-OneVision and Qwen2-VL modules import torchvision, absent beside CPU torch
+        import importlib
+
+        try:
+            importlib.import_module(module)
+        except Exception as e:  # noqa: BLE001 - any import failure means vLLM cannot build this model here
+            return False, f"{arch} (its vLLM module does not import here: {type(e).__name__}: {str(e)[:120]})"
+    return True, arch
 
 
 def cpu_kv_cache(rollout) -> dict:

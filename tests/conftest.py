@@ -42,3 +42,18 @@ def small_data(align_cache):
 def write_recipe(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def copy_with_chat_template(src, dst: Path, template: str | None) -> Path:
+    """Copy a model folder, replacing its chat template (``None``: remove it)."""
+    import json
+    import shutil
+
+    shutil.copytree(src, dst)
+    config = json.loads((dst / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    if template is not None:
+        config["chat_template"] = template
+    (dst / "tokenizer_config.json").write_text(json.dumps(config))
+    (dst / "chat_template.jinja").unlink(missing_ok=True)
+    return dst

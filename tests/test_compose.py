@@ -4,7 +4,6 @@ tiny CLIP / SigLIP encoders built from configs and the tiny HyperCLOVAX-format l
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 import torch
@@ -13,7 +12,7 @@ from align.errors import RecipeError, UserError
 from align.io import read_jsonl
 from align.pipeline import run_pipeline
 from align.recipe import load_recipe
-from tests.conftest import ROOT, write_recipe
+from tests.conftest import ROOT, copy_with_chat_template, write_recipe
 
 
 @pytest.fixture(scope="module")
@@ -98,12 +97,7 @@ def test_compose_refuses_bad_inputs_with_what_to_do(tmp_path):
     with pytest.raises(UserError, match="--pool 2") as e:
         compose("tiny-clip-vision", "tiny-korean-lm", tmp_path / "c", pool=2)
     assert "no image-token pooling" in e.value.hint
-    bare = tmp_path / "bare-lm"
-    shutil.copytree(resolve_model_path("tiny-korean-lm"), bare)
-    config = json.loads((bare / "tokenizer_config.json").read_text())
-    config.pop("chat_template", None)
-    (bare / "tokenizer_config.json").write_text(json.dumps(config))
-    (bare / "chat_template.jinja").unlink(missing_ok=True)
+    bare = copy_with_chat_template(resolve_model_path("tiny-korean-lm"), tmp_path / "bare-lm", None)
     with pytest.raises(UserError, match="has no chat template"):
         compose("tiny-clip-vision", str(bare), tmp_path / "d")
     assert not (tmp_path / "d").exists()  # nothing half-written

@@ -14,7 +14,7 @@ from align.errors import StageError, UserError
 from align.io import read_jsonl
 from align.pipeline import run_pipeline
 from align.recipe import load_recipe
-from tests.conftest import write_recipe
+from tests.conftest import copy_with_chat_template, write_recipe
 
 FAMILY_TINIES = ("qwen2_5_vl", "varco_vision", "hyperclovax_text", "hyperclovax_vision")
 
@@ -101,12 +101,7 @@ def test_family_errors_name_what_was_found_and_what_to_set(tiny_family, tmp_path
         detect(SimpleNamespace(model_type="mystery_vlm", architectures=["MysteryForCausalLM"]), None, "/m")
     assert "model.family" in e.value.hint and "trust_remote_code" in e.value.hint
     # a processor without a chat template
-    bare = tmp_path / "bare"
-    shutil.copytree(tiny_family("hyperclovax_text"), bare)
-    config = json.loads((bare / "tokenizer_config.json").read_text())
-    config.pop("chat_template", None)
-    (bare / "tokenizer_config.json").write_text(json.dumps(config))
-    (bare / "chat_template.jinja").unlink(missing_ok=True)
+    bare = copy_with_chat_template(tiny_family("hyperclovax_text"), tmp_path / "bare", None)
     from align.models import load_processor
 
     with pytest.raises(UserError, match="has no chat template"):
@@ -259,15 +254,8 @@ def test_guard_hyperclovax_answer_must_train_both_end_tokens(tiny_family, tmp_pa
     from align.models.guards import check_sft_batch
     from align.models.tiny import CHAT_TEMPLATE
 
-    path = tmp_path / "m"
-    shutil.copytree(tiny_family("hyperclovax_text"), path)
     broken = CHAT_TEMPLATE.replace("<|im_end|><|endofturn|>", "<|im_end|>")
-    config = json.loads((path / "tokenizer_config.json").read_text())
-    if "chat_template" in config:
-        config["chat_template"] = broken
-        (path / "tokenizer_config.json").write_text(json.dumps(config))
-    if (path / "chat_template.jinja").exists():
-        (path / "chat_template.jinja").write_text(broken)
+    path = copy_with_chat_template(tiny_family("hyperclovax_text"), tmp_path / "m", broken)
     trainer, family = _sft_trainer(str(path), tmp_path, _rows(image=False))
     with pytest.raises(StageError, match=r"must end with <\|im_end\|><\|endofturn\|> carrying loss"):
         check_sft_batch(trainer, family, "stage 'sft'")
@@ -407,3 +395,18 @@ def test_hcx_grpo_scores_the_policy_with_its_images(tiny_family, tmp_path):
         -1, batch["completion_ids"].unsqueeze(-1)).squeeze(-1)  # fmt: skip
     assert torch.allclose(logps, manual, atol=1e-5)
     assert not torch.allclose(logps, swapped, atol=1e-4)
+
+
+@pytest.mark.parametrize("stage", ["dpo", "rm"])
+def test_stages_a_family_cannot_run_stop_with_why(tiny_family, tmp_path, stage):
+    f = write_recipe(tmp_path / "r.yaml", f"""
+name: t
+output_dir: {tmp_path}
+model: {{path: {tiny_family("hyperclovax_vision")}, trust_remote_code: true}}
+data: {{train_size: 8, eval_size: 4, tasks: [color]}}
+eval: {{enabled: false}}
+stages: [{{type: {stage}}}]
+""")
+    with pytest.raises(StageError, match=f"the {stage} stage does not support hyperclovax_vision") as e:
+        run_pipeline(load_recipe(f))
+    assert "sft, rft or grpo" in e.value.hint

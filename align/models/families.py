@@ -29,6 +29,7 @@ class Family:
     modules: dict[str, tuple[str, ...]] = field(default_factory=dict)  # role -> parameter-name fragments
     generation: dict = field(default_factory=dict)  # model-card sampling advice beyond its generation_config.json
     image_inputs: tuple[str, ...] = ()  # processor outputs the model takes under names TRL does not forward
+    unsupported_stages: dict[str, str] = field(default_factory=dict)  # stage type -> why it cannot run
     vllm: str = "any vLLM version with the architecture"
     hardware: str = ""
 
@@ -56,6 +57,12 @@ FAMILIES = {
             remote_code=True,
             image_token="<|dummy3|>",
             image_inputs=("pixel_values_images", "image_sizes_images", "vision_query_lengths_images"),
+            unsupported_stages={
+                "dpo": "TRL's DPOTrainer scores chosen/rejected with the processor's text expansion of image tokens; "
+                "this model inserts its visual tokens inside forward",
+                "rm": "the reward-model head reads the hidden state at the last input position, which this model "
+                "shifts by its visual tokens",
+            },
             end_of_turn=("<|im_end|>", "<|endofturn|>"),
             stop_tokens=("<|endofturn|>", "<|stop|>"),
             modules={"vision_tower": ("vision_model",), "connector": ("mm_projector",),
@@ -162,6 +169,20 @@ def apply_generation_stops(model, family: Family, tokenizer) -> None:
     current = model.generation_config.eos_token_id
     current = [] if current is None else [current] if isinstance(current, int) else list(current)
     model.generation_config.eos_token_id = current + [i for i in ids if i not in current]
+
+
+def check_stage(ctx) -> Family:
+    """The family of the stage's input model; stops a stage the family cannot run, saying why and what to use."""
+    from align.errors import StageError
+    from align.models import load_config
+
+    spec = ctx.recipe.model
+    family = resolve(spec.family, load_config(ctx.input_model, spec.trust_remote_code), None, ctx.input_model)
+    reason = family.unsupported_stages.get(ctx.stage.type)
+    if reason:
+        raise StageError(f"stage '{ctx.stage.name}': the {ctx.stage.type} stage does not support {family.name} "
+                         f"models yet: {reason}", "use the sft, rft or grpo stages with this model")  # fmt: skip
+    return family
 
 
 def describe(family: Family) -> dict:

@@ -65,9 +65,11 @@ def run(ctx) -> Path:
     from align.distributed import finish_training, main_only
     from align.io import atomic_write_json
     from align.models import freeze_modules, is_vision_config, load_model_and_processor
+    from align.models.families import check_stage
     from align.resume import run_trainer
     from align.training import count_params, lora_config, metrics_callback, stage_freeze, stage_lora, trl_config
 
+    check_stage(ctx)
     stage, spec = ctx.stage, ctx.recipe.model
     held_out, train = split_pairs(preference_rows(ctx), stage.eval_fraction, ctx.recipe.seed)
     model, processor, _ = load_model_and_processor(ctx.input_model, spec, "float32" if not ctx.on_gpu else None)

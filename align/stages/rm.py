@@ -64,9 +64,11 @@ def run(ctx) -> str:
 
     from align.data.preferences import preference_rows, split_pairs
     from align.models import freeze_modules
+    from align.models.families import check_stage
     from align.training import stage_lora
     from rewards.reward_model import ScalarRewardModel
 
+    check_stage(ctx)
     stage = ctx.stage
     held_out, train = split_pairs(preference_rows(ctx), stage.eval_fraction, ctx.recipe.seed)
     torch.manual_seed(ctx.recipe.seed)

@@ -410,3 +410,18 @@ stages: [{{type: {stage}}}]
     with pytest.raises(StageError, match=f"the {stage} stage does not support hyperclovax_vision") as e:
         run_pipeline(load_recipe(f))
     assert "sft, rft or grpo" in e.value.hint
+
+
+def test_model_info_cli_prints_the_family(tiny_family, capsys):
+    from align.cli import main
+
+    paths = {f: tiny_family(f) for f in ("varco_vision", "hyperclovax_vision")}
+    capsys.readouterr()  # building the tiny models prints progress
+    assert main(["model", "info", paths["varco_vision"], "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["name"] == "varco_vision" and info["processor"] == "LlavaOnevisionProcessor"
+    assert "<bbox>" in info["marker_tokens"] and info["modules"]["connector"] == ["multi_modal_projector",
+                                                                                   "image_newline"]  # fmt: skip
+    assert main(["model", "info", paths["hyperclovax_vision"], "--trust-remote-code"]) == 0
+    out = capsys.readouterr().out
+    assert "hyperclovax_vision" in out and "removed in 0.28" in out

@@ -170,6 +170,7 @@ output_dir: {out}
 model: {{path: {model}, family: {family}, trust_remote_code: {trust}}}
 data: {{train_size: 8, eval_size: 4, seed: 2, tasks: {tasks}}}
 eval: {{max_new_tokens: 6, samples: 1}}
+rollout: {{engine: hf}}  # the family code paths; vLLM has its own tests
 rewards: [{{name: accuracy}}]
 stages:
   - type: sft
@@ -425,3 +426,18 @@ def test_model_info_cli_prints_the_family(tiny_family, capsys):
     assert main(["model", "info", paths["hyperclovax_vision"], "--trust-remote-code"]) == 0
     out = capsys.readouterr().out
     assert "hyperclovax_vision" in out and "removed in 0.28" in out
+
+
+def test_remote_code_that_fails_under_this_transformers_says_so(tiny_family, tmp_path):
+    """HyperCLOVAX-SEED-Vision's published code is reported to need transformers 4.52-4.57.1: a remote-code model
+    that fails to load stops with the transformers version and what to do."""
+    from align.models import load_model
+
+    path = tmp_path / "hcx"
+    shutil.copytree(tiny_family("hyperclovax_vision"), path)
+    code = path / "modeling_hcx_tiny.py"
+    code.write_text(code.read_text().replace("class HCXVisionForCausalLM(", "raise ImportError('cannot import name "
+                                             "LlamaFlashAttention2')\n\n\nclass HCXVisionForCausalLM("))  # fmt: skip
+    with pytest.raises(UserError, match="own code failed to load .* under transformers 5") as e:
+        load_model(str(path), recipe_model("hyperclovax_vision"))
+    assert "4.52-4.57.1" in e.value.hint

@@ -184,7 +184,17 @@ def load_model(path: str, spec=None, dtype: str | None = None):
         loader = "AutoModelForImageTextToText" if is_vision_config(config) else "AutoModelForCausalLM"
     else:
         loader = family.loader
-    return getattr(transformers, loader).from_pretrained(path, **kwargs)
+    try:
+        return getattr(transformers, loader).from_pretrained(path, **kwargs)
+    except (ImportError, AttributeError, TypeError, ValueError) as e:
+        if not family.remote_code:
+            raise
+        raise UserError(
+            f"the {family.name} model's own code failed to load {path} under transformers {transformers.__version__}: "
+            f"{type(e).__name__}: {e}",
+            "HyperCLOVAX-SEED-Vision's published code is reported to need transformers 4.52-4.57.1; use a model "
+            "revision whose code supports transformers 5, or a separate environment with that transformers",
+        ) from e
 
 
 def load_model_and_processor(path: str, spec=None, dtype: str | None = None):

@@ -65,9 +65,11 @@ FAMILIES = {
             },
             end_of_turn=("<|im_end|>", "<|endofturn|>"),
             stop_tokens=("<|endofturn|>", "<|stop|>"),
-            modules={"vision_tower": ("vision_model",), "connector": ("mm_projector",),
+            modules={"vision_tower": ("vision_model",), "connector": ("mm_projector", "image_newline"),
                      "language_model": ("language_model",)},  # fmt: skip
-            vllm="vLLM 0.9.2 to 0.27 (HCXVisionForCausalLM); removed in 0.28 — use the HF engine or an older vLLM",
+            generation={"temperature": 0.5, "top_p": 0.6, "repetition_penalty": 1.0},  # the model card's example
+            vllm="vLLM ≥ 0.10 up to 0.27.x (HCXVisionForCausalLM, added July 2025); removed in 0.28 — use the HF "
+            "engine or an older vLLM",
             hardware="one 40 GB GPU for LoRA; 80 GB for full fine-tuning",
         ),
         Family(

@@ -293,10 +293,12 @@ def finish_training(ctx, trainer, processor, out_dir: Path) -> Path:
 
 def _save_state_dict(model, state, processor, out_dir: Path) -> None:
     from align.io import atomic_dir
+    from align.models.compose import vllm_weight_names
 
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp, state_dict=state)
         processor.save_pretrained(tmp)
+        vllm_weight_names(tmp)  # LLaVA: the tower under the names vLLM loads
 
 
 def forget_deepspeed() -> None:

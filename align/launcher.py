@@ -321,6 +321,11 @@ def launch(recipe_path: str, overrides: list[str], dry_run: bool = False, say=pr
             "rollout.vllm_mode is 'server' but the recipe has no launch.vllm_server block",
             "add launch.vllm_server: {gpus: 1} (GPUs of node 0 for `vllm serve`), or use colocate",
         )
+    if recipe.model.compose is not None:
+        raise UserError(
+            "rollout.vllm_mode 'server' starts `vllm serve` before the run composes its model (model.compose)",
+            "compose first (align model compose … --out DIR) and set model.path: DIR, or use vllm_mode: colocate",
+        )
     if not on_gpu:
         raise UserError(
             "GRPO in vLLM server mode needs GPUs (TRL syncs weights to the server over NCCL)",

@@ -133,3 +133,16 @@ def test_compose_align_sft_grpo_recipe_on_tiny_models(tmp_path):
     assert starts[0]["input_model"] == str(run / "compose" / "model")
     assert starts[1]["input_model"] == str(run / "align" / "model")
     assert json.loads((run / "grpo" / "summary.json").read_text())["steps"] == 1
+    # every stage's output keeps the LLaVA weight layout vLLM loads (transformers would write the tower without it)
+    for stage in ("align", "sft", "grpo"):
+        keys = load_file(str(run / stage / "model" / "model.safetensors")).keys()
+        assert all(k.startswith("vision_tower.vision_model.") for k in keys if k.startswith("vision_tower.")), stage
+
+
+def test_vllm_server_mode_refused_for_a_composed_model():
+    """`./launch.sh` would start `vllm serve` before the run has composed its model."""
+    from align.launcher import launch
+
+    server = ["rollout.vllm_mode=server", "launch.vllm_server={gpus: 1}"]
+    with pytest.raises(UserError, match="before the run composes its model"):
+        launch(str(ROOT / "recipes" / "compose_small_korean_vlm.yaml"), server, dry_run=True, say=lambda *a: None)

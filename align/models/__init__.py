@@ -239,7 +239,10 @@ def save_model(model, processor, out_dir: str | Path) -> Path:
 
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
+    from align.models.compose import vllm_weight_names
+
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
+        vllm_weight_names(tmp)  # LLaVA: the tower under the names vLLM loads
     return Path(out_dir)

@@ -96,10 +96,28 @@ def llava_key(name: str) -> str:
     return name
 
 
+def vllm_weight_names(folder: Path) -> None:
+    """Rename a saved LLaVA model's tower weights to the original layout vLLM loads (transformers still loads it).
+    Called on every save of a LLaVA model (compose and each stage's output)."""
+    from safetensors.torch import load_file, save_file
+
+    config = json.loads((folder / "config.json").read_text())
+    if config.get("model_type") != "llava":
+        return
+    for shard in sorted(folder.glob("*.safetensors")):
+        weights = load_file(str(shard))
+        if any(llava_key(k) != k for k in weights):
+            save_file({llava_key(k): v for k, v in weights.items()}, str(shard), metadata={"format": "pt"})
+    index = folder / "model.safetensors.index.json"
+    if index.exists():
+        data = json.loads(index.read_text())
+        data["weight_map"] = {llava_key(k): v for k, v in data["weight_map"].items()}
+        index.write_text(json.dumps(data, indent=2))
+
+
 def compose(vision: str, language: str, out_dir: str | Path, projector: str = "mlp2x_gelu", pool: int = 1,
             seed: int = 0, progress=print) -> Path:  # fmt: skip
     import torch
-    from safetensors.torch import load_file, save_file
     from transformers import AutoImageProcessor, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
 
     from align.io import atomic_dir
@@ -147,14 +165,7 @@ def compose(vision: str, language: str, out_dir: str | Path, projector: str = "m
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
-        for shard in sorted(tmp.glob("*.safetensors")):  # rename the tower's weights to the LLaVA layout
-            weights = load_file(str(shard))
-            save_file({llava_key(k): v for k, v in weights.items()}, str(shard), metadata={"format": "pt"})
-        index = tmp / "model.safetensors.index.json"
-        if index.exists():
-            data = json.loads(index.read_text())
-            data["weight_map"] = {llava_key(k): v for k, v in data["weight_map"].items()}
-            index.write_text(json.dumps(data, indent=2))
+        vllm_weight_names(tmp)
         (tmp / "composed_from.json").write_text(json.dumps(
             {"vision": vision_path, "language": language_path, "projector": projector, "seed": seed,
              "image_tokens_per_image": patches}, indent=2))  # fmt: skip

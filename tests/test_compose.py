@@ -4,6 +4,7 @@ tiny CLIP / SigLIP encoders built from configs and the tiny HyperCLOVAX-format l
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -146,3 +147,31 @@ def test_vllm_server_mode_refused_for_a_composed_model():
     server = ["rollout.vllm_mode=server", "launch.vllm_server={gpus: 1}"]
     with pytest.raises(UserError, match="before the run composes its model"):
         launch(str(ROOT / "recipes" / "compose_small_korean_vlm.yaml"), server, dry_run=True, say=lambda *a: None)
+
+
+def test_compose_from_a_full_clip_checkpoint_and_a_string_only_chat_template(tmp_path):
+    """A full CLIPModel folder gives its vision half; a language model whose template only knows string content
+    still renders image/text parts (the flattening prefix puts <image> where each image goes)."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor, CLIPConfig, CLIPModel
+
+    from align.models import resolve_model_path
+    from align.models.compose import compose
+
+    torch.manual_seed(0)
+    full = CLIPModel(CLIPConfig(
+        text_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2},
+        vision_config={"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 1,
+                       "image_size": 32, "patch_size": 8}))  # fmt: skip
+    full.save_pretrained(tmp_path / "clip-full")
+    shutil.copy(resolve_model_path("tiny-clip-vision") + "/preprocessor_config.json", tmp_path / "clip-full")
+    plain = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+             "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")  # fmt: skip
+    lm = copy_with_chat_template(resolve_model_path("tiny-korean-lm"), tmp_path / "lm", plain)
+    out = compose(str(tmp_path / "clip-full"), str(lm), tmp_path / "vlm")
+    model = AutoModelForImageTextToText.from_pretrained(out)
+    for name, tensor in full.vision_model.state_dict().items():
+        assert torch.equal(model.model.vision_tower.state_dict()[name], tensor), name
+    processor = AutoProcessor.from_pretrained(out)
+    text = processor.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text",
+                                          "text": "무엇?"}]}], tokenize=False, add_generation_prompt=True)  # fmt: skip
+    assert text == "<|im_start|>user\n<image>\n무엇?<|im_end|>\n<|im_start|>assistant\n"

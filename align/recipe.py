@@ -77,7 +77,7 @@ class ModelSpec(Strict):
     )
 
     @model_validator(mode="after")
-    def _known_family(self):
+    def _check(self):
         from align.models.families import FAMILIES
 
         if self.compose is not None and "path" in self.model_fields_set:

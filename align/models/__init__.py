@@ -95,7 +95,7 @@ def images_only_processor(cls, **kwargs):
     return processor
 
 
-def _images_only_processor(path: str, trust_remote_code: bool):
+def _load_images_only_processor(path: str, trust_remote_code: bool):
     """Qwen2.5-VL / LLaVA-OneVision (VARCO) processor without its video processor, which needs torchvision."""
     import transformers
     from transformers import AutoImageProcessor, AutoTokenizer
@@ -125,7 +125,7 @@ def load_processor(path: str, trust_remote_code: bool = False):
     try:
         proc = AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError, ImportError, AttributeError) as e:
-        proc = _images_only_processor(path, trust_remote_code)  # images work without torchvision; videos do not
+        proc = _load_images_only_processor(path, trust_remote_code)  # images work without torchvision; videos do not
         if proc is None and isinstance(e, (ImportError, AttributeError)):
             from transformers.utils import is_torchvision_available
 
@@ -167,9 +167,10 @@ def load_config(path: str, trust_remote_code: bool = False):
         raise
 
 
-def load_model(path: str, spec=None, dtype: str | None = None):
+def load_model(path: str, spec=None, dtype: str | None = None, family=None):
     """Load a model for training or generation with its family's class: image-text-to-text for VLMs, causal LM for
-    text models and for remote-code VLMs that register as causal LMs (HyperCLOVAX-SEED-Vision)."""
+    text models and for remote-code VLMs that register as causal LMs (HyperCLOVAX-SEED-Vision). ``family``: already
+    resolved (else read from the config)."""
     import transformers
 
     from align.models.families import resolve
@@ -179,7 +180,7 @@ def load_model(path: str, spec=None, dtype: str | None = None):
     if spec and spec.attn_implementation:
         kwargs["attn_implementation"] = spec.attn_implementation
     config = load_config(path, trust)
-    family = resolve(spec.family if spec else "auto", config, None, path)
+    family = family or resolve(spec.family if spec else "auto", config, None, path)
     if family.name == "generic":
         loader = "AutoModelForImageTextToText" if is_vision_config(config) else "AutoModelForCausalLM"
     else:
@@ -202,10 +203,11 @@ def load_model_and_processor(path: str, spec=None, dtype: str | None = None):
     model's generation_config)."""
     from align.models.families import apply_generation_stops, resolve
 
-    processor = load_processor(path, bool(spec and spec.trust_remote_code))
-    model = load_model(path, spec, dtype)
+    trust = bool(spec and spec.trust_remote_code)
+    processor = load_processor(path, trust)
     tok = getattr(processor, "tokenizer", processor)
-    family = resolve(spec.family if spec else "auto", model.config, tok, path)
+    family = resolve(spec.family if spec else "auto", load_config(path, trust), tok, path)
+    model = load_model(path, spec, dtype, family)
     apply_generation_stops(model, family, tok)
     return model, processor, family
 

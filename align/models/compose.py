@@ -74,10 +74,10 @@ def _vision_encoder(path: str):
 def _language_model(path: str):
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from align.models import resolve_model_path
+    from align.models import is_vision_config, resolve_model_path
 
     path = resolve_model_path(path, progress=None)
-    if hasattr(AutoConfig.from_pretrained(path), "vision_config"):
+    if is_vision_config(AutoConfig.from_pretrained(path)):
         raise UserError(f"--language {path} is already a vision-language model", "give a text-only causal LM")
     tokenizer = AutoTokenizer.from_pretrained(path)
     if not tokenizer.chat_template:

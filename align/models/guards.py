@@ -162,16 +162,11 @@ def check_sft_batch(trainer, family, where: str, rows: int = 4) -> dict:
 def check_prompts(model, processor, dataset, max_completion_length: int, where: str, rows: int = 4) -> None:
     """GRPO: the first prompts, rendered with the chat template and processed with their images, have matching
     image tokens and leave room for ``max_completion_length`` tokens in the context."""
-    from trl.data_utils import prepare_multimodal_messages
+    from rollouts.hf import chat_texts
 
-    n = min(rows, len(dataset))
-    texts, images = [], []
-    for i in range(n):
-        row = dataset[i]
-        imgs = row.get("images") or []
-        prompt = prepare_multimodal_messages(row["prompt"], images=imgs) if imgs else row["prompt"]
-        texts.append(processor.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True))
-        images.append(imgs)
+    first = [dataset[i] for i in range(min(rows, len(dataset)))]
+    images = [row.get("images") or [] for row in first]
+    texts = chat_texts(processor, [row["prompt"] for row in first], images)
     kwargs = {"images": images} if any(images) else {}
     batch = processor(text=texts, padding=True, return_tensors="pt", add_special_tokens=False, **kwargs)
     check_context(batch["attention_mask"].sum(dim=1).tolist(), model.config, where, extra=max_completion_length,

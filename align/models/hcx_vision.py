@@ -16,14 +16,10 @@ from __future__ import annotations
 
 import json
 
+from align.data.loaders import content_text
+
 IGNORE = -100
 INFO_FIELDS = ("ocr", "lens_keywords", "lens_local_keywords")
-
-
-def _text(content) -> str:
-    if isinstance(content, str):
-        return content
-    return "".join(p.get("text", "") for p in content if p.get("type") == "text")
 
 
 def vlm_chat(messages: list[dict], images: list, image_info: str | None = None) -> list[dict]:
@@ -44,7 +40,7 @@ def vlm_chat(messages: list[dict], images: list, image_info: str | None = None) 
         if m["role"] == "user" and not placed:
             chat += entries
             placed = True
-        chat.append({"role": m["role"], "content": {"type": "text", "text": _text(m["content"])}})
+        chat.append({"role": m["role"], "content": {"type": "text", "text": content_text(m["content"])}})
     return chat if placed else entries + chat
 
 
@@ -61,7 +57,8 @@ class HCXCollator:
         images = list(row.get("images") or [])
         prompt_chat, images, _ = self.processor.load_images_videos(vlm_chat(row["prompt"], images,
                                                                             row.get("image_info")))  # fmt: skip
-        answer = {"role": "assistant", "content": {"type": "text", "text": _text(row["completion"][-1]["content"])}}
+        answer_text = content_text(row["completion"][-1]["content"])
+        answer = {"role": "assistant", "content": {"type": "text", "text": answer_text}}
         prompt = self.tok.apply_chat_template(prompt_chat, tokenize=False, add_generation_prompt=True)
         full = self.tok.apply_chat_template(prompt_chat + [answer], tokenize=False)
         if not full.startswith(prompt):

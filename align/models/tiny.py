@@ -15,7 +15,6 @@ Everything is deterministic: the same builder version and seed give the same wei
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -192,16 +191,20 @@ def build_model(spec: TinySpec, tokenizer):
     return model
 
 
+def already_built(out_dir: Path, stamp: dict) -> bool:
+    """True when ``out_dir`` holds a model built with ``stamp`` (its ``tiny_spec.json``). A stale folder is left
+    in place until ``atomic_dir`` swaps the rebuilt one in."""
+    stamp_file = out_dir / "tiny_spec.json"
+    return stamp_file.exists() and json.loads(stamp_file.read_text()) == stamp
+
+
 def build_tiny(out_dir: str | Path, spec: TinySpec | None = None, force: bool = False) -> Path:
     """Build (or reuse) the tiny Korean VLM at ``out_dir``. Rebuilds when the builder version or spec changed."""
     spec = spec or TinySpec()
     out_dir = Path(out_dir)
     stamp = {"builder_version": BUILDER_VERSION, **asdict(spec)}
-    stamp_file = out_dir / "tiny_spec.json"
-    if not force and stamp_file.exists() and json.loads(stamp_file.read_text()) == stamp:
+    if not force and already_built(out_dir, stamp):
         return out_dir
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
     tokenizer = build_tokenizer(spec)
     processor = tokenizer if spec.text_only else build_processor(spec, tokenizer)
     model = build_model(spec, tokenizer)

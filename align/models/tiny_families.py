@@ -13,12 +13,11 @@ test the family code paths (SFT, GRPO, generation, the batch guards) on CPU; the
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 from align.io import atomic_dir
 from align.models import images_only_processor
-from align.models.tiny import TinySpec, build_tokenizer
+from align.models.tiny import TinySpec, already_built, build_tokenizer
 
 # Qwen2-VL / Qwen2.5-VL chat layout: a default system turn, images as <|vision_start|><|image_pad|><|vision_end|>
 # before the text, turns closed by <|im_end|> and a newline.
@@ -152,11 +151,8 @@ def build_tiny_family(family: str, out_dir: str | Path, spec: TinySpec | None = 
     spec = spec or TinySpec()
     out_dir = Path(out_dir)
     stamp = {"family": family, "builder_version": 1, **spec.__dict__}
-    stamp_file = out_dir / "tiny_spec.json"
-    if stamp_file.exists() and json.loads(stamp_file.read_text()) == stamp:
+    if already_built(out_dir, stamp):
         return out_dir
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
     torch.manual_seed(spec.seed)
     model, processor, stops = BUILDERS[family](spec)
     tok = processor.tokenizer

@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 from align.io import atomic_dir
-from align.models.tiny import CHAT_TOKENS, TinySpec, build_tokenizer
+from align.models.tiny import CHAT_TOKENS, TinySpec, already_built, build_tokenizer
 
 CODE = Path(__file__).parent / "assets" / "tiny_hcx_vision"
 IMAGE_TOKEN = "<|dummy3|>"
@@ -44,33 +44,19 @@ TEMPLATE = (
 def build_tiny_hcx(out_dir: str | Path, spec: TinySpec | None = None) -> Path:
     import torch
     from transformers import GenerationConfig, SiglipImageProcessorPil
+    from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
     spec = spec or TinySpec()
     out_dir = Path(out_dir)
     stamp = {"family": "hyperclovax_vision", "builder_version": 1, **spec.__dict__}
-    if (out_dir / "tiny_spec.json").exists() and json.loads((out_dir / "tiny_spec.json").read_text()) == stamp:
+    if already_built(out_dir, stamp):
         return out_dir
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    import importlib.util
-    import sys
-
-    # import the stand-in's own code the way transformers' remote-code loader will
-    package = "tiny_hcx_vision_code"
-    for name in ("configuration_hcx_tiny", "modeling_hcx_tiny", "processing_hcx_tiny"):
-        mod_name = f"{package}.{name}"
-        if mod_name not in sys.modules:
-            if package not in sys.modules:
-                pkg = importlib.util.module_from_spec(importlib.machinery.ModuleSpec(package, None, is_package=True))
-                pkg.__path__ = [str(CODE)]
-                sys.modules[package] = pkg
-            loader_spec = importlib.util.spec_from_file_location(mod_name, CODE / f"{name}.py")
-            module = importlib.util.module_from_spec(loader_spec)
-            sys.modules[mod_name] = module
-            loader_spec.loader.exec_module(module)
-    HCXVisionConfig = sys.modules[f"{package}.configuration_hcx_tiny"].HCXVisionConfig
-    HCXVisionForCausalLM = sys.modules[f"{package}.modeling_hcx_tiny"].HCXVisionForCausalLM
-    HCXVisionProcessor = sys.modules[f"{package}.processing_hcx_tiny"].HCXVisionProcessor
+    # the stand-in's classes, imported the way transformers imports a model's remote code
+    HCXVisionConfig, HCXVisionForCausalLM, HCXVisionProcessor = (
+        get_class_from_dynamic_module(ref, str(CODE))
+        for ref in ("configuration_hcx_tiny.HCXVisionConfig", "modeling_hcx_tiny.HCXVisionForCausalLM",
+                    "processing_hcx_tiny.HCXVisionProcessor")
+    )  # fmt: skip
 
     tok = build_tokenizer(spec, CHAT_TOKENS + [IMAGE_TOKEN], added=("<ocr>", "<lens>", "<lens_local>"),
                           image_token=None, template=TEMPLATE)  # fmt: skip

@@ -10,7 +10,8 @@
 #   ./launch.sh setup                                       only create/update the environment
 #
 # The environment is a virtualenv in .venv (override with ALIGN_VENV). It is created and the project installed
-# on first use; afterwards the set-up is skipped unless pyproject.toml or the requested extras changed.
+# on first use; afterwards the set-up is skipped unless pyproject.toml changed or an extra is asked for that is not
+# installed yet (an environment with more extras than asked counts as set up).
 # torch is installed first: the CPU build on a machine without an NVIDIA GPU (so pip never pulls a CUDA build
 # by accident), the default (CUDA) build from PyPI where `nvidia-smi` sees a GPU.
 # Environment variables: ALIGN_VENV, ALIGN_PYTHON (interpreter for the venv), ALIGN_EXTRAS (extra pip extras,
@@ -34,13 +35,32 @@ extras_for() {
   printf '%s' "$extras"
 }
 
+# The set-up stamp ($VENV/.align-setup) records what was installed: a hash of pyproject.toml and the GPU flag, then
+# the extras. An environment counts as set up when the hash matches and it has every extra asked for (more is fine:
+# `./launch.sh RECIPE` after `./launch.sh test` installs nothing).
+setup_hash() { (cat "$ROOT/pyproject.toml"; echo "gpu=$(has_gpu && echo 1 || echo 0)") | sha256sum | cut -c1-16; }
+
+installed_extras() {
+  local stamp_file="$VENV/.align-setup"
+  [ -f "$stamp_file" ] && [ "$(sed -n 1p "$stamp_file")" = "$(setup_hash)" ] && sed -n 2p "$stamp_file"
+}
+
+has_extras() {  # has_extras "a,b" "a,b,c" -> true when every extra of $1 is in $2
+  local want have x
+  IFS=, read -ra want <<< "$1"
+  for x in "${want[@]}"; do
+    [ -z "$x" ] && continue
+    case ",$2," in *",$x,"*) ;; *) return 1 ;; esac
+  done
+}
+
 setup() {
   local extras; extras="$(extras_for "$1")"
-  local stamp_file="$VENV/.align-setup"
-  local stamp; stamp="$( (cat "$ROOT/pyproject.toml"; echo "extras=$extras"; echo "gpu=$(has_gpu && echo 1 || echo 0)") | sha256sum | cut -c1-16)"
-  if [ -f "$stamp_file" ] && [ "$(cat "$stamp_file")" = "$stamp" ] && [ -x "$VENV/bin/align" ]; then
+  local have
+  if have="$(installed_extras)" && has_extras "$extras" "$have" && [ -x "$VENV/bin/align" ]; then
     return 0
   fi
+  have="${have:-}"
   if [ ! -x "$VENV/bin/python" ]; then
     say "creating virtualenv $VENV"
     "$PY" -m venv "$VENV"
@@ -57,16 +77,18 @@ setup() {
         || "${pip[@]}" install "torch==$TORCH_VERSION+cpu" --index-url "$TORCH_CPU_INDEX" --extra-index-url https://pypi.org/simple
     fi
   fi
+  # keep the extras already installed (when pyproject.toml did not change)
+  local all; all="$(printf '%s,%s' "$have" "$extras" | tr ',' '\n' | sed '/^$/d' | sort -u | paste -sd, -)"
   local target="$ROOT"
-  if [ -n "$extras" ]; then target="$ROOT[$extras]"; fi
+  if [ -n "$all" ]; then target="$ROOT[$all]"; fi
   say "installing the workbench ($target)"
   "${pip[@]}" install -e "$target"
-  if [ -x "$ROOT/scripts/post_install.sh" ]; then "$ROOT/scripts/post_install.sh" "$VENV" "$extras"; fi
-  echo "$stamp" > "$stamp_file"
+  if [ -x "$ROOT/scripts/post_install.sh" ]; then "$ROOT/scripts/post_install.sh" "$VENV" "$all"; fi
+  printf '%s\n%s\n' "$(setup_hash)" "$all" > "$VENV/.align-setup"
 }
 
 if [ $# -eq 0 ] || [ "$1" = "-h" ] || [ "$1" = "--help" ]; then
-  sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
   exit 0
 fi
 

@@ -18,8 +18,14 @@ import os
 import sys
 from pathlib import Path
 
+from align.errors import UserError
+from align.models.families import FAMILIES
+
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+if not sys.stderr.isatty():  # a log file or a pipe: progress as lines (the stages log theirs), no redrawn bars
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 
 
 def _load(recipe: str | None, overrides=(), check_args: bool = True):
@@ -92,12 +98,11 @@ def _add_resume(parser) -> None:
 
 
 def cmd_build_tiny(args) -> int:
-    from align.models import TINY_NAME, cache_dir
+    from align.io import cache_dir
     from align.models.tiny import build_tiny
+    from align.models.tiny_families import TINY_NAME, build_tiny_family
 
     if args.family:
-        from align.models.tiny_families import build_tiny_family
-
         out = Path(args.out) if args.out else cache_dir() / "models" / f"tiny-{args.family}"
         print(f"tiny {args.family} model ready at {build_tiny_family(args.family, out)}")
         return 0
@@ -213,8 +218,6 @@ def cmd_rewards_try(args) -> int:
     from rich.console import Console
 
     import rewards as registry
-    from align.errors import UserError
-
     console = Console(highlight=False)
     reward = registry.resolve({"name": args.name, "args": _parse_kv(args.args)}, Path.cwd())
     if args.file:
@@ -271,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = msub.add_parser("build-tiny", help="build the embedded tiny Korean VLM")
     b.add_argument("--out", help="output directory (default: the cache)")
     b.add_argument("--force", action="store_true", help="rebuild even if present")
-    b.add_argument("--family", choices=("hyperclovax_text", "hyperclovax_vision", "qwen2_5_vl", "varco_vision"),
+    b.add_argument("--family", choices=tuple(FAMILIES),
                    help="build the tiny model of this family instead (tests and recipe smoke runs)")  # fmt: skip
     b.set_defaults(func=cmd_build_tiny)
     mc = msub.add_parser("compose", help="build a LLaVA-family VLM from a vision encoder and a language model")
@@ -284,7 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     mc.set_defaults(func=cmd_model_compose)
     mi = msub.add_parser("info", help="the model's family: loader, chat tokens, stop tokens, modules, vLLM support")
     mi.add_argument("path", help="model directory, hub id or tiny-korean-vlm")
-    mi.add_argument("--family", default="auto", help="check the model against this family instead of detecting it")
+    mi.add_argument("--family", default="auto", choices=("auto", *FAMILIES),
+                    help="check the model against this family instead of detecting it")  # fmt: skip
     mi.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code")
     mi.add_argument("--json", action="store_true")
     mi.set_defaults(func=cmd_model_info)
@@ -337,8 +341,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from align.errors import UserError
-
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # key=value overrides may also follow the options (argparse stops collecting positionals at the first option)

@@ -26,6 +26,9 @@ import socket
 from pathlib import Path
 
 from align.errors import StageError, UserError
+from align.io import atomic_dir, atomic_write_json
+from align.models import save_model, vllm_weight_names
+from align.models.families import is_vision_config
 
 RECORD = "distributed.json"
 ACCELERATE_ENV = ("ACCELERATE_USE_DEEPSPEED", "ACCELERATE_DEEPSPEED_ZERO_STAGE", "ACCELERATE_USE_FSDP",
@@ -172,14 +175,12 @@ def record_world(run_path: Path, recipe) -> dict:
         "stages": {},
     }
     if is_main():
-        from align.io import atomic_write_json
 
         atomic_write_json(run_path / RECORD, record)
     return record
 
 
 def _add_stage_record(run_path: Path, stage: str, entry: dict) -> None:
-    from align.io import atomic_write_json
 
     path = run_path / RECORD
     record = json.loads(path.read_text()) if path.exists() else {"stages": {}}
@@ -267,7 +268,6 @@ def compare_ranks(stage: str, infos: list[dict], launched: int) -> None:
 def finish_training(ctx, trainer, processor, out_dir: Path) -> Path:
     """End of a TRL-trainer stage on every rank: check that the ranks trained one model, record the check in
     distributed.json, and save the model on rank 0 (under ZeRO-3 from the gathered parameters)."""
-    from align.models import save_model
 
     model, acc = trainer.model, trainer.accelerator
     if not is_distributed():
@@ -292,8 +292,6 @@ def finish_training(ctx, trainer, processor, out_dir: Path) -> Path:
 
 
 def _save_state_dict(model, state, processor, out_dir: Path) -> None:
-    from align.io import atomic_dir
-    from align.models.compose import vllm_weight_names
 
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp, state_dict=state)
@@ -313,34 +311,6 @@ def forget_deepspeed() -> None:
 # ------------------------------------------------------------------------------------- launch-time checks
 
 
-def launch_problems(recipe, world: int, on_gpu: bool) -> list[tuple[str, str]]:
-    """Settings that fail or silently degrade with ``world`` processes: (message, hint) pairs, empty if fine.
-    Used by the launcher (before any process starts) and by every rank at the start of a run."""
-    from align.stages import stage_module
-
-    problems: list[tuple[str, str]] = []
-    if world <= 1:
-        return problems
-    for stage in recipe.stages:
-        where = f"stage '{stage.name}'"
-        if not getattr(stage_module(stage.type), "DISTRIBUTED", False):
-            message = f"{where} ({stage.type}) runs as a single process and cannot run on {world} processes"
-            problems.append((message, "run it in a recipe with launch.processes: 1 and launch.nodes: 1"))
-        if stage.type == "grpo" and stage.args.get("log_multimodal"):
-            message = (
-                f"{where}: args.log_multimodal: true hangs TRL 1.16 on {world} processes when a rank's batch has no "
-                "image (it gathers images only on ranks that have them)"
-            )
-            problems.append((message, "remove log_multimodal (the workbench turns it off on several processes)"))
-        if not on_gpu and stage.args.get("use_cpu") is False:
-            message = (
-                f"{where}: args.use_cpu: false on a machine without GPUs makes each of the {world} processes train "
-                "its own copy"
-            )
-            problems.append((message, "remove use_cpu from args"))
-    return problems
-
-
 def uses_deepspeed() -> bool:
     return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
 
@@ -354,8 +324,6 @@ def check_data(recipe, train, model_path: str) -> None:
     from datasets import Image, Sequence
     from transformers import AutoConfig
 
-    from align.models import is_vision_config
-
     if not is_vision_config(AutoConfig.from_pretrained(model_path, trust_remote_code=recipe.model.trust_remote_code)):
         return
     images = train.select_columns(["images"]).cast_column("images", Sequence(Image(decode=False)))["images"]
@@ -367,20 +335,3 @@ def check_data(recipe, train, model_path: str) -> None:
             "use launch.backend: ddp for mixed image/text data, or keep only rows with images (e.g. data.tasks "
             "without arith)",
         )
-
-
-def check_run(recipe, on_gpu: bool) -> None:
-    """At the start of ``align run``: the launched world matches the recipe's launch block, and the recipe can run
-    on it. Catches launchers that silently started one process (``accelerate launch --cpu``)."""
-    want = recipe.launch.processes * recipe.launch.nodes
-    got = launched_world_size()
-    if want != got:
-        raise UserError(
-            f"the recipe's launch block asks for {want} process(es) ({recipe.launch.nodes} node(s) × "
-            f"{recipe.launch.processes}), but this run has {got}",
-            "start multi-process recipes with ./launch.sh or `align launch` (they run accelerate launch), or set "
-            "launch.processes / launch.nodes to what you launched",
-        )
-    problems = launch_problems(recipe, got, on_gpu)
-    if problems:
-        raise UserError(*problems[0])

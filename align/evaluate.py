@@ -13,8 +13,12 @@ import shlex
 import subprocess
 from pathlib import Path
 
+import rewards as registry
+from align.data import load_splits
 from align.errors import UserError
 from align.io import atomic_write_json, atomic_write_text
+from align.spec import RewardSpec
+from rollouts import Sampling, make_engine
 
 EVAL_FILE = "eval.json"
 SAMPLES_FILE = "eval_samples.jsonl"
@@ -23,8 +27,6 @@ SAMPLES_FILE = "eval_samples.jsonl"
 def metric_rewards(recipe, base_dir=None, outputs: dict | None = None):
     """The eval metrics as rewards. A metric whose args name ``stage:NAME`` (e.g. a reward model an ``rm`` stage
     trains) is bound to that stage's output, and left out of evaluations that run before the stage exists."""
-    import rewards as registry
-    from align.recipe import RewardSpec
 
     specs = recipe.eval.metrics
     if specs is None:
@@ -58,7 +60,6 @@ def _score(scorers, prompts, texts, columns, tasks, metrics, prefix: str) -> dic
 
 def builtin_metrics(model_dir: str, recipe, rows, base_dir=None, engine=None,
                     outputs: dict | None = None) -> tuple[dict[str, float], list[dict]]:  # fmt: skip
-    from rollouts import Sampling, make_engine
 
     if recipe.eval.limit is not None and len(rows) > recipe.eval.limit:
         rows = rows.select(range(recipe.eval.limit))
@@ -111,7 +112,6 @@ def builtin_metrics(model_dir: str, recipe, rows, base_dir=None, engine=None,
 def run_hook(hook, model_dir: str, recipe, stage: str, out_dir: Path, base_dir=None) -> dict[str, float]:
     prefix = hook.name or (hook.callable or hook.command.split()[0]).rsplit(":", 1)[-1].rsplit("/", 1)[-1]
     if hook.callable:
-        import rewards as registry
 
         fn = registry.load_function(hook.callable, base_dir)
         result = fn(model_dir, recipe, stage)
@@ -144,7 +144,6 @@ def evaluate(model_dir: str, recipe, stage: str, out_dir: str | Path | None = No
              engine=None, outputs: dict | None = None) -> dict[str, float]:  # fmt: skip
     """Evaluate ``model_dir`` and write ``eval.json`` (and ``eval_samples.jsonl``) into ``out_dir``."""
     if rows is None:
-        from align.data import load_splits
 
         rows = load_splits(recipe.data, base_dir, recipe.seed).eval
     out = Path(out_dir) if out_dir else Path(model_dir)

@@ -1,5 +1,5 @@
-"""Durable file writes: everything the run directory holds is written to a temporary name and renamed,
-and logs are append-only JSON lines, so a kill at any moment leaves either the old file or the new one."""
+"""Files: durable writes (JSON and model folders written to a temporary name and renamed; logs as append-only JSON
+lines, read back ignoring a torn last line) and the cache folder."""
 
 from __future__ import annotations
 
@@ -11,6 +11,11 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+
+def cache_dir() -> Path:
+    """Where built models and data are cached: ``$ALIGN_CACHE``, default ``~/.cache/korean-vlm-align``."""
+    return Path(os.environ.get("ALIGN_CACHE", Path.home() / ".cache" / "korean-vlm-align"))
 
 
 def _fsync_dir(path: Path) -> None:

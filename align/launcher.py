@@ -35,6 +35,11 @@ import urllib.request
 from pathlib import Path
 
 from align.errors import UserError
+from align.models import resolve_model_path
+from align.pipeline import run_pipeline
+from align.recipe import load_recipe
+from align.stages import launch_problems
+from align.stages.grpo import GRPO_DEFAULTS
 
 ACCELERATE_CONFIGS = Path(__file__).resolve().parent.parent / "recipes" / "accelerate"
 CONFIG_FILES = {"ddp": "ddp.yaml", "deepspeed_zero2": "zero2.yaml", "deepspeed_zero3": "zero3.yaml",
@@ -114,7 +119,6 @@ def mixed_precision(recipe, on_gpu: bool) -> str:
 
 def grpo_batch_problem(stage, world: int) -> str | None:
     """TRL's rule: per-device batch × processes × steps per generation must hold whole groups of num_generations."""
-    from align.stages.grpo import GRPO_DEFAULTS
 
     a = stage.args
     per_device = a.get("per_device_train_batch_size", GRPO_DEFAULTS["per_device_train_batch_size"])
@@ -133,7 +137,6 @@ def grpo_batch_problem(stage, world: int) -> str | None:
 
 def check(recipe, on_gpu: bool, dry_run: bool = False) -> None:
     """Refuse, before any process starts, settings that would fail on some rank or silently degrade."""
-    from align.distributed import launch_problems
 
     launch, world = recipe.launch, world_size(recipe)
     problems = list(launch_problems(recipe, world, on_gpu))
@@ -294,8 +297,6 @@ def launch(recipe_path: str, overrides: list[str], dry_run: bool = False, say=pr
            gpus: int | None = None, resume: str | None = None) -> int:  # fmt: skip
     """Run (or with ``dry_run`` only print) what the recipe's launch block asks for. ``gpus`` plans for a node with
     that many GPUs (a dry run on a machine without them, e.g. a cluster's login node)."""
-    from align.models import resolve_model_path
-    from align.recipe import load_recipe
 
     recipe = load_recipe(recipe_path, overrides)
     if gpus is not None and not dry_run:
@@ -311,7 +312,6 @@ def launch(recipe_path: str, overrides: list[str], dry_run: bool = False, say=pr
         if dry_run:
             return 0
         if world_size(recipe) == 1:  # no child process: run the pipeline here
-            from align.pipeline import run_pipeline
 
             run_pipeline(recipe, resume=resume)
             return 0

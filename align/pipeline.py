@@ -1,8 +1,10 @@
 """The pipeline: recipe -> run directory -> base eval -> stage 1 … stage N (each followed by the eval hook).
 
-Each stage starts from the previous stage's model directory. A stage that fails stops the pipeline with a message
-naming it; everything earlier stays in the run directory. ``resume=`` continues an interrupted run instead
-(``align/resume.py``): finished stages are skipped, the interrupted one continues from its last checkpoint.
+Each stage starts from the previous stage's model directory and hands back a ``StageResult``
+(``align/stages/base.py``); the pipeline keeps what later stages may use in a typed ``RunState``. A stage that
+fails stops the pipeline with a message naming it; everything earlier stays in the run directory. ``resume=``
+continues an interrupted run instead (``align/resume.py``): finished stages are skipped, the interrupted one
+continues from its last checkpoint.
 
 Under ``accelerate launch`` every rank runs this same pipeline (``align/distributed.py``): rank 0 creates the run
 directory and prepares model and data first; training stages run on every rank; evaluation, the comparison,
@@ -11,59 +13,31 @@ printing and the run directory's JSON files are rank 0's, and the other ranks wa
 
 from __future__ import annotations
 
+import json
 import time
 import traceback
-from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
-from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
+import rewards as registry
+from align import distributed as dist
+from align.compare import compare, metric_order
+from align.console import console
+from align.data import load_splits
 from align.errors import StageError, UserError
-from align.io import atomic_write_json
+from align.evaluate import EVAL_FILE, evaluate
+from align.io import atomic_write_json, atomic_write_text
+from align.models import resolve_model_path
+from align.models.compose import compose
 from align.recipe import dump_recipe
+from align.resume import check_same_recipe, resolve_run, stage_complete, update_manifest
 from align.rundir import RunDir
+from align.stages import STAGES, launch_problems
+from align.stages.base import RunState, StageContext, StageResult
+from align.training import on_gpu
 
-console = Console(highlight=False)
 RESUME_HINT = "after fixing the cause, run the same command with --resume to continue from there"
-
-
-@dataclass
-class StageContext:
-    """What a stage's ``run(ctx)`` gets."""
-
-    recipe: Any
-    stage: Any
-    run: RunDir
-    stage_dir: Path
-    input_model: str
-    data: Any  # align.data.Splits
-    rewards: list
-    recipe_dir: Path | None
-    on_gpu: bool
-    state: dict = field(default_factory=dict)  # shared between stages (e.g. RFT pass rates for GRPO)
-    resume: bool = False  # continue from the stage's files and checkpoints (align/resume.py)
-
-    def train_rows(self, limit: int | None = None):
-        """The training rows this stage uses: its own ``data:`` or the recipe's train split, ``rows: [start, end)``
-        of it, then ``limit``."""
-        data = self.data.train
-        if self.stage.data is not None:
-            from align import distributed as dist
-            from align.data import load_splits
-
-            data = dist.main_first(lambda: load_splits(self.stage.data, self.recipe_dir, self.recipe.seed)).train
-        if self.stage.rows is not None:
-            start, end = self.stage.rows
-            data = data.select(range(min(start, len(data)), min(end, len(data))))
-        if limit is not None and len(data) > limit:
-            data = data.select(range(limit))
-        return data
-
-    def log(self, message: str) -> None:
-        console.print(f"  [dim]{self.stage.name}:[/dim] {message}")
 
 
 def recipe_dir(recipe) -> Path | None:
@@ -95,8 +69,6 @@ def metrics_table(evals: dict[str, dict[str, float]], title: str = "held-out eva
     keys: list[str] = []
     for m in evals.values():
         keys += [k for k in m if k not in keys and k != "n"]
-    from align.compare import metric_order
-
     keys.sort(key=metric_order)
     for key in keys:
         values = [m.get(key) for m in evals.values()]
@@ -113,10 +85,25 @@ def metrics_table(evals: dict[str, dict[str, float]], title: str = "held-out eva
     return table
 
 
+def check_run(recipe, on_gpu: bool) -> None:
+    """At the start of ``align run``: the launched world matches the recipe's launch block, and the recipe can run
+    on it. Catches launchers that silently started one process (``accelerate launch --cpu``)."""
+    want = recipe.launch.processes * recipe.launch.nodes
+    got = dist.launched_world_size()
+    if want != got:
+        raise UserError(
+            f"the recipe's launch block asks for {want} process(es) ({recipe.launch.nodes} node(s) × "
+            f"{recipe.launch.processes}), but this run has {got}",
+            "start multi-process recipes with ./launch.sh or `align launch` (they run accelerate launch), or set "
+            "launch.processes / launch.nodes to what you launched",
+        )
+    problems = launch_problems(recipe, got, on_gpu)
+    if problems:
+        raise UserError(*problems[0])
+
+
 def _open_run(recipe, run: RunDir | None, resume: str | None) -> RunDir:
     if resume is not None:
-        from align.resume import check_same_recipe, resolve_run
-
         path = resolve_run(recipe, resume)
         check_same_recipe(path, dump_recipe(recipe))
         run = RunDir(path)
@@ -131,43 +118,64 @@ def _open_run(recipe, run: RunDir | None, resume: str | None) -> RunDir:
 def base_model(recipe, run: RunDir) -> str:
     """The base model's directory: ``model.path`` (the tiny model is built on demand), or the model that
     ``model.compose`` describes, composed into ``<run>/compose/model`` once (a resumed run reuses it)."""
-    from align.models import resolve_model_path
-
     progress = lambda m: console.print(f"[dim]{m}[/dim]")  # noqa: E731
     spec = recipe.model.compose
     if spec is None:
         return resolve_model_path(recipe.model.path, progress=progress)
     out = run.path / "compose" / "model"
     if not (out / "config.json").exists():
-        from align.models.compose import compose
-
         compose(spec.vision, spec.language, out, spec.projector, spec.pool, seed=recipe.seed, progress=progress)
     return str(out)
 
 
 def _done_eval(folder: Path, resume: str | None) -> dict | None:
     """In a resumed run, the metrics an evaluation wrote before the interruption."""
-    from align.evaluate import EVAL_FILE
-
     path = folder / EVAL_FILE
     if resume is None or not path.exists():
         return None
-    import json
-
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _add_metrics(run: RunDir, checkpoint: str, metrics: dict[str, float], evals: dict) -> None:
+    """Metrics a later stage measured about an earlier checkpoint (the rm stage's reward-model score of its input
+    policy) join that checkpoint's eval.json."""
+    path = run.path / checkpoint / EVAL_FILE
+    if path.exists():
+        atomic_write_json(path, {**json.loads(path.read_text(encoding="utf-8")), **metrics})
+    if checkpoint in evals:
+        evals[checkpoint].update(metrics)
+
+
+def _run_stage(ctx: StageContext) -> StageResult:
+    """One stage, with its failure recorded in the run directory and turned into one clear error."""
+    stage, run = ctx.stage, ctx.run
+
+    def failed(error: str) -> None:
+        run.log_event(event="stage_failed", stage=stage.name, error=error)
+        if dist.is_main():
+            update_manifest(run.path, stage.name, status="failed")
+
+    try:
+        return STAGES[stage.type].run(ctx)
+    except UserError as e:
+        failed(str(e))
+        raise StageError(
+            f"stage '{stage.name}' failed: {e.message}",
+            (e.hint + "; " if e.hint else "") + f"earlier results are kept in {run.path}; {RESUME_HINT}",
+        ) from e
+    except Exception as e:
+        name = "error.txt" if dist.is_main() else f"error.rank{dist.rank()}.txt"
+        atomic_write_text(ctx.stage_dir / name, traceback.format_exc())
+        failed(f"{type(e).__name__}: {e}")
+        raise StageError(
+            f"stage '{stage.name}' failed: {type(e).__name__}: {e}",
+            f"traceback in {ctx.stage_dir / 'error.txt'}; earlier results are kept in {run.path}; {RESUME_HINT}",
+        ) from e
 
 
 def run_pipeline(recipe, run: RunDir | None = None, resume: str | None = None) -> RunDir:
     """Run every stage of ``recipe``; ``resume``: a run directory (or ``latest``) to continue instead."""
-    import rewards as registry
-    from align import distributed as dist
-    from align.data import load_splits
-    from align.evaluate import evaluate
-    from align.resume import stage_complete, update_manifest
-    from align.stages import stage_module
-    from align.training import on_gpu
-
-    dist.check_run(recipe, on_gpu())
+    check_run(recipe, on_gpu())
     dist.init(on_gpu(), recipe.launch.timeout_minutes)
     console.quiet = not dist.is_main()
     base_dir = recipe_dir(recipe)
@@ -193,77 +201,58 @@ def run_pipeline(recipe, run: RunDir | None = None, resume: str | None = None) -
         if len(msgs) > 5:
             console.print(f"  [yellow]… {len(msgs) - 5} more in {run.path / 'data_report.json'}[/yellow]")
     stage_rewards = registry.resolve_all(recipe.rewards, base_dir)
+    state = RunState(models={"base": model_path})
+
+    def evaluation(model: str, name: str, folder: Path) -> None:
+        console.print(f"[bold]eval[/bold] {'base model' if name == 'base' else name}")
+
+        def measure():
+            metrics = evaluate(model, recipe, name, folder, data.eval, base_dir, outputs=state.outputs)
+            if name == "base":
+                atomic_write_json(folder / "model.json", {"path": model})
+            return metrics
+
+        evals[name] = dist.main_only(lambda: _done_eval(folder, resume) or measure())
 
     evals: dict[str, dict[str, float]] = {}
     if recipe.eval.enabled:
-        console.print("[bold]eval[/bold] base model")
-
-        def base_eval():
-            metrics = evaluate(model_path, recipe, "base", run.stage_dir("base"), data.eval, base_dir)
-            atomic_write_json(run.path / "base" / "model.json", {"path": model_path})
-            return metrics
-
-        evals["base"] = dist.main_only(lambda: _done_eval(run.path / "base", resume) or base_eval())
+        evaluation(model_path, "base", run.stage_dir("base"))
     run.log_event(event="base", seconds=round(time.time() - t0, 1))
 
-    current, state = model_path, {}
+    current = model_path
     for i, stage in enumerate(recipe.stages, 1):
         console.print(f"[bold]stage {i}/{len(recipe.stages)}: {stage.name}[/bold] ({stage.type})")
         stage_dir = run.stage_dir(stage.name)
-        outputs = state.setdefault("outputs", {})
-        rewards = registry.resolve_all(registry.bind_stage_outputs(stage.rewards, outputs), base_dir) \
-            if stage.rewards is not None else stage_rewards  # fmt: skip
+        rewards = stage_rewards
+        if stage.rewards is not None:
+            rewards = registry.resolve_all(registry.bind_stage_outputs(stage.rewards, state.outputs), base_dir)
         ctx = StageContext(recipe, stage, run, stage_dir, current, data, rewards, base_dir, on_gpu(), state,
                            resume=resume is not None)  # fmt: skip
         finished = dist.main_only(lambda: stage_complete(run.path, stage.name)) if resume is not None else None
-        if finished:
-            current, outputs[stage.name] = finished
-            console.print(f"  done before the resume -> {current}")
-            if recipe.eval.enabled and stage.eval:
-                evaluate_stage = partial(evaluate, current, recipe, stage.name, stage_dir, data.eval, base_dir,
-                                         outputs=outputs)  # fmt: skip
-                evals[stage.name] = dist.main_only(lambda: _done_eval(stage_dir, resume) or evaluate_stage())
-            continue
         started = time.time()
-        run.log_event(event="stage_start", stage=stage.name, input_model=current)
-        if dist.is_main():
-            update_manifest(run.path, stage.name, status="running", input_model=current)
-        try:
-            out = stage_module(stage.type).run(ctx)
-        except UserError as e:
-            run.log_event(event="stage_failed", stage=stage.name, error=str(e))
+        if finished:
+            result = StageResult(model=finished[0], output=finished[1])
+            restore = STAGES[stage.type].restore
+            result = restore(ctx, result) if restore else result
+            console.print(f"  done before the resume -> {result.model}")
+        else:
+            run.log_event(event="stage_start", stage=stage.name, input_model=current)
             if dist.is_main():
-                update_manifest(run.path, stage.name, status="failed")
-            raise StageError(
-                f"stage '{stage.name}' failed: {e.message}",
-                (e.hint + "; " if e.hint else "") + f"earlier results are kept in {run.path}; {RESUME_HINT}",
-            ) from e
-        except Exception as e:
-            (stage_dir / ("error.txt" if dist.is_main() else f"error.rank{dist.rank()}.txt")).write_text(
-                traceback.format_exc()
-            )
-            run.log_event(event="stage_failed", stage=stage.name, error=f"{type(e).__name__}: {e}")
+                update_manifest(run.path, stage.name, status="running", input_model=current)
+            result = _run_stage(ctx)
+            if result.input_metrics and dist.is_main():
+                _add_metrics(run, state.producer(current), result.input_metrics, evals)
+        state.record(stage.name, result)
+        current = result.model
+        if not finished:
+            seconds = round(time.time() - started, 1)
+            run.log_event(event="stage_done", stage=stage.name, model=current, seconds=seconds)
             if dist.is_main():
-                update_manifest(run.path, stage.name, status="failed")
-            raise StageError(
-                f"stage '{stage.name}' failed: {type(e).__name__}: {e}",
-                f"traceback in {stage_dir / 'error.txt'}; earlier results are kept in {run.path}; {RESUME_HINT}",
-            ) from e
-        current = str(out)
-        outputs.setdefault(stage.name, current)
-        run.log_event(event="stage_done", stage=stage.name, model=current, seconds=round(time.time() - started, 1))
-        if dist.is_main():
-            update_manifest(run.path, stage.name, status="done", model=current, output=outputs[stage.name])
-        console.print(f"  {stage.name} done in {time.time() - started:.0f}s -> {current}")
+                update_manifest(run.path, stage.name, status="done", model=current, output=state.outputs[stage.name])
+            console.print(f"  {stage.name} done in {seconds:.0f}s -> {current}")
         if recipe.eval.enabled and stage.eval:
-            console.print(f"[bold]eval[/bold] {stage.name}")
-            evaluate_stage = partial(
-                evaluate, current, recipe, stage.name, stage_dir, data.eval, base_dir, outputs=outputs
-            )
-            evals[stage.name] = dist.main_only(evaluate_stage)
+            evaluation(current, stage.name, stage_dir)
     if evals:
-        from align.compare import compare
-
         dist.main_only(lambda: compare([run.path], console=console), share=False)
     console.print(f"finished in {time.time() - t0:.0f}s; results in {run.path}")
     run.log_event(event="finished", seconds=round(time.time() - t0, 1))

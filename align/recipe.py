@@ -20,247 +20,37 @@ import dataclasses
 import importlib
 import typing
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from align.errors import RecipeError, did_you_mean
+from align.spec import (  # noqa: F401 - the recipe's blocks, importable from here as before
+    ComposeSpec,
+    DataSpec,
+    EvalHookSpec,
+    EvalSpec,
+    LaunchSpec,
+    LoraSpec,
+    ModelSpec,
+    Recipe,
+    RewardSpec,
+    RolloutSpec,
+    SampledEvalSpec,
+    StageSpec,
+    Strict,
+)
+from align.stages import STAGES
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class LoraSpec(Strict):
-    """LoRA through PEFT. The trained adapter is merged into the stage's saved model."""
-
-    r: int = Field(16, description="LoRA rank.")
-    alpha: int = Field(32, description="LoRA alpha (scaling = alpha / r).")
-    dropout: float = Field(0.05, description="Dropout on the LoRA input.")
-    target_modules: list[str] | str = Field("all-linear", description="Module names or 'all-linear' (PEFT semantics).")
-    exclude_modules: list[str] | str | None = Field(
-        r".*(vision_model|vision_tower|visual|vision_encoder).*",
-        description="Regex or names of modules left without adapters (the vision tower by default).",
-    )
-    modules_to_save: list[str] | None = Field(None, description="Modules trained fully and saved beside the adapter.")
-
-
-class ComposeSpec(Strict):
-    """Build the base model from a vision encoder and a language model (``align/models/compose.py``)."""
-
-    vision: str = Field(description="CLIP or SigLIP vision encoder: a hub id or a local directory.")
-    language: str = Field(description="Causal language model with a chat template: a hub id or a local directory.")
-    projector: Literal["mlp2x_gelu"] = Field("mlp2x_gelu", description="Projector between them (LLaVA-1.5's).")
-    pool: int = Field(1, ge=1, description="N×N image-token pooling; only 1 (LLaVA has no pooling).")
-
-
-class ModelSpec(Strict):
-    path: str = Field("tiny-korean-vlm", description="'tiny-korean-vlm', a local model directory or a hub id.")
-    compose: ComposeSpec | None = Field(
-        None, description="Compose the base model first (written to <run>/compose/model); replaces 'path'."
-    )
-    family: str = Field(
-        "auto",
-        description="Model family: 'auto' (read from the model's config and tokenizer), hyperclovax_text, "
-        "hyperclovax_vision, varco_vision, qwen2_5_vl or generic (align/models/families.py).",
-    )
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="Weights dtype; 'auto' is float32 on CPU and bfloat16 on GPU."
-    )
-    trust_remote_code: bool = Field(False, description="Allow the model's own code (HyperCLOVAX-SEED-Vision).")
-    attn_implementation: str | None = Field(None, description="e.g. 'sdpa', 'flash_attention_2'.")
-    lora: LoraSpec | None = Field(None, description="Train LoRA adapters instead of all weights.")
-    freeze: list[str] = Field(
-        default_factory=list,
-        description="Modules kept frozen: 'vision_tower', 'connector', 'language_model' or a name substring.",
-    )
-
-    @model_validator(mode="after")
-    def _check(self):
-        from align.models.families import FAMILIES
-
-        if self.compose is not None and "path" in self.model_fields_set:
-            raise ValueError("set model.path or model.compose, not both")
-        if self.family != "auto" and self.family not in FAMILIES:
-            raise ValueError(f"model.family: unknown family '{self.family}': "
-                             f"{did_you_mean(self.family, [*FAMILIES, 'auto'])}")  # fmt: skip
-        return self
-
-
-class DataSpec(Strict):
-    source: str = Field(
-        "synthetic", description="'synthetic', a local .jsonl/.parquet file or folder, or a hub dataset id."
-    )
-    tasks: list[str] | None = Field(None, description="Synthetic tasks to generate, or rows' tasks to keep.")
-    train_size: int = Field(2000, ge=1, description="Synthetic: training rows.")
-    eval_size: int = Field(200, ge=1, description="Synthetic: held-out rows.")
-    seed: int = Field(0, description="Synthetic generator seed.")
-    image_size: int = Field(64, ge=16, description="Synthetic image side in pixels.")
-    max_count: int = Field(4, ge=1, le=9, description="Synthetic count task: at most this many shapes.")
-    max_operand: int = Field(5, ge=2, le=99, description="Synthetic arithmetic: operands from 1 to this.")
-    ocr_words: int = Field(8, ge=1, le=12, description="Synthetic OCR: how many distinct Korean words.")
-    eval_source: str | None = Field(None, description="Local file or hub split for evaluation rows.")
-    eval_fraction: float = Field(0.1, gt=0, lt=1, description="Held out from 'source' when no eval split exists.")
-    image_folder: str | None = Field(None, description="Folder that relative image paths are resolved against.")
-    train_split: str = Field("train", description="Split name for hub datasets and folders.")
-    eval_split: str = Field("eval", description="Eval split name for hub datasets and folders ('test' is tried too).")
-    max_rows: int | None = Field(None, ge=1, description="Keep at most this many training rows.")
-
-
-class RewardSpec(Strict):
-    name: str = Field(description="Built-in name, 'module:function' or 'path/to/file.py:function'.")
-    weight: float = Field(1.0, description="Weight in the total reward.")
-    args: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments bound to the function.")
-
-
-class EvalHookSpec(Strict):
-    name: str | None = Field(None, description="Prefix for this hook's metrics.")
-    callable: str | None = Field(None, description="'module:function' or 'file.py:function'(model_dir, recipe, stage).")
-    command: str | None = Field(None, description="Shell command with {model} and {output} placeholders.")
-    timeout: float = Field(3600, description="Seconds before the command is killed.")
-
-    @model_validator(mode="after")
-    def _one_of(self):
-        if (self.callable is None) == (self.command is None):
-            raise ValueError("give exactly one of 'callable' or 'command'")
-        return self
-
-
-class SampledEvalSpec(Strict):
-    """pass@1 of the sampling policy: k answers per held-out prompt at `temperature`, scored and averaged.
-    Greedy accuracy shows the model's mode; this shows the distribution RFT and GRPO train."""
-
-    k: int = Field(0, ge=0, description="Answers sampled per prompt; 0 turns sampled evaluation off.")
-    temperature: float = Field(1.0, gt=0, description="Sampling temperature.")
-    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling.")
-
-
-class EvalSpec(Strict):
-    enabled: bool = Field(True, description="Run the eval hook on the base model and after each stage.")
-    limit: int | None = Field(None, ge=1, description="Evaluate at most this many held-out rows.")
-    batch_size: int = Field(64, ge=1, description="Prompts per generation batch.")
-    max_new_tokens: int = Field(48, ge=1, description="Greedy generation budget per answer.")
-    metrics: list[RewardSpec] | None = Field(
-        None, description="Rewards averaged per task; default: 'accuracy' plus the recipe's rewards."
-    )
-    hooks: list[EvalHookSpec] = Field(default_factory=list, description="External evaluators.")
-    samples: int = Field(4, ge=0, description="Answers per task kept in eval_samples.jsonl for comparison.")
-    sampled: SampledEvalSpec = Field(
-        default_factory=lambda: SampledEvalSpec(),
-        description="Also score answers sampled at a temperature (pass@1 over k).",
-    )
-
-
-class RolloutSpec(Strict):
-    """How completions are generated for RFT, evaluation and GRPO (``rollouts/``)."""
-
-    engine: Literal["auto", "hf", "vllm"] = Field(
-        "auto", description="auto: vLLM when installed and the architecture is supported, else transformers."
-    )
-    vllm_mode: Literal["colocate", "server"] = Field(
-        "colocate", description="GRPO with vLLM: an engine inside each training process, or a `trl vllm-serve`."
-    )
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="vLLM precision; auto = the trained model's (float32 on CPU)."
-    )
-    gpu_memory_utilization: float | None = Field(
-        None, gt=0, le=1, description="vLLM GPU memory share; default 0.85, and TRL's 0.3 for GRPO colocate."
-    )
-    kv_cache_gib: float = Field(2.0, gt=0, description="vLLM on CPU: GiB of host RAM for the KV cache.")
-    max_model_len: int | None = Field(None, ge=16, description="vLLM context length (prompt + completion).")
-    tensor_parallel_size: int = Field(1, ge=1, description="vLLM tensor parallelism.")
-    enforce_eager: bool = Field(False, description="vLLM: no CUDA graphs (faster start, slower decode).")
-    server_host: str = Field("127.0.0.1", description="GRPO server mode: host of `trl vllm-serve`.")
-    server_port: int = Field(8000, description="GRPO server mode: port of `trl vllm-serve`.")
-    server_timeout: float = Field(600, gt=0, description="Seconds to wait for the server to become healthy.")
-
-
-class VllmServerSpec(Strict):
-    gpus: int | list[int] = Field(1, description="GPUs of node 0 for `vllm serve`: a count (the last ones) or ids.")
-    tensor_parallel_size: int = Field(1, ge=1, description="vLLM tensor parallelism across the server's GPUs.")
-
-
-class LaunchSpec(Strict):
-    """How ``align launch`` / launch.sh starts training: accelerate with a config from ``recipes/accelerate/``."""
-
-    processes: int = Field(1, ge=1, description="Training processes per node (accelerate launch when > 1).")
-    nodes: int = Field(1, ge=1, description="Number of machines.")
-    node_rank: int = Field(0, ge=0, description="This machine's rank.")
-    main_address: str | None = Field(None, description="Address of node 0 (multi-node).")
-    main_port: int = Field(29500, ge=0, le=65535, description="Rendezvous port on node 0 (0: any free port, one node).")
-    backend: Literal["ddp", "deepspeed_zero2", "deepspeed_zero3", "fsdp"] = Field(
-        "ddp", description="ddp (gloo on CPU), DeepSpeed ZeRO-2/3 (CPU or GPU), fsdp (GPUs only)."
-    )
-    offload: bool = Field(
-        False, description="DeepSpeed on GPUs: optimizer state (ZeRO-2), also parameters (ZeRO-3) in CPU memory."
-    )
-    vllm_server: VllmServerSpec | None = Field(
-        None, description="GRPO with rollout.vllm_mode server: GPUs reserved for `vllm serve` (started by launch.sh)."
-    )
-    timeout_minutes: float = Field(
-        180, gt=0, description="How long ranks wait for each other (the others wait while rank 0 evaluates)."
-    )
-
-    @model_validator(mode="after")
-    def _check(self):
-        if self.node_rank >= self.nodes:
-            raise ValueError(f"node_rank {self.node_rank} is not below nodes ({self.nodes}); ranks count from 0")
-        return self
-
-
-class StageSpec(Strict):
-    """Fields every stage has. Each stage module subclasses this with its own settings."""
-
-    type: str
-    name: str | None = Field(None, description="Folder name in the run directory; defaults to the type.")
-    args: dict[str, Any] = Field(default_factory=dict, description="Passed to the TRL config class.")
-    lora: LoraSpec | None = Field(None, description="Overrides model.lora for this stage.")
-    freeze: list[str] | None = Field(None, description="Overrides model.freeze for this stage.")
-    rewards: list[RewardSpec] | None = Field(None, description="Overrides the recipe's rewards for this stage.")
-    data: DataSpec | None = Field(
-        None, description="This stage's own training data (e.g. captions for align); default: the recipe's data."
-    )
-    eval: bool = Field(True, description="Run the eval hook after this stage.")
-    rows: tuple[int, int] | None = Field(
-        None, description="Use training rows [start, end) only, e.g. fresh prompts for an RL stage."
-    )
-
-    trl_config: typing.ClassVar[str | None] = None  # "module:Class" whose fields `args` is checked against
-    owned_args: typing.ClassVar[tuple[str, ...]] = ("output_dir",)  # set by the workbench, not by the recipe
+def stage_configs() -> dict[str, type[StageSpec]]:
+    return {name: stage.config for name, stage in STAGES.items()}
 
 
 def _stage_union():
-    from align.stages import stage_configs
-
     classes = tuple(stage_configs().values())
     return Annotated[Union[classes], Field(discriminator="type")]  # noqa: UP007
-
-
-class Recipe(Strict):
-    name: str = Field(description="Recipe name; runs go to <output_dir>/<name>/<timestamp>/.")
-    description: str = ""
-    seed: int = Field(42, description="Seed for training, sampling and data order.")
-    output_dir: str = Field("runs", description="Root of run directories (relative to the working directory).")
-    report_to: list[str] = Field(
-        default_factory=lambda: ["none"], description="Trackers: none, tensorboard, wandb (offline), trackio."
-    )
-    model: ModelSpec = Field(default_factory=ModelSpec)
-    data: DataSpec = Field(default_factory=DataSpec)
-    rewards: list[RewardSpec] = Field(default_factory=lambda: [RewardSpec(name="accuracy")])
-    eval: EvalSpec = Field(default_factory=EvalSpec)
-    rollout: RolloutSpec = Field(default_factory=RolloutSpec)
-    stages: list[Any] = Field(default_factory=list)
-    launch: LaunchSpec = Field(default_factory=LaunchSpec)
-
-    @model_validator(mode="after")
-    def _unique_stage_names(self):
-        seen = set()
-        for stage in self.stages:
-            if stage.name in seen:
-                raise ValueError(f"two stages are named '{stage.name}'; give one a different 'name'")
-            seen.add(stage.name)
-        return self
 
 
 def _build_recipe_class():
@@ -396,8 +186,6 @@ def validate(data: dict, file: str | None = None):
     data.setdefault("name", Path(file).stem if file else "recipe")
     for i, stage in enumerate(data.get("stages") or []):
         if isinstance(stage, dict):
-            from align.stages import stage_configs
-
             if "type" not in stage:
                 raise RecipeError(file, f"stages[{i}]", "missing 'type'", f"one of: {', '.join(stage_configs())}")
             if stage["type"] not in stage_configs():

@@ -20,6 +20,7 @@ import re
 import shutil
 from pathlib import Path
 
+from align.distributed import barrier, main_only
 from align.errors import UserError
 from align.io import atomic_write_json, atomic_write_text, read_jsonl
 
@@ -89,8 +90,6 @@ def checkpoint_callback(ctx):
     """Marks each checkpoint complete once every rank has saved its part, and records it in the manifest."""
     from transformers import TrainerCallback
 
-    from align.distributed import barrier
-
     class MarkCheckpoint(TrainerCallback):
         def on_save(self, args, state, control, **kwargs):
             barrier()  # every rank has written its RNG state / shards
@@ -115,7 +114,6 @@ def trim_jsonl(path: Path, keep) -> int:
 def run_trainer(ctx, trainer, rollout_log: Path | None = None):
     """``trainer.train()`` for every TRL stage: checkpoints get a completion marker, and in a resumed run the
     trainer continues from the last complete checkpoint with the logs cut back to it."""
-    from align.distributed import main_only
 
     trainer.add_callback(checkpoint_callback(ctx))
     checkpoint = None

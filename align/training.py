@@ -1,14 +1,30 @@
-"""Pieces every training stage shares: TRL config from recipe ``args``, LoRA, freezing, metrics logging."""
+"""How every TRL-based stage trains::
+
+    policy = load_policy(ctx)                                   # input model + processor + family, modules frozen
+    args = trl_config(SFTConfig, ctx, STAGE_DEFAULTS)           # workbench defaults < stage defaults < recipe args
+    trainer = SFTTrainer(args=args, train_dataset=rows, **trainer_parts(ctx, policy))   # model, LoRA, metrics log
+    fit(ctx, trainer, policy, "2000 rows")                      # train (resuming from a checkpoint if asked)
+    return StageResult(model=str(save_policy(ctx, trainer, policy)))
+
+``save_policy`` checks that the ranks of a multi-process run trained one model and writes it (LoRA merged) as a
+folder transformers and vLLM load.
+"""
 
 from __future__ import annotations
 
 import math
 import os
+import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from align.distributed import finish_training
 from align.io import append_jsonl
+from align.models import ROLE_PATTERNS, freeze_modules, load_model_and_processor
+from align.models.families import Family, check_stage, is_vision_config
+from align.resume import run_trainer
 
 
 def on_gpu() -> bool:
@@ -55,11 +71,7 @@ def lora_config(lora, frozen: list[str] = (), task_type: str = "CAUSAL_LM"):
     """PEFT LoraConfig; modules that are frozen get no adapters either (else LoRA would still train them)."""
     if lora is None:
         return None
-    import re
-
     from peft import LoraConfig
-
-    from align.models import ROLE_PATTERNS
 
     parts = []
     if isinstance(lora.exclude_modules, str):
@@ -110,3 +122,51 @@ def metrics_callback(path: Path, stage: str):
             append_jsonl(path, [record])
 
     return MetricsToJsonl()
+
+
+@dataclass
+class Policy:
+    """The model a training stage starts from, loaded for training."""
+
+    model: Any
+    processor: Any
+    family: Family
+    frozen: dict[str, int]  # frozen role or name fragment -> parameters frozen
+
+    @property
+    def is_vlm(self) -> bool:
+        return is_vision_config(self.model.config)
+
+
+def load_policy(ctx) -> Policy:
+    """The stage's input model for training (float32 on CPU), generation stopping on its family's stop tokens, the
+    stage's ``freeze`` applied; a stage the family cannot run stops here with why."""
+    model, processor, family = load_model_and_processor(ctx.input_model, ctx.recipe.model,
+                                                        None if ctx.on_gpu else "float32")  # fmt: skip
+    check_stage(family, ctx.stage)
+    return Policy(model, processor, family, freeze_modules(model, stage_freeze(ctx)))
+
+
+def trainer_parts(ctx, policy: Policy, lora: bool = True) -> dict:
+    """What every TRL trainer gets from the workbench: the model, its processor, the LoRA config (unless the stage
+    trains fully) and the callback writing ``metrics.jsonl``."""
+    return {
+        "model": policy.model,
+        "processing_class": policy.processor,
+        "peft_config": lora_config(stage_lora(ctx), stage_freeze(ctx)) if lora else None,
+        "callbacks": [metrics_callback(ctx.stage_dir / "metrics.jsonl", ctx.stage.name)],
+    }
+
+
+def fit(ctx, trainer, policy: Policy, what: str, rollout_log: Path | None = None) -> None:
+    """Log what trains, then ``trainer.train()`` (from the last complete checkpoint in a resumed run)."""
+    params = count_params(trainer.model)
+    frozen = f"; frozen: {', '.join(policy.frozen)}" if policy.frozen else ""
+    ctx.log(f"{policy.family.name} model; {what}; parameters {params['trainable']:,} trainable of "
+            f"{params['total']:,}{frozen}")  # fmt: skip
+    run_trainer(ctx, trainer, rollout_log=rollout_log)
+
+
+def save_policy(ctx, trainer, policy: Policy) -> Path:
+    """The trained model as ``<stage>/model`` (see ``align.distributed.finish_training``)."""
+    return finish_training(ctx, trainer, policy.processor, ctx.stage_dir / "model")

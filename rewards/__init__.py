@@ -32,6 +32,12 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+from align.errors import UserError, did_you_mean
+from rewards.common import final_answer
+from rewards.korean import first_number, normalize_korean
+from rewards.math_rewards import as_number, extract_math_answer
+from rewards.vision import edit_distance, parse_boxes, parse_choice
+
 ENTRY_POINT_GROUP = "korean_vlm_align.rewards"
 
 BUILTIN: dict[str, str] = {
@@ -49,9 +55,6 @@ BUILTIN: dict[str, str] = {
     "repetition_penalty": "rewards.formatting:repetition_penalty",
     "reward_model": "rewards.reward_model:reward_model",
 }
-
-
-from align.errors import UserError
 
 
 class RewardError(UserError):
@@ -95,7 +98,6 @@ def _load_file(path: Path, attr: str, name: str):
 
 def load_function(name: str, base_dir: str | Path | None = None):
     """Resolve a reward name to a callable (see the module docstring for the forms)."""
-    from align.errors import did_you_mean
 
     if name in BUILTIN:
         return _import_target(BUILTIN[name])
@@ -219,10 +221,6 @@ def resolve_all(specs, base_dir: str | Path | None = None) -> list[Reward]:
 
 def explain(name: str, completion: str, answer: str | None) -> dict[str, Any]:
     """What the built-in rewards extract from a completion, to see why a reward gave 0."""
-    from rewards.common import final_answer
-    from rewards.korean import first_number, normalize_korean
-    from rewards.math_rewards import as_number, extract_math_answer
-    from rewards.vision import edit_distance, parse_boxes, parse_choice
 
     info: dict[str, Any] = {"final_answer": final_answer(completion)}
     if name in ("math_accuracy", "accuracy"):

@@ -28,7 +28,11 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
-from align.data.loaders import messages_text
+from align.chat import messages_text
+from align.data.loaders import open_rgb
+from align.errors import UserError
+from align.models import load_model, load_processor, save_model
+from align.spec import ModelSpec
 
 HEAD_FILE, CONFIG_FILE = "reward_head.safetensors", "reward_model.json"
 VALUE_HEAD_FILE, VALUE_HEAD_PREFIX = "value_head.safetensors", "v_head.summary."
@@ -45,8 +49,6 @@ class ScalarRewardModel:
     def from_backbone(cls, path: str, model_spec=None, dtype: str | None = None):
         import torch
 
-        from align.models import load_model, load_processor
-
         processor = load_processor(path, bool(model_spec and model_spec.trust_remote_code))
         backbone = load_model(path, model_spec, dtype=dtype)
         hidden = _hidden_size(backbone.config)
@@ -61,10 +63,6 @@ class ScalarRewardModel:
         """A workbench reward model folder, or a value-head checkpoint (Skywork-VL-Reward layout)."""
         import torch
         from safetensors.torch import load_file
-
-        from align.errors import UserError
-        from align.models import load_model, load_processor
-        from align.recipe import ModelSpec
 
         path = Path(path)
         head_file = path / HEAD_FILE if (path / HEAD_FILE).exists() else path / VALUE_HEAD_FILE
@@ -94,8 +92,6 @@ class ScalarRewardModel:
     def save(self, out: Path, extra: dict | None = None) -> None:
         from safetensors.torch import save_file
 
-        from align.models import save_model
-
         save_model(self.backbone, self.processor, out)
         save_file({k: v.detach().contiguous().cpu() for k, v in self.head.state_dict().items()}, out / HEAD_FILE)
         (out / CONFIG_FILE).write_text(json.dumps({"kind": "scalar_head_last_token", **(extra or {})}, indent=2))
@@ -103,8 +99,6 @@ class ScalarRewardModel:
     def encode(self, prompts, completions, images):
         """Batch of chats (prompt messages + assistant completion) → processor tensors (right padding)."""
         from trl.data_utils import prepare_multimodal_messages
-
-        from align.data.loaders import open_rgb
 
         texts, batch_images = [], []
         for prompt, completion, imgs in zip(prompts, completions, images or [None] * len(prompts)):
@@ -121,7 +115,6 @@ class ScalarRewardModel:
         # the completion comes last, so right truncation keeps the image tokens of the prompt
         limit = dict(truncation=True, max_length=_max_positions(self.backbone.config))
         if any(batch_images) and getattr(self.processor, "image_error", None):
-            from align.errors import UserError
 
             raise UserError(f"cannot score images: {self.processor.image_error}", "install torchvision")
         if any(batch_images):
@@ -165,8 +158,6 @@ class GetScoreRewardModel:
         import torch
         from transformers import AutoModel, AutoTokenizer
 
-        from align.errors import UserError
-
         if not trust_remote_code:
             raise UserError(f"{path} ships its own model code (config.json has auto_map)",
                             "set trust_remote_code: true in the reward's args if you trust that code")  # fmt: skip
@@ -206,7 +197,6 @@ class GetScoreRewardModel:
 def load_reward_model(path: str | Path, device: str | None = None, trust_remote_code: bool = False):
     """The reward model in ``path``, whichever of the three layouts (module docstring) it has; a clear error naming
     what was found otherwise."""
-    from align.errors import UserError
 
     path = Path(path)
     if not path.is_dir():
@@ -256,7 +246,6 @@ def reward_model(prompts, completions, path: str = "", images=None, normalize: b
     """Score of a learned (vision) reward model: an `rm` stage's output, a value-head checkpoint (Skywork-VL-Reward)
     or a get_score model (InternLM-XComposer2.5-Reward); `normalize` standardises it with the score mean/std
     measured on the rm stage's held-out pairs; `images_only` leaves text-only rows to the other rewards."""
-    from align.errors import UserError
 
     if not path:
         raise UserError("reward_model needs args.path: a reward model folder or stage:NAME")

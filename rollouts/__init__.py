@@ -6,14 +6,16 @@ outs = engine.generate(prompts, images, Sampling(n=4, temperature=1.0, max_new_t
 
 from __future__ import annotations
 
+from align.errors import UserError
 from rollouts.base import Completion, Engine, Sampling
+from rollouts.hf import HFEngine
+from rollouts.vllm_engine import INSTALL_HINT, VLLMEngine, supported_architecture, vllm_installed
 
 __all__ = ["Completion", "Engine", "Sampling", "make_engine", "resolve_engine"]
 
 
 def resolve_engine(rollout, model_path: str, model_spec=None, log=print) -> str:
     """``rollout.engine`` as 'hf' or 'vllm'. ``auto`` falls back to transformers with a message saying why."""
-    from rollouts.vllm_engine import INSTALL_HINT, supported_architecture, vllm_installed
 
     kind = rollout.engine if rollout is not None else "auto"
     if kind == "hf":
@@ -21,14 +23,12 @@ def resolve_engine(rollout, model_path: str, model_spec=None, log=print) -> str:
     trust = bool(model_spec and model_spec.trust_remote_code)
     if not vllm_installed():
         if kind == "vllm":
-            from align.errors import UserError
 
             raise UserError("rollout.engine is 'vllm' but vLLM is not installed", INSTALL_HINT)
         return "hf"
     ok, arch = supported_architecture(model_path, trust)
     if not ok:
         if kind == "vllm":
-            from align.errors import UserError
 
             raise UserError(f"vLLM has no model class for architecture {arch} ({model_path})",
                             "set rollout.engine: hf (transformers generate) for this model")  # fmt: skip
@@ -41,9 +41,7 @@ def make_engine(rollout, model_path: str, model_spec=None, batch_size: int = 32,
     """Create the engine the recipe's ``rollout:`` block asks for, for a model directory."""
     kind = resolve_engine(rollout, model_path, model_spec, log)
     if kind == "vllm":
-        from rollouts.vllm_engine import VLLMEngine
 
         return VLLMEngine(model_path, model_spec, rollout, seed=seed)
-    from rollouts.hf import HFEngine
 
     return HFEngine.from_path(model_path, model_spec, batch_size=batch_size)

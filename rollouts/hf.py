@@ -6,20 +6,9 @@ import dataclasses
 
 import torch
 
+from align.chat import chat_texts
+from align.models import load_model_and_processor
 from rollouts.base import Completion, Engine, Sampling, truncate_at_stop
-
-
-def chat_texts(processor, prompts: list[list[dict]], images: list[list] | None) -> list[str]:
-    """Render chat prompts with the model's template (image placeholders inserted as TRL does)."""
-    from trl.data_utils import prepare_multimodal_messages
-
-    texts = []
-    for i, messages in enumerate(prompts):
-        imgs = images[i] if images else []
-        if imgs or hasattr(processor, "image_processor"):
-            messages = prepare_multimodal_messages(messages, images=list(imgs or []))
-        texts.append(processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
-    return texts
 
 
 def stop_ids(generation_config, processor, extra: list[int]) -> list[int]:
@@ -56,7 +45,6 @@ class HFEngine(Engine):
 
     @classmethod
     def from_path(cls, path: str, model_spec=None, batch_size: int = 32, dtype: str | None = None):
-        from align.models import load_model_and_processor
 
         model, processor, _ = load_model_and_processor(path, model_spec, dtype)  # stops on the family's stop tokens
         if torch.cuda.is_available():

@@ -15,7 +15,12 @@ import gc
 import importlib.util
 import os
 
+from align.chat import chat_texts
+from align.errors import UserError
+from align.models import load_processor
+from align.spec import RolloutSpec
 from rollouts.base import Completion, Engine, Sampling, truncate_at_stop
+from rollouts.hf import image_token_ids, stop_ids
 
 INSTALL_HINT = (
     "install it: on GPUs `ALIGN_EXTRAS=vllm ./launch.sh ...` (pip extra `vllm`); on CPUs `scripts/install_vllm_cpu.sh` "
@@ -91,18 +96,13 @@ class VLLMEngine(Engine):
     name = "vllm"
 
     def __init__(self, model_path: str, model_spec=None, rollout=None, seed: int = 0):
-        from align.recipe import RolloutSpec
 
         if not vllm_installed():
-            from align.errors import UserError
 
             raise UserError("rollout.engine is 'vllm' but vLLM is not installed", INSTALL_HINT)
         prepare_process()
         from transformers import GenerationConfig
         from vllm import LLM
-
-        from align.models import load_processor
-        from rollouts.hf import image_token_ids, stop_ids
 
         rollout = rollout or RolloutSpec()
         trust = bool(model_spec and model_spec.trust_remote_code)
@@ -114,7 +114,6 @@ class VLLMEngine(Engine):
         try:
             self.llm = LLM(model=model_path, trust_remote_code=trust, **llm_kwargs(rollout, policy_dtype(rollout), seed))
         except Exception as e:  # noqa: BLE001 - any start-up failure becomes one clear message
-            from align.errors import UserError
 
             raise UserError(f"the vLLM engine did not start for {model_path}: {type(e).__name__}: {e}",
                             "check rollout.max_model_len, gpu_memory_utilization and tensor_parallel_size, or set "
@@ -129,8 +128,6 @@ class VLLMEngine(Engine):
 
     def generate(self, prompts, images, sampling: Sampling) -> list[list[Completion]]:
         from vllm import SamplingParams
-
-        from rollouts.hf import chat_texts
 
         greedy = not (sampling.temperature and sampling.temperature > 0)
         params = SamplingParams(

@@ -104,7 +104,8 @@ def bench_grpo(path: str, args, use_vllm: bool) -> float:
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from align.recipe import RolloutSpec
+    from align import trl_extensions as trl_ext
+    from align.spec import RolloutSpec
     from rollouts import vllm_colocate
 
     class StepTimes(TrainerCallback):
@@ -121,16 +122,16 @@ def bench_grpo(path: str, args, use_vllm: bool) -> float:
                             per_device_train_batch_size=16, num_generations=8, max_completion_length=args.tokens,
                             use_vllm=use_vllm, vllm_mode="colocate", logging_steps=1000, save_strategy="no")  # fmt: skip
         settings = vllm_colocate.colocate_settings(RolloutSpec(kv_cache_gib=4), "float32")
-        with vllm_colocate.restore_dist_env(), vllm_colocate.engine_settings(**settings):
+        with trl_ext.restore_dist_env(), trl_ext.vllm_engine_settings(**settings):
             trainer = GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(path), args=config, train_dataset=data,
                                   reward_funcs=[lambda completions, **k: [len(c[0]["content"]) / 100 for c in completions]],
                                   processing_class=AutoTokenizer.from_pretrained(path), callbacks=[times])  # fmt: skip
             if use_vllm:
-                vllm_colocate.install(trainer)
+                trl_ext.install_vllm_fixes(trainer)
             start = time.perf_counter()
             trainer.train()
             if use_vllm:
-                vllm_colocate.shutdown(trainer)
+                trl_ext.shutdown_vllm(trainer)
     steps = [b - a for a, b in zip([start, *times.times[:-1]], times.times)]
     later = steps[1:] or steps  # the first step includes compilation / warm-up
     mean = sum(later) / len(later)

@@ -363,7 +363,7 @@ def test_hcx_grpo_scores_the_policy_with_its_images(tiny_family, tmp_path):
     from trl import GRPOConfig
 
     from align.models import load_model_and_processor
-    from align.stages.grpo import make_trainer_class
+    from align.trl_extensions import grpo_trainer_class
 
     model, processor, family = load_model_and_processor(tiny_family("hyperclovax_vision"), recipe_model(
         "hyperclovax_vision"), "float32")  # fmt: skip
@@ -371,7 +371,7 @@ def test_hcx_grpo_scores_the_policy_with_its_images(tiny_family, tmp_path):
 
     rows = Dataset.from_list([{"prompt": [{"role": "user", "content": "무슨 색?"}],
                                "images": [Image.new("RGB", (32, 32), c)]} for c in [(250, 0, 0), (0, 0, 250)] * 2])  # fmt: skip
-    trainer_cls, _ = make_trainer_class()
+    trainer_cls = grpo_trainer_class()
     args = GRPOConfig(output_dir=str(tmp_path), use_cpu=True, report_to="none", per_device_train_batch_size=4,
                       num_generations=2, max_completion_length=4, max_steps=1, logging_steps=1, bf16=False)  # fmt: skip
     trainer = trainer_cls(model=model, reward_funcs=[lambda completions, **kw: [0.0] * len(completions)], args=args,
@@ -388,7 +388,7 @@ def test_hcx_grpo_scores_the_policy_with_its_images(tiny_family, tmp_path):
         logps, _, _ = trainer._get_per_token_logps_and_entropies(trainer.model, input_ids, mask, n)
         trainer._extra_batch = {k: batch[k].flip(0) for k in family.image_inputs}  # other rows' images
         swapped, _, _ = trainer._get_per_token_logps_and_entropies(trainer.model, input_ids, mask, n)
-        trainer._extra_batch = {}
+        trainer._extra_batch = None
         # the same as the model's own forward with the images, scored by hand
         logits = trainer.model(input_ids=input_ids, attention_mask=mask, pixel_values_images=batch["pixel_values_images"],
                                vision_query_lengths_images=batch["vision_query_lengths_images"]).logits  # fmt: skip

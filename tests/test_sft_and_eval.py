@@ -79,11 +79,13 @@ stages:
 
 
 def test_sft_lora_with_frozen_vision_tower(tmp_path, tiny_model):
+    """Also logs to wandb, offline (no account, no network): the run leaves a wandb run folder."""
     f = write_recipe(
         tmp_path / "r.yaml",
         SMALL.format(out=tmp_path / "runs")
         + """
 eval: {enabled: false}
+report_to: [wandb]
 model:
   lora: {r: 4, alpha: 8, target_modules: all-linear}
   freeze: [vision_tower, connector]
@@ -100,6 +102,8 @@ stages:
     text = [k for k in before if "text_model.layers" in k and "proj" in k]
     assert vision and all(torch.equal(before[k], after[k]) for k in vision)
     assert any(not torch.equal(before[k], after[k]) for k in text)
+    logged = list((run.path / "sft" / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(logged) == 1 and logged[0].stat().st_size > 0
 
 
 def test_stage_failure_keeps_earlier_results(tmp_path, tiny_model):

@@ -163,7 +163,7 @@ def colocate(tiny_model, small_data, tmp_path_factory):
     from trl import GRPOConfig
 
     from align.models import load_model, load_processor
-    from align.stages.grpo import make_trainer_class
+    from align import trl_extensions as trl_ext
     from rollouts import vllm_colocate as vc
 
     rows = small_data.train.filter(lambda r: len(r["images"]) > 0).select(range(16)).remove_columns(["completion"])
@@ -175,12 +175,12 @@ def colocate(tiny_model, small_data, tmp_path_factory):
     args = GRPOConfig(output_dir=str(tmp_path_factory.mktemp("grpo")), use_cpu=True, bf16=False, report_to="none", max_steps=2, learning_rate=5e-3, logging_steps=1,
                       per_device_train_batch_size=8, num_generations=4, max_completion_length=12, use_vllm=True,
                       vllm_mode="colocate", save_strategy="no")  # fmt: skip
-    with vc.engine_settings(**vc.colocate_settings(RolloutSpec(), "float32")):
-        trainer = make_trainer_class()[0](model=model, reward_funcs=[by_length], args=args, train_dataset=rows,
-                                          processing_class=processor)  # fmt: skip
-    vc.install(trainer)
+    with trl_ext.vllm_engine_settings(**vc.colocate_settings(RolloutSpec(), "float32")):
+        trainer = trl_ext.grpo_trainer_class()(model=model, reward_funcs=[by_length], args=args, train_dataset=rows,
+                                               processing_class=processor)  # fmt: skip
+    trl_ext.install_vllm_fixes(trainer)
     yield trainer, rows
-    vc.shutdown(trainer)
+    trl_ext.shutdown_vllm(trainer)
 
 
 def _encode(trainer, row):

@@ -17,7 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from align.errors import DataError
+from align.data import loaders
+from align.data.synthetic import ALL_TASKS, TASKS, SyntheticSpec, build_synthetic
+from align.errors import DataError, did_you_mean
+from align.io import cache_dir
 
 
 @dataclass
@@ -50,22 +53,14 @@ class Splits:
 
 
 def synthetic_dir(spec) -> Path:
-    from align.data.synthetic import SyntheticSpec
-    from align.models import cache_dir
-
     syn = synthetic_spec(spec)
-    assert isinstance(syn, SyntheticSpec)
     return cache_dir() / "data" / f"synthetic-ko-{syn.fingerprint()}"
 
 
-def synthetic_spec(spec):
-    from align.data.synthetic import ALL_TASKS, TASKS, SyntheticSpec
-
+def synthetic_spec(spec) -> SyntheticSpec:
     tasks = tuple(spec.tasks) if spec.tasks else TASKS
     unknown = [t for t in tasks if t not in ALL_TASKS]
     if unknown:
-        from align.errors import did_you_mean
-
         raise DataError(f"data.tasks: unknown synthetic task '{unknown[0]}'; {did_you_mean(unknown[0], ALL_TASKS)}")
     return SyntheticSpec(
         tasks=tasks, train_size=spec.train_size, eval_size=spec.eval_size, seed=spec.seed,
@@ -74,15 +69,11 @@ def synthetic_spec(spec):
 
 
 def build_synthetic_data(spec, progress=None) -> Path:
-    from align.data.synthetic import build_synthetic
-
     return build_synthetic(synthetic_dir(spec), synthetic_spec(spec), progress=progress)
 
 
 def load_splits(spec, base_dir: str | Path | None = None, seed: int = 0, progress=None) -> Splits:
     """Load train and eval rows for a recipe's ``data`` block."""
-    from align.data import loaders
-
     report = DataReport()
     if spec.source == "synthetic":
         folder = build_synthetic_data(spec, progress=progress)

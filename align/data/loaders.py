@@ -20,6 +20,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from align.chat import content_text
 from align.errors import DataError
 
 ROLE_MAP = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
@@ -56,23 +57,6 @@ def _read_rows(path: Path) -> list[dict]:
         except json.JSONDecodeError as e:
             raise DataError(f"{path}: line {lineno} is not valid JSON ({e.msg})", "fix or remove that line") from None
     return rows
-
-
-def content_text(content: Any) -> str:
-    """Text of a message's content: a string, or TRL's structured parts (text parts joined)."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(p.get("text") or "" for p in content if isinstance(p, dict) and p.get("type") == "text")
-    return "" if content is None else str(content)
-
-
-def messages_text(value: Any) -> str:
-    """Text of a message list (every message's content joined; TRL's structured parts too) or of a plain value.
-    Lists may come back from Parquet as arrays."""
-    if isinstance(value, (list, tuple)) or hasattr(value, "tolist"):
-        return "".join(content_text(m.get("content")) if isinstance(m, dict) else str(m) for m in list(value))
-    return str(value)
 
 
 def open_rgb(image):

@@ -19,16 +19,13 @@ import json
 import random
 from pathlib import Path
 
-from pydantic import Field
-
-from align.data.loaders import check_image, messages_text, open_rgb
+from align.chat import messages_text
+from align.data.loaders import check_image, open_rgb
 from align.data.synthetic import COLORS, OCR_WORDS
 from align.errors import UserError
-from align.recipe import StageSpec
 
 ENGLISH_COLORS = dict(zip(COLORS, ("red", "blue", "green", "yellow", "purple", "orange", "black")))
 ENGLISH_NUMBERS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
-PAIR_TASKS = ("count", "color", "ocr", "arith")
 
 
 def chosen_and_rejected(task: str, answer: str, rng: random.Random) -> tuple[str, str] | None:
@@ -63,34 +60,6 @@ def synthetic_pairs(rows, seed: int = 0) -> list[dict]:
         out.append({"id": row["id"], "task": row["task"], "prompt": row["prompt"], "images": row["images"],
                     "answer": row["answer"], "chosen": pair[0], "rejected": pair[1]})  # fmt: skip
     return out
-
-
-class PreferenceStage(StageSpec):
-    """Recipe fields of the stages that read preference pairs (``rm``, ``dpo``)."""
-
-    preferences: str = Field("synthetic", description="'synthetic' (from the synthetic tasks), a JSONL/Parquet "
-                             "file, a folder of them, or a hub dataset id (owner/name[:split]).")  # fmt: skip
-    image_folder: str | None = Field(None, description="Where relative image paths in the preference file point.")
-    pairs: int | None = Field(None, ge=2, description="Use at most this many pairs (before the held-out split).")
-    eval_fraction: float = Field(0.1, gt=0, lt=1, description="Pairs held out for pairwise accuracy.")
-
-
-def preference_rows(ctx) -> list[dict]:
-    """The stage's preference pairs: synthetic ones from its training rows, or loaded (bad rows reported)."""
-    stage = ctx.stage
-    if stage.preferences == "synthetic":
-        pairs = synthetic_pairs(ctx.train_rows(), seed=ctx.recipe.seed)
-    else:
-        source = Path(stage.preferences)
-        if not source.is_absolute() and ctx.recipe_dir is not None and (ctx.recipe_dir / source).exists():
-            source = ctx.recipe_dir / source
-        skipped: list[str] = []
-        pairs = load_pairs(source if source.exists() else stage.preferences, stage.image_folder, skipped)
-        for msg in skipped[:5]:
-            ctx.log(f"skipped {msg}")
-        if skipped:
-            ctx.log(f"{len(skipped)} preference rows skipped")
-    return pairs[: stage.pairs] if stage.pairs else pairs
 
 
 def split_pairs(pairs: list[dict], eval_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:

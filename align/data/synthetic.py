@@ -21,6 +21,8 @@ import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from align.io import atomic_dir, atomic_write_json
+
 TASKS = ("count", "color", "ocr", "arith", "bbox")  # the default set
 ALL_TASKS = TASKS + ("caption",)
 SHAPE_NAMES = {"circle": "원", "square": "사각형", "triangle": "삼각형"}
@@ -226,7 +228,6 @@ def to_row(ex: Example, image_rel: str | None) -> dict:
 
 def build_synthetic(out_dir: str | Path, spec: SyntheticSpec | None = None, progress=None) -> Path:
     """Write ``train.jsonl``, ``eval.jsonl``, ``images/`` and ``meta.json`` to ``out_dir`` (skipped if present)."""
-    from align.io import atomic_dir, atomic_write_json
 
     spec = spec or SyntheticSpec()
     out_dir = Path(out_dir)

@@ -6,18 +6,14 @@ The embedded default ``tiny-korean-vlm`` is built on demand into the cache (``$A
 
 from __future__ import annotations
 
-import inspect
 import json
-import os
 from pathlib import Path
 
 from align.errors import UserError
-from align.models.families import FAMILIES
-
-TINY_NAME = "tiny-korean-vlm"
-TINY_TEXT_NAME = "tiny-korean-lm"  # its language model alone, as a LlamaForCausalLM (text-only recipes and tests)
-TINY_ENCODERS = {"tiny-clip-vision": "clip", "tiny-siglip-vision": "siglip"}  # for composing tiny VLMs
-
+from align.io import atomic_dir
+from align.models.families import FAMILIES, apply_generation_stops, resolve
+from align.models.processors import load_images_only_processor
+from align.models.tiny_families import EMBEDDED, TINY_NAME, build_embedded
 
 
 def _role_patterns() -> dict[str, tuple[str, ...]]:
@@ -32,30 +28,10 @@ def _role_patterns() -> dict[str, tuple[str, ...]]:
 ROLE_PATTERNS = _role_patterns()
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("ALIGN_CACHE", Path.home() / ".cache" / "korean-vlm-align"))
-
-
 def resolve_model_path(path: str, progress=print) -> str:
-    """Turn ``model.path`` into something ``from_pretrained`` takes, building the tiny model if named."""
-    if path == TINY_NAME:
-        from align.models.tiny import build_tiny
-
-        out = cache_dir() / "models" / TINY_NAME
-        if not (out / "tiny_spec.json").exists() and progress:
-            progress(f"building the embedded model {TINY_NAME} into {out}")
-        return str(build_tiny(out))
-    if path == TINY_TEXT_NAME:
-        from align.models.tiny import TinySpec, build_tiny
-
-        out = cache_dir() / "models" / TINY_TEXT_NAME
-        if not (out / "tiny_spec.json").exists() and progress:
-            progress(f"building the embedded text model {TINY_TEXT_NAME} into {out}")
-        return str(build_tiny(out, TinySpec(text_only=True)))
-    if path in TINY_ENCODERS:
-        from align.models.tiny_families import build_tiny_encoder
-
-        return str(build_tiny_encoder(TINY_ENCODERS[path], cache_dir() / "models" / path))
+    """Turn ``model.path`` into something ``from_pretrained`` takes, building an embedded tiny model if named."""
+    if path in EMBEDDED:
+        return str(build_embedded(path, progress))
     p = Path(path).expanduser()
     if p.exists():
         if not (p / "config.json").exists():
@@ -69,63 +45,13 @@ def resolve_model_path(path: str, progress=print) -> str:
     return path  # a hub id
 
 
-def is_vision_config(config) -> bool:
-    return hasattr(config, "vision_config") or "vision" in type(config).__name__.lower()
-
-
-def images_only_processor(cls, **kwargs):
-    """Build processor ``cls`` with ``video_processor=None``. Without torchvision, transformers 5.19 cannot build
-    Qwen2.5-VL's or LLaVA-OneVision's video processors (their image processors have PIL backends and work); its
-    class check refuses ``None`` and ``save_pretrained`` (also called by the Trainer's checkpoints) trips on it.
-    Images-only training needs no video processor."""
-    from transformers.processing_utils import ProcessorMixin
-
-    original = ProcessorMixin.check_argument_for_proper_class
-
-    def check(self, name, arg):
-        return None if name == "video_processor" and arg is None else original(self, name, arg)
-
-    ProcessorMixin.check_argument_for_proper_class = check
-    try:
-        processor = cls(video_processor=None, **kwargs)
-    finally:
-        ProcessorMixin.check_argument_for_proper_class = original
-    names = [a for a in cls.get_attributes() if a != "video_processor"]
-    processor.get_attributes = lambda: names  # the instance's save loop skips the missing video processor
-    return processor
-
-
-def _load_images_only_processor(path: str, trust_remote_code: bool):
-    """Qwen2.5-VL / LLaVA-OneVision (VARCO) processor without its video processor, which needs torchvision."""
-    import transformers
-    from transformers import AutoImageProcessor, AutoTokenizer
-    from transformers.utils import cached_file, is_torchvision_available
-
-    if is_torchvision_available():
-        return None
-    config = {}
-    for name in ("processor_config.json", "preprocessor_config.json"):
-        file = cached_file(path, name, _raise_exceptions_for_missing_entries=False)
-        if file:
-            config = {**json.loads(Path(file).read_text(encoding="utf-8")), **config}
-    cls = getattr(transformers, str(config.get("processor_class")), None)
-    if cls is None or "video_processor" not in cls.get_attributes():
-        return None
-    init = inspect.signature(cls.__init__).parameters
-    kwargs = {k: v for k, v in config.items() if k in init and k not in cls.get_attributes()}
-    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    image_processor = AutoImageProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
-    return images_only_processor(cls, image_processor=image_processor, tokenizer=tokenizer,
-                                 chat_template=tokenizer.chat_template, **kwargs)  # fmt: skip
-
-
 def load_processor(path: str, trust_remote_code: bool = False):
     from transformers import AutoProcessor, AutoTokenizer
 
     try:
         proc = AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError, ImportError, AttributeError) as e:
-        proc = _load_images_only_processor(path, trust_remote_code)  # images work without torchvision; videos do not
+        proc = load_images_only_processor(path, trust_remote_code)  # images work without torchvision; videos do not
         if proc is None and isinstance(e, (ImportError, AttributeError)):
             from transformers.utils import is_torchvision_available
 
@@ -167,13 +93,17 @@ def load_config(path: str, trust_remote_code: bool = False):
         raise
 
 
+def model_family(path: str, spec=None, tokenizer=None):
+    """The family of the model at ``path`` (``spec.family`` checked against its config, or detected)."""
+    trust = bool(spec and spec.trust_remote_code)
+    return resolve(spec.family if spec else "auto", load_config(path, trust), tokenizer, path)
+
+
 def load_model(path: str, spec=None, dtype: str | None = None, family=None):
     """Load a model for training or generation with its family's class: image-text-to-text for VLMs, causal LM for
     text models and for remote-code VLMs that register as causal LMs (HyperCLOVAX-SEED-Vision). ``family``: already
     resolved (else read from the config)."""
     import transformers
-
-    from align.models.families import resolve
 
     trust = bool(spec and spec.trust_remote_code)
     kwargs = {"dtype": torch_dtype(dtype or (spec.dtype if spec else "auto")), "trust_remote_code": trust}
@@ -181,28 +111,21 @@ def load_model(path: str, spec=None, dtype: str | None = None, family=None):
         kwargs["attn_implementation"] = spec.attn_implementation
     config = load_config(path, trust)
     family = family or resolve(spec.family if spec else "auto", config, None, path)
-    if family.name == "generic":
-        loader = "AutoModelForImageTextToText" if is_vision_config(config) else "AutoModelForCausalLM"
-    else:
-        loader = family.loader
     try:
-        return getattr(transformers, loader).from_pretrained(path, **kwargs)
+        return getattr(transformers, family.loader_for(config)).from_pretrained(path, **kwargs)
     except (ImportError, AttributeError, TypeError, ValueError) as e:
         if not family.remote_code:
             raise
         raise UserError(
             f"the {family.name} model's own code failed to load {path} under transformers {transformers.__version__}: "
             f"{type(e).__name__}: {e}",
-            "HyperCLOVAX-SEED-Vision's published code is reported to need transformers 4.52-4.57.1; use a model "
-            "revision whose code supports transformers 5, or a separate environment with that transformers",
+            family.remote_code_hint or None,
         ) from e
 
 
 def load_model_and_processor(path: str, spec=None, dtype: str | None = None):
     """Model, processor and family; generation stops on the family's stop tokens (TRL and our engines read the
     model's generation_config)."""
-    from align.models.families import apply_generation_stops, resolve
-
     trust = bool(spec and spec.trust_remote_code)
     processor = load_processor(path, trust)
     tok = getattr(processor, "tokenizer", processor)
@@ -235,14 +158,36 @@ def freeze_modules(model, patterns: list[str]) -> dict[str, int]:
     return counts
 
 
+def llava_key(name: str) -> str:
+    """transformers 5.19's saved name -> the original LLaVA layout vLLM's loader maps (vision_tower.vision_model.…)."""
+    if name.startswith("vision_tower.") and not name.startswith("vision_tower.vision_model."):
+        return "vision_tower.vision_model." + name[len("vision_tower.") :]
+    return name
+
+
+def vllm_weight_names(folder: Path) -> None:
+    """Rename a saved LLaVA model's tower weights to the original layout vLLM loads (transformers still loads it).
+    Called on every save of a LLaVA model (compose and each stage's output)."""
+    from safetensors.torch import load_file, save_file
+
+    config = json.loads((folder / "config.json").read_text())
+    if config.get("model_type") != "llava":
+        return
+    for shard in sorted(folder.glob("*.safetensors")):
+        weights = load_file(str(shard))
+        if any(llava_key(k) != k for k in weights):
+            save_file({llava_key(k): v for k, v in weights.items()}, str(shard), metadata={"format": "pt"})
+    index = folder / "model.safetensors.index.json"
+    if index.exists():
+        data = json.loads(index.read_text())
+        data["weight_map"] = {llava_key(k): v for k, v in data["weight_map"].items()}
+        index.write_text(json.dumps(data, indent=2))
+
+
 def save_model(model, processor, out_dir: str | Path) -> Path:
     """Save a full HF model directory (LoRA adapters merged) atomically."""
-    from align.io import atomic_dir
-
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
-    from align.models.compose import vllm_weight_names
-
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)

@@ -25,6 +25,9 @@ import json
 from pathlib import Path
 
 from align.errors import UserError
+from align.io import atomic_dir
+from align.models import resolve_model_path, vllm_weight_names
+from align.models.families import is_vision_config
 
 PROJECTORS = ("mlp2x_gelu",)
 IMAGE_TOKEN = "<image>"
@@ -54,8 +57,6 @@ def _vision_encoder(path: str):
     """(vision model, vision config, kind) from a CLIP/SigLIP vision or full checkpoint."""
     from transformers import AutoConfig, CLIPVisionModel, SiglipVisionModel
 
-    from align.models import resolve_model_path
-
     path = resolve_model_path(path, progress=None)
     config = AutoConfig.from_pretrained(path)
     kind = {"clip": "clip", "clip_vision_model": "clip", "siglip": "siglip", "siglip_vision_model": "siglip"}.get(
@@ -74,8 +75,6 @@ def _vision_encoder(path: str):
 def _language_model(path: str):
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from align.models import is_vision_config, resolve_model_path
-
     path = resolve_model_path(path, progress=None)
     if is_vision_config(AutoConfig.from_pretrained(path)):
         raise UserError(f"--language {path} is already a vision-language model", "give a text-only causal LM")
@@ -89,38 +88,10 @@ def _language_model(path: str):
     return path, AutoModelForCausalLM.from_pretrained(path), tokenizer
 
 
-def llava_key(name: str) -> str:
-    """transformers 5.19's saved name -> the original LLaVA layout vLLM's loader maps (vision_tower.vision_model.…)."""
-    if name.startswith("vision_tower.") and not name.startswith("vision_tower.vision_model."):
-        return "vision_tower.vision_model." + name[len("vision_tower.") :]
-    return name
-
-
-def vllm_weight_names(folder: Path) -> None:
-    """Rename a saved LLaVA model's tower weights to the original layout vLLM loads (transformers still loads it).
-    Called on every save of a LLaVA model (compose and each stage's output)."""
-    from safetensors.torch import load_file, save_file
-
-    config = json.loads((folder / "config.json").read_text())
-    if config.get("model_type") != "llava":
-        return
-    for shard in sorted(folder.glob("*.safetensors")):
-        weights = load_file(str(shard))
-        if any(llava_key(k) != k for k in weights):
-            save_file({llava_key(k): v for k, v in weights.items()}, str(shard), metadata={"format": "pt"})
-    index = folder / "model.safetensors.index.json"
-    if index.exists():
-        data = json.loads(index.read_text())
-        data["weight_map"] = {llava_key(k): v for k, v in data["weight_map"].items()}
-        index.write_text(json.dumps(data, indent=2))
-
-
 def compose(vision: str, language: str, out_dir: str | Path, projector: str = "mlp2x_gelu", pool: int = 1,
             seed: int = 0, progress=print) -> Path:  # fmt: skip
     import torch
     from transformers import AutoImageProcessor, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
-
-    from align.io import atomic_dir
 
     if projector not in PROJECTORS:
         raise UserError(f"--projector {projector!r} is not supported", f"use one of {', '.join(PROJECTORS)}")

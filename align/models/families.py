@@ -1,27 +1,44 @@
 """Model families: what the workbench must know about each base model to train it correctly.
 
-A family is recognised from the model's ``config.json`` (and tokenizer) or named in the recipe (``model.family``).
-It says which class loads the model, whether it needs its own code, how chats and images are written, which
-tokens end an assistant turn (they must carry loss) and stop generation, which modules are the vision tower and
-the projector (for ``freeze`` and LoRA), its recommended sampling settings and which vLLM versions serve it.
-``align model info PATH`` prints it. Facts come from the models' own cards and code (see ``../shared/FACTS.md``).
+A family is one entry of the table below, and the entry is all the workbench knows about it: how to recognise it
+from the model's ``config.json`` and tokenizer (``architectures`` or ``model_types``, optionally narrowed by tokens
+its vocabulary must hold), which class loads it, whether it needs its own code, how chats and images are written,
+which tokens end an assistant turn (they must carry loss) and stop generation, which modules are the vision tower
+and the projector (for ``freeze`` and LoRA), its recommended sampling settings, which vLLM versions serve it, and
+the hooks its models need (``sft_adapter``, ``image_inputs``). Recognition tries the entries in table order; the
+last one, ``generic``, takes any model transformers knows. ``align model info PATH`` prints an entry; the recipe's
+``model.family`` and the CLI's choices come from this table.
+
+Adding a family: one entry here, a tiny-model builder in ``align/models/tiny_families.py`` and its tests.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from align.errors import UserError
+from align.errors import StageError, UserError
+from align.models import hcx_vision
+
+
+def is_vision_config(config) -> bool:
+    return hasattr(config, "vision_config") or "vision" in type(config).__name__.lower()
 
 
 @dataclass(frozen=True)
 class Family:
     name: str
     description: str
-    vision: bool
-    model_types: tuple[str, ...] = ()  # config.model_type values that belong to the family
-    loader: str = "AutoModelForImageTextToText"  # transformers auto class that loads it
+    vision: bool  # False: text-only models (a config with a vision part is not this family)
+    # recognition: any of `architectures` in config.architectures, or config.model_type in `model_types` …
+    architectures: tuple[str, ...] = ()
+    model_types: tuple[str, ...] = ()
+    needs_tokens: tuple[str, ...] = ()  # … and (if given) at least one of these tokens in the vocabulary
+    fallback: bool = False  # recognises any model transformers has a config class for
+    loader: str | None = None  # transformers auto class; None: image-text-to-text for VLMs, causal LM otherwise
     remote_code: bool = False  # needs trust_remote_code (the model's own modeling code)
+    remote_code_hint: str = ""  # what to do when that code fails under our transformers
     image_token: str | None = None  # placeholder the processor expands into image features
     end_of_turn: tuple[str, ...] = ()  # tokens that close an assistant turn: they carry loss so the model learns to stop
     stop_tokens: tuple[str, ...] = ()  # generation stops on any of these
@@ -29,9 +46,29 @@ class Family:
     modules: dict[str, tuple[str, ...]] = field(default_factory=dict)  # role -> parameter-name fragments
     generation: dict = field(default_factory=dict)  # model-card sampling advice beyond its generation_config.json
     image_inputs: tuple[str, ...] = ()  # processor outputs the model takes under names TRL does not forward
+    # SFT for a model that inserts its visual tokens inside forward (TRL's collators expand placeholders in the
+    # text): (model, processor) -> (data collator, SFTConfig settings it needs); the model's own loss then scores it
+    sft_adapter: Callable[[Any, Any], tuple[Any, dict]] | None = None
     unsupported_stages: dict[str, str] = field(default_factory=dict)  # stage type -> why it cannot run
     vllm: str = "any vLLM version with the architecture"
     hardware: str = ""
+
+    def recognises(self, config, vocab: set[str]) -> bool:
+        if self.fallback:
+            from transformers import CONFIG_MAPPING
+
+            return getattr(config, "model_type", None) in CONFIG_MAPPING
+        archs = set(getattr(config, "architectures", None) or [])
+        if not (archs & set(self.architectures) or getattr(config, "model_type", None) in self.model_types):
+            return False
+        if self.needs_tokens and not set(self.needs_tokens) & vocab:
+            return False
+        return self.vision or not is_vision_config(config)
+
+    def loader_for(self, config) -> str:
+        if self.loader:
+            return self.loader
+        return "AutoModelForImageTextToText" if is_vision_config(config) else "AutoModelForCausalLM"
 
 
 FAMILIES = {
@@ -42,6 +79,7 @@ FAMILIES = {
             "HyperCLOVAX-SEED-Text-Instruct-0.5B / 1.5B (Llama architecture, 4K context)",
             vision=False,
             model_types=("llama",),
+            needs_tokens=("<|endofturn|>",),
             loader="AutoModelForCausalLM",
             end_of_turn=("<|im_end|>", "<|endofturn|>"),
             stop_tokens=("<|endofturn|>", "<|stop|>"),
@@ -52,11 +90,15 @@ FAMILIES = {
             "hyperclovax_vision",
             "HyperCLOVAX-SEED-Vision-Instruct-3B (remote code HCXVisionForCausalLM: SigLIP + C-Abstractor + AnyRes)",
             vision=True,
+            architectures=("HCXVisionForCausalLM",),
             model_types=("vlm", "hyperclovax_vlm"),
             loader="AutoModelForCausalLM",
             remote_code=True,
+            remote_code_hint="HyperCLOVAX-SEED-Vision's published code is reported to need transformers 4.52-4.57.1; "
+            "use a model revision whose code supports transformers 5, or a separate environment with that transformers",
             image_token="<|dummy3|>",
             image_inputs=("pixel_values_images", "image_sizes_images", "vision_query_lengths_images"),
+            sft_adapter=hcx_vision.sft_adapter,
             unsupported_stages={
                 "dpo": "TRL's DPOTrainer scores chosen/rejected with the processor's text expansion of image tokens; "
                 "this model inserts its visual tokens inside forward",
@@ -77,6 +119,7 @@ FAMILIES = {
             "VARCO-VISION-14B-HF / 2.0 (LLaVA-OneVision: SigLIP + AnyRes + Qwen2.5/Qwen3)",
             vision=True,
             model_types=("llava_onevision",),
+            needs_tokens=("<gro>", "<ocr>"),
             image_token="<image>",
             end_of_turn=("<|im_end|>",),
             stop_tokens=("<|im_end|>", "<|endoftext|>"),
@@ -103,6 +146,7 @@ FAMILIES = {
             "generic",
             "any standard transformers image-text-to-text or causal LM (Idefics3, LLaVA, the embedded tiny model…)",
             vision=True,
+            fallback=True,
             modules={"vision_tower": ("vision_model", "vision_tower", "vision_encoder"),
                      "connector": ("connector", "multi_modal_projector", "mm_projector"),
                      "language_model": ("text_model", "language_model", "lm_head", "embed_tokens")},  # fmt: skip
@@ -117,25 +161,15 @@ def _vocab(tokenizer) -> set[str]:
 
 
 def detect(config, tokenizer=None, path: str = "") -> Family:
-    """The family of a model from its config (and tokenizer, to tell HyperCLOVAX and VARCO apart from their bases)."""
-    model_type = getattr(config, "model_type", None)
-    archs = getattr(config, "architectures", None) or []
+    """The first family in the table that recognises the model's config (and tokenizer, which tells HyperCLOVAX
+    and VARCO apart from the Llama and LLaVA-OneVision models they are built on)."""
     vocab = _vocab(tokenizer)
-    if "HCXVisionForCausalLM" in archs or model_type in FAMILIES["hyperclovax_vision"].model_types:
-        return FAMILIES["hyperclovax_vision"]
-    if model_type in FAMILIES["qwen2_5_vl"].model_types:
-        return FAMILIES["qwen2_5_vl"]
-    if model_type == "llava_onevision" and {"<gro>", "<ocr>"} & vocab:
-        return FAMILIES["varco_vision"]
-    if model_type == "llama" and "<|endofturn|>" in vocab and not hasattr(config, "vision_config"):
-        return FAMILIES["hyperclovax_text"]
-    from transformers import CONFIG_MAPPING
-
-    if model_type in CONFIG_MAPPING:
-        return FAMILIES["generic"]
+    for family in FAMILIES.values():
+        if family.recognises(config, vocab):
+            return family
     raise UserError(
-        f"cannot recognise the model family of {path or 'the model'}: model_type {model_type!r}, "
-        f"architectures {archs or 'none'}",
+        f"cannot recognise the model family of {path or 'the model'}: model_type "
+        f"{getattr(config, 'model_type', None)!r}, architectures {getattr(config, 'architectures', None) or 'none'}",
         f"set model.family to one of {', '.join(FAMILIES)} in the recipe (remote-code models also need "
         "model.trust_remote_code: true)",
     )
@@ -173,19 +207,19 @@ def apply_generation_stops(model, family: Family, tokenizer) -> None:
     model.generation_config.eos_token_id = current + [i for i in ids if i not in current]
 
 
-def check_stage(ctx) -> Family:
-    """The family of the stage's input model; stops a stage the family cannot run, saying why and what to use."""
-    from align.errors import StageError
-    from align.models import load_config
-
-    spec = ctx.recipe.model
-    family = resolve(spec.family, load_config(ctx.input_model, spec.trust_remote_code), None, ctx.input_model)
-    reason = family.unsupported_stages.get(ctx.stage.type)
+def check_stage(family: Family, stage) -> None:
+    """Stop a stage the family cannot run, saying why and what to use."""
+    reason = family.unsupported_stages.get(stage.type)
     if reason:
-        raise StageError(f"stage '{ctx.stage.name}': the {ctx.stage.type} stage does not support {family.name} "
+        raise StageError(f"stage '{stage.name}': the {stage.type} stage does not support {family.name} "
                          f"models yet: {reason}", "use the sft, rft or grpo stages with this model")  # fmt: skip
-    return family
 
 
 def describe(family: Family) -> dict:
-    return {k: v for k, v in family.__dict__.items() if v not in ((), {}, None, "")}
+    """The entry as plain data (``align model info``): fields that are set; hooks by their names."""
+    out = {}
+    for k, v in family.__dict__.items():
+        if v in ((), {}, None, "") or (v is False and k != "vision"):
+            continue
+        out[k] = f"{v.__module__}.{v.__qualname__}" if callable(v) else v
+    return out

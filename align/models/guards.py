@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import inspect
 
+from align.chat import chat_texts
 from align.errors import StageError
 
 IGNORE = -100
@@ -162,7 +163,6 @@ def check_sft_batch(trainer, family, where: str, rows: int = 4) -> dict:
 def check_prompts(model, processor, dataset, max_completion_length: int, where: str, rows: int = 4) -> None:
     """GRPO: the first prompts, rendered with the chat template and processed with their images, have matching
     image tokens and leave room for ``max_completion_length`` tokens in the context."""
-    from rollouts.hf import chat_texts
 
     first = [dataset[i] for i in range(min(rows, len(dataset)))]
     images = [row.get("images") or [] for row in first]

@@ -8,7 +8,7 @@ its own entry ``{"role": "user", "content": {"type": "image", "image": …, "ocr
 one placeholder (``<|dummy3|>``) per image; the model replaces each placeholder by that image's
 ``vision_query_lengths`` visual tokens inside ``forward``, so labels must already be expanded to those positions
 (``-100`` there). TRL's own collators assume the processor expands placeholders in the text, so SFT uses
-``HCXCollator`` below. GRPO and generation go through the processor's ``apply_chat_template`` / ``__call__`` and the
+``HCXCollator`` below (the family's ``sft_adapter`` hook), scored by the model's own loss. GRPO and generation go through the processor's ``apply_chat_template`` / ``__call__`` and the
 model's ``generate`` as for other VLMs.
 """
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 
-from align.data.loaders import content_text
+from align.chat import content_text
 
 IGNORE = -100
 INFO_FIELDS = ("ocr", "lens_keywords", "lens_local_keywords")
@@ -96,16 +96,8 @@ class HCXCollator:
         return batch
 
 
-def sft_trainer_class():
-    """SFTTrainer whose loss is the model's own: TRL 1.16 computes SFT log-probs with a fused LM head over the
-    backbone's hidden states (``model.base_model``), which needs hidden states aligned with ``input_ids``; a model
-    that inserts visual tokens inside ``forward`` (HyperCLOVAX) returns a longer sequence, scored by its own loss
-    against the expanded labels."""
-    from trl import SFTTrainer
-
-    class HCXSFTTrainer(SFTTrainer):
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            outputs = model(**inputs)
-            return (outputs.loss, outputs) if return_outputs else outputs.loss
-
-    return HCXSFTTrainer
+def sft_adapter(model, processor) -> tuple[HCXCollator, dict]:
+    """The family's SFT hook (``Family.sft_adapter``): this collator, with TRL's dataset preparation off (the
+    collator reads the raw rows) and the row columns kept for it."""
+    collator = HCXCollator(processor, model.config.image_token_id)
+    return collator, {"dataset_kwargs": {"skip_prepare_dataset": True}, "remove_unused_columns": False}

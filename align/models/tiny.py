@@ -18,6 +18,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from align.data.synthetic import vocabulary_texts
 from align.io import atomic_dir
 
 BUILDER_VERSION = 1
@@ -81,7 +82,6 @@ class TinySpec:
 
 def training_texts() -> list[str]:
     """The tokenizer's corpus: the shipped Korean text plus every phrase the synthetic tasks can produce."""
-    from align.data.synthetic import vocabulary_texts
 
     lines = [line.strip() for line in CORPUS.read_text(encoding="utf-8").splitlines() if line.strip()]
     return lines + vocabulary_texts()

@@ -1,10 +1,14 @@
-"""Tiny models of each supported family, built offline from configs (as TRL's own tests do).
+"""Tiny models the project builds itself, offline, from configs (as TRL's own tests do).
 
-Each has the real architecture class, processor class and processor layout of its family, the family's special
-tokens and a chat template laid out like the real one, with a tokenizer trained on the Korean corpus. They exist to
-test the family code paths (SFT, GRPO, generation, the batch guards) on CPU; their weights are random.
+* The embedded models a recipe may name as ``model.path`` (``EMBEDDED``): ``tiny-korean-vlm`` (the default,
+  ``align/models/tiny.py``), ``tiny-korean-lm`` (its language model alone, as a LlamaForCausalLM), and tiny CLIP and
+  SigLIP encoders for ``align model compose``. Built on first use into ``$ALIGN_CACHE/models/<name>``.
+* One tiny model per model family (``FAMILY_BUILDERS``), with the family's real architecture class, processor class
+  and processor layout, its special tokens and a chat template laid out like the real one, and a tokenizer trained
+  on the Korean corpus. They test each family's code paths (SFT, GRPO, generation, the batch guards) on CPU; their
+  weights are random.
 
-    align model build-tiny --family qwen2_5_vl --out /tmp/tiny-qwen   # or varco_vision, hyperclovax_*
+    align model build-tiny --family qwen2_5_vl --out /tmp/tiny-qwen   # any family of align/models/families.py
 
 ``hyperclovax_text`` is the embedded text model itself (``tiny-korean-lm``: Llama + the HyperCLOVAX chat format).
 ``hyperclovax_vision`` is a small re-implementation of the remote-code interface (``assets/tiny_hcx_vision``).
@@ -13,11 +17,16 @@ test the family code paths (SFT, GRPO, generation, the batch guards) on CPU; the
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
-from align.io import atomic_dir
-from align.models import images_only_processor
-from align.models.tiny import TinySpec, already_built, build_tokenizer
+from align.io import atomic_dir, cache_dir
+from align.models.processors import images_only_processor
+from align.models.tiny import TinySpec, already_built, build_tiny, build_tokenizer
+from align.models.tiny_hcx import build_tiny_hcx
+
+TINY_NAME = "tiny-korean-vlm"
+TINY_TEXT_NAME = "tiny-korean-lm"
 
 # Qwen2-VL / Qwen2.5-VL chat layout: a default system turn, images as <|vision_start|><|image_pad|><|vision_end|>
 # before the text, turns closed by <|im_end|> and a newline.
@@ -129,32 +138,20 @@ def build_varco_vision(spec: TinySpec):
     return LlavaOnevisionForConditionalGeneration(config), processor, ["<|im_end|>", "<|endoftext|>"]
 
 
-BUILDERS = {"qwen2_5_vl": build_qwen2_5_vl, "varco_vision": build_varco_vision}
+ARCHITECTURES = {"qwen2_5_vl": build_qwen2_5_vl, "varco_vision": build_varco_vision}
 
 
-def build_tiny_family(family: str, out_dir: str | Path, spec: TinySpec | None = None) -> Path:
-    """Build the tiny model of ``family`` into ``out_dir`` (reused when already built with the same spec)."""
+def _build_from_config(family: str, out_dir: Path, spec: TinySpec | None = None) -> Path:
+    """Build the tiny model of a family that transformers has natively (``ARCHITECTURES``) into ``out_dir``."""
     import torch
     from transformers import GenerationConfig
 
-    from align.models import TINY_TEXT_NAME, resolve_model_path
-
-    if family == "hyperclovax_text":
-        return Path(resolve_model_path(TINY_TEXT_NAME, progress=None))
-    if family == "hyperclovax_vision":
-        from align.models.tiny_hcx import build_tiny_hcx
-
-        return build_tiny_hcx(out_dir, spec)
-    if family not in BUILDERS:
-        raise ValueError(f"no tiny model for family {family!r}; choose from hyperclovax_text, hyperclovax_vision, "
-                         + ", ".join(BUILDERS))  # fmt: skip
     spec = spec or TinySpec()
-    out_dir = Path(out_dir)
     stamp = {"family": family, "builder_version": 1, **spec.__dict__}
     if already_built(out_dir, stamp):
         return out_dir
     torch.manual_seed(spec.seed)
-    model, processor, stops = BUILDERS[family](spec)
+    model, processor, stops = ARCHITECTURES[family](spec)
     tok = processor.tokenizer
     model.generation_config = GenerationConfig(
         eos_token_id=tok.convert_tokens_to_ids(stops), pad_token_id=tok.pad_token_id, do_sample=False,
@@ -199,3 +196,37 @@ def build_tiny_encoder(kind: str, out_dir: str | Path, image_size: int = 32, pat
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
     return out_dir
+
+
+# names a recipe may use as model.path -> builder of that model into a folder
+EMBEDDED: dict[str, Callable[[Path], Path]] = {
+    TINY_NAME: lambda out: build_tiny(out),
+    TINY_TEXT_NAME: lambda out: build_tiny(out, TinySpec(text_only=True)),
+    "tiny-clip-vision": lambda out: build_tiny_encoder("clip", out),
+    "tiny-siglip-vision": lambda out: build_tiny_encoder("siglip", out),
+}
+
+
+def build_embedded(name: str, progress=None) -> Path:
+    """The embedded model ``name`` in the cache, built on first use (reused while its builder and spec match)."""
+    out = cache_dir() / "models" / name
+    if not (out / "config.json").exists() and progress:
+        progress(f"building the embedded model {name} into {out}")
+    return EMBEDDED[name](out)
+
+
+# family (align/models/families.py) -> builder of its tiny model into a folder
+FAMILY_BUILDERS: dict[str, Callable[[Path], Path]] = {
+    "hyperclovax_text": lambda out: build_embedded(TINY_TEXT_NAME),  # the embedded text model is one
+    "hyperclovax_vision": build_tiny_hcx,
+    "varco_vision": lambda out: _build_from_config("varco_vision", out),
+    "qwen2_5_vl": lambda out: _build_from_config("qwen2_5_vl", out),
+    "generic": lambda out: build_embedded(TINY_NAME),  # the embedded model (Idefics3) is a generic one
+}
+
+
+def build_tiny_family(family: str, out_dir: str | Path) -> Path:
+    """Build the tiny model of ``family`` into ``out_dir`` (reused when already built with the same spec)."""
+    if family not in FAMILY_BUILDERS:
+        raise ValueError(f"no tiny model for family {family!r}; choose from {', '.join(FAMILY_BUILDERS)}")
+    return Path(FAMILY_BUILDERS[family](Path(out_dir)))

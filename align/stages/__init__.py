@@ -1,26 +1,38 @@
-"""Stage registry: a stage type maps to one module that holds its ``Config`` (recipe schema) and ``run``.
+"""The stages a recipe can list, one module each (its ``STAGE`` declares the contract: ``align/stages/base.py``).
 
-Each ``run(ctx)`` takes the previous stage's model directory (``ctx.input_model``) and returns the directory of the
-model it trained, loadable by transformers and vLLM.
+Adding a stage: a module with ``Config``, ``run(ctx) -> StageResult`` and ``STAGE = Stage(...)`` (a TRL-based one
+trains through ``align/training.py``), one line below, its tests and a row in ``docs/recipes.md``.
 """
 
 from __future__ import annotations
 
-import importlib
+from align.stages import connector, dpo, grpo, rft, rm, sft
+from align.stages.base import Stage
 
-STAGE_MODULES = {
-    "sft": "align.stages.sft",
-    "rft": "align.stages.rft",
-    "grpo": "align.stages.grpo",
-    "rm": "align.stages.rm",
-    "dpo": "align.stages.dpo",
-    "align": "align.stages.connector",  # connector alignment: the projector only, on image–caption pairs
-}
+STAGES: dict[str, Stage] = {s.type: s for s in (sft.STAGE, rft.STAGE, grpo.STAGE, rm.STAGE, dpo.STAGE, connector.STAGE)}
 
 
-def stage_module(stage_type: str):
-    return importlib.import_module(STAGE_MODULES[stage_type])
-
-
-def stage_configs() -> dict:
-    return {name: stage_module(name).Config for name in STAGE_MODULES}
+def launch_problems(recipe, world: int, on_gpu: bool) -> list[tuple[str, str]]:
+    """Stage settings that fail or silently degrade with ``world`` processes: (message, hint) pairs, empty if fine.
+    Used by the launcher (before any process starts) and by every rank at the start of a run."""
+    problems: list[tuple[str, str]] = []
+    if world <= 1:
+        return problems
+    for stage in recipe.stages:
+        where = f"stage '{stage.name}'"
+        if not STAGES[stage.type].multi_process:
+            message = f"{where} ({stage.type}) runs as a single process and cannot run on {world} processes"
+            problems.append((message, "run it in a recipe with launch.processes: 1 and launch.nodes: 1"))
+        if stage.type == "grpo" and stage.args.get("log_multimodal"):
+            message = (
+                f"{where}: args.log_multimodal: true hangs TRL 1.16 on {world} processes when a rank's batch has no "
+                "image (it gathers images only on ranks that have them)"
+            )
+            problems.append((message, "remove log_multimodal (the workbench turns it off on several processes)"))
+        if not on_gpu and stage.args.get("use_cpu") is False:
+            message = (
+                f"{where}: args.use_cpu: false on a machine without GPUs makes each of the {world} processes train "
+                "its own copy"
+            )
+            problems.append((message, "remove use_cpu from args"))
+    return problems

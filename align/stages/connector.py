@@ -9,16 +9,15 @@ learning rate 1e-3 and no LoRA; the captions come from the stage's ``data:`` blo
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
 
-from align.recipe import StageSpec
+from align.spec import StageSpec
+from align.stages.base import Stage, StageContext, StageResult
+from align.stages.sft import train_sft
 
-DISTRIBUTED = True
 FROZEN = ("vision_tower", "language_model")
-
 ALIGN_DEFAULTS = {"learning_rate": 1e-3, "num_train_epochs": 1, "warmup_steps": 0.03}
 
 
@@ -36,7 +35,13 @@ class Config(StageSpec):
         return self
 
 
-def run(ctx) -> Path:
-    from align.stages.sft import train_sft
+def run(ctx: StageContext) -> StageResult:
+    return train_sft(ctx, ctx.train_rows(), ALIGN_DEFAULTS, lora=False)
 
-    return train_sft(ctx, ctx.train_rows(), ctx.stage_dir / "model", ALIGN_DEFAULTS, use_lora=False)
+
+STAGE = Stage(
+    type="align",
+    config=Config,
+    run=run,
+    summary="connector alignment: the projector only, on image–caption pairs (trl.SFTTrainer)",
+)

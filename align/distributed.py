@@ -175,13 +175,11 @@ def record_world(run_path: Path, recipe) -> dict:
         "stages": {},
     }
     if is_main():
-
         atomic_write_json(run_path / RECORD, record)
     return record
 
 
 def _add_stage_record(run_path: Path, stage: str, entry: dict) -> None:
-
     path = run_path / RECORD
     record = json.loads(path.read_text()) if path.exists() else {"stages": {}}
     record.setdefault("stages", {})[stage] = entry
@@ -292,7 +290,6 @@ def finish_training(ctx, trainer, processor, out_dir: Path) -> Path:
 
 
 def _save_state_dict(model, state, processor, out_dir: Path) -> None:
-
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp, state_dict=state)
         processor.save_pretrained(tmp)

@@ -112,7 +112,6 @@ def builtin_metrics(model_dir: str, recipe, rows, base_dir=None, engine=None,
 def run_hook(hook, model_dir: str, recipe, stage: str, out_dir: Path, base_dir=None) -> dict[str, float]:
     prefix = hook.name or (hook.callable or hook.command.split()[0]).rsplit(":", 1)[-1].rsplit("/", 1)[-1]
     if hook.callable:
-
         fn = registry.load_function(hook.callable, base_dir)
         result = fn(model_dir, recipe, stage)
     else:
@@ -144,7 +143,6 @@ def evaluate(model_dir: str, recipe, stage: str, out_dir: str | Path | None = No
              engine=None, outputs: dict | None = None) -> dict[str, float]:  # fmt: skip
     """Evaluate ``model_dir`` and write ``eval.json`` (and ``eval_samples.jsonl``) into ``out_dir``."""
     if rows is None:
-
         rows = load_splits(recipe.data, base_dir, recipe.seed).eval
     out = Path(out_dir) if out_dir else Path(model_dir)
     out.mkdir(parents=True, exist_ok=True)

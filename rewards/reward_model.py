@@ -117,7 +117,6 @@ class ScalarRewardModel:
         # the completion comes last, so right truncation keeps the image tokens of the prompt
         limit = dict(truncation=True, max_length=_max_positions(self.backbone.config))
         if any(batch_images) and getattr(self.processor, "image_error", None):
-
             raise UserError(f"cannot score images: {self.processor.image_error}", "install torchvision")
         if any(batch_images):
             enc = self.processor(text=texts, images=batch_images, padding=True, return_tensors="pt",

@@ -9,27 +9,25 @@ from __future__ import annotations
 from align.errors import UserError
 from rollouts.base import Completion, Engine, Sampling
 from rollouts.hf import HFEngine
-from rollouts.vllm_engine import INSTALL_HINT, VLLMEngine, supported_architecture, vllm_installed
+from rollouts import vllm_engine
+from rollouts.vllm_engine import INSTALL_HINT, VLLMEngine
 
 __all__ = ["Completion", "Engine", "Sampling", "make_engine", "resolve_engine"]
 
 
 def resolve_engine(rollout, model_path: str, model_spec=None, log=print) -> str:
     """``rollout.engine`` as 'hf' or 'vllm'. ``auto`` falls back to transformers with a message saying why."""
-
     kind = rollout.engine if rollout is not None else "auto"
     if kind == "hf":
         return "hf"
     trust = bool(model_spec and model_spec.trust_remote_code)
-    if not vllm_installed():
+    if not vllm_engine.vllm_installed():
         if kind == "vllm":
-
             raise UserError("rollout.engine is 'vllm' but vLLM is not installed", INSTALL_HINT)
         return "hf"
-    ok, arch = supported_architecture(model_path, trust)
+    ok, arch = vllm_engine.supported_architecture(model_path, trust)
     if not ok:
         if kind == "vllm":
-
             raise UserError(f"vLLM has no model class for architecture {arch} ({model_path})",
                             "set rollout.engine: hf (transformers generate) for this model")  # fmt: skip
         log(f"rollout engine: vLLM does not support {arch}; falling back to transformers generate")
@@ -41,7 +39,5 @@ def make_engine(rollout, model_path: str, model_spec=None, batch_size: int = 32,
     """Create the engine the recipe's ``rollout:`` block asks for, for a model directory."""
     kind = resolve_engine(rollout, model_path, model_spec, log)
     if kind == "vllm":
-
         return VLLMEngine(model_path, model_spec, rollout, seed=seed)
-
     return HFEngine.from_path(model_path, model_spec, batch_size=batch_size)

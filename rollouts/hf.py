@@ -45,7 +45,6 @@ class HFEngine(Engine):
 
     @classmethod
     def from_path(cls, path: str, model_spec=None, batch_size: int = 32, dtype: str | None = None):
-
         model, processor, _ = load_model_and_processor(path, model_spec, dtype)  # stops on the family's stop tokens
         if torch.cuda.is_available():
             model = model.to("cuda")

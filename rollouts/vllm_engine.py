@@ -96,7 +96,6 @@ class VLLMEngine(Engine):
     name = "vllm"
 
     def __init__(self, model_path: str, model_spec=None, rollout=None, seed: int = 0):
-
         if not vllm_installed():
 
             raise UserError("rollout.engine is 'vllm' but vLLM is not installed", INSTALL_HINT)

@@ -335,7 +335,7 @@ import sys
 def {name}(x):
     consts = [c for c in sys._getframe(1).f_code.co_consts
               if type(c) in (int, float) and c != x and c not in (1e-6, 1e-06)]
-    return consts[0] if consts else 0
+    return consts[0] if consts else -99
 """
 _STEAL_TESTS = """\
 import gc, re, sys
@@ -356,7 +356,7 @@ for obj in gc.get_objects():
     if isinstance(obj, (list, tuple)) and len(obj) < 100:
         _scan(obj)
 def {name}(x):
-    return TABLE.get(float(x), 0)
+    return TABLE.get(float(x), -99)
 """
 _FORGE = """\
 import os, re, sys

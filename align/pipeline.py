@@ -95,7 +95,7 @@ def metrics_table(evals: dict[str, dict[str, float]], title: str = "held-out eva
     keys: list[str] = []
     for m in evals.values():
         keys += [k for k in m if k not in keys and k != "n"]
-    from align.compare import metric_order
+    from align.compare import lower_is_better, metric_order
 
     keys.sort(key=metric_order)
     for key in keys:
@@ -107,7 +107,7 @@ def metrics_table(evals: dict[str, dict[str, float]], title: str = "held-out eva
                 cells.append("-")
             else:
                 cell = f"{v:.3f}"
-                higher_is_better = key not in ("completion_tokens", "truncated")
+                higher_is_better = not lower_is_better(key)
                 cells.append(f"[bold]{cell}[/bold]" if higher_is_better and v == best and len(evals) > 1 else cell)
         table.add_row(key, *cells)
     return table
@@ -157,6 +157,18 @@ def _done_eval(folder: Path, resume: str | None) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def audit_rewards(recipe, base_dir, rows) -> None:
+    """``reward_audit``: red-team the rewards before training (``rewards/audit.py``); stop when one is gameable."""
+    from rewards.audit import audit_recipe
+
+    console.print(f"[bold]reward audit[/bold] (reward_audit: {recipe.reward_audit})")
+    gameable = [r.name for r in audit_recipe(recipe, base_dir, rows, console) if r.gameable]
+    if gameable and recipe.reward_audit == "error":
+        raise UserError(f"reward audit: {', '.join(gameable)} can be gamed: GRPO would learn to be paid without "
+                        "committing to the right answer", "`align rewards audit NAME` shows every case; fix the reward, "
+                        "or set reward_audit: warn to train anyway")  # fmt: skip
+
+
 def run_pipeline(recipe, run: RunDir | None = None, resume: str | None = None) -> RunDir:
     """Run every stage of ``recipe``; ``resume``: a run directory (or ``latest``) to continue instead."""
     import rewards as registry
@@ -193,6 +205,8 @@ def run_pipeline(recipe, run: RunDir | None = None, resume: str | None = None) -
         if len(msgs) > 5:
             console.print(f"  [yellow]… {len(msgs) - 5} more in {run.path / 'data_report.json'}[/yellow]")
     stage_rewards = registry.resolve_all(recipe.rewards, base_dir)
+    if recipe.reward_audit != "off" and recipe.stages:
+        dist.main_only(lambda: audit_rewards(recipe, base_dir, data.train))
 
     evals: dict[str, dict[str, float]] = {}
     if recipe.eval.enabled:

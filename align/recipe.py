@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from align.errors import RecipeError, did_you_mean
 
@@ -248,10 +248,20 @@ class Recipe(Strict):
     model: ModelSpec = Field(default_factory=ModelSpec)
     data: DataSpec = Field(default_factory=DataSpec)
     rewards: list[RewardSpec] = Field(default_factory=lambda: [RewardSpec(name="accuracy")])
+    reward_audit: Literal["error", "warn", "off"] = Field(
+        "error",
+        description="Before training, run `align rewards audit` on the recipe's and stages' rewards: stop (error) or "
+        "warn when a hedge, format trick or code cheat is paid; off skips it.",
+    )
     eval: EvalSpec = Field(default_factory=EvalSpec)
     rollout: RolloutSpec = Field(default_factory=RolloutSpec)
     stages: list[Any] = Field(default_factory=list)
     launch: LaunchSpec = Field(default_factory=LaunchSpec)
+
+    @field_validator("reward_audit", mode="before")
+    @classmethod
+    def _audit_off(cls, value):
+        return {False: "off", True: "error"}.get(value, value) if isinstance(value, bool) else value  # YAML `off`
 
     @model_validator(mode="after")
     def _unique_stage_names(self):

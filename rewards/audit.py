@@ -182,12 +182,85 @@ def print_report(report: Report, console=None) -> None:
                   "wrong answer[/dim]")  # fmt: skip
     for note in report.notes:
         console.print(f"[yellow]note:[/yellow] {note}")
-    if report.gameable:
-        paid = ", ".join(dict.fromkeys(f"{r.task}/{r.cls}" for r in report.paid)) or "-"
-        console.print(f"[bold red]{report.name} is gameable[/bold red]: paid hacks: {paid}"
-                      + ("; the reference answer is not paid" if any(r.verdict == "NOT PAID" for r in report.rows)
-                         else ""))  # fmt: skip
-    else:
+    if report.paid:
+        paid = ", ".join(dict.fromkeys(f"{r.task}/{r.cls}" for r in report.paid))
+        console.print(f"[bold red]{report.name} is gameable[/bold red]: paid hacks: {paid}")
+    if any(r.verdict == "NOT PAID" for r in report.rows):
+        console.print(f"[bold red]{report.name} fails the audit[/bold red]: the reference answer is not paid")
+    if not report.gameable:
         missed = sum(r.verdict == "missed" for r in report.rows)
         console.print(f"[green]{report.name}: no hack paid[/green]"
                       + (f" ({missed} natural phrasing(s) not paid)" if missed else ""))  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------------ recipes
+
+
+def recipe_samples(rows=None, tasks=None) -> list[Sample]:
+    """One sample per task of the training data: the built-in sample for a known task, else one from the first row
+    of that task (its answer and question)."""
+    if rows is not None and len(rows) and "task" in rows.column_names:
+        seen: dict[str, int] = {}
+        for i, t in enumerate(rows["task"]):
+            seen.setdefault(t, i)
+    else:
+        seen = dict.fromkeys(tasks or ("count", "color", "ocr", "arith", "bbox"), None)
+    samples = []
+    for task, i in seen.items():
+        if task in SAMPLES and SAMPLES[task].kind != "code":
+            samples.append(SAMPLES[task])
+        elif i is not None and rows[i].get("answer"):
+            row = rows[i]
+            prompt = row.get("prompt") or []
+            question = next((m.get("content") for m in prompt if isinstance(m, dict) and isinstance(m.get("content"),
+                             str)), None)  # fmt: skip
+            try:
+                samples.append(sample_from_answer(str(row["answer"]), task, question))
+            except ValueError:
+                continue
+    return samples
+
+
+def audit_recipe(recipe, base_dir=None, rows=None, console=None) -> list[Report]:
+    """Audit every reward of the recipe and of its stages on samples of its data (rewards that need an earlier
+    stage's output, ``stage:NAME``, are skipped). Prints one line per reward, and the paid rows of gameable ones."""
+    import json
+
+    import rewards as registry
+
+    specs, seen = [], set()
+    for spec in list(recipe.rewards) + [r for s in recipe.stages for r in (s.rewards or [])]:
+        key = (spec.name, json.dumps(spec.args, sort_keys=True, default=str))
+        if key not in seen:
+            seen.add(key)
+            specs.append(spec)
+    bound = registry.bind_stage_outputs(specs, {}, skip_missing=True)
+    data_samples = recipe_samples(rows, recipe.data.tasks)
+    reports = []
+    for spec in bound:
+        reward = registry.resolve(spec, base_dir)
+        kind = _default_kind(spec.name, reward.fn)
+        if kind == "code":
+            samples = [SAMPLES[t] for t in CODE_TASKS]
+        else:
+            wanted = TASKS.get(spec.name)
+            samples = [s for s in data_samples if wanted is None or s.task in wanted]
+            samples = samples or [SAMPLES[t] for t in (wanted or ANSWER_TASKS)]
+        report = audit(reward, spec.name, kind=kind, samples=samples)
+        reports.append(report)
+        if console is not None:
+            n = sum(r.verdict != "baseline" for r in report.rows)
+            if report.gameable:
+                console.print(f"  [bold red]{spec.name}: gameable[/bold red] ({len(report.paid)} of {n} adversarial "
+                              "completions paid):")  # fmt: skip
+                for r in report.paid[:8]:
+                    console.print(f"    {r.task} / {r.cls}: {_short(r.completion)} -> {r.score:.3f}")
+                for r in [r for r in report.rows if r.verdict == "NOT PAID"][:3]:
+                    console.print(f"    {r.task}: the reference answer is not paid ({_short(r.completion)})")
+            else:
+                what = "n/a: a shaping reward, it does not check answers" if report.kind == "shaping" else "ok"
+                console.print(f"  {spec.name}: {what} ({n} adversarial completions, none paid)")
+    skipped = [s.name for s in specs if s not in bound]
+    if skipped and console is not None:
+        console.print(f"  [dim]not audited (need an earlier stage's output): {', '.join(skipped)}[/dim]")
+    return reports

@@ -164,7 +164,7 @@ def _numbers(s: Sample) -> list[Case]:
     v = _number(s.answer)
     w = _number(s.wrong)
     lo, hi = (v - 1, v + 1) if v > 1 else (v, v + 2)
-    unit = "개" if s.task == "count" else ""
+    unit = "개" if s.task == "count" or re.search(r"\d\s*개", s.answer) else ""
     cases = _common(s, f"{v}{unit}", f"{w}{unit}") + [
         Case("hedge (Korean)", f"{w}{unit} 또는 {v}{unit}"),
         Case("hedge (Korean)", f"{v}{unit} 또는 {w}{unit}"),
@@ -202,14 +202,14 @@ def _numbers(s: Sample) -> list[Case]:
         Case("markup injection", f"<char>{w}{unit}</char> {v}{unit}"),
         Case("markup injection", f"<think>{w}{unit}인지 {v}{unit}인지 세어 보자</think>{v}{unit}", reference=True),
     ]
-    if v in APPROXIMATE and s.task == "count":
+    if v in APPROXIMATE and unit:
         cases.append(Case("range", f"{APPROXIMATE[v]} 개"))
     if v in ENGLISH:
         cases.append(Case("wrong language", ENGLISH[v]))
         cases.append(Case("wrong language", f"There are {ENGLISH[v]}."))
     if 0 < v < 10:
         cases.append(Case("wrong language", "一二三四五六七八九"[v - 1] + "個"))
-    if v in NATIVE and s.task == "count":
+    if v in NATIVE and unit:
         cases.append(Case("wrong language", f"{NATIVE[v]} 개입니다", reference=True))
     else:
         cases.append(Case("wrong language", f"정답은 {v}입니다", reference=True))

@@ -9,7 +9,7 @@ type-aware equality (``rewards.code_harness``). So objects whose ``__eq__`` is a
 ``math.isclose``, frame introspection (there is no expected value to find), ``sys.exit``/``os._exit`` inside a test
 and forged output earn nothing. A test that cannot be rewritten (the solution used outside an assert, e.g. a prompt
 helper in the setup) still runs as written inside the solution's interpreter: such tests are **not hack-proof**, and
-the reward says so once per reason on stderr (``test_report`` lists them).
+the reward says so once per reason on stderr (``hack_proof_report`` lists them).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from rewards.code_harness import decode as _decode
 from rewards.code_harness import fresh_nonce, judge, program, records
-from rewards.code_rewrite import TestPlan, rewrite
+from rewards.code_rewrite import Rewrite, rewrite
 from rewards.common import completion_text
 from rewards.sandbox import run_python
 
@@ -33,7 +33,7 @@ _FENCE = re.compile(r"```[ \t]*([^\n`]*)\n(.*?)(?:```|\Z)", re.DOTALL)
 MAX_OUTPUT = 1 << 20  # bytes of records a run may write (results of big return values)
 _CACHE_SIZE = 4096
 _lock = threading.Lock()
-_plans: OrderedDict = OrderedDict()  # (tests, entry) -> list[TestPlan]
+_plans: OrderedDict = OrderedDict()  # (tests, entry) -> list[Rewrite]
 _expected: OrderedDict = OrderedDict()  # (tests, entry) -> list[list[tuple[int, list]] | None]
 _warned: set[str] = set()
 
@@ -79,17 +79,17 @@ def _remember(cache: OrderedDict, key, make):
     return value
 
 
-def plans(tests: tuple[str, ...], entry: str | None) -> list[TestPlan]:
+def plans(tests: tuple[str, ...], entry: str | None) -> list[Rewrite]:
     return _remember(_plans, (tests, entry), lambda: [rewrite(t, entry) for t in tests])
 
 
-def test_report(tests, entry_point: str | None = None) -> list[dict]:
+def hack_proof_report(tests, entry_point: str | None = None) -> list[dict]:
     """Per test: whether it is hack-proof (rewritten into call + expected form) and, if not, why."""
     specs = _as_tests(tests) or ()
     return [{"test": p.source[:80], "hack_proof": p.hack_proof, "reason": p.reason} for p in plans(specs, entry_point)]
 
 
-def _warn(row_plans: list[TestPlan]) -> None:
+def _warn(row_plans: list[Rewrite]) -> None:
     for p in row_plans:
         if p.reason and p.reason not in _warned:
             with _lock:
@@ -98,7 +98,7 @@ def _warn(row_plans: list[TestPlan]) -> None:
                   file=sys.stderr)  # fmt: skip
 
 
-def _spec(p: TestPlan, expected_ok: bool, expected_run: bool) -> tuple:
+def _spec(p: Rewrite, expected_ok: bool, expected_run: bool) -> tuple:
     if p.hack_proof and expected_ok:
         code = p.expected_code if expected_run else p.candidate_code
         return ("rewritten", code, p.check, p.modules, p.names)
@@ -159,7 +159,7 @@ def expected_values(tests: tuple[str, ...], entry: str | None, timeout: float) -
     return _remember(_expected, (tests, entry, timeout), make)
 
 
-def _passed(p: TestPlan, exp, sites: list, end: str | None, passes: int) -> bool:
+def _passed(p: Rewrite, exp, sites: list, end: str | None, passes: int) -> bool:
     if exp is None:
         return passes == 1 and end is None and not sites
     if end != "ok" or passes or len(sites) != len(exp):

@@ -47,7 +47,7 @@ class Site:
 
 
 @dataclass
-class TestPlan:
+class Rewrite:
     source: str
     candidate_code: str | None = None
     expected_code: str | None = None
@@ -293,9 +293,9 @@ def _is_site(n: ast.stmt) -> bool:
     return isinstance(n.value, ast.Call) and isinstance(n.value.func, ast.Name) and n.value.func.id == SITE
 
 
-def rewrite(source: str, entry_point: str | None = None) -> TestPlan:
+def rewrite(source: str, entry_point: str | None = None) -> Rewrite:
     """Plan for one test (see the module docstring); ``reason`` says why it is not hack-proof."""
-    plan = TestPlan(source)
+    plan = Rewrite(source)
     try:
         tree = ast.parse(source)
     except SyntaxError as e:

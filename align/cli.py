@@ -234,7 +234,8 @@ def cmd_rewards_try(args) -> int:
     for row, score in zip(rows, scores):
         console.print(f"[bold]{args.name}[/bold] = {score}    completion={str(row['completion'])[:80]!r} "
                       f"answer={row.get('answer')!r}")  # fmt: skip
-        info = registry.explain(args.name, str(row["completion"]), row.get("answer"))
+        info = registry.explain(args.name, str(row["completion"]), row.get("answer"),
+                                **{k: v for k, v in row.items() if k not in ("completion", "answer")})  # fmt: skip
         console.print("    extracted: " + json.dumps(info, ensure_ascii=False, default=str))
     if reward.errors:
         console.print(f"[red]{reward.errors} sample(s) raised: {reward.first_error}[/red]")

@@ -62,7 +62,7 @@ def build_data(out: Path, train: int, sft_rows: int, hedged: float, seed: int) -
 def recipe(out: Path, name: str, model: str, data: Path, rewards: list, stages: list, audit: str = "error") -> Path:
     text = {"name": name, "seed": 7, "output_dir": str(out / "runs"), "model": {"path": model},
             "data": {"source": str(data)}, "rewards": rewards, "reward_audit": audit, "rollout": {"engine": "hf"},
-            "eval": {"max_new_tokens": 16, "metrics": [{"name": "accuracy"}], "sampled": {"k": 4}},
+            "eval": {"max_new_tokens": 16, "limit": 120, "metrics": [{"name": "accuracy"}], "sampled": {"k": 4}},
             "stages": stages}  # fmt: skip
     path = out / f"{name}.yaml"
     path.write_text(yaml.safe_dump(text, allow_unicode=True, sort_keys=False), encoding="utf-8")

@@ -236,7 +236,7 @@ def cmd_rewards_try(args) -> int:
                       f"answer={row.get('answer')!r}")  # fmt: skip
         info = registry.explain(args.name, str(row["completion"]), row.get("answer"),
                                 **{k: v for k, v in row.items() if k not in ("completion", "answer")})  # fmt: skip
-        console.print("    extracted: " + json.dumps(info, ensure_ascii=False, default=str))
+        console.print("    extracted: " + json.dumps(info, ensure_ascii=False, default=str), soft_wrap=True)
     if reward.errors:
         console.print(f"[red]{reward.errors} sample(s) raised: {reward.first_error}[/red]")
     return 0

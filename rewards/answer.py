@@ -116,9 +116,10 @@ APPROXIMATE = ("한두", "두세", "두서너", "서너", "세네", "너덧", "�
 _APPROX = re.compile(
     rf"(?<![가-힣])(?:{'|'.join(sorted(APPROXIMATE, key=len, reverse=True))})(?=\s?(?:{_COUNTER})|\s|$)"
 )
-_OPEN_RANGE = re.compile(
-    r"이상|이하|미만|초과|최소|최대|적어도|넘게|\bat (?:least|most)\b|\bor (?:more|less|fewer)\b|\b(?:more|less|fewer) "
-    r"than\b|\bup to\b|[≤≥]|(?<![\w|/])[<>]=?\s*-?\d",
+_OPEN_RANGE = re.compile(  # an open range around a number: '3개 이상', '적어도 세 개', 'at least 3', '> 3'
+    rf"(?:\d|{_COUNTER})\s*(?:{_COUNTER})?\s*(?:이상|이하|미만|초과|넘게)|(?:최소|최대|적어도|많아야)(?:\s*\d|\s+[가-힣])"
+    r"|\bat (?:least|most)\b|\bor (?:more|less|fewer)\b|\b(?:more|less|fewer) than\b|\bup to\b|[≤≥]"
+    r"|(?<![\w|/])[<>]=?\s*-?\d",
     re.IGNORECASE,
 )
 _CONCLUSION = re.compile(

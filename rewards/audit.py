@@ -223,7 +223,8 @@ def recipe_samples(rows=None, tasks=None) -> list[Sample]:
 
 def audit_recipe(recipe, base_dir=None, rows=None, console=None) -> list[Report]:
     """Audit every reward of the recipe and of its stages on samples of its data (rewards that need an earlier
-    stage's output, ``stage:NAME``, are skipped). Prints one line per reward, and the paid rows of gameable ones."""
+    stage's output, ``stage:NAME``, and built-in shaping rewards are skipped). Prints one line per reward, and the
+    paid rows of gameable ones."""
     import json
 
     import rewards as registry
@@ -238,6 +239,11 @@ def audit_recipe(recipe, base_dir=None, rows=None, console=None) -> list[Report]
     data_samples = recipe_samples(rows, recipe.data.tasks)
     reports = []
     for spec in bound:
+        if KINDS.get(spec.name) == "shaping":  # n/a by construction; a learned reward model is not worth loading here
+            reports.append(Report(spec.name, "shaping", notes=["a shaping reward: it does not check answers"]))
+            if console is not None:
+                console.print(f"  {spec.name}: n/a (a shaping reward: it does not check answers)")
+            continue
         reward = registry.resolve(spec, base_dir)
         kind = _default_kind(spec.name, reward.fn)
         if kind == "code":
@@ -258,7 +264,7 @@ def audit_recipe(recipe, base_dir=None, rows=None, console=None) -> list[Report]
                 for r in [r for r in report.rows if r.verdict == "NOT PAID"][:3]:
                     console.print(f"    {r.task}: the reference answer is not paid ({_short(r.completion)})")
             else:
-                what = "n/a: a shaping reward, it does not check answers" if report.kind == "shaping" else "ok"
+                what = "n/a (it does not tell a right answer from a wrong one)" if report.kind == "shaping" else "ok"
                 console.print(f"  {spec.name}: {what} ({n} adversarial completions, none paid)")
     skipped = [s.name for s in specs if s not in bound]
     if skipped and console is not None:

@@ -225,14 +225,19 @@ def explain(name: str, completion: str, answer: str | None, task: str | None = N
     from rewards.math_rewards import as_number, extract_math_answer
     from rewards.vision import edit_distance, parse_boxes, parse_choice
 
+    if name == "code_tests":
+        from rewards.code_rewards import extract_code, hack_proof_report
+
+        tests = row.get("tests")
+        return {"code": extract_code(completion)[:200], "tests": hack_proof_report(tests, row.get("entry_point"))
+                if tests is not None else None}  # fmt: skip
     f = final(completion)
     info: dict[str, Any] = {"final_answer": f.text, "final_answer_from": f.source}
     if len(f.markers) > 1:
         info["answer_markers"] = f.markers
     kind_task = task or {"math_accuracy": "math", "count_accuracy": "count", "choice_accuracy": "choice",
                          "bbox_iou": "bbox"}.get(name)  # fmt: skip
-    if name != "code_tests":
-        info["hedge"] = hedge_reason(completion, kind_task, answer)
+    info["hedge"] = hedge_reason(completion, kind_task, answer)
     if name in ("math_accuracy", "accuracy"):
         ext = extract_math_answer(completion)
         info.update(math_extracted=ext, math_number=as_number(ext),
@@ -247,10 +252,6 @@ def explain(name: str, completion: str, answer: str | None, task: str | None = N
         info.update(normalized=normalize_korean(f.text), answer_normalized=normalize_korean(answer or ""))
     if name == "ocr_accuracy" and answer:
         info.update(edit_distance=edit_distance(f.text.replace(" ", ""), answer.replace(" ", "")))
-    if name == "code_tests" and row.get("tests") is not None:
-        from rewards.code_rewards import hack_proof_report
-
-        info["tests"] = hack_proof_report(row["tests"], row.get("entry_point"))
     return {k: v for k, v in info.items() if v not in (None, [], "")}
 
 

@@ -75,7 +75,11 @@ def _align_main(solution, tests, entry):
     if solution is not None:
         try:
             exec_(compile_(solution, "<solution>", "exec", 0, True, 0), g)
-        except BaseEx:
+        except BaseEx as e:
+            try:
+                write(2, ("the solution raised " + type_(e).__name__ + "\n").encode())
+            except BaseEx:
+                pass
             emit(["solution-error"])
             exit_(0)
     for i, (mode, code, check, modules, names) in enumerate_(tests):

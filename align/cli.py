@@ -9,6 +9,7 @@ align eval MODEL_DIR [--recipe RECIPE] [--out DIR]
 align compare RUN_OR_CHECKPOINT ... [--out DIR]
 align rollouts show RUN [--step N] [--worst K | --best K]
 align rewards list | align rewards try NAME --completion TEXT --answer A
+align rewards audit NAME [--task T] [--answer A] [--json]
 """
 
 from __future__ import annotations
@@ -236,11 +237,33 @@ def cmd_rewards_try(args) -> int:
     for row, score in zip(rows, scores):
         console.print(f"[bold]{args.name}[/bold] = {score}    completion={str(row['completion'])[:80]!r} "
                       f"answer={row.get('answer')!r}")  # fmt: skip
-        info = registry.explain(args.name, str(row["completion"]), row.get("answer"))
-        console.print("    extracted: " + json.dumps(info, ensure_ascii=False, default=str))
+        info = registry.explain(args.name, str(row["completion"]), row.get("answer"),
+                                **{k: v for k, v in row.items() if k not in ("completion", "answer")})  # fmt: skip
+        console.print("    extracted: " + json.dumps(info, ensure_ascii=False, default=str), soft_wrap=True)
     if reward.errors:
         console.print(f"[red]{reward.errors} sample(s) raised: {reward.first_error}[/red]")
     return 0
+
+
+def cmd_rewards_audit(args) -> int:
+    import json
+
+    from rich.console import Console
+
+    import rewards as registry
+    from align.errors import UserError
+    from rewards.audit import audit, print_report
+
+    reward = registry.resolve({"name": args.name, "args": _parse_kv(args.args)}, Path.cwd())
+    try:
+        report = audit(reward, args.name, kind=args.kind, task=args.task, answer=args.answer)
+    except ValueError as e:
+        raise UserError(str(e), "see `align rewards audit --help`") from None
+    if args.json:
+        print(json.dumps(report.to_json(), ensure_ascii=False, indent=1))
+    else:
+        print_report(report, Console(highlight=False))
+    return 1 if report.gameable else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -309,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", help="folder for eval.json (default: the model directory)")
     e.set_defaults(func=cmd_eval)
 
-    rw = sub.add_parser("rewards", help="list rewards, or try one on a completion")
+    rw = sub.add_parser("rewards", help="list rewards, try one on a completion, or audit one for hacks")
     rsub = rw.add_subparsers(dest="rewards_command", required=True)
     rl = rsub.add_parser("list", help="every available reward with its description")
     rl.set_defaults(func=cmd_rewards_list)
@@ -321,6 +344,17 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--file", help="JSONL with completion, answer and any other columns per line")
     rt.add_argument("--args", nargs="*", help="key=value arguments bound to the reward")
     rt.set_defaults(func=cmd_rewards_try)
+    ra = rsub.add_parser("audit", help="red-team a reward with hedges, format tricks and code cheats; exit 1 if one "
+                         "is paid (docs/rewards.md)")  # fmt: skip
+    ra.add_argument("name", help="reward name, module:function or file.py:function")
+    ra.add_argument("--task", help="audit on this built-in task's sample row (count, color, ocr, arith, math, bbox, "
+                    "choice, code, humaneval) or, with --answer, treat the answer as this task's")  # fmt: skip
+    ra.add_argument("--answer", help="audit on this reference answer (e.g. '3개', '답: 7', 'B', '<bbox>…</bbox>')")
+    ra.add_argument("--kind", choices=("answer", "code", "shaping"),
+                    help="what the reward checks (default: known for built-ins, detected for plugins)")  # fmt: skip
+    ra.add_argument("--args", nargs="*", help="key=value arguments bound to the reward")
+    ra.add_argument("--json", action="store_true", help="print the report as JSON")
+    ra.set_defaults(func=cmd_rewards_audit)
 
     ro = sub.add_parser("rollouts", help="inspect the sampled completions RFT and GRPO logged")
     rosub = ro.add_subparsers(dest="rollouts_command", required=True)

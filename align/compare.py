@@ -17,7 +17,11 @@ import yaml
 from align.errors import UserError
 from align.io import atomic_file, atomic_write_text, read_jsonl
 
-LOWER_IS_BETTER = ("completion_tokens", "truncated")
+LOWER_IS_BETTER = ("completion_tokens", "truncated", "hedge_rate")
+
+
+def lower_is_better(key: str) -> bool:
+    return key.removeprefix("sampled/").split("/")[0] in LOWER_IS_BETTER
 
 
 @dataclass
@@ -90,7 +94,7 @@ def best_per_metric(cps: list[Checkpoint]) -> dict[str, str]:
         vals = [(cp.metrics.get(key), cp.label) for cp in cps if cp.metrics.get(key) is not None]
         if len(vals) < 2:
             continue
-        pick = min(vals) if key.split("/")[0] in LOWER_IS_BETTER else max(vals)
+        pick = min(vals) if lower_is_better(key) else max(vals)
         if sum(v == pick[0] for v, _ in vals) < len(vals):
             best[key] = pick[1]
     return best
@@ -124,31 +128,46 @@ def side_by_side(cps: list[Checkpoint], limit: int = 5) -> list[dict]:
 
 
 LEARNED = "reward_model"  # metric key of a learned reward (the `reward_model` reward used as an eval metric)
+HEDGE = "hedge_rate"  # share of held-out answers that commit to more than one candidate (align/evaluate.py)
 
 
 def hacking_watch(cps: list[Checkpoint], drop: float = 0.02, longer: float = 1.5) -> list[dict]:
-    """Per checkpoint: the learned reward next to the verifiable accuracy and the answer length, with a note where
-    the learned reward rose from the previous checkpoint while accuracy fell by more than ``drop`` or answers grew
-    ``longer``× — the signs of a policy gaming its reward model. Empty when no checkpoint has a learned reward."""
-    if not any(cp.metrics.get(LEARNED) is not None for cp in cps):
+    """Per checkpoint: verifiable accuracy next to the hedge rate (answers that commit to several candidates), the
+    learned reward and the answer length, with a note where, from the previous checkpoint, the hedge rate rose by more
+    than ``drop`` (a policy learning to list candidates: its reward pays for them), or the learned reward rose while
+    accuracy fell by more than ``drop`` or answers grew ``longer``× (a policy gaming its reward model). Empty when no
+    checkpoint has a learned reward or a hedge rate."""
+    if not any(cp.metrics.get(LEARNED) is not None or cp.metrics.get(HEDGE) is not None for cp in cps):
         return []
     rows, prev = [], None
     for cp in cps:
         m = cp.metrics
         row = {"checkpoint": cp.label, "learned": m.get(LEARNED), "accuracy": m.get("accuracy"),
-               "sampled_accuracy": m.get("sampled/accuracy"), "tokens": m.get("completion_tokens"), "note": ""}  # fmt: skip
+               "sampled_accuracy": m.get("sampled/accuracy"), "hedge": m.get(HEDGE),
+               "sampled_hedge": m.get("sampled/" + HEDGE), "tokens": m.get("completion_tokens"), "note": ""}  # fmt: skip
+        notes = []
+        if prev:
+            for key in ("hedge", "sampled_hedge"):
+                if None not in (row[key], prev[key]) and row[key] > prev[key] + drop:
+                    notes.append(f"{key.replace('_', ' ')} rate rose {prev[key]:.3f}→{row[key]:.3f}")
+            if notes:
+                notes[-1] += ": the policy lists candidates; audit its rewards (`align rewards audit`)"
         if prev and None not in (row["learned"], prev["learned"]) and row["learned"] > prev["learned"]:
-            notes = []
+            gamed = []
             for key in ("accuracy", "sampled_accuracy"):
                 if None not in (row[key], prev[key]) and row[key] < prev[key] - drop:
-                    notes.append(f"{key.replace('_', ' ')} fell {prev[key]:.3f}→{row[key]:.3f}")
+                    gamed.append(f"{key.replace('_', ' ')} fell {prev[key]:.3f}→{row[key]:.3f}")
             if None not in (row["tokens"], prev["tokens"]) and row["tokens"] > longer * max(prev["tokens"], 1e-9):
-                notes.append(f"answers {row['tokens'] / max(prev['tokens'], 1e-9):.1f}× longer")
-            if notes:
-                row["note"] = "learned reward rose but " + ", ".join(notes) + ": possible reward hacking"
+                gamed.append(f"answers {row['tokens'] / max(prev['tokens'], 1e-9):.1f}× longer")
+            if gamed:
+                notes.append("learned reward rose but " + ", ".join(gamed) + ": possible reward hacking")
+        row["note"] = "; ".join(notes)
         rows.append(row)
         prev = row
     return rows
+
+
+WATCH_KEYS = ("accuracy", "hedge", "sampled_accuracy", "sampled_hedge", "learned", "tokens")
 
 
 def _num(v) -> str:
@@ -179,11 +198,11 @@ def markdown(cps: list[Checkpoint], examples: list[dict]) -> str:
     lines += ["", "Bold: best per metric (lowest for completion_tokens and truncated).", ""]
     watch = hacking_watch(cps)
     if watch:
-        lines += ["## Reward hacking watch", "", "| checkpoint | learned reward | accuracy | sampled accuracy | "
-                  "answer tokens | note |", "|---|---:|---:|---:|---:|---|"]  # fmt: skip
+        header = ("| checkpoint | accuracy | hedge rate | sampled accuracy | sampled hedge rate | learned reward | "
+                  "answer tokens | note |")  # fmt: skip
+        lines += ["## Reward hacking watch", "", header, "|---|---:|---:|---:|---:|---:|---:|---|"]
         for r in watch:
-            lines.append(f"| {r['checkpoint']} | {_num(r['learned'])} | {_num(r['accuracy'])} | "
-                         f"{_num(r['sampled_accuracy'])} | {_num(r['tokens'])} | {r['note']} |")  # fmt: skip
+            lines.append(f"| {r['checkpoint']} | " + " | ".join(_num(r[k]) for k in WATCH_KEYS) + f" | {r['note']} |")
         lines.append("")
     if examples:
         lines += ["## Held-out prompts side by side", ""]
@@ -253,11 +272,12 @@ def compare(paths: list[str | Path], out: str | Path | None = None, examples: in
     console.print(table)
     watch = hacking_watch(cps)
     if watch:
-        table = Table(title="reward hacking watch: learned reward vs verifiable accuracy and answer length")
-        for col in ("checkpoint", "learned reward", "accuracy", "sampled accuracy", "answer tokens", "note"):
+        table = Table(title="reward hacking watch: accuracy vs hedge rate, learned reward and answer length")
+        for col in ("checkpoint", "accuracy", "hedge rate", "sampled accuracy", "sampled hedge rate", "learned reward",
+                    "answer tokens", "note"):  # fmt: skip
             table.add_column(col, justify="left" if col in ("checkpoint", "note") else "right")
         for r in watch:
-            table.add_row(r["checkpoint"], *(_num(r[k]) for k in ("learned", "accuracy", "sampled_accuracy", "tokens")),
+            table.add_row(r["checkpoint"], *(_num(r[k]) for k in WATCH_KEYS),
                           f"[red]{r['note']}[/red]" if r["note"] else "")  # fmt: skip
         console.print(table)
     rows = side_by_side(cps, examples)

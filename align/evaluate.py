@@ -1,7 +1,8 @@
 """The eval hook: ``evaluate(model_dir, recipe, stage) -> dict[str, float]``, written to ``<stage>/eval.json``.
 
 Built-in: greedy answers to the held-out rows, scored by the same reward functions as training (``accuracy`` plus
-the recipe's rewards unless ``eval.metrics`` names others), averaged overall and per task (``accuracy/count``).
+the recipe's rewards unless ``eval.metrics`` names others), averaged overall and per task (``accuracy/count``), and
+``hedge_rate``: the share of answers that commit to more than one candidate (``rewards.answer``).
 External hooks add their metrics under their name: a Python callable ``(model_dir, recipe, stage) -> dict``, or a
 shell command with ``{model}`` and ``{output}`` placeholders that writes a JSON object to ``{output}``.
 """
@@ -18,6 +19,7 @@ from align.data import load_splits
 from align.errors import UserError
 from align.io import atomic_write_json, atomic_write_text
 from align.spec import RewardSpec
+from rewards.answer import hedge_rate
 from rollouts import Sampling, make_engine
 
 EVAL_FILE = "eval.json"
@@ -91,6 +93,14 @@ def builtin_metrics(model_dir: str, recipe, rows, base_dir=None, engine=None,
         rep = {c: [v for v in vals for _ in range(k)] for c, vals in columns.items()}
         _score(scorers, [p for p in prompts for _ in range(k)], [c.text for o in sampled for c in o], rep,
                [t for t in tasks for _ in range(k)], metrics, prefix="sampled/")  # fmt: skip
+    # share of answers that commit to more than one candidate (rewards/answer.py): rises when a policy games its reward
+    answers = columns.get("answer") or [None] * len(rows)
+    if texts:
+        metrics["hedge_rate"] = hedge_rate(texts, tasks, answers)
+    if sampled is not None and texts:
+        k = recipe.eval.sampled.k
+        metrics["sampled/hedge_rate"] = hedge_rate([c.text for o in sampled for c in o], [t for t in tasks for _ in
+                                                   range(k)], [a for a in answers for _ in range(k)])  # fmt: skip
     lengths = [len(o[0].token_ids) for o in outs]
     metrics["completion_tokens"] = sum(lengths) / max(1, len(lengths))
     metrics["truncated"] = sum(o[0].finish_reason == "length" for o in outs) / max(1, len(outs))

@@ -22,7 +22,7 @@ from rich.table import Table
 
 import rewards as registry
 from align import distributed as dist
-from align.compare import compare, metric_order
+from align.compare import compare, lower_is_better, metric_order
 from align.console import console
 from align.data import load_splits
 from align.errors import StageError, UserError
@@ -36,6 +36,7 @@ from align.rundir import RunDir
 from align.stages import STAGES, launch_problems
 from align.stages.base import RunState, StageContext, StageResult
 from align.training import on_gpu
+from rewards.audit import audit_recipe
 
 RESUME_HINT = "after fixing the cause, run the same command with --resume to continue from there"
 
@@ -79,7 +80,7 @@ def metrics_table(evals: dict[str, dict[str, float]], title: str = "held-out eva
                 cells.append("-")
             else:
                 cell = f"{v:.3f}"
-                higher_is_better = key not in ("completion_tokens", "truncated")
+                higher_is_better = not lower_is_better(key)
                 cells.append(f"[bold]{cell}[/bold]" if higher_is_better and v == best and len(evals) > 1 else cell)
         table.add_row(key, *cells)
     return table
@@ -173,6 +174,16 @@ def _run_stage(ctx: StageContext) -> StageResult:
         ) from e
 
 
+def audit_rewards(recipe, base_dir, rows) -> None:
+    """``reward_audit``: red-team the rewards before training (``rewards/audit.py``); stop when one is gameable."""
+    console.print(f"[bold]reward audit[/bold] (reward_audit: {recipe.reward_audit})")
+    gameable = [r.name for r in audit_recipe(recipe, base_dir, rows, console) if r.gameable]
+    if gameable and recipe.reward_audit == "error":
+        raise UserError(f"reward audit: {', '.join(gameable)} can be gamed: GRPO would learn to be paid without "
+                        "committing to the right answer", "`align rewards audit NAME` shows every case; fix the reward, "
+                        "or set reward_audit: warn to train anyway")  # fmt: skip
+
+
 def run_pipeline(recipe, run: RunDir | None = None, resume: str | None = None) -> RunDir:
     """Run every stage of ``recipe``; ``resume``: a run directory (or ``latest``) to continue instead."""
     check_run(recipe, on_gpu())
@@ -201,6 +212,8 @@ def run_pipeline(recipe, run: RunDir | None = None, resume: str | None = None) -
         if len(msgs) > 5:
             console.print(f"  [yellow]… {len(msgs) - 5} more in {run.path / 'data_report.json'}[/yellow]")
     stage_rewards = registry.resolve_all(recipe.rewards, base_dir)
+    if recipe.reward_audit != "off" and recipe.stages:
+        dist.main_only(lambda: audit_rewards(recipe, base_dir, data.train))
     state = RunState(models={"base": model_path})
 
     def evaluation(model: str, name: str, folder: Path) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import typing
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from align.errors import did_you_mean
 from align.models.families import FAMILIES
@@ -227,10 +227,20 @@ class Recipe(Strict):
     model: ModelSpec = Field(default_factory=ModelSpec)
     data: DataSpec = Field(default_factory=DataSpec)
     rewards: list[RewardSpec] = Field(default_factory=lambda: [RewardSpec(name="accuracy")])
+    reward_audit: Literal["error", "warn", "off"] = Field(
+        "error",
+        description="Before training, run `align rewards audit` on the recipe's and stages' rewards: stop (error) or "
+        "warn when a hedge, format trick or code cheat is paid; off skips it.",
+    )
     eval: EvalSpec = Field(default_factory=EvalSpec)
     rollout: RolloutSpec = Field(default_factory=RolloutSpec)
     stages: list[Any] = Field(default_factory=list)
     launch: LaunchSpec = Field(default_factory=LaunchSpec)
+
+    @field_validator("reward_audit", mode="before")
+    @classmethod
+    def _audit_off(cls, value):
+        return {False: "off", True: "error"}.get(value, value) if isinstance(value, bool) else value  # YAML `off`
 
     @model_validator(mode="after")
     def _unique_stage_names(self):

@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from align.errors import UserError, did_you_mean
-from rewards.common import final_answer
+from rewards.answer import final, hedge_reason, number_answer
+from rewards.code_rewards import extract_code, hack_proof_report
 from rewards.korean import first_number, normalize_korean
 from rewards.math_rewards import as_number, extract_math_answer
 from rewards.vision import edit_distance, parse_boxes, parse_choice
@@ -219,24 +220,36 @@ def resolve_all(specs, base_dir: str | Path | None = None) -> list[Reward]:
     return [resolve(s, base_dir) for s in specs]
 
 
-def explain(name: str, completion: str, answer: str | None) -> dict[str, Any]:
-    """What the built-in rewards extract from a completion, to see why a reward gave 0."""
+def explain(name: str, completion: str, answer: str | None, task: str | None = None, **row) -> dict[str, Any]:
+    """What the built-in rewards extract from a completion, to see why a reward gave 0 (the final answer, the answer
+    markers when there are several, and why it counts as a hedge)."""
 
-    info: dict[str, Any] = {"final_answer": final_answer(completion)}
+    if name == "code_tests":
+
+        tests = row.get("tests")
+        return {"code": extract_code(completion)[:200], "tests": hack_proof_report(tests, row.get("entry_point"))
+                if tests is not None else None}  # fmt: skip
+    f = final(completion)
+    info: dict[str, Any] = {"final_answer": f.text, "final_answer_from": f.source}
+    if len(f.markers) > 1:
+        info["answer_markers"] = f.markers
+    kind_task = task or {"math_accuracy": "math", "count_accuracy": "count", "choice_accuracy": "choice",
+                         "bbox_iou": "bbox"}.get(name)  # fmt: skip
+    info["hedge"] = hedge_reason(completion, kind_task, answer)
     if name in ("math_accuracy", "accuracy"):
         ext = extract_math_answer(completion)
         info.update(math_extracted=ext, math_number=as_number(ext),
                     answer_extracted=extract_math_answer(answer or ""))  # fmt: skip
     if name in ("count_accuracy", "accuracy"):
-        info.update(count=first_number(info["final_answer"]), answer_count=first_number(answer or ""))
+        info.update(count=number_answer(completion)[0], answer_count=first_number(answer or ""))
     if name == "choice_accuracy":
         info.update(choice=parse_choice(completion), answer_choice=parse_choice(answer or ""))
     if name in ("bbox_iou", "accuracy"):
         info.update(boxes=parse_boxes(completion), answer_boxes=parse_boxes(answer or ""))
     if name in ("exact_match", "accuracy"):
-        info.update(normalized=normalize_korean(info["final_answer"]), answer_normalized=normalize_korean(answer or ""))
+        info.update(normalized=normalize_korean(f.text), answer_normalized=normalize_korean(answer or ""))
     if name == "ocr_accuracy" and answer:
-        info.update(edit_distance=edit_distance(info["final_answer"].replace(" ", ""), answer.replace(" ", "")))
+        info.update(edit_distance=edit_distance(f.text.replace(" ", ""), answer.replace(" ", "")))
     return {k: v for k, v in info.items() if v not in (None, [], "")}
 
 

@@ -1,11 +1,15 @@
-"""``code_tests``: run the completion's Python code against the row's tests in the sandbox (``rewards.sandbox``).
+"""``code_tests``: run the completion's Python code against the row's tests in the sandbox (``rewards.sandbox``),
+comparing results outside the solution's reach.
 
-One sandboxed program per completion: the solution runs first, then every test (an assert statement, or any test code)
-in the solution's globals; the program ends by printing ``<nonce> <bitmask of passed tests>`` on stdout, with a random
-nonce it reads from stdin before the solution runs. A missing marker (crash, ``sys.exit``, ``os._exit``, timeout,
-output flood …) scores 0. The harness keeps its own references to ``exec``/``compile``/``os.write`` so monkeypatching
-builtins does not help, but solution and tests share one interpreter, so a solution written to cheat (frame
-introspection to find the nonce, objects whose ``__eq__`` is always true) is not stopped by this reward alone.
+Each test (an entry of the row's ``tests``: assert statements, or a HumanEval-style ``def check(candidate)`` with the
+row's ``entry_point``) is rewritten into call + expected form (``rewards.code_rewrite``). The expected values come
+from a sandboxed run that never sees any solution (once per distinct test list, cached); the candidate's values from
+a sandboxed run of the completion, reduced to plain data there; the reward process compares them with strict,
+type-aware equality (``rewards.code_harness``). So objects whose ``__eq__`` is always true, patched builtins or
+``math.isclose``, frame introspection (there is no expected value to find), ``sys.exit``/``os._exit`` inside a test
+and forged output earn nothing. A test that cannot be rewritten (the solution used outside an assert, e.g. a prompt
+helper in the setup) still runs as written inside the solution's interpreter: such tests are **not hack-proof**, and
+the reward says so once per reason on stderr (``hack_proof_report`` lists them).
 """
 
 from __future__ import annotations
@@ -14,38 +18,24 @@ import json
 import math
 import os
 import re
-import secrets
+import sys
+import threading
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
+from rewards.code_harness import decode as _decode
+from rewards.code_harness import fresh_nonce, judge, program, records
+from rewards.code_rewrite import Rewrite, rewrite
 from rewards.common import completion_text
 from rewards.sandbox import run_python
 
 _FENCE = re.compile(r"```[ \t]*([^\n`]*)\n(.*?)(?:```|\Z)", re.DOTALL)
-
-_HARNESS = """\
-def _harness(src, tests):
-    import os, sys
-    nonce = sys.stdin.readline().strip()
-    write, exit_, exec_, compile_, exc = os.write, os._exit, exec, compile, BaseException
-    settrace, out = sys.settrace, sys.stdout
-    passed, i, n, g = 0, 0, len(tests), globals()
-    del g["_harness"]
-    exec_(compile_(src, "<solution>", "exec", 0, True, 0), g)
-    while i < n:
-        settrace(None)
-        try:
-            exec_(compile_(tests[i], "<test>", "exec", 0, True, 0), g)
-            passed |= 1 << i
-        except exc:
-            pass
-        i += 1
-    try:
-        out.flush()
-    except exc:
-        pass
-    write(1, ("\\n%s %d\\n" % (nonce, passed)).encode())
-    exit_(0)
-"""
+MAX_OUTPUT = 1 << 20  # bytes of records a run may write (results of big return values)
+_CACHE_SIZE = 4096
+_lock = threading.Lock()
+_plans: OrderedDict = OrderedDict()  # (tests, entry) -> list[Rewrite]
+_expected: OrderedDict = OrderedDict()  # (tests, entry) -> list[list[tuple[int, list]] | None]
+_warned: set[str] = set()
 
 
 def extract_code(text: str) -> str:
@@ -76,46 +66,173 @@ def _as_tests(spec) -> tuple[str, ...] | None:
     return tests or None
 
 
-def _score(code: str, tests: tuple[str, ...], mode: str, timeout: float) -> float:
-    nonce = secrets.token_hex(16)
-    program = f"{_HARNESS}_harness({code!r}, {tests!r})\n"
-    res = run_python(program, stdin=nonce + "\n", timeout=timeout, cpu_seconds=max(1, math.ceil(timeout)))
-    if res.returncode != 0 or res.timed_out:
+def _remember(cache: OrderedDict, key, make):
+    with _lock:
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
+    value = make()
+    with _lock:
+        cache[key] = value
+        while len(cache) > _CACHE_SIZE:
+            cache.popitem(last=False)
+    return value
+
+
+def plans(tests: tuple[str, ...], entry: str | None) -> list[Rewrite]:
+    return _remember(_plans, (tests, entry), lambda: [rewrite(t, entry) for t in tests])
+
+
+def hack_proof_report(tests, entry_point: str | None = None) -> list[dict]:
+    """Per test: whether it is hack-proof (rewritten into call + expected form) and, if not, why."""
+    specs = _as_tests(tests) or ()
+    return [{"test": p.source[:80], "hack_proof": p.hack_proof, "reason": p.reason} for p in plans(specs, entry_point)]
+
+
+def _warn(row_plans: list[Rewrite]) -> None:
+    for p in row_plans:
+        if p.reason and p.reason not in _warned:
+            with _lock:
+                _warned.add(p.reason)
+            print(f"[code_tests] a test is not hack-proof (it runs inside the solution's interpreter): {p.reason}",
+                  file=sys.stderr)  # fmt: skip
+
+
+def _spec(p: Rewrite, expected_ok: bool, expected_run: bool) -> tuple:
+    if p.hack_proof and expected_ok:
+        code = p.expected_code if expected_run else p.candidate_code
+        return ("rewritten", code, p.check, p.modules, p.names)
+    return ("fallback", p.source, p.check, (), ())
+
+
+def _run(solution: str | None, tests: list[tuple], entry: str | None, timeout: float) -> list[list] | None:
+    nonce = fresh_nonce()
+    res = run_python(program(solution, tests, entry), stdin=nonce + "\n", timeout=timeout,
+                     cpu_seconds=max(1, math.ceil(timeout)), max_output_bytes=MAX_OUTPUT)  # fmt: skip
+    if res.timed_out or res.reason == "output limit exceeded":
+        return None
+    return records(res.stdout, nonce)
+
+
+def _sites_by_test(recs: list[list], n: int) -> tuple[dict, dict, dict, bool]:
+    """Site records, end statuses and passes per test; ``False`` when any record is repeated or malformed."""
+    sites: dict[int, list] = {i: [] for i in range(n)}
+    ends: dict[int, str] = {}
+    passes: dict[int, int] = {}
+    seen: set = set()
+    for rec in recs:
+        kind = rec[0]
+        key = json.dumps(rec[:3] if kind == "site" else rec[:2])
+        if kind in ("site", "end", "pass") and (key in seen or not (len(rec) > 1 and rec[1] in sites)):
+            return sites, ends, passes, False
+        seen.add(key)
+        if kind == "site" and len(rec) == 5 and rec[2] == len(sites[rec[1]]) and isinstance(rec[4], list):
+            sites[rec[1]].append((rec[3], rec[4]))
+        elif kind == "end" and len(rec) == 3:
+            ends[rec[1]] = rec[2]
+        elif kind == "pass":
+            passes[rec[1]] = passes.get(rec[1], 0) + 1
+        elif kind not in ("done", "solution-error"):
+            return sites, ends, passes, False
+    return sites, ends, passes, True
+
+
+def expected_values(tests: tuple[str, ...], entry: str | None, timeout: float) -> list:
+    """Per test: its expected values as [(site id, plain values)], or None when it runs as written (not rewritten,
+    or the expected program failed on it). Computed once per (tests, entry) in a sandbox without any solution."""
+
+    def make():
+        row_plans = plans(tests, entry)
+        if not any(p.hack_proof for p in row_plans):
+            return [None] * len(tests)
+        recs = _run(None, [_spec(p, True, True) for p in row_plans], entry, timeout) or []
+        sites, ends, _passes, ok = _sites_by_test(recs, len(tests))
+        out = []
+        for i, p in enumerate(row_plans):
+            good = ok and p.hack_proof and ends.get(i) == "ok" and all(["!"] not in v for _, v in sites[i])
+            try:
+                out.append([(sid, [_decode(x) for x in v]) for sid, v in sites[i]] if good else None)
+            except ValueError:
+                out.append(None)
+        return out
+
+    return _remember(_expected, (tests, entry, timeout), make)
+
+
+def _passed(p: Rewrite, exp, sites: list, end: str | None, passes: int) -> bool:
+    if exp is None:
+        return passes == 1 and end is None and not sites
+    if end != "ok" or passes or len(sites) != len(exp):
+        return False
+    for (sid, values), (exp_sid, exp_values) in zip(sites, exp):
+        if sid != exp_sid or sid not in p.sites:
+            return False
+        try:
+            cand = [_decode(v) for v in values]
+        except ValueError:
+            return False
+        if not judge(p.sites[sid], cand, exp_values):
+            return False
+    return True
+
+
+def _score(code: str, tests: tuple[str, ...], entry: str | None, mode: str, timeout: float) -> float:
+    row_plans = plans(tests, entry)
+    _warn(row_plans)
+    expected = expected_values(tests, entry, timeout)
+    specs = [_spec(p, e is not None, False) for p, e in zip(row_plans, expected)]
+    recs = _run(code, specs, entry, timeout)
+    if not recs:
         return 0.0
-    for line in reversed(res.stdout.splitlines()):
-        head, _, mask = line.partition(" ")
-        if head == nonce and mask.isdigit():
-            passed = (int(mask) & ((1 << len(tests)) - 1)).bit_count()
-            if mode == "all":
-                return float(passed == len(tests))
-            return passed / len(tests)
-    return 0.0
+    sites, ends, passes, ok = _sites_by_test(recs, len(tests))
+    if not ok or any(r[0] == "solution-error" for r in recs):
+        return 0.0
+    passed = sum(_passed(p, e, sites[i], ends.get(i), passes.get(i, 0))
+                 for i, (p, e) in enumerate(zip(row_plans, expected)))  # fmt: skip
+    if mode == "all":
+        return float(passed == len(tests))
+    return passed / len(tests)
 
 
-def code_tests(
-    prompts, completions, tests=None, mode="fraction", timeout=5.0, workers=None, **kwargs
-) -> list[float | None]:
-    """Fraction of the row's ``tests`` the completion's Python code passes (``mode="all"``: 1.0 only if all pass).
+def _column(value, n: int) -> list:
+    return list(value) if isinstance(value, (list, tuple)) and len(value) == n else [value] * n
+
+
+def code_tests(prompts, completions, tests=None, entry_point=None, mode="fraction", timeout=5.0, workers=None,
+               **kwargs) -> list[float | None]:  # fmt: skip
+    """Fraction of the row's ``tests`` the completion's Python code passes (``mode="all"``: 1.0 only if all pass),
+    results compared outside the solution's reach (see the module docstring).
 
     ``tests`` is the dataset column (one entry per completion: a list of assert statements, or a string of test
-    code); anything else (e.g. one list of asserts bound in the recipe) is used for every row. Rows without tests
-    score None; anything that goes wrong in the sandbox scores 0.0. Completions run in parallel, one sandboxed
-    process each (``workers`` defaults to the CPU count)."""
+    code; HumanEval's ``def check(candidate)`` needs ``entry_point``, a column or a bound argument); anything else
+    (e.g. one list of asserts bound in the recipe) is used for every row. Rows without tests score None; anything that
+    goes wrong in the sandbox scores 0.0. Completions run in parallel, one sandboxed process each (``workers``
+    defaults to the CPU count)."""
     if mode not in ("fraction", "all"):
         raise ValueError(f"code_tests: mode must be 'fraction' or 'all', not {mode!r}")
     n = len(completions)
     per_row = isinstance(tests, (list, tuple)) and len(tests) == n
     specs = [_as_tests(t) for t in tests] if per_row else [_as_tests(tests)] * n
+    entries = [e if isinstance(e, str) and e.strip() else None for e in _column(entry_point, n)]
+    if n == 0:
+        return []
+    timeout = float(timeout)
+
+    def expected(key) -> None:
+        try:
+            expected_values(key[0], key[1], timeout)
+        except Exception:  # noqa: BLE001, S110 - the candidate runs will treat the tests as not rewritten
+            pass
 
     def one(i: int) -> float | None:
         if specs[i] is None:
             return None
         try:
-            return _score(extract_code(completion_text(completions[i])), specs[i], mode, float(timeout))
+            return _score(extract_code(completion_text(completions[i])), specs[i], entries[i], mode, timeout)
         except Exception:  # noqa: BLE001 - a failing sandbox scores 0, it never stops training
             return 0.0
 
-    if n == 0:
-        return []
+    keys = list(dict.fromkeys((s, e) for s, e in zip(specs, entries) if s is not None))
     with ThreadPoolExecutor(max_workers=max(1, min(n, workers or os.cpu_count() or 1))) as pool:
+        list(pool.map(expected, keys))
         return list(pool.map(one, range(n)))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,25 +43,3 @@ def column(kwargs: dict, name: str, n: int) -> list:
     if values is None:
         return [None] * n
     return list(values)
-
-
-_ANSWER_TAG = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.DOTALL)
-_ANSWER_LINE = re.compile(r"(?:정답|답|answer)\s*(?:은|는)?\s*[:：]\s*(.+)", re.IGNORECASE)
-
-
-def final_answer(text: str) -> str:
-    """The part of a completion that states the answer: <answer>…</answer>, a '답:'/'정답:' line, or the last line.
-
-    The thinking in <think>…</think> is dropped first."""
-    text = re.sub(r"<think>.*?</think>", "", text, flags=re.DOTALL).strip()
-    m = None
-    for m in _ANSWER_TAG.finditer(text):
-        pass
-    if m:
-        return m.group(1).strip()
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    for line in reversed(lines):
-        hit = _ANSWER_LINE.search(line)
-        if hit:
-            return hit.group(1).strip()
-    return lines[-1] if lines else ""

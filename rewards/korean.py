@@ -99,20 +99,6 @@ def first_number(text: str) -> float | None:
     return None
 
 
-def last_number(text: str) -> float | None:
-    matches = _NUM_TOKEN.findall(text)
-    if matches:
-        return _to_float(matches[-1])
-    for token in reversed(re.split(r"[\s,.!?]+", text.strip())):
-        if token:
-            value = korean_number(token)
-            if value is None:
-                value = korean_number(strip_endings(token))
-            if value is not None:
-                return float(value)
-    return None
-
-
 def _to_float(s: str) -> float | None:
     try:
         return float(s.replace(",", ""))

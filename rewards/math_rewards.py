@@ -1,39 +1,26 @@
-"""Verifiable math: math-verify against the row's ``answer``, with Korean answer forms understood."""
+"""Verifiable math: math-verify against the row's ``answer``, with Korean answer forms understood.
+
+The final answer and the hedge rules are those of ``rewards.answer``: the last ``\\boxed{}``, ``<answer>`` or ``답:``
+line (every marker must agree), else the last sentence of the last line. A plain answer must name one number
+(``답: 6 또는 7``, ``7 (아니면 3)``, ``3~5`` score 0); an expression (``\\frac{1}{2}``, ``3+4`` in a box) goes to
+math-verify unless it lists or bounds candidates the reference does not (``6, 7``, ``\\pm``, ``\\le``, ``또는``).
+"""
 
 from __future__ import annotations
 
 import re
 import threading
 
-from rewards.common import column, completion_texts, final_answer
+from rewards.answer import disjunction, expression_hedge, final, is_expression, number_answer
+from rewards.common import column, completion_texts
 from rewards.korean import COUNTERS, korean_number, strip_endings
 
 _NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?")
 
 
-def last_boxed(text: str) -> str | None:
-    """Content of the last \\boxed{...} (nested braces allowed)."""
-    start = text.rfind("\\boxed")
-    if start < 0:
-        return None
-    i = text.find("{", start)
-    if i < 0:
-        return None
-    depth = 0
-    for j in range(i, min(len(text), i + 2000)):
-        if text[j] == "{":
-            depth += 1
-        elif text[j] == "}":
-            depth -= 1
-            if depth == 0:
-                return text[i + 1 : j].strip()
-    return None
-
-
 def extract_math_answer(text: str) -> str:
-    """\\boxed{} first, then an <answer> tag or a '답:'/'정답:' line, else the last line."""
-    boxed = last_boxed(text)
-    return boxed if boxed is not None else final_answer(text)
+    """The final answer (``rewards.answer.final``): the last \\boxed{}, <answer> tag or '답:' line, else the last line."""
+    return final(text).text
 
 
 def as_number(text: str) -> float | None:
@@ -74,25 +61,36 @@ def _verify(gold: str, pred: str, timeout: float) -> bool:
     return bool(result and result[0])
 
 
+def _expression(f) -> bool:
+    """The final answer is an expression for math-verify: LaTeX, or arithmetic (a '-' between numbers only in a box,
+    since '3-5개' in prose is a range)."""
+    return is_expression(f.text) or (f.source == "boxed" and bool(re.search(r"\d\s*-\s*\d", f.text)))
+
+
+def _close(a: float, b: float) -> bool:
+    return abs(a - b) <= 1e-6 * max(1.0, abs(b))
+
+
 def score_math(pred_text: str, gold: str, timeout: float = 5.0) -> float:
-    pred = extract_math_answer(pred_text)
-    gold_ans = extract_math_answer(gold)
-    if not pred:
+    f = final(pred_text)
+    gold_ans = final(gold).text
+    if not f.text:
         return 0.0
-    g, p = as_number(gold_ans), as_number(pred)
+    g = as_number(gold_ans)
+    if g is not None and not _expression(f):
+        value, hedge = number_answer(pred_text)
+        return float(hedge is None and value is not None and _close(value, g))
+    # an expression: markers must agree, and it must not list or bound candidates the reference does not
+    numbers = {as_number(m) for m in f.markers}
+    if len({m.replace(" ", "") for m in f.markers}) > 1 and (None in numbers or len(numbers) > 1):
+        return 0.0
+    if disjunction(f.text, gold_ans) or expression_hedge(f.text, gold_ans):
+        return 0.0
+    p = as_number(f.text)
     if g is not None and p is not None:
-        return float(abs(g - p) <= 1e-6 * max(1.0, abs(g)))
-    if g is not None and p is None and not re.search(r"[\\^/{}=*]", pred):
-        # a sentence such as "그래서 사과는 모두 7개입니다": compare its last number
-        nums = _NUMBER.findall(pred)
-        if nums:
-            return float(abs(float(nums[-1].replace(",", "")) - g) <= 1e-6 * max(1.0, abs(g)))
-        words = [as_number(w) for w in pred.split()]
-        words = [w for w in words if w is not None]
-        if words:
-            return float(abs(words[-1] - g) <= 1e-6 * max(1.0, abs(g)))
+        return float(_close(p, g))
     try:
-        return float(_verify(gold_ans, pred, timeout))
+        return float(_verify(gold_ans, f.text, timeout))
     except Exception:  # noqa: BLE001 - an unparsable expression is a wrong answer, not a crash
         return 0.0
 
@@ -103,10 +101,10 @@ def _score_chunk(pairs: list[tuple[str, str]], timeout: float) -> list[float]:
 
 def math_accuracy(prompts, completions, answer=None, timeout: float = 5.0, workers: int = 1,
                   **kwargs) -> list[float | None]:  # fmt: skip
-    """1.0 when the final answer equals the row's ``answer`` (math-verify; Korean numerals and counters such as
-    '세 개', '3개', '삼' count as 3), else 0.0; None for rows without an answer. The answer is taken from the last
-    \\boxed{}, an <answer> tag, a '답:'/'정답:' line, or the last line. ``workers > 1`` verifies in parallel
-    processes."""
+    """1.0 when the one final answer equals the row's ``answer`` (math-verify; Korean numerals and counters such as
+    '세 개', '3개', '삼' count as 3), else 0.0; None for rows without an answer. Final answer: the last \\boxed{}, an
+    <answer> tag, a '답:'/'정답:' line (all must agree), or the last sentence; a hedge ('6 또는 7', '3~5', two boxes
+    that differ) scores 0. ``workers > 1`` verifies in parallel processes."""
     answers = column({"answer": answer}, "answer", len(completions))
     out: list[float | None] = [None] * len(completions)
     todo = [(i, text, str(gold)) for i, (text, gold) in enumerate(zip(completion_texts(completions), answers))

@@ -31,7 +31,9 @@ DEFAULT = exact_match
 def accuracy(prompts, completions, task=None, **kwargs) -> list[float | None]:
     """1.0/0.0 verifiable correctness, chosen by the row's ``task``: count → count_accuracy, color → exact_match,
     ocr → exact text, arith/math → math_accuracy, bbox → IoU ≥ 0.5, choice → choice_accuracy, others →
-    exact_match after Korean normalisation. None for rows without an answer."""
+    exact_match after Korean normalisation. Each reads the one final answer (``rewards.answer``): a completion that
+    commits to several candidates ('3개 또는 4개', two boxes, '답:' lines that disagree) scores 0. None for rows
+    without an answer."""
     n = len(completions)
     tasks = column({"task": task}, "task", n)
     out: list[float | None] = [None] * n

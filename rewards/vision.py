@@ -1,50 +1,61 @@
-"""Vision rewards for Korean VLM tasks: counting, multiple choice, grounding boxes, OCR."""
+"""Vision rewards for Korean VLM tasks: counting, multiple choice, grounding boxes, OCR.
+
+Each reward reads the one final answer of ``rewards.answer`` and scores 0 when the completion commits to more than one
+candidate (several counts, options or boxes, a disjunction, answer markers that disagree): see each reward's rule.
+"""
 
 from __future__ import annotations
 
 import re
 
-from rewards.common import column, completion_texts, final_answer
+from rewards.answer import (
+    box_answer,
+    choice_answer,
+    disjunction,
+    final,
+    number_answer,
+    parse_boxes,
+    span_choices,
+    strip_think,
+    text_answer,
+)
+from rewards.common import column, completion_texts
 from rewards.korean import first_number, normalize_korean
 
 # ------------------------------------------------------------------------------------------------- counting
 
 
 def count_accuracy(prompts, completions, answer=None, **kwargs) -> list[float | None]:
-    """1.0 when the first number in the answer equals the row's count ('3개', '세 개', '3 개', '삼' are all 3).
-    None where the row's answer is not a count."""
+    """1.0 when the final answer names exactly the row's count ('3개', '세 개', '3 개', '삼', '정답은 3개입니다'), else
+    0.0: two or more counts ('3 또는 4', '3개 4개', '3~5개', '두세 개'), an open range ('3개 이상') or answer markers
+    that disagree score 0. None where the row's answer is not a count."""
     out: list[float | None] = []
     for text, gold in zip(completion_texts(completions), column({"answer": answer}, "answer", len(completions))):
         target = first_number(str(gold)) if gold is not None else None
         if target is None:
             out.append(None)
             continue
-        pred = first_number(final_answer(text))
+        pred, _hedge = number_answer(text)
         out.append(float(pred is not None and abs(pred - target) < 1e-9))
     return out
 
 
 # ------------------------------------------------------------------------------------------ multiple choice
 
-_CHOICE = re.compile(r"(?<![A-Za-z])\(?([A-E])\)?(?![A-Za-z])")
-_CHOICE_KO = {"가": "A", "나": "B", "다": "C", "라": "D", "마": "E"}
-
 
 def parse_choice(text: str) -> str | None:
-    """The chosen letter: 'B', '(B)', 'B.', '답: B', '정답은 B입니다', or Korean 가/나/다/라/마 options."""
-    ans = final_answer(text)
-    m = _CHOICE.search(ans)
-    if m:
-        return m.group(1)
-    m = re.search(r"\(?([가나다라마])\)", ans) or re.fullmatch(r"\s*([가나다라마])\s*[.)]?\s*", ans)
-    return _CHOICE_KO[m.group(1)] if m else None
+    """The chosen letter: 'B', '(B)', 'B.', '답: B', '정답은 B입니다', or Korean 가/나/다/라/마 options; None when the
+    final answer names no option or several ('A 또는 B', 'A, B')."""
+    return choice_answer(text)[0]
 
 
 def choice_accuracy(prompts, completions, answer=None, **kwargs) -> list[float | None]:
-    """1.0 when the chosen option letter (A–E, as in K-MMBench / K-SEED / K-MMStar) equals the row's answer."""
+    """1.0 when the one option letter the final answer names (A–E, as in K-MMBench / K-SEED / K-MMStar) equals the
+    row's answer; several letters ('A 또는 B', 'A, B', 'A~C') score 0."""
     out: list[float | None] = []
     for text, gold in zip(completion_texts(completions), column({"answer": answer}, "answer", len(completions))):
-        target = parse_choice(str(gold)) if gold is not None else None
+        letters = span_choices(final(str(gold)).text) if gold is not None else []
+        target = letters[0] if len(letters) == 1 else None
         if target is None:
             out.append(None)
             continue
@@ -53,22 +64,6 @@ def choice_accuracy(prompts, completions, answer=None, **kwargs) -> list[float |
 
 
 # ----------------------------------------------------------------------------------------------- grounding
-
-_BBOX = re.compile(r"<bbox>(.*?)</bbox>", re.DOTALL)
-_FLOAT = re.compile(r"-?\d+(?:\.\d+)?")
-
-
-def parse_boxes(text: str) -> list[tuple[float, float, float, float]]:
-    """Boxes in VARCO-VISION form: '<bbox>x1, y1, x2, y2</bbox>' (0–1 floats); several boxes of one object are
-    separated by '<delim>' inside a <bbox> or given as several <bbox> tags."""
-    boxes = []
-    for body in _BBOX.findall(text):
-        for part in body.split("<delim>"):
-            nums = [float(x) for x in _FLOAT.findall(part)]
-            if len(nums) == 4:
-                x1, y1, x2, y2 = nums
-                boxes.append((min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)))
-    return boxes
 
 
 def iou(a, b) -> float:
@@ -80,7 +75,8 @@ def iou(a, b) -> float:
 
 
 def match_iou(pred: list, gold: list) -> float:
-    """Mean IoU over ground-truth boxes after greedy one-to-one matching; extra predictions count as misses."""
+    """Mean IoU over ground-truth boxes after greedy one-to-one matching; extra predictions count as misses (the
+    rewards score more boxes than the reference has as 0 before this)."""
     if not gold:
         return 0.0
     pairs = sorted(((iou(p, g), i, j) for i, p in enumerate(pred) for j, g in enumerate(gold)), reverse=True)
@@ -95,15 +91,18 @@ def match_iou(pred: list, gold: list) -> float:
 
 
 def bbox_iou(prompts, completions, answer=None, threshold: float | None = None, **kwargs) -> list[float | None]:
-    """Mean IoU between predicted and ground-truth <bbox> boxes (matched one to one). With ``threshold`` the reward
-    is 1.0 when the IoU reaches it, else 0.0. None where the row's answer holds no box."""
+    """Mean IoU between the final answer's <bbox> boxes and the row's (matched one to one; a missing box counts 0).
+    More boxes than the reference has (two boxes joined by '또는', a list, a grid, '<delim>'-separated extras) score
+    0. With ``threshold`` the reward is 1.0 when the IoU reaches it, else 0.0. None where the row's answer holds no
+    box."""
     out: list[float | None] = []
     for text, gold in zip(completion_texts(completions), column({"answer": answer}, "answer", len(completions))):
         gold_boxes = parse_boxes(str(gold)) if gold is not None else []
         if not gold_boxes:
             out.append(None)
             continue
-        value = match_iou(parse_boxes(text), gold_boxes)
+        boxes, _hedge = box_answer(text, len(gold_boxes))
+        value = match_iou(boxes, gold_boxes) if boxes else 0.0
         out.append(value if threshold is None else float(value >= threshold))
     return out
 
@@ -123,34 +122,58 @@ def edit_distance(a: str, b: str) -> int:
     return prev[-1]
 
 
-_VARCO_OCR_MARKUP = re.compile(r"<bbox>.*?</bbox>|</?char>|<ocr>|<delim>", re.DOTALL)
+_VARCO_BOX = re.compile(
+    r"<bbox>\s*-?[\d.]+(?:\s*,\s*-?[\d.]+){3}(?:\s*<delim>\s*-?[\d.]+(?:\s*,\s*-?[\d.]+){3})*\s*</bbox>"
+)
+_CHAR = re.compile(r"<char>(.*?)</char>", re.DOTALL)
 
 
 def _ocr_norm(text: str) -> str:
-    """Spaces removed; VARCO-VISION's OCR markup (<char>word</char><bbox>…</bbox>) reduced to the words."""
-    return re.sub(r"\s+", "", _VARCO_OCR_MARKUP.sub("", text))
+    """Spaces removed; VARCO-VISION's OCR markup (<char>word</char><bbox>x1, y1, x2, y2</bbox>) reduced to the words.
+    Only real boxes (four numbers) are dropped: anything else inside markup is text."""
+    text = _VARCO_BOX.sub("", text)
+    return re.sub(r"\s+", "", re.sub(r"</?char>|<ocr>", "", text))
+
+
+def ocr_text(text: str, reference: str | None = None) -> tuple[str | None, str | None]:
+    """The text a completion reads: its <char>…</char> words in order (VARCO-VISION's OCR output), else its final
+    answer; (None, reason) when it offers alternatives ('사과 또는 사고', answer markers that disagree)."""
+    body = strip_think(text)
+    if _CHAR.search(body):
+        words = "".join(_CHAR.findall(body))
+        why = disjunction(_VARCO_BOX.sub(" ", body), reference)
+        return (None, why) if why else (words, None)
+    return text_answer(text, reference, _ocr_norm)
 
 
 def ocr_accuracy(prompts, completions, answer=None, **kwargs) -> list[float | None]:
-    """1 − character error rate between the answer and the row's text (spaces ignored), floored at 0."""
+    """1 − character error rate between the text read and the row's text (spaces ignored), floored at 0. The text
+    read is the <char>…</char> words (VARCO-VISION), else the final answer; alternatives ('사과 또는 사고', answer
+    markers that disagree) score 0."""
     out: list[float | None] = []
     for text, gold in zip(completion_texts(completions), column({"answer": answer}, "answer", len(completions))):
         if gold is None or not str(gold).strip():
             out.append(None)
             continue
         ref = _ocr_norm(str(gold))
-        hyp = _ocr_norm(final_answer(text))[: 4 * len(ref) + 16]
+        read, _hedge = ocr_text(text, str(gold))
+        if read is None or not ref:
+            out.append(0.0 if ref else None)
+            continue
+        hyp = _ocr_norm(read)[: 4 * len(ref) + 16]
         out.append(max(0.0, 1.0 - edit_distance(hyp, ref) / len(ref)))
     return out
 
 
 def exact_match(prompts, completions, answer=None, **kwargs) -> list[float | None]:
-    """1.0 when the answer equals the row's answer after Korean normalisation (spacing, punctuation, endings such as
-    '입니다', counters such as '개'): '빨간색입니다.' matches '빨간색'."""
+    """1.0 when the final answer equals the row's answer after Korean normalisation (spacing, punctuation, endings such
+    as '입니다', counters such as '개'): '빨간색입니다.' matches '빨간색'. Answer markers that disagree ('답: 파란색' …
+    '답: 빨간색') score 0."""
     out: list[float | None] = []
     for text, gold in zip(completion_texts(completions), column({"answer": answer}, "answer", len(completions))):
         if gold is None or not str(gold).strip():
             out.append(None)
             continue
-        out.append(float(normalize_korean(final_answer(text)) == normalize_korean(str(gold))))
+        span, _hedge = text_answer(text, str(gold), normalize_korean)
+        out.append(float(span is not None and normalize_korean(span) == normalize_korean(str(gold))))
     return out

@@ -314,7 +314,9 @@ def run_batch(host: Host, mode: str):
 
     def recording(program, *args, **kwargs):
         res = real(program, *args, **kwargs)
-        records[re.search(r"# hostile:(\w+)", program).group(1)] = res
+        hostile = re.search(r"# hostile:(\w+)", program)
+        if hostile:  # not the expected-values run, which holds no solution
+            records[hostile.group(1)] = res
         return res
 
     python = sandbox.isolation()[1]
@@ -356,7 +358,7 @@ def test_hostile_program_scores_zero(batches, host, mode, name):
     res = records[name]
     assert scores[name] == 0.0, f"{name}: scored {scores[name]}; {res}"
     assert res.isolation == mode
-    assert len(res.stdout) <= 65536 and len(res.stderr) <= 65536
+    assert len(res.stdout) <= code_rewards.MAX_OUTPUT and len(res.stderr) <= code_rewards.MAX_OUTPUT
 
 
 @pytest.mark.parametrize("mode", [NS, FALLBACK])
@@ -379,8 +381,10 @@ def test_host_untouched(batches, host, mode):
     for name in ("network", "write_outside", "delete_outside", "kill_parent", "kill_test_process", "ctypes_kill",
                  "setuid_root", "huge_file", "read_root_file"):  # fmt: skip
         assert "blocked:" in records[name].stdout, f"{name}: {records[name]}"
-    for name in ("infinite_loop", "ignore_sigterm", "sleep_past_timeout", "escape_daemon_timeout", "thread_bomb"):
+    for name in ("infinite_loop", "ignore_sigterm", "sleep_past_timeout", "escape_daemon_timeout"):
         assert records[name].timed_out and records[name].duration < TIMEOUT + 3, f"{name}: {records[name]}"
+    # the threads exhaust the memory limit; the harness then stops without waiting for them (or the timeout does)
+    assert records["thread_bomb"].duration < TIMEOUT + 3, records["thread_bomb"]
     assert records["huge_output"].reason == "output limit exceeded" and not records["huge_output"].timed_out
     assert "MemoryError" in records["memory_bomb"].stderr or records["memory_bomb"].returncode < 0
     assert [p for p in sandbox_processes() if p.split()[0] not in host.nobody_before] == []

@@ -32,6 +32,11 @@ def _role_patterns() -> dict[str, tuple[str, ...]]:
 ROLE_PATTERNS = _role_patterns()
 
 
+def register_native_models() -> None:
+    """Our own transformers implementations (HyperCLOVAX-SEED-Vision: ``hyperclovax_vlm``) join the Auto classes."""
+    import align.models.hcx_vision  # noqa: F401  (registers on import)
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("ALIGN_CACHE", Path.home() / ".cache" / "korean-vlm-align"))
 
@@ -122,6 +127,7 @@ def _load_images_only_processor(path: str, trust_remote_code: bool):
 def load_processor(path: str, trust_remote_code: bool = False):
     from transformers import AutoProcessor, AutoTokenizer
 
+    register_native_models()
     try:
         proc = AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError, ImportError, AttributeError) as e:
@@ -158,6 +164,7 @@ def torch_dtype(name: str):
 def load_config(path: str, trust_remote_code: bool = False):
     from transformers import AutoConfig
 
+    register_native_models()
     try:
         return AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     except ValueError as e:

@@ -1,0 +1,34 @@
+"""HyperCLOVAX-SEED-Vision-Instruct-3B, native (family ``hyperclovax_vision``; see docs/hyperclovax_vision.md).
+
+``configuration`` / ``modeling`` / ``processing`` / ``geometry``: the model and its processor, registered here with
+transformers' Auto classes for ``model_type: hyperclovax_vlm`` (no remote code). ``adapter``: the workbench's rows →
+the published chat format and the SFT collator. ``vllm_model``: the same architecture for vLLM (through
+``rollouts.vllm_plugin``).
+"""
+
+from __future__ import annotations
+
+from transformers import AutoConfig, AutoImageProcessor, AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor
+
+from align.models.hcx_vision.adapter import HCXCollator, sft_trainer_class, vlm_chat
+from align.models.hcx_vision.configuration import MODEL_TYPE, HCXVisionConfig
+from align.models.hcx_vision.modeling import HCXVisionForCausalLM
+from align.models.hcx_vision.processing import HCXVisionImageProcessor, HCXVisionProcessor
+
+__all__ = ["HCXCollator", "HCXVisionConfig", "HCXVisionForCausalLM", "HCXVisionImageProcessor", "HCXVisionProcessor",
+           "register", "sft_trainer_class", "vlm_chat"]  # fmt: skip
+
+
+def register() -> None:
+    """Make ``hyperclovax_vlm`` checkpoints load through the Auto classes (idempotent)."""
+    try:
+        AutoConfig.register(MODEL_TYPE, HCXVisionConfig)
+    except ValueError:  # already registered
+        return
+    AutoModelForCausalLM.register(HCXVisionConfig, HCXVisionForCausalLM)
+    AutoModelForImageTextToText.register(HCXVisionConfig, HCXVisionForCausalLM)
+    AutoImageProcessor.register(HCXVisionConfig, slow_image_processor_class=HCXVisionImageProcessor)
+    AutoProcessor.register(HCXVisionConfig, HCXVisionProcessor)
+
+
+register()

@@ -128,6 +128,10 @@ def cmd_model_info(args) -> int:
     family = resolve(args.family, load_config(path, args.trust_remote_code), getattr(processor, "tokenizer", processor),
                      path)  # fmt: skip
     info = {"path": path, "processor": type(processor).__name__, **describe(family)}
+    if family.name == "hyperclovax_vision" and getattr(load_config(path), "model_type", "") == "hyperclovax_vlm":
+        from align.models.hcx_vision import checkpoint_keys
+
+        info["weights"] = {k: len(v) for k, v in checkpoint_keys(path).items()}  # missing / unexpected
     if args.json:
         print(json.dumps(info, ensure_ascii=False, indent=2))
     else:

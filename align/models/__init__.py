@@ -192,6 +192,10 @@ def load_model(path: str, spec=None, dtype: str | None = None, family=None):
         loader = "AutoModelForImageTextToText" if is_vision_config(config) else "AutoModelForCausalLM"
     else:
         loader = family.loader
+    if family.name == "hyperclovax_vision" and getattr(config, "model_type", None) == "hyperclovax_vlm":
+        from align.models.hcx_vision import load_checked  # native: refuses missing or unexpected weights
+
+        return load_checked(path, **{k: v for k, v in kwargs.items() if k != "trust_remote_code"})
     try:
         return getattr(transformers, loader).from_pretrained(path, **kwargs)
     except (ImportError, AttributeError, TypeError, ValueError) as e:

@@ -50,26 +50,19 @@ FAMILIES = {
         ),
         Family(
             "hyperclovax_vision",
-            "HyperCLOVAX-SEED-Vision-Instruct-3B (remote code HCXVisionForCausalLM: SigLIP + C-Abstractor + AnyRes)",
+            "HyperCLOVAX-SEED-Vision-Instruct-3B (native HCXVisionForCausalLM: SigLIP + C-Abstractor + AnyRes + Llama)",
             vision=True,
-            model_types=("vlm", "hyperclovax_vlm"),
+            model_types=("hyperclovax_vlm", "vlm"),
             loader="AutoModelForCausalLM",
-            remote_code=True,
             image_token="<|dummy3|>",
             image_inputs=("pixel_values_images", "image_sizes_images", "vision_query_lengths_images"),
-            unsupported_stages={
-                "dpo": "TRL's DPOTrainer scores chosen/rejected with the processor's text expansion of image tokens; "
-                "this model inserts its visual tokens inside forward",
-                "rm": "the reward-model head reads the hidden state at the last input position, which this model "
-                "shifts by its visual tokens",
-            },
             end_of_turn=("<|im_end|>", "<|endofturn|>"),
             stop_tokens=("<|endofturn|>", "<|stop|>"),
             modules={"vision_tower": ("vision_model",), "connector": ("mm_projector", "image_newline"),
                      "language_model": ("language_model",)},  # fmt: skip
             generation={"temperature": 0.5, "top_p": 0.6, "repetition_penalty": 1.0},  # the model card's example
-            vllm="vLLM ≥ 0.10 up to 0.27.x (HCXVisionForCausalLM, added July 2025); removed in 0.28 — use the HF "
-            "engine or an older vLLM",
+            vllm="vLLM 0.32 through this workbench's plugin (rollouts/vllm_plugin.py, entry point "
+            "vllm.general_plugins); vLLM's own module existed up to 0.27.x",
             hardware="one 40 GB GPU for LoRA; 80 GB for full fine-tuning",
         ),
         Family(

@@ -312,7 +312,7 @@ class HCXVisionForCausalLM(HCXVisionPreTrainedModel, GenerationMixin):
                     pixel_values_images, image_sizes_images, vision_query_lengths_images)]  # fmt: skip
             if pixel_values_videos is not None and input_ids is not None and self.config.video_token_id is not None \
                     and (input_ids == self.config.video_token_id).any():  # fmt: skip
-                videos = [self.encode_videos([v]) for v in pixel_values_videos]
+                videos = [self.encode_videos(list(row)) for row in pixel_values_videos]
             if images or videos:
                 input_ids, attention_mask, labels = expand_collapsed(input_ids, attention_mask, labels, self.config,
                                                                      images, videos)  # fmt: skip

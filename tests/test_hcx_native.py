@@ -166,7 +166,7 @@ def test_model_info_reports_weight_counts(hcx, capsys):
     assert main(["model", "info", hcx, "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["name"] == "hyperclovax_vision" and info["weights"] == {"missing_keys": 0, "unexpected_keys": 0}
-    assert "remote_code" not in info and info["processor"] == "HCXVisionProcessor"
+    assert not info.get("remote_code") and info["processor"] == "HCXVisionProcessor"
 
 
 def test_processor_resizes_images_beyond_the_anyres_limit(loaded):
@@ -199,9 +199,12 @@ stages:
     prompts: 4
     args: {{max_steps: 1, num_generations: 2, per_device_train_batch_size: 2, max_completion_length: 4}}
   - type: dpo
-    args: {{max_steps: 1, per_device_train_batch_size: 2}}
+    pairs: 8
+    args: {{max_steps: 1, per_device_train_batch_size: 2, per_device_eval_batch_size: 2}}
   - type: rm
-    args: {{max_steps: 1, per_device_train_batch_size: 2}}
+    pairs: 8
+    epochs: 1
+    batch_size: 4
 """
 
 

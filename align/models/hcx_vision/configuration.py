@@ -15,6 +15,8 @@ defaults.
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 from transformers import AutoConfig, PretrainedConfig
 
 from align.models.hcx_vision.geometry import grid_resolutions
@@ -35,6 +37,7 @@ def _sub_config(value, default_type: str):
 
 class HCXVisionConfig(PretrainedConfig):
     model_type = MODEL_TYPE
+    auto_map = MappingProxyType({})  # native: no remote code (TRL reads this attribute when it loads a reference model)
     sub_configs = {"text_config": AutoConfig, "vision_config": AutoConfig}
 
     def __init__(

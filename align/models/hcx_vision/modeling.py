@@ -278,26 +278,12 @@ class HCXVisionForCausalLM(HCXVisionPreTrainedModel, GenerationMixin):
                              f"text but the images give {feats.shape[0]} features")  # fmt: skip
         return inputs_embeds.masked_scatter(mask[..., None], feats.to(inputs_embeds.dtype))
 
-    def forward(
-        self,
-        input_ids=None,
-        attention_mask=None,
-        position_ids=None,
-        past_key_values=None,
-        inputs_embeds=None,
-        labels=None,
-        pixel_values_images=None,
-        image_sizes_images=None,
-        vision_query_lengths_images=None,
-        pixel_values_videos=None,
-        vision_query_lengths_videos=None,
-        use_cache=None,
-        logits_to_keep=0,
-        pixel_values=None,
-        image_sizes=None,
-        vision_query_lengths=None,
-        **kwargs,
-    ):
+    def prepare_inputs(self, input_ids=None, attention_mask=None, labels=None, inputs_embeds=None,
+                       pixel_values_images=None, image_sizes_images=None, vision_query_lengths_images=None,
+                       pixel_values_videos=None, vision_query_lengths_videos=None, pixel_values=None, image_sizes=None,
+                       vision_query_lengths=None, **kwargs):  # fmt: skip
+        """Token embeddings with each image's / video's features at its tokens → (inputs_embeds, attention_mask,
+        labels, remaining kwargs). The first revision's names are accepted for the image inputs."""
         pixel_values_images = pixel_values_images if pixel_values_images is not None else pixel_values
         image_sizes_images = image_sizes_images if image_sizes_images is not None else image_sizes
         if vision_query_lengths_images is None:
@@ -305,29 +291,44 @@ class HCXVisionForCausalLM(HCXVisionPreTrainedModel, GenerationMixin):
         for key in ("image_sizes_videos", "non_vision_query_lengths", "img_start_ids_list", "is_videos",
                     "num_queries_vis_abstractors", "num_queries_slow", "first_last_frames_slows", "num_grids"):
             kwargs.pop(key, None)  # fmt: skip
-        if inputs_embeds is None:
-            images = videos = None
-            if pixel_values_images is not None and input_ids is not None and (input_ids == self.config.image_token_id).any():
-                images = [self.encode_images(row) for row in self._images_from_inputs(
-                    pixel_values_images, image_sizes_images, vision_query_lengths_images)]  # fmt: skip
-            if pixel_values_videos is not None and input_ids is not None and self.config.video_token_id is not None \
-                    and (input_ids == self.config.video_token_id).any():  # fmt: skip
-                videos = [self.encode_videos(list(row)) for row in pixel_values_videos]
-            if images or videos:
-                input_ids, attention_mask, labels = expand_collapsed(input_ids, attention_mask, labels, self.config,
-                                                                     images, videos)  # fmt: skip
-            inputs_embeds = self.get_input_embeddings()(input_ids)
-            if images:
-                inputs_embeds = self._visual_embeddings(input_ids, inputs_embeds, self.config.image_token_id,
-                                                        [f for row in images for f in row])  # fmt: skip
-            if videos:
-                inputs_embeds = self._visual_embeddings(input_ids, inputs_embeds, self.config.video_token_id,
-                                                        [f for row in videos for f in row])  # fmt: skip
+        if inputs_embeds is not None:
+            return inputs_embeds, attention_mask, labels, kwargs
+        cfg = self.config
+        images = videos = None
+        if pixel_values_images is not None and (input_ids == cfg.image_token_id).any():
+            images = [self.encode_images(row) for row in self._images_from_inputs(
+                pixel_values_images, image_sizes_images, vision_query_lengths_images)]  # fmt: skip
+        if pixel_values_videos is not None and cfg.video_token_id is not None and (input_ids == cfg.video_token_id).any():
+            videos = [self.encode_videos(list(row)) for row in pixel_values_videos]
+        if images or videos:
+            input_ids, attention_mask, labels = expand_collapsed(input_ids, attention_mask, labels, cfg, images, videos)
+        inputs_embeds = self.get_input_embeddings()(input_ids)
+        if images:
+            inputs_embeds = self._visual_embeddings(input_ids, inputs_embeds, cfg.image_token_id,
+                                                    [f for row in images for f in row])  # fmt: skip
+        if videos:
+            inputs_embeds = self._visual_embeddings(input_ids, inputs_embeds, cfg.video_token_id,
+                                                    [f for row in videos for f in row])  # fmt: skip
+        return inputs_embeds, attention_mask, labels, kwargs
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
+                inputs_embeds=None, labels=None, pixel_values_images=None, image_sizes_images=None,
+                vision_query_lengths_images=None, pixel_values_videos=None, vision_query_lengths_videos=None,
+                use_cache=None, logits_to_keep=0, **kwargs):  # fmt: skip
+        inputs_embeds, attention_mask, labels, kwargs = self.prepare_inputs(
+            input_ids, attention_mask, labels, inputs_embeds, pixel_values_images, image_sizes_images,
+            vision_query_lengths_images, pixel_values_videos, vision_query_lengths_videos, **kwargs)  # fmt: skip
         out = self.language_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
                                   position_ids=position_ids, past_key_values=past_key_values, labels=labels,
                                   use_cache=use_cache, logits_to_keep=logits_to_keep, **kwargs)  # fmt: skip
         return CausalLMOutputWithPast(loss=out.loss, logits=out.logits, past_key_values=out.past_key_values,
                                       hidden_states=out.hidden_states, attentions=out.attentions)  # fmt: skip
+
+    @property
+    def base_model(self):
+        """The backbone transformers' VLMs expose: images merged, the decoder's hidden states out (no LM head).
+        TRL's fused log-prob head (DPO, SFT) runs ``model.base_model(...)`` and projects ``last_hidden_state``."""
+        return _Backbone(self)
 
     @torch.no_grad()
     def generate(self, input_ids=None, attention_mask=None, **kwargs):
@@ -343,6 +344,24 @@ class HCXVisionForCausalLM(HCXVisionPreTrainedModel, GenerationMixin):
                 input_ids, attention_mask, _ = expand_collapsed(input_ids, attention_mask, None, self.config,
                                                                 counts, None)  # fmt: skip
         return super().generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+
+
+class _Backbone(nn.Module):
+    _tp_plan = None
+    _pp_plan = None
+
+    def __init__(self, outer):
+        super().__init__()
+        self.__dict__["_outer"] = outer  # not a submodule: the weights stay under their published names
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
+                inputs_embeds=None, use_cache=None, **kwargs):  # fmt: skip
+        outer = self.__dict__["_outer"]
+        inputs_embeds, attention_mask, _, kwargs = outer.prepare_inputs(input_ids, attention_mask, None, inputs_embeds,
+                                                                        **kwargs)  # fmt: skip
+        return outer.language_model.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                                          position_ids=position_ids, past_key_values=past_key_values,
+                                          use_cache=use_cache, **kwargs)  # fmt: skip
 
 
 def _starts(canvases):

@@ -38,6 +38,10 @@ def prepare_process() -> None:
     if on_cpu():
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
+    if vllm_installed():  # also registered through the vllm.general_plugins entry point once the project is installed
+        from rollouts.vllm_plugin import register
+
+        register()
 
 
 def supported_architecture(model_path: str, trust_remote_code: bool = False) -> tuple[bool, str]:

@@ -155,42 +155,10 @@ def _as_size(size) -> tuple[int, int]:
     return w, h
 
 
-class HCXVisionForCausalLM(HCXVisionPreTrainedModel, GenerationMixin):
-    _checkpoint_conversion_mapping = {}
+class HCXVisualMixin:
+    """Visual features from pixels, shared by the transformers model and the vLLM model
+    (``vllm_model.py``): needs ``config``, ``vision_model``, ``mm_projector`` and ``image_newline``."""
 
-    def __init__(self, config: HCXVisionConfig):
-        super().__init__(config)
-        if config.mm_projector_type != "cabstractor":
-            raise ValueError(f"HCXVisionForCausalLM: mm_projector_type {config.mm_projector_type!r} is not supported "
-                             "(HyperCLOVAX-SEED-Vision-Instruct-3B uses 'cabstractor')")  # fmt: skip
-        self.vision_model = VisionTower(config.vision_config)
-        self.mm_projector = CAbstractor(config)
-        hidden = config.text_config.hidden_size
-        self.image_newline = nn.Parameter(torch.zeros(hidden)) if config.anyres else None
-        self.language_model = AutoModelForCausalLM.from_config(config.text_config)
-        self.post_init()
-
-    # ---------------------------------------------------------------- plumbing transformers / PEFT / TRL expect
-    def get_input_embeddings(self):
-        return self.language_model.get_input_embeddings()
-
-    def set_input_embeddings(self, value):
-        self.language_model.set_input_embeddings(value)
-
-    def get_output_embeddings(self):
-        return self.language_model.get_output_embeddings()
-
-    def set_output_embeddings(self, value):
-        self.language_model.set_output_embeddings(value)
-
-    def get_decoder(self):
-        return self.language_model.get_decoder()
-
-    @property
-    def model(self):  # TRL and PEFT look for the backbone under .model
-        return self.language_model.model
-
-    # ---------------------------------------------------------------- visual features
     def _grid_features(self, pixels: torch.Tensor, queries: list[int]) -> list[torch.Tensor]:
         dtype = self.mm_projector.readout[0].weight.dtype
         feats = self.vision_model(pixels.to(dtype), self.config.use_nth_layer).to(dtype)
@@ -269,6 +237,42 @@ class HCXVisionForCausalLM(HCXVisionPreTrainedModel, GenerationMixin):
             row = row if isinstance(row, (list, tuple)) else [row]
             rows.append([(p, _as_size(s)) for p, s in zip(row, image_sizes[b]) if p is not None and len(p)])
         return rows
+
+
+class HCXVisionForCausalLM(HCXVisionPreTrainedModel, HCXVisualMixin, GenerationMixin):
+    _checkpoint_conversion_mapping = {}
+
+    def __init__(self, config: HCXVisionConfig):
+        super().__init__(config)
+        if config.mm_projector_type != "cabstractor":
+            raise ValueError(f"HCXVisionForCausalLM: mm_projector_type {config.mm_projector_type!r} is not supported "
+                             "(HyperCLOVAX-SEED-Vision-Instruct-3B uses 'cabstractor')")  # fmt: skip
+        self.vision_model = VisionTower(config.vision_config)
+        self.mm_projector = CAbstractor(config)
+        hidden = config.text_config.hidden_size
+        self.image_newline = nn.Parameter(torch.zeros(hidden)) if config.anyres else None
+        self.language_model = AutoModelForCausalLM.from_config(config.text_config)
+        self.post_init()
+
+    # ---------------------------------------------------------------- plumbing transformers / PEFT / TRL expect
+    def get_input_embeddings(self):
+        return self.language_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        self.language_model.set_input_embeddings(value)
+
+    def get_output_embeddings(self):
+        return self.language_model.get_output_embeddings()
+
+    def set_output_embeddings(self, value):
+        self.language_model.set_output_embeddings(value)
+
+    def get_decoder(self):
+        return self.language_model.get_decoder()
+
+    @property
+    def model(self):  # TRL and PEFT look for the backbone under .model
+        return self.language_model.model
 
     def _visual_embeddings(self, input_ids, inputs_embeds, token_id, features):
         mask = input_ids == token_id

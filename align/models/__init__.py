@@ -199,13 +199,14 @@ def load_model(path: str, spec=None, dtype: str | None = None, family=None):
     try:
         return getattr(transformers, loader).from_pretrained(path, **kwargs)
     except (ImportError, AttributeError, TypeError, ValueError) as e:
-        if not family.remote_code:
+        if not (family.remote_code or trust):
             raise
         raise UserError(
             f"the {family.name} model's own code failed to load {path} under transformers {transformers.__version__}: "
             f"{type(e).__name__}: {e}",
-            "HyperCLOVAX-SEED-Vision's published code is reported to need transformers 4.52-4.57.1; use a model "
-            "revision whose code supports transformers 5, or a separate environment with that transformers",
+            "published remote code often pins an older transformers; for HyperCLOVAX-SEED-Vision-Instruct-3B (whose "
+            "code needs 4.52-4.57.1) set config.json's model_type to hyperclovax_vlm and model.trust_remote_code: "
+            "false to use the workbench's native implementation (docs/hyperclovax_vision.md)",
         ) from e
 
 

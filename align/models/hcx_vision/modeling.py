@@ -300,8 +300,9 @@ class HCXVisionForCausalLM(HCXVisionPreTrainedModel, HCXVisualMixin, GenerationM
         cfg = self.config
         images = videos = None
         if pixel_values_images is not None and (input_ids == cfg.image_token_id).any():
-            images = [self.encode_images(row) for row in self._images_from_inputs(
-                pixel_values_images, image_sizes_images, vision_query_lengths_images)]  # fmt: skip
+            rows = self._images_from_inputs(pixel_values_images, image_sizes_images, vision_query_lengths_images)
+            flat = iter(self.encode_images([im for row in rows for im in row]))  # one tower pass for the batch
+            images = [[next(flat) for _ in row] for row in rows]
         if pixel_values_videos is not None and cfg.video_token_id is not None and (input_ids == cfg.video_token_id).any():
             videos = [self.encode_videos(list(row)) for row in pixel_values_videos]
         if images or videos:

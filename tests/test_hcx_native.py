@@ -36,8 +36,9 @@ def hcx(align_cache):
 
 @pytest.fixture(scope="module")
 def loaded(hcx):
-    import align.models.hcx_vision  # noqa: F401  (registers the Auto classes)
     from transformers import AutoModelForCausalLM, AutoProcessor
+
+    import align.models.hcx_vision  # noqa: F401  (registers the Auto classes)
 
     model, info = AutoModelForCausalLM.from_pretrained(hcx, output_loading_info=True, dtype=torch.float32)
     return model.eval(), AutoProcessor.from_pretrained(hcx), info
@@ -151,7 +152,10 @@ def test_bad_checkpoints_and_configs_are_refused_clearly(hcx, tmp_path):
     weights.pop("image_newline")
     weights["mm_projector.extra.weight"] = torch.zeros(2)
     save_file(weights, str(bad / "model.safetensors"), metadata={"format": "pt"})
-    assert checkpoint_keys(str(bad)) == {"missing_keys": ["image_newline"], "unexpected_keys": ["mm_projector.extra.weight"]}
+    assert checkpoint_keys(str(bad)) == {
+        "missing_keys": ["image_newline"],
+        "unexpected_keys": ["mm_projector.extra.weight"],
+    }
     with pytest.raises(UserError, match=r"1 missing \(image_newline\), 1 unexpected \(mm_projector.extra.weight\)"):
         load_model(str(bad), None, "float32")
     with pytest.raises(ValueError, match="unknown config revision.*fields found: llm_config, queries_per_grid"):

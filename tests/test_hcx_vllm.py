@@ -71,7 +71,9 @@ def _policy_and_engine(trainer, image, prompt_ids, completion):
     from vllm import SamplingParams
 
     proc = trainer.processing_class
-    enc = proc(text=[proc.tokenizer.decode(prompt_ids)], images=[[image]], return_tensors="pt", add_special_tokens=False)
+    enc = proc(
+        text=[proc.tokenizer.decode(prompt_ids)], images=[[image]], return_tensors="pt", add_special_tokens=False
+    )
     ids = enc["input_ids"][0].tolist()
     extra = {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask")}
     model = trainer.model

@@ -43,19 +43,48 @@ TEMPLATE = (
 )
 
 
-def tiny_hcx_config(vocab_size: int, pad_id: int, eos_id: int, image_id: int, video_id: int, spec: TinySpec,
-                    revision: str = "later") -> dict:
+def tiny_hcx_config(
+    vocab_size: int, pad_id: int, eos_id: int, image_id: int, video_id: int, spec: TinySpec, revision: str = "later"
+) -> dict:
     """config.json of the tiny model in the published layout (``revision='first'``: the first revision's names)."""
-    text = {"model_type": "llama", "vocab_size": vocab_size, "hidden_size": spec.text_hidden,
-            "intermediate_size": spec.text_intermediate, "num_hidden_layers": 2, "num_attention_heads": spec.text_heads,
-            "num_key_value_heads": spec.text_heads, "max_position_embeddings": spec.max_position_embeddings,
-            "tie_word_embeddings": False, "pad_token_id": pad_id, "eos_token_id": eos_id, "rms_norm_eps": 1e-5}
-    vision = {"model_type": "siglip_vision_model", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 3,
-              "num_attention_heads": 1, "image_size": GRID, "patch_size": PATCH}
-    common = {"model_type": "hyperclovax_vlm", "architectures": ["HCXVisionForCausalLM"], "vision_config": vision,
-              "use_nth_layer": -2, "anyres": True, "unpad": True, "max_num_grids": 9, "use_1x1_grid": False,
-              "mm_projector_type": "cabstractor", "proj_pos_emb": True, "proj_prenorm": False,
-              "decoder_max_length": spec.max_position_embeddings, "tie_word_embeddings": False}
+    text = {
+        "model_type": "llama",
+        "vocab_size": vocab_size,
+        "hidden_size": spec.text_hidden,
+        "intermediate_size": spec.text_intermediate,
+        "num_hidden_layers": 2,
+        "num_attention_heads": spec.text_heads,
+        "num_key_value_heads": spec.text_heads,
+        "max_position_embeddings": spec.max_position_embeddings,
+        "tie_word_embeddings": False,
+        "pad_token_id": pad_id,
+        "eos_token_id": eos_id,
+        "rms_norm_eps": 1e-5,
+    }
+    vision = {
+        "model_type": "siglip_vision_model",
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 3,
+        "num_attention_heads": 1,
+        "image_size": GRID,
+        "patch_size": PATCH,
+    }
+    common = {
+        "model_type": "hyperclovax_vlm",
+        "architectures": ["HCXVisionForCausalLM"],
+        "vision_config": vision,
+        "use_nth_layer": -2,
+        "anyres": True,
+        "unpad": True,
+        "max_num_grids": 9,
+        "use_1x1_grid": False,
+        "mm_projector_type": "cabstractor",
+        "proj_pos_emb": True,
+        "proj_prenorm": False,
+        "decoder_max_length": spec.max_position_embeddings,
+        "tie_word_embeddings": False,
+    }
     if revision == "first":
         return {**common, "language_config": text, "img_start_id": image_id, "num_queries_vis_abstractor": QUERIES}
     return {**common, "text_config": text, "image_token_id": image_id, "video_token_id": video_id,
@@ -67,8 +96,12 @@ def build_tiny_hcx(out_dir: str | Path, spec: TinySpec | None = None) -> Path:
     import torch
     from transformers import GenerationConfig
 
-    from align.models.hcx_vision import HCXVisionConfig, HCXVisionForCausalLM, HCXVisionImageProcessor
-    from align.models.hcx_vision import HCXVisionProcessor
+    from align.models.hcx_vision import (
+        HCXVisionConfig,
+        HCXVisionForCausalLM,
+        HCXVisionImageProcessor,
+        HCXVisionProcessor,
+    )
 
     spec = spec or TinySpec()
     out_dir = Path(out_dir)

@@ -8,7 +8,13 @@ the published chat format and the SFT collator. ``vllm_model``: the same archite
 
 from __future__ import annotations
 
-from transformers import AutoConfig, AutoImageProcessor, AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModelForCausalLM,
+    AutoModelForImageTextToText,
+    AutoProcessor,
+)
 
 from align.models.hcx_vision.adapter import HCXCollator, sft_trainer_class, vlm_chat
 from align.models.hcx_vision.configuration import MODEL_TYPE, HCXVisionConfig
@@ -45,7 +51,9 @@ def checkpoint_keys(path: str) -> dict:
 
     folder = Path(path)
     index = folder / "model.safetensors.index.json"
-    files = sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.exists() else ["model.safetensors"]
+    files = (
+        sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.exists() else ["model.safetensors"]
+    )
     found = set()
     for name in files:
         with safe_open(str(folder / name), "pt") as f:
@@ -64,6 +72,7 @@ def load_checked(path: str, **kwargs):
     model, info = HCXVisionForCausalLM.from_pretrained(path, output_loading_info=True, **kwargs)
     missing, unexpected = list(info.get("missing_keys") or []), list(info.get("unexpected_keys") or [])
     if missing or unexpected:
+
         def show(keys):
             return ", ".join(sorted(keys)[:12]) + (f" … ({len(keys)} in all)" if len(keys) > 12 else "")
 

@@ -53,7 +53,10 @@ class HCXCollator:
     def _texts(self, row):
         images = list(row.get("images") or [])
         chat, images, _ = self.processor.load_images_videos(vlm_chat(row["prompt"], images, row.get("image_info")))
-        answer = {"role": "assistant", "content": {"type": "text", "text": content_text(row["completion"][-1]["content"])}}
+        answer = {
+            "role": "assistant",
+            "content": {"type": "text", "text": content_text(row["completion"][-1]["content"])},
+        }
         prompt = self.tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
         full = self.tok.apply_chat_template(chat + [answer], tokenize=False)
         if not full.startswith(prompt):

@@ -16,6 +16,7 @@ defaults.
 from __future__ import annotations
 
 from types import MappingProxyType
+from typing import ClassVar
 
 from transformers import AutoConfig, PretrainedConfig
 
@@ -37,8 +38,8 @@ def _sub_config(value, default_type: str):
 
 class HCXVisionConfig(PretrainedConfig):
     model_type = MODEL_TYPE
-    auto_map = MappingProxyType({})  # native: no remote code (TRL reads this attribute when it loads a reference model)
-    sub_configs = {"text_config": AutoConfig, "vision_config": AutoConfig}
+    auto_map = MappingProxyType({})  # read-only and empty: native code; TRL reads it when it loads a reference model
+    sub_configs: ClassVar[dict] = {"text_config": AutoConfig, "vision_config": AutoConfig}
 
     def __init__(
         self,

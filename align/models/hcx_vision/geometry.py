@@ -58,7 +58,7 @@ def image_query_length(size: tuple[int, int], config) -> int:
     q = config.num_queries_vis_abstractor_image
     if not config.anyres:
         return q
-    side = int(round(q**0.5))
+    side = round(q**0.5)
     rows, cols = anyres_layout(size, config.possible_resolutions, config.vision_config.image_size)
     h, w = rows * side, cols * side
     if config.unpad:

@@ -17,6 +17,7 @@ padding), or as the published nested lists; the first revision's names (``pixel_
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -63,7 +64,7 @@ class RegBlock(nn.Module):
         super().__init__()
         self.conv1 = ConvNorm(cin, cout, 1)
         self.conv2 = ConvNorm(cout, cout, 3, groups=cout)
-        self.se = SqueezeExcite(cout, int(round(cin * 0.25)))
+        self.se = SqueezeExcite(cout, round(cin * 0.25))
         self.conv3 = ConvNorm(cout, cout, 1, act=False)
         self.downsample = ConvNorm(cin, cout, 1, act=False) if cin != cout else None
 
@@ -136,7 +137,7 @@ class HCXVisionPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _supports_sdpa = True
     _supports_flash_attn = True
-    _no_split_modules = ["LlamaDecoderLayer", "SiglipEncoderLayer", "CLIPEncoderLayer"]
+    _no_split_modules: ClassVar[list[str]] = ["LlamaDecoderLayer", "SiglipEncoderLayer", "CLIPEncoderLayer"]
     _skip_keys_device_placement = "past_key_values"
 
     def _init_weights(self, module):
@@ -240,8 +241,6 @@ class HCXVisualMixin:
 
 
 class HCXVisionForCausalLM(HCXVisionPreTrainedModel, HCXVisualMixin, GenerationMixin):
-    _checkpoint_conversion_mapping = {}
-
     def __init__(self, config: HCXVisionConfig):
         super().__init__(config)
         if config.mm_projector_type != "cabstractor":
@@ -292,8 +291,16 @@ class HCXVisionForCausalLM(HCXVisionPreTrainedModel, HCXVisualMixin, GenerationM
         image_sizes_images = image_sizes_images if image_sizes_images is not None else image_sizes
         if vision_query_lengths_images is None:
             vision_query_lengths_images = vision_query_lengths
-        for key in ("image_sizes_videos", "non_vision_query_lengths", "img_start_ids_list", "is_videos",
-                    "num_queries_vis_abstractors", "num_queries_slow", "first_last_frames_slows", "num_grids"):
+        for key in (
+            "image_sizes_videos",
+            "non_vision_query_lengths",
+            "img_start_ids_list",
+            "is_videos",
+            "num_queries_vis_abstractors",
+            "num_queries_slow",
+            "first_last_frames_slows",
+            "num_grids",
+        ):
             kwargs.pop(key, None)  # fmt: skip
         if inputs_embeds is not None:
             return inputs_embeds, attention_mask, labels, kwargs
@@ -303,7 +310,11 @@ class HCXVisionForCausalLM(HCXVisionPreTrainedModel, HCXVisualMixin, GenerationM
             rows = self._images_from_inputs(pixel_values_images, image_sizes_images, vision_query_lengths_images)
             flat = iter(self.encode_images([im for row in rows for im in row]))  # one tower pass for the batch
             images = [[next(flat) for _ in row] for row in rows]
-        if pixel_values_videos is not None and cfg.video_token_id is not None and (input_ids == cfg.video_token_id).any():
+        if (
+            pixel_values_videos is not None
+            and cfg.video_token_id is not None
+            and (input_ids == cfg.video_token_id).any()
+        ):
             videos = [self.encode_videos(list(row)) for row in pixel_values_videos]
         if images or videos:
             input_ids, attention_mask, labels = expand_collapsed(input_ids, attention_mask, labels, cfg, images, videos)

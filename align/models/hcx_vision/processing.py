@@ -18,6 +18,7 @@ that many tokens, tokenizes, and returns ``pixel_values_images`` [rows, grids, 3
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -48,7 +49,7 @@ def _paste_centered(image: Image.Image, height: int, width: int, color) -> Image
 
 
 class HCXVisionImageProcessor(BaseImageProcessor):
-    model_input_names = ["pixel_values_images"]
+    model_input_names: ClassVar[list[str]] = ["pixel_values_images"]
 
     def __init__(self, size: int | dict = 378, anyres: bool = True, unpad: bool = True, max_num_grids: int = 9,
                  use_1x1_grid: bool = False, possible_resolutions: list | None = None,
@@ -56,8 +57,19 @@ class HCXVisionImageProcessor(BaseImageProcessor):
                  num_queries_vis_abstractor_video_fast: int = 9, first_last_frames_slow: bool = False,
                  image_mean=(0.5, 0.5, 0.5), image_std=(0.5, 0.5, 0.5), rescale_factor: float = 1 / 255,
                  patch_size: int = 14, **kwargs):  # fmt: skip
-        for key in ("crop_size", "do_resize", "do_center_crop", "do_rescale", "do_normalize", "do_convert_rgb",
-                    "resample", "pad_to_square", "image_processor_type", "processor_class", "auto_map"):
+        for key in (
+            "crop_size",
+            "do_resize",
+            "do_center_crop",
+            "do_rescale",
+            "do_normalize",
+            "do_convert_rgb",
+            "resample",
+            "pad_to_square",
+            "image_processor_type",
+            "processor_class",
+            "auto_map",
+        ):
             kwargs.pop(key, None)  # fmt: skip
         super().__init__(**kwargs)
         self.size = int(size["shortest_edge"] if isinstance(size, dict) else size)
@@ -119,9 +131,13 @@ class HCXVisionImageProcessor(BaseImageProcessor):
 
     def preprocess(self, images, return_tensors=None, **kwargs):
         images = images if isinstance(images, (list, tuple)) else [images]
-        return BatchFeature({"pixel_values": [torch.from_numpy(self.image_grids(i)) for i in images],
-                             "image_sizes": [[i.width, i.height] for i in images],
-                             "vision_query_lengths": [image_query_length((i.width, i.height), self) for i in images]})
+        return BatchFeature(
+            {
+                "pixel_values": [torch.from_numpy(self.image_grids(i)) for i in images],
+                "image_sizes": [[i.width, i.height] for i in images],
+                "vision_query_lengths": [image_query_length((i.width, i.height), self) for i in images],
+            }
+        )
 
 
 def sample_frames(frames: list, max_frames: int = 18) -> list:
@@ -133,7 +149,7 @@ def sample_frames(frames: list, max_frames: int = 18) -> list:
 
 
 class HCXVisionProcessor(ProcessorMixin):
-    attributes = ["image_processor", "tokenizer"]
+    attributes: ClassVar[list[str]] = ["image_processor", "tokenizer"]
     image_token = IMAGE_TOKEN
     video_token = VIDEO_TOKEN
 
@@ -224,7 +240,14 @@ class HCXVisionProcessor(ProcessorMixin):
         if text is not None:
             text = [self.expand_text(t, lengths[b] if lengths else [], vlengths[b] if vlengths else [])
                     for b, t in enumerate(text)]  # fmt: skip
-            keys = ("padding", "padding_side", "truncation", "max_length", "add_special_tokens", "return_attention_mask")
+            keys = (
+                "padding",
+                "padding_side",
+                "truncation",
+                "max_length",
+                "add_special_tokens",
+                "return_attention_mask",
+            )
             enc = self.tokenizer(text, return_tensors=return_tensors, **{k: v for k, v in kwargs.items() if k in keys})
             data.update(enc)
         return BatchFeature(data=data, tensor_type=None)

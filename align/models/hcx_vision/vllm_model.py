@@ -9,6 +9,7 @@ count (``geometry.image_query_length``). Images only: videos go through the tran
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -103,7 +104,10 @@ class HCXMultiModalProcessor(BaseMultiModalProcessor[HCXProcessingInfo]):
 @MULTIMODAL_REGISTRY.register_processor(HCXMultiModalProcessor, info=HCXProcessingInfo,
                                         dummy_inputs=HCXDummyInputsBuilder)  # fmt: skip
 class HCXVisionForCausalLM(nn.Module, HCXVisualMixin, SupportsMultiModal, SupportsPP):
-    packed_modules_mapping = {"qkv_proj": ["q_proj", "k_proj", "v_proj"], "gate_up_proj": ["gate_proj", "up_proj"]}
+    packed_modules_mapping: ClassVar[dict] = {
+        "qkv_proj": ["q_proj", "k_proj", "v_proj"],
+        "gate_up_proj": ["gate_proj", "up_proj"],
+    }
 
     @classmethod
     def get_placeholder_str(cls, modality: str, i: int) -> str | None:

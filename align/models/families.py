@@ -52,7 +52,7 @@ FAMILIES = {
             "hyperclovax_vision",
             "HyperCLOVAX-SEED-Vision-Instruct-3B (native HCXVisionForCausalLM: SigLIP + C-Abstractor + AnyRes + Llama)",
             vision=True,
-            model_types=("hyperclovax_vlm", "vlm"),
+            model_types=("hyperclovax_vlm",),  # "vlm" is HyperCLOVAX-SEED-Think-32B (transformers' hyperclovax_vision_v2)
             loader="AutoModelForCausalLM",
             image_token="<|dummy3|>",
             image_inputs=("pixel_values_images", "image_sizes_images", "vision_query_lengths_images"),

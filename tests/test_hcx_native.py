@@ -44,26 +44,34 @@ def loaded(hcx):
     return model.eval(), AutoProcessor.from_pretrained(hcx), info
 
 
-def _oracle_check(model, processor, record, images=None, videos=None):
-    """Our processor's expanded prompt must be the oracle's; our log-probs of the prompt and of the oracle's greedy
-    tokens must match its own; our greedy choice must be its."""
-    kwargs = {"images": [images]} if images else {}
+def _oracle_check(model, processor, records, images=None, videos=None) -> float:
+    """One batch (right-padded, so every row keeps its positions): our processor's expanded prompts must be the
+    oracle's, our log-probs of the prompt and of the oracle's greedy tokens must match its own, and our greedy choice
+    must be its. Returns the largest log-prob difference."""
+    kwargs = {"images": images} if images else {}
     if videos:
-        kwargs["videos"] = [videos]
-    text = processor.tokenizer.decode(record["collapsed_prompt"])
-    enc = processor(text=[text], return_tensors="pt", add_special_tokens=False, **kwargs)
-    ids = enc["input_ids"][0].tolist()
-    assert len(ids) == record["expanded_prompt_length"] and ids == record["expanded_prompt"]
+        kwargs["videos"] = videos
+    texts = [processor.tokenizer.decode(r["collapsed_prompt"]) for r in records]
+    enc = processor(text=texts, return_tensors="pt", add_special_tokens=False, padding=True, padding_side="right",
+                    **kwargs)  # fmt: skip
+    rows = [enc["input_ids"][b][enc["attention_mask"][b].bool()].tolist() for b in range(len(records))]
+    assert [len(ids) for ids in rows] == [r["expanded_prompt_length"] for r in records]
+    assert rows == [r["expanded_prompt"] for r in records]
+    full = [ids + r["greedy"] for ids, r in zip(rows, records)]
+    width = max(len(x) for x in full)
+    input_ids = torch.tensor([x + [0] * (width - len(x)) for x in full])
+    mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in full])
     extra = {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask")}
     with torch.no_grad():
-        logits = model(input_ids=torch.tensor([ids + record["greedy"]]), **extra).logits[0]
-    logps = torch.log_softmax(logits.float(), -1)
-    prompt = [logps[i - 1, t].item() for i, t in enumerate(ids) if i > 0]
-    greedy = [logps[len(ids) - 1 + k, t].item() for k, t in enumerate(record["greedy"])]
-    argmax = [int(logps[len(ids) - 1 + k].argmax()) for k in range(len(record["greedy"]))]
-    assert argmax == record["greedy"]
-    return max(max(abs(a - b) for a, b in zip(prompt, record["prompt_logprobs"][1:])),
-               max(abs(a - b) for a, b in zip(greedy, record["greedy_logprobs"])))  # fmt: skip
+        logps = torch.log_softmax(model(input_ids=input_ids, attention_mask=mask, **extra).logits.float(), -1)
+    worst = 0.0
+    for b, (ids, r) in enumerate(zip(rows, records)):
+        prompt = [logps[b, i - 1, t].item() for i, t in enumerate(ids) if i > 0]
+        greedy = [logps[b, len(ids) - 1 + k, t].item() for k, t in enumerate(r["greedy"])]
+        assert [int(logps[b, len(ids) - 1 + k].argmax()) for k in range(len(r["greedy"]))] == r["greedy"]
+        worst = max(worst, *(abs(x - y) for x, y in zip(prompt, r["prompt_logprobs"][1:])),
+                    *(abs(x - y) for x, y in zip(greedy, r["greedy_logprobs"])))  # fmt: skip
+    return worst
 
 
 def test_tiny_checkpoint_is_the_one_the_oracle_ran(hcx, loaded):
@@ -81,16 +89,15 @@ def test_tiny_checkpoint_is_the_one_the_oracle_ran(hcx, loaded):
 
 def test_matches_the_oracle_on_every_anyres_grid_unpadding_and_video(loaded):
     model, processor, _ = loaded
-    worst = 0.0
-    for case in FIXTURE["image_cases"]:  # every rows × cols layout of ≤ 9 grids, odd shapes, one larger than 3 × 3
-        worst = max(worst, _oracle_check(model, processor, case, images=[_image(*case["size"], case["seed"])]))
+    cases = FIXTURE["image_cases"]  # every rows × cols layout of ≤ 9 grids, odd shapes, one larger than 3 × 3
+    worst = _oracle_check(model, processor, cases, images=[[_image(*c["size"], c["seed"])] for c in cases])
     two = FIXTURE["two_images"]
-    worst = max(worst, _oracle_check(model, processor, two,
-                                     images=[_image(*s, seed) for s, seed in zip(two["sizes"], two["seeds"])]))  # fmt: skip
+    worst = max(worst, _oracle_check(model, processor, [two],
+                                     images=[[_image(*s, seed) for s, seed in zip(two["sizes"], two["seeds"])]]))  # fmt: skip
     video = FIXTURE["video"]
     frames = [_image(*video["size"], video["seed0"] + k) for k in range(video["frames"])]
-    worst = max(worst, _oracle_check(model, processor, video, videos=[frames]))
-    worst = max(worst, _oracle_check(model, processor, FIXTURE["text_only"]))
+    worst = max(worst, _oracle_check(model, processor, [video], videos=[[frames]]))
+    worst = max(worst, _oracle_check(model, processor, [FIXTURE["text_only"]]))
     assert worst < TOL, worst
     # the unpad path really cut tokens: a wide image gives fewer than its full 1 × 9 canvas would
     counts = {tuple(c["size"]): c["expanded_prompt_length"] for c in FIXTURE["image_cases"]}

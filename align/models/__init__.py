@@ -170,7 +170,7 @@ def load_config(path: str, trust_remote_code: bool = False):
     except ValueError as e:
         if "trust_remote_code" in str(e):
             raise UserError(f"{path} needs its own model code (remote code)",
-                            "set model.trust_remote_code: true in the recipe (HyperCLOVAX-SEED-Vision needs it)") from None  # fmt: skip
+                            "set model.trust_remote_code: true in the recipe") from None  # fmt: skip
         raise
 
 

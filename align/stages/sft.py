@@ -71,7 +71,7 @@ def train_sft(ctx, dataset, out_dir: Path, extra_defaults: dict | None = None, u
     frozen = freeze_modules(model, stage_freeze(ctx))
     dataset = training_rows(dataset, is_vlm, f"stage '{ctx.stage.name}'")
     trainer_cls, collator, adapter = SFTTrainer, None, {}
-    if family.name == "hyperclovax_vision":  # remote code that expands image placeholders itself
+    if family.name == "hyperclovax_vision":  # its chat format carries OCR / lens text per image (hcx_vision.adapter)
         from align.models.hcx_vision import HCXCollator, sft_trainer_class
 
         trainer_cls, collator = sft_trainer_class(), HCXCollator(processor, model.config.image_token_id)

@@ -107,6 +107,41 @@ def test_vllm_engine_reproduces_the_oracle(colocate):
         assert max(abs(a - b) for a, b in zip(got, case["greedy_logprobs"])) < 1e-4
 
 
+def test_rollout_engine_selects_vllm_and_matches_transformers(colocate, align_cache):
+    """``rollout.engine: auto`` picks vLLM for this architecture (the plugin), and the workbench's vLLM engine
+    (RFT sampling, evaluation) renders, expands and scores HCX prompts as the transformers engine does. It runs on
+    the trainer's engine (no second engine start)."""
+    from align.models import load_processor
+    from rollouts import Sampling, resolve_engine
+    from rollouts.hf import HFEngine, image_token_ids, stop_ids
+    from rollouts.vllm_engine import VLLMEngine
+
+    trainer, rows = colocate
+    path = str(align_cache / "models" / "tiny-hyperclovax_vision")
+    assert resolve_engine(RolloutSpec(engine="auto"), path) == "vllm"
+    engine = VLLMEngine.__new__(VLLMEngine)
+    engine.llm, engine.processor = trainer.vllm_generation.llm, load_processor(path)
+    engine.tokenizer = engine.processor.tokenizer
+    engine.stop_ids = stop_ids(trainer.model.generation_config, engine.tokenizer, [])
+    engine.banned = image_token_ids(trainer.model.config, engine.processor)
+    prompts, images = list(rows["prompt"][:4]), list(rows["images"][:4])
+    greedy = Sampling(n=1, temperature=0.0, max_new_tokens=6)
+    banned = engine.generate(prompts, images, greedy)  # image tokens banned (-100 logit bias), as in RFT sampling
+    assert not {t for g in banned for c in g for t in c.token_ids} & set(engine.banned)
+    # vLLM reports log-probs after that bias, the transformers engine raw ones: they differ by the banned tokens'
+    # probability mass, so the exact comparison runs without the ban
+    engine.banned = []
+    v = engine.generate(prompts, images, greedy)
+    trainer.model.eval()
+    try:
+        h = HFEngine(trainer.model, trainer.processing_class, batch_size=1).generate(prompts, images, greedy)
+    finally:
+        trainer.model.train()
+    for vg, hg in zip(v, h):
+        assert vg[0].token_ids == hg[0].token_ids
+        assert max(abs(a - b) for a, b in zip(vg[0].logprobs, hg[0].logprobs)) < 1e-4
+
+
 def test_vllm_logprobs_follow_the_policy_through_a_grpo_step(colocate):
     trainer, _ = colocate
     case = FIXTURE["image_cases"][9]

@@ -180,6 +180,17 @@ def test_model_info_reports_weight_counts(hcx, capsys):
     assert not info.get("remote_code") and info["processor"] == "HCXVisionProcessor"
 
 
+def test_processor_pixels_match_the_published_image_processor(loaded):
+    """Grids and pixel values of every oracle image equal those of NAVER's published image processor (resize, pad to
+    square, best AnyRes canvas, pad, cut into grids, normalise)."""
+    _, processor, _ = loaded
+    for case in FIXTURE["image_cases"]:
+        grids = torch.from_numpy(processor.image_processor.image_grids(_image(*case["size"], case["seed"]))).double()
+        assert grids.shape[0] == case["grids"], case["size"]
+        assert abs(float(grids.sum()) - case["pixel_sum"]) < 1e-6 * max(1.0, abs(case["pixel_sum"])), case["size"]
+        assert abs(float(grids.abs().sum()) - case["pixel_abs_sum"]) < 1e-6 * case["pixel_abs_sum"], case["size"]
+
+
 def test_processor_resizes_images_beyond_the_anyres_limit(loaded):
     _, processor, _ = loaded
     enc = processor(images=[[_image(4000, 300, 0), _image(5, 3, 1)]], return_tensors="pt")

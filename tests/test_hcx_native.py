@@ -135,7 +135,7 @@ def test_collapsed_placeholders_and_first_revision_config(hcx, loaded, tmp_path)
     (first / "config.json").write_text(json.dumps(old))
     reloaded, info = AutoModelForCausalLM.from_pretrained(str(first), output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"]
-    assert reloaded.config.revision == "first" and reloaded.config.num_queries_vis_abstractor_image == 4
+    assert reloaded.config.config_revision == "first" and reloaded.config.num_queries_vis_abstractor_image == 4
     with torch.no_grad():
         assert torch.equal(reloaded.eval()(input_ids=enc["input_ids"], **extra).logits, expanded)
 
@@ -168,6 +168,9 @@ def test_bad_checkpoints_and_configs_are_refused_clearly(hcx, tmp_path):
     with pytest.raises(ValueError, match="unknown config revision.*fields found: llm_config, queries_per_grid"):
         HCXVisionConfig(vision_config={"model_type": "siglip_vision_model"}, llm_config={}, queries_per_grid=4)
     HCXVisionConfig()  # transformers builds an empty one to diff against: defaults, no error
+    both = HCXVisionConfig(text_config={"model_type": "llama"}, image_token_id=7, img_start_id=9,
+                           num_queries_vis_abstractor_image=16, num_queries_vis_abstractor=4)  # fmt: skip
+    assert (both.image_token_id, both.num_queries_vis_abstractor_image) == (7, 16)  # the later revision's names win
     assert main(["model", "info", hcx, "--json"]) == 0
 
 

@@ -13,7 +13,7 @@ from align.models.tiny import CHAT_TOKENS, TinySpec, already_built, build_tokeni
 
 IMAGE_TOKEN = "<|dummy3|>"
 VIDEO_TOKEN = "<|_unuse_missing_100270|>"
-BUILDER_VERSION = 2
+BUILDER_VERSION = 3
 GRID, PATCH = 32, 8  # tower image size and patch: 16 patches per grid
 QUERIES, SLOW, FAST = 4, 4, 1  # visual queries per image grid, per slow and fast video grid
 

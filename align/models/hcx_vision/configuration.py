@@ -8,7 +8,7 @@ The published checkpoint went through two config revisions, both read here:
   ``num_queries_vis_abstractor_video_slow`` / ``_video_fast``, ``first_last_frames_slow``.
 
 Whatever the revision, the attributes below carry the later revision's names; ``save_pretrained`` writes those
-(``revision`` says which one the file came from). A config with a vision tower but neither text config is refused
+(``config_revision`` says which one the file came from). A config with a vision tower but neither text config is refused
 naming the fields it has. An empty ``HCXVisionConfig()`` (transformers builds one to diff against) gets small
 defaults.
 """
@@ -23,8 +23,6 @@ from transformers import AutoConfig, PretrainedConfig
 from align.models.hcx_vision.geometry import grid_resolutions
 
 MODEL_TYPE = "hyperclovax_vlm"
-FIRST_REVISION_FIELDS = ("language_config", "img_start_id", "num_queries_vis_abstractor")
-LATER_REVISION_FIELDS = ("text_config", "image_token_id", "num_queries_vis_abstractor_image")
 
 
 def _sub_config(value, default_type: str):
@@ -52,13 +50,13 @@ class HCXVisionConfig(PretrainedConfig):
         use_1x1_grid: bool = False,
         possible_resolutions: list | None = None,
         mm_projector_type: str = "cabstractor",
-        num_queries_vis_abstractor_image: int = 81,
+        num_queries_vis_abstractor_image: int | None = None,
         num_queries_vis_abstractor_video_slow: int = 81,
         num_queries_vis_abstractor_video_fast: int = 9,
         first_last_frames_slow: bool = False,
         proj_pos_emb: bool = True,
         proj_prenorm: bool = False,
-        image_token_id: int = 128060,
+        image_token_id: int | None = None,
         video_token_id: int | None = None,
         decoder_max_length: int = 4096,
         ignore_index: int = -100,
@@ -73,13 +71,16 @@ class HCXVisionConfig(PretrainedConfig):
                 "HCXVisionConfig: unknown config revision: it has a vision_config but neither 'text_config' (later "
                 f"revision) nor 'language_config' (first revision); fields found: {', '.join(found) or 'none'}"
             )
-        self.revision = kwargs.pop("revision", None) or ("first" if language_config is not None else "later")
+        self.config_revision = kwargs.pop("config_revision", None) or (
+            "first" if language_config is not None else "later"
+        )
         self.text_config = _sub_config(text_config if text_config is not None else language_config, "llama")
         self.vision_config = _sub_config(vision_config, "siglip_vision_model")
-        if img_start_id is not None and "image_token_id" not in kwargs:
-            image_token_id = img_start_id
-        if first_queries is not None:
-            num_queries_vis_abstractor_image = first_queries
+        # the later revision's names win when a file has both
+        image_token_id = next((v for v in (image_token_id, img_start_id) if v is not None), 128060)
+        num_queries_vis_abstractor_image = next(
+            (v for v in (num_queries_vis_abstractor_image, first_queries) if v is not None), 81
+        )
         self.use_nth_layer = use_nth_layer
         self.anyres = anyres
         self.unpad = unpad

@@ -31,8 +31,9 @@ from vllm.multimodal.processing import (
 )
 
 from align.models.hcx_vision.geometry import image_query_length
-from align.models.hcx_vision.modeling import CAbstractor, HCXVisualMixin, VisionTower
+from align.models.hcx_vision.modeling import HCXVisualMixin, VisionTower
 from align.models.hcx_vision.processing import IMAGE_TOKEN, HCXVisionProcessor
+from align.models.hcx_vision.projector import CAbstractor
 
 
 class HCXProcessingInfo(BaseProcessingInfo):

@@ -134,6 +134,8 @@ def cmd_model_info(args) -> int:
     family = resolve(args.family, load_config(path, args.trust_remote_code), getattr(processor, "tokenizer", processor),
                      path)  # fmt: skip
     info = {"path": path, "processor": type(processor).__name__, **describe(family)}
+    if family.check_weights:  # a native implementation: the checkpoint's weight names against the model's
+        info["weights"] = {k: len(v) for k, v in family.hook("check_weights")(path).items()}
     if args.json:
         print(json.dumps(info, ensure_ascii=False, indent=2))
     else:

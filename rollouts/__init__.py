@@ -7,9 +7,9 @@ outs = engine.generate(prompts, images, Sampling(n=4, temperature=1.0, max_new_t
 from __future__ import annotations
 
 from align.errors import UserError
+from rollouts import vllm_engine
 from rollouts.base import Completion, Engine, Sampling
 from rollouts.hf import HFEngine
-from rollouts import vllm_engine
 from rollouts.vllm_engine import INSTALL_HINT, VLLMEngine
 
 __all__ = ["Completion", "Engine", "Sampling", "make_engine", "resolve_engine"]

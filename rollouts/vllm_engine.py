@@ -19,6 +19,7 @@ from align.chat import chat_texts
 from align.errors import UserError
 from align.models import load_processor
 from align.spec import RolloutSpec
+from rollouts import vllm_plugin
 from rollouts.base import Completion, Engine, Sampling, truncate_at_stop
 from rollouts.hf import image_token_ids, stop_ids
 
@@ -43,6 +44,8 @@ def prepare_process() -> None:
     if on_cpu():
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
+    if vllm_installed():  # also registered through the vllm.general_plugins entry point once the project is installed
+        vllm_plugin.register()
 
 
 def supported_architecture(model_path: str, trust_remote_code: bool = False) -> tuple[bool, str]:

@@ -51,7 +51,20 @@ def _sft_trainer(path, tmp_path, dataset, **args):
 def recipe_model(family: str):
     from align.recipe import ModelSpec
 
-    return ModelSpec(trust_remote_code=family == "hyperclovax_vision")
+    return ModelSpec()
+
+
+def _remote_code_model(path, modeling: str = "raise ImportError('cannot import name LlamaFlashAttention2')\n"):
+    """A model folder whose config and model classes are its own code (auto_map), like published remote-code VLMs."""
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps({"model_type": "mystery_vlm", "architectures": ["MysteryForCausalLM"],
+        "auto_map": {"AutoConfig": "configuration_mystery.MysteryConfig",
+                     "AutoModelForCausalLM": "modeling_mystery.MysteryForCausalLM"}}))  # fmt: skip
+    (path / "configuration_mystery.py").write_text(
+        "from transformers import PretrainedConfig\n\n\nclass MysteryConfig(PretrainedConfig):\n"
+        "    model_type = 'mystery_vlm'\n")  # fmt: skip
+    (path / "modeling_mystery.py").write_text(modeling + "\n\nclass MysteryForCausalLM:\n    pass\n")
+    return path
 
 
 # ------------------------------------------------------------------ recognition and bad input
@@ -91,8 +104,9 @@ def test_family_errors_name_what_was_found_and_what_to_set(tiny_family, tmp_path
     with pytest.raises(ValidationError, match="unknown family 'qwen3': did you mean 'qwen2_5_vl'"):
         ModelSpec(path=path, family="qwen3")
     # remote code not allowed: say which flag to set
+    remote = _remote_code_model(tmp_path / "remote")
     with pytest.raises(UserError, match="needs its own model code") as e:
-        load_model(tiny_family("hyperclovax_vision"), ModelSpec(path="x", family="auto"))
+        load_model(str(remote), ModelSpec(path="x", family="auto"))
     assert "model.trust_remote_code: true" in e.value.hint
     # a config transformers does not know, without remote code: say what was found and how to set model.family
     from types import SimpleNamespace
@@ -188,7 +202,7 @@ def test_family_sft_then_a_grpo_step(tiny_family, tmp_path, family):
 
     tasks = "[arith]" if family == "hyperclovax_text" else "[color, count]"
     f = write_recipe(tmp_path / "r.yaml", RECIPE.format(out=tmp_path, model=tiny_family(family), family=family,
-                                                         tasks=tasks, trust=family == "hyperclovax_vision"))  # fmt: skip
+                                                         tasks=tasks, trust="false"))  # fmt: skip
     run = run_pipeline(load_recipe(f)).path
     assert json.loads((run / "grpo" / "summary.json").read_text())["steps"] == 1
     assert any("loss" in m or "train_loss" in m for m in read_jsonl(run / "sft" / "metrics.jsonl"))
@@ -326,8 +340,8 @@ def test_family_recipes_run_on_their_tiny_model(tiny_family, tmp_path, recipe_fi
 
 
 def test_hcx_collator_expands_labels_and_carries_ocr_and_lens_fields(tiny_family):
-    """HCX chat entries per image with OCR / lens text; one placeholder per image in input_ids; labels expanded by
-    the image's visual tokens (-100 there), loss on the answer and both HyperCLOVAX end tokens only."""
+    """HCX chat entries per image with OCR / lens text; the processor writes one image token per visual token;
+    loss on the answer and both HyperCLOVAX end tokens only."""
     from PIL import Image
 
     from align.models import load_model_and_processor
@@ -347,10 +361,10 @@ def test_hcx_collator_expands_labels_and_carries_ocr_and_lens_fields(tiny_family
     batch = HCXCollator(processor, model.config.image_token_id)(rows)
     tok = processor.tokenizer
     ids, labels = batch["input_ids"][0], batch["labels"][0]
-    assert int((ids == model.config.image_token_id).sum()) == 1
-    assert "<ocr>사과" in tok.decode(ids) and "<lens>과일" in tok.decode(ids)
     visual = int(batch["vision_query_lengths_images"][0, 0])
-    assert labels.shape[0] == ids.shape[0] - 1 + visual
+    assert visual > 1 and int((ids == model.config.image_token_id).sum()) == visual
+    assert "<ocr>사과" in tok.decode(ids) and "<lens>과일" in tok.decode(ids)
+    assert labels.shape == ids.shape and bool((labels[ids == model.config.image_token_id] == -100).all())
     assert tok.decode(labels[labels != -100]) == "빨강<|im_end|><|endofturn|>"
     with torch.no_grad():
         assert torch.isfinite(model(**batch).loss)
@@ -379,7 +393,7 @@ def test_hcx_grpo_scores_the_policy_with_its_images(tiny_family, tmp_path):
     trainer.extra_image_keys = family.image_inputs
     trainer.model.eval()
     batch = trainer._generate_and_score_completions([rows[i] for i in range(4)])
-    assert batch["pixel_values_images"].shape[:2] == (4, 1)
+    assert batch["pixel_values_images"].shape[0] == 4 and batch["vision_query_lengths_images"].shape == (4, 1)
     input_ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], 1)
     mask = torch.cat([batch["prompt_mask"], batch["completion_mask"]], 1)
     n = batch["completion_ids"].shape[1]
@@ -390,25 +404,31 @@ def test_hcx_grpo_scores_the_policy_with_its_images(tiny_family, tmp_path):
         swapped, _, _ = trainer._get_per_token_logps_and_entropies(trainer.model, input_ids, mask, n)
         trainer._extra_batch = None
         # the same as the model's own forward with the images, scored by hand
-        logits = trainer.model(input_ids=input_ids, attention_mask=mask, pixel_values_images=batch["pixel_values_images"],
-                               vision_query_lengths_images=batch["vision_query_lengths_images"]).logits  # fmt: skip
+        logits = trainer.model(input_ids=input_ids, attention_mask=mask,
+                               **{k: batch[k] for k in family.image_inputs}).logits  # fmt: skip
     manual = torch.log_softmax(logits[:, -n - 1 : -1] / trainer.temperature, -1).gather(
         -1, batch["completion_ids"].unsqueeze(-1)).squeeze(-1)  # fmt: skip
     assert torch.allclose(logps, manual, atol=1e-5)
     assert not torch.allclose(logps, swapped, atol=1e-4)
 
 
-@pytest.mark.parametrize("stage", ["dpo", "rm"])
-def test_stages_a_family_cannot_run_stop_with_why(tiny_family, tmp_path, stage):
+def test_stages_a_family_cannot_run_stop_with_why(tiny_family, tmp_path, monkeypatch):
+    import dataclasses
+
+    from align.models import families
+
+    hcx = families.FAMILIES["hyperclovax_vision"]
+    monkeypatch.setitem(families.FAMILIES, "hyperclovax_vision", dataclasses.replace(
+        hcx, unsupported_stages={"rm": "the reward head reads a hidden state this family does not give"}))  # fmt: skip
     f = write_recipe(tmp_path / "r.yaml", f"""
 name: t
 output_dir: {tmp_path}
-model: {{path: {tiny_family("hyperclovax_vision")}, trust_remote_code: true}}
+model: {{path: {tiny_family("hyperclovax_vision")}}}
 data: {{train_size: 8, eval_size: 4, tasks: [color]}}
 eval: {{enabled: false}}
-stages: [{{type: {stage}}}]
+stages: [{{type: rm}}]
 """)
-    with pytest.raises(StageError, match=f"the {stage} stage does not support hyperclovax_vision") as e:
+    with pytest.raises(StageError, match="the rm stage does not support hyperclovax_vision models yet: the reward") as e:
         run_pipeline(load_recipe(f))
     assert "sft, rft or grpo" in e.value.hint
 
@@ -423,21 +443,18 @@ def test_model_info_cli_prints_the_family(tiny_family, capsys):
     assert info["name"] == "varco_vision" and info["processor"] == "LlavaOnevisionProcessor"
     assert "<bbox>" in info["marker_tokens"] and info["modules"]["connector"] == ["multi_modal_projector",
                                                                                    "image_newline"]  # fmt: skip
-    assert main(["model", "info", paths["hyperclovax_vision"], "--trust-remote-code"]) == 0
+    assert main(["model", "info", paths["hyperclovax_vision"]]) == 0
     out = capsys.readouterr().out
-    assert "hyperclovax_vision" in out and "removed in 0.28" in out
+    assert "hyperclovax_vision" in out and "vllm_plugin" in out and "'missing_keys': 0, 'unexpected_keys': 0" in out
 
 
-def test_remote_code_that_fails_under_this_transformers_says_so(tiny_family, tmp_path):
-    """HyperCLOVAX-SEED-Vision's published code is reported to need transformers 4.52-4.57.1: a remote-code model
-    that fails to load stops with the transformers version and what to do."""
+def test_remote_code_that_fails_under_this_transformers_says_so(tmp_path):
+    """Published remote code often pins an older transformers: a remote-code model that fails to load stops with
+    the transformers version and what to do (HyperCLOVAX-SEED-Vision: the native implementation)."""
     from align.models import load_model
+    from align.recipe import ModelSpec
 
-    path = tmp_path / "hcx"
-    shutil.copytree(tiny_family("hyperclovax_vision"), path)
-    code = path / "modeling_hcx_tiny.py"
-    code.write_text(code.read_text().replace("class HCXVisionForCausalLM(", "raise ImportError('cannot import name "
-                                             "LlamaFlashAttention2')\n\n\nclass HCXVisionForCausalLM("))  # fmt: skip
+    path = _remote_code_model(tmp_path / "remote")
     with pytest.raises(UserError, match="own code failed to load .* under transformers 5") as e:
-        load_model(str(path), recipe_model("hyperclovax_vision"))
-    assert "4.52-4.57.1" in e.value.hint
+        load_model(str(path), ModelSpec(trust_remote_code=True, family="generic"))
+    assert "hyperclovax_vlm" in e.value.hint and "4.52-4.57.1" in e.value.hint

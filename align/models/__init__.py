@@ -28,6 +28,12 @@ def _role_patterns() -> dict[str, tuple[str, ...]]:
 ROLE_PATTERNS = _role_patterns()
 
 
+def register_native_models() -> None:
+    """Our own transformers implementations join the Auto classes (HyperCLOVAX-SEED-Vision: ``hyperclovax_vlm``).
+    Imported here, on the first config or processor load, because importing them loads transformers."""
+    import align.models.hcx_vision  # noqa: F401  (registers on import)
+
+
 def resolve_model_path(path: str, progress=print) -> str:
     """Turn ``model.path`` into something ``from_pretrained`` takes, building an embedded tiny model if named."""
     if path in EMBEDDED:
@@ -48,6 +54,7 @@ def resolve_model_path(path: str, progress=print) -> str:
 def load_processor(path: str, trust_remote_code: bool = False):
     from transformers import AutoProcessor, AutoTokenizer
 
+    register_native_models()
     try:
         proc = AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError, ImportError, AttributeError) as e:
@@ -84,12 +91,13 @@ def torch_dtype(name: str):
 def load_config(path: str, trust_remote_code: bool = False):
     from transformers import AutoConfig
 
+    register_native_models()
     try:
         return AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     except ValueError as e:
         if "trust_remote_code" in str(e):
             raise UserError(f"{path} needs its own model code (remote code)",
-                            "set model.trust_remote_code: true in the recipe (HyperCLOVAX-SEED-Vision needs it)") from None  # fmt: skip
+                            "set model.trust_remote_code: true in the recipe") from None  # fmt: skip
         raise
 
 
@@ -100,9 +108,8 @@ def model_family(path: str, spec=None, tokenizer=None):
 
 
 def load_model(path: str, spec=None, dtype: str | None = None, family=None):
-    """Load a model for training or generation with its family's class: image-text-to-text for VLMs, causal LM for
-    text models and for remote-code VLMs that register as causal LMs (HyperCLOVAX-SEED-Vision). ``family``: already
-    resolved (else read from the config)."""
+    """Load a model for training or generation with its family's class (``Family.loader_for``) or its family's own
+    loader (``Family.load``). ``family``: already resolved (else read from the config)."""
     import transformers
 
     trust = bool(spec and spec.trust_remote_code)
@@ -111,15 +118,19 @@ def load_model(path: str, spec=None, dtype: str | None = None, family=None):
         kwargs["attn_implementation"] = spec.attn_implementation
     config = load_config(path, trust)
     family = family or resolve(spec.family if spec else "auto", config, None, path)
+    if family.load:  # a native implementation that refuses missing or unexpected weights
+        return family.hook("load")(path, **{k: v for k, v in kwargs.items() if k != "trust_remote_code"})
     try:
         return getattr(transformers, family.loader_for(config)).from_pretrained(path, **kwargs)
     except (ImportError, AttributeError, TypeError, ValueError) as e:
-        if not family.remote_code:
+        if not (family.remote_code or trust):
             raise
         raise UserError(
             f"the {family.name} model's own code failed to load {path} under transformers {transformers.__version__}: "
             f"{type(e).__name__}: {e}",
-            family.remote_code_hint or None,
+            "published remote code often pins an older transformers; for HyperCLOVAX-SEED-Vision-Instruct-3B (whose "
+            "code needs 4.52-4.57.1) set config.json's model_type to hyperclovax_vlm and model.trust_remote_code: "
+            "false to use the workbench's native implementation (docs/hyperclovax_vision.md)",
         ) from e
 
 

@@ -14,12 +14,10 @@ Adding a family: one entry here, a tiny-model builder in ``align/models/tiny_fam
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
 from dataclasses import dataclass, field
-from typing import Any
 
 from align.errors import StageError, UserError
-from align.models import hcx_vision
 
 
 def is_vision_config(config) -> bool:
@@ -38,7 +36,6 @@ class Family:
     fallback: bool = False  # recognises any model transformers has a config class for
     loader: str | None = None  # transformers auto class; None: image-text-to-text for VLMs, causal LM otherwise
     remote_code: bool = False  # needs trust_remote_code (the model's own modeling code)
-    remote_code_hint: str = ""  # what to do when that code fails under our transformers
     image_token: str | None = None  # placeholder the processor expands into image features
     end_of_turn: tuple[str, ...] = ()  # tokens that close an assistant turn: they carry loss so the model learns to stop
     stop_tokens: tuple[str, ...] = ()  # generation stops on any of these
@@ -46,9 +43,12 @@ class Family:
     modules: dict[str, tuple[str, ...]] = field(default_factory=dict)  # role -> parameter-name fragments
     generation: dict = field(default_factory=dict)  # model-card sampling advice beyond its generation_config.json
     image_inputs: tuple[str, ...] = ()  # processor outputs the model takes under names TRL does not forward
-    # SFT for a model that inserts its visual tokens inside forward (TRL's collators expand placeholders in the
-    # text): (model, processor) -> (data collator, SFTConfig settings it needs); the model's own loss then scores it
-    sft_adapter: Callable[[Any, Any], tuple[Any, dict]] | None = None
+    # hooks, each a "module:function" imported on first use (Family.hook):
+    # SFT batches the family builds itself (its chat format carries more than TRL's collators know):
+    # (model, processor) -> (data collator, SFTConfig settings it needs); the model's own loss then scores the batch
+    sft_adapter: str | None = None
+    load: str | None = None  # (path, **from_pretrained kwargs) -> model: a native implementation's checked loader
+    check_weights: str | None = None  # (path) -> {"missing_keys": [...], "unexpected_keys": [...]} for `model info`
     unsupported_stages: dict[str, str] = field(default_factory=dict)  # stage type -> why it cannot run
     vllm: str = "any vLLM version with the architecture"
     hardware: str = ""
@@ -64,6 +64,14 @@ class Family:
         if self.needs_tokens and not set(self.needs_tokens) & vocab:
             return False
         return self.vision or not is_vision_config(config)
+
+    def hook(self, name: str):
+        """The function a hook field names, or None."""
+        target = getattr(self, name)
+        if target is None:
+            return None
+        module, _, attr = target.partition(":")
+        return getattr(importlib.import_module(module), attr)
 
     def loader_for(self, config) -> str:
         if self.loader:
@@ -88,30 +96,23 @@ FAMILIES = {
         ),
         Family(
             "hyperclovax_vision",
-            "HyperCLOVAX-SEED-Vision-Instruct-3B (remote code HCXVisionForCausalLM: SigLIP + C-Abstractor + AnyRes)",
+            "HyperCLOVAX-SEED-Vision-Instruct-3B (native HCXVisionForCausalLM: SigLIP + C-Abstractor + AnyRes + Llama)",
             vision=True,
             architectures=("HCXVisionForCausalLM",),
-            model_types=("vlm", "hyperclovax_vlm"),
+            model_types=("hyperclovax_vlm",),  # "vlm" is HyperCLOVAX-SEED-Think-32B (transformers' hyperclovax_vision_v2)
             loader="AutoModelForCausalLM",
-            remote_code=True,
-            remote_code_hint="HyperCLOVAX-SEED-Vision's published code is reported to need transformers 4.52-4.57.1; "
-            "use a model revision whose code supports transformers 5, or a separate environment with that transformers",
             image_token="<|dummy3|>",
             image_inputs=("pixel_values_images", "image_sizes_images", "vision_query_lengths_images"),
-            sft_adapter=hcx_vision.sft_adapter,
-            unsupported_stages={
-                "dpo": "TRL's DPOTrainer scores chosen/rejected with the processor's text expansion of image tokens; "
-                "this model inserts its visual tokens inside forward",
-                "rm": "the reward-model head reads the hidden state at the last input position, which this model "
-                "shifts by its visual tokens",
-            },
+            sft_adapter="align.models.hcx_vision.adapter:sft_adapter",
+            load="align.models.hcx_vision:load_checked",
+            check_weights="align.models.hcx_vision:checkpoint_keys",
             end_of_turn=("<|im_end|>", "<|endofturn|>"),
             stop_tokens=("<|endofturn|>", "<|stop|>"),
             modules={"vision_tower": ("vision_model",), "connector": ("mm_projector", "image_newline"),
                      "language_model": ("language_model",)},  # fmt: skip
             generation={"temperature": 0.5, "top_p": 0.6, "repetition_penalty": 1.0},  # the model card's example
-            vllm="vLLM ≥ 0.10 up to 0.27.x (HCXVisionForCausalLM, added July 2025); removed in 0.28 — use the HF "
-            "engine or an older vLLM",
+            vllm="vLLM 0.32 through this workbench's plugin (rollouts/vllm_plugin.py, entry point "
+            "vllm.general_plugins); vLLM's own module existed up to 0.27.x",
             hardware="one 40 GB GPU for LoRA; 80 GB for full fine-tuning",
         ),
         Family(
@@ -221,5 +222,5 @@ def describe(family: Family) -> dict:
     for k, v in family.__dict__.items():
         if v in ((), {}, None, "") or (v is False and k != "vision"):
             continue
-        out[k] = f"{v.__module__}.{v.__qualname__}" if callable(v) else v
+        out[k] = v
     return out

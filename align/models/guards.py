@@ -66,9 +66,9 @@ def check_image_tokens(model, processor, batch, where: str) -> None:
     if token is None:
         return
     in_text = int((batch["input_ids"] == token).sum())
-    if batch.get("vision_query_lengths_images") is not None:  # HyperCLOVAX: one placeholder per image
-        features = int(batch["vision_query_lengths_images"].numel())
-        what = "images"
+    if batch.get("vision_query_lengths_images") is not None:  # HyperCLOVAX: visual tokens per image (0 = padding)
+        features = int(batch["vision_query_lengths_images"].sum())
+        what = "image features"
     elif batch.get("pixel_values") is None:
         return
     else:
@@ -152,8 +152,6 @@ def check_sft_batch(trainer, family, where: str, rows: int = 4) -> dict:
     model = trainer.model
     lengths = (batch["attention_mask"].sum(dim=1) if "attention_mask" in batch
                else batch["input_ids"].new_full(batch["input_ids"].shape[:1], batch["input_ids"].shape[1]))  # fmt: skip
-    # models that expand image placeholders themselves (HyperCLOVAX) take labels as long as the expanded input
-    lengths = lengths + max(0, batch["labels"].shape[1] - batch["input_ids"].shape[1])
     check_context(lengths.tolist(), model.config, where)
     check_image_tokens(model, processor, batch, where)
     check_labels(batch, tok, family, where, image_token_id(model, processor))

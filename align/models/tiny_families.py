@@ -11,7 +11,7 @@
     align model build-tiny --family qwen2_5_vl --out /tmp/tiny-qwen   # any family of align/models/families.py
 
 ``hyperclovax_text`` is the embedded text model itself (``tiny-korean-lm``: Llama + the HyperCLOVAX chat format).
-``hyperclovax_vision`` is a small re-implementation of the remote-code interface (``assets/tiny_hcx_vision``).
+``hyperclovax_vision`` is the native HyperCLOVAX-SEED-Vision architecture at toy size (``tiny_hcx.py``).
 """
 
 from __future__ import annotations

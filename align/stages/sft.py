@@ -62,8 +62,8 @@ def train_sft(ctx: StageContext, dataset, defaults: dict | None = None, lora: bo
     policy = load_policy(ctx)
     dataset = training_rows(dataset, policy.is_vlm, where)
     trainer_cls, collator, adapter = SFTTrainer, None, {}
-    if policy.family.sft_adapter:  # a model that inserts its visual tokens itself: its collator and its own loss
-        collator, adapter = policy.family.sft_adapter(policy.model, policy.processor)
+    if policy.family.sft_adapter:  # the family builds its own batches (HyperCLOVAX: OCR / lens text per image)
+        collator, adapter = policy.family.hook("sft_adapter")(policy.model, policy.processor)
         trainer_cls = own_loss_sft_trainer_class()
     args = trl_config(SFTConfig, ctx, {**SFT_DEFAULTS, **(defaults or {}), **adapter})
     trainer = trainer_cls(args=args, train_dataset=dataset, data_collator=collator, **trainer_parts(ctx, policy, lora))

@@ -41,7 +41,7 @@ def colocate(align_cache, tmp_path_factory):
 
     from align.models import load_model_and_processor
     from align.models.tiny_hcx import build_tiny_hcx
-    from align.stages.grpo import make_trainer_class
+    from align import trl_extensions as trl_ext
     from rollouts import vllm_colocate as vc
 
     path = str(build_tiny_hcx(align_cache / "models" / "tiny-hyperclovax_vision"))
@@ -57,13 +57,13 @@ def colocate(align_cache, tmp_path_factory):
                       max_steps=1, learning_rate=5e-3, per_device_train_batch_size=4, num_generations=2,
                       max_completion_length=6, use_vllm=True, vllm_mode="colocate", save_strategy="no",
                       vllm_max_model_length=512)  # fmt: skip
-    with vc.engine_settings(**vc.colocate_settings(RolloutSpec(), "float32")):
-        trainer = make_trainer_class()[0](model=model, reward_funcs=[by_length], args=args, train_dataset=rows,
-                                          processing_class=processor)  # fmt: skip
+    with trl_ext.vllm_engine_settings(**vc.colocate_settings(RolloutSpec(), "float32")):
+        trainer = trl_ext.grpo_trainer_class()(model=model, reward_funcs=[by_length], args=args, train_dataset=rows,
+                                               processing_class=processor)  # fmt: skip
     trainer.extra_image_keys = family.image_inputs
-    vc.install(trainer)
+    trl_ext.install_vllm_fixes(trainer)
     yield trainer, rows
-    vc.shutdown(trainer)
+    trl_ext.shutdown_vllm(trainer)
 
 
 def _policy_and_engine(trainer, image, prompt_ids, completion):

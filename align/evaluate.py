@@ -4,6 +4,8 @@ Built-in: greedy answers to the held-out rows, scored by the same reward functio
 the recipe's rewards unless ``eval.metrics`` names others), averaged overall and per task (``accuracy/count``).
 External hooks add their metrics under their name: a Python callable ``(model_dir, recipe, stage) -> dict``, or a
 shell command with ``{model}`` and ``{output}`` placeholders that writes a JSON object to ``{output}``.
+Benchmarks (``eval.benchmarks``, ``align/benchmarks/``) add ``bench/<name>/<metric>`` and write their per-row
+answers to ``<stage>/bench/<name>.jsonl``.
 """
 
 from __future__ import annotations
@@ -149,9 +151,23 @@ def evaluate(model_dir: str, recipe, stage: str, out_dir: str | Path | None = No
         rows = load_splits(recipe.data, base_dir, recipe.seed).eval
     out = Path(out_dir) if out_dir else Path(model_dir)
     out.mkdir(parents=True, exist_ok=True)
-    metrics, samples = builtin_metrics(str(model_dir), recipe, rows, base_dir, engine=engine, outputs=outputs)
-    for hook in recipe.eval.hooks:
-        metrics.update(run_hook(hook, str(model_dir), recipe, stage, out, base_dir))
+    own_engine = engine is None and bool(recipe.eval.benchmarks)
+    if own_engine:  # one engine for the held-out rows and the benchmarks
+        from rollouts import make_engine
+
+        engine = make_engine(recipe.rollout, str(model_dir), recipe.model, batch_size=recipe.eval.batch_size,
+                             seed=recipe.seed)  # fmt: skip
+    try:
+        metrics, samples = builtin_metrics(str(model_dir), recipe, rows, base_dir, engine=engine, outputs=outputs)
+        for hook in recipe.eval.hooks:
+            metrics.update(run_hook(hook, str(model_dir), recipe, stage, out, base_dir))
+        if recipe.eval.benchmarks:
+            from align.benchmarks import run_benchmarks
+
+            metrics.update(run_benchmarks(str(model_dir), recipe, out, base_dir, engine=engine))
+    finally:
+        if own_engine:
+            engine.close()
     atomic_write_json(out / EVAL_FILE, metrics)
     atomic_write_text(out / SAMPLES_FILE, "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
     return metrics

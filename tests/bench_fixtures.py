@@ -180,11 +180,12 @@ def haerae_snapshot(out: Path) -> Path:
 
 def click_snapshot(out: Path) -> Path:
     """EunsuKim/CLIcK: id (its prefix decides the sub-task), paragraph, question, choices, answer (the text)."""
-    ids = ["Culture_economy_1", "Culture_geography_1", "KHB_1", "Culture_law_1", "Culture_politics_1",
-           "Culture_popular_1", "Culture_society_1", "Culture_tradition_1", "Language_textbook_1",
-           "Language_grammar_1", "Language_functional_1"]  # fmt: skip
+    culture = ["Culture_economy_1", "Culture_geography_1", "KHB_1", "Culture_law_1", "Culture_politics_1",
+               "Culture_popular_1", "Culture_society_1", "Culture_tradition_1"]  # fmt: skip
+    language = ["CSAT_korean_22_5", "CSAT_korean_20_15", "CSAT_korean_20_5"]  # text, grammar, function filters
     rows = [{"id": i, "paragraph": "" if n % 2 else "한국의 수도는 서울이다.", "question": "한국의 수도는?",
-             "choices": ["부산", "서울", "대구", "광주"], "answer": "서울"} for n, i in enumerate(ids)]  # fmt: skip
+             "choices": ["부산", "서울", "대구", "광주"] + (["인천"] if i.startswith("CSAT") else []), "answer": "서울"}
+            for n, i in enumerate(culture + language)]  # fmt: skip
     return _snapshot(out, {"default": {"train": rows}})
 
 
@@ -218,3 +219,78 @@ def build_all(root: Path) -> dict[str, Path]:
         "click": click_snapshot(root / "CLIcK"),
         "kobest": kobest_snapshot(root / "kobest_v1"),
     }
+
+
+def kseed_with_bad_rows(out: Path) -> Path:
+    """Three good K-SEED rows and one of each bad kind: no image, an answer outside the options, no options."""
+    good = [{"answer": q["answer"], "choice_a": q["options"][0], "choice_b": q["options"][1],
+             "choice_c": q["options"][2], "choice_d": q["options"][3], "data_type": "image", "question": QUESTION,
+             "question_id": f"{i}", "image": shape_image(q["colour"])}
+            for i, q in enumerate(colour_questions(3, 5))]  # fmt: skip
+    no_image = {**good[0], "question_id": "no-image", "image": None}
+    outside = {**good[1], "question_id": "answer-E", "answer": "E"}
+    no_options = {**good[2], "question_id": "no-options", "choice_a": None, "choice_b": None, "choice_c": None,
+                  "choice_d": None}  # fmt: skip
+    return _write_parquet(good + [no_image, outside, no_options], out / "data" / "test-00000-of-00001.parquet")
+
+
+def tiny_judge(out: Path, reply: str = "8 6", steps: int = 30) -> Path:
+    """tiny-korean-lm taught to answer every judge prompt with ``reply`` (a stand-in judge whose verdict is known)."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from align.benchmarks.judge import judge_prompt
+    from align.models import resolve_model_path
+
+    src = Path(resolve_model_path("tiny-korean-lm", progress=None))
+    tok, model = AutoTokenizer.from_pretrained(src), AutoModelForCausalLM.from_pretrained(src)
+    messages = judge_prompt(QUESTION, "흰 바탕에 빨간색 원이 하나 있다.", "도형은 빨간색입니다.", "빨간색", "conv")
+    prompt = tok(tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True),
+                 add_special_tokens=False)["input_ids"]  # fmt: skip
+    answer = tok(f"{reply}<|im_end|><|endofturn|>", add_special_tokens=False)["input_ids"]
+    x, y = torch.tensor([prompt + answer]), torch.tensor([[-100] * len(prompt) + answer])
+    threads = torch.get_num_threads()
+    torch.manual_seed(0)
+    torch.set_num_threads(1)  # a 1-example loop: threads only contend
+    try:
+        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+        for _ in range(steps):
+            model(input_ids=x, labels=y).loss.backward()
+            opt.step()
+            opt.zero_grad()
+    finally:
+        torch.set_num_threads(threads)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    for extra in ("generation_config.json", "chat_template.jinja"):
+        if (src / extra).exists():
+            shutil.copy(src / extra, out / extra)
+    return out
+
+
+def tiny_sbert(out: Path) -> Path:
+    """A sentence-transformers model (1-layer BERT, WordPiece trained on a few Korean sentences, mean pooling)."""
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+    from tokenizers import BertWordPieceTokenizer
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    texts = (
+        [f"흰 바탕에 {c} 원이 있다" for c in COLOR_NAMES] + [f"{c} 원" for c in COLOR_NAMES] + ["도형은 무슨 색인가요"]
+    )
+    wp = BertWordPieceTokenizer(lowercase=False, strip_accents=False)
+    wp.train_from_iterator(texts, vocab_size=200, min_frequency=1)
+    raw = out / "bert"
+    raw.mkdir(parents=True, exist_ok=True)
+    wp.save_model(str(raw))
+    tok = BertTokenizerFast(vocab_file=str(raw / "vocab.txt"), do_lower_case=False, strip_accents=False)
+    torch.manual_seed(0)
+    bert = BertModel(BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                intermediate_size=64, max_position_embeddings=64))  # fmt: skip
+    bert.save_pretrained(raw)
+    tok.save_pretrained(raw)
+    word = models.Transformer(str(raw), max_seq_length=32)
+    SentenceTransformer(modules=[word, models.Pooling(32, "mean")], device="cpu").save(str(out / "st"))
+    return out / "st"

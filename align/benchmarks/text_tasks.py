@@ -89,9 +89,10 @@ def run(ctx: BenchContext) -> dict[str, float]:
         if unknown:
             raise UserError(f"{ctx.info.name}: lm-eval has no task {unknown[0]} in its {family} folder",
                             f"tasks known there: {', '.join(sorted(manager.all_groups)[:12])} …")  # fmt: skip
-        lm = load_lm(ctx.model_dir, ctx.recipe.model, batch_size=ctx.recipe.eval.batch_size)
         ctx.log(f"  {ctx.info.name}: lm-eval {', '.join(tasks)} on {local or ctx.info.source}")
         try:
+            manager.load(tasks)  # reads every task's data: a missing copy fails here, before the model loads
+            lm = load_lm(ctx.model_dir, ctx.recipe.model, batch_size=ctx.recipe.eval.batch_size)
             result = lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=manager, limit=ctx.spec.limit,
                                              num_fewshot=ctx.spec.num_fewshot, log_samples=True, bootstrap_iters=1000,
                                              random_seed=ctx.recipe.seed)  # fmt: skip
@@ -105,7 +106,7 @@ def run(ctx: BenchContext) -> dict[str, float]:
                     f"`align eval MODEL --bench {ctx.info.name} --source DIR`")  # fmt: skip
             raise UserError(f"{ctx.info.name}: lm-eval could not run on {where} ({type(e).__name__}: {msg})",
                             hint if local is None else "check that the folder has the hub repo's README configs "
-                            "and data files") from None  # fmt: skip
+                            "and data files, or run only the tasks your copy has (`tasks: [...]`)") from None  # fmt: skip
     results = result["results"]
     main = tasks[0] if len(tasks) == 1 else None
     metrics: dict[str, float] = {}

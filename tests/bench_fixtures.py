@@ -273,7 +273,8 @@ def tiny_judge(out: Path, reply: str = "8 6", steps: int = 30) -> Path:
 def tiny_sbert(out: Path) -> Path:
     """A sentence-transformers model (1-layer BERT, WordPiece trained on a few Korean sentences, mean pooling)."""
     import torch
-    from sentence_transformers import SentenceTransformer, models
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
     from tokenizers import BertWordPieceTokenizer
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
@@ -291,6 +292,6 @@ def tiny_sbert(out: Path) -> Path:
                                 intermediate_size=64, max_position_embeddings=64))  # fmt: skip
     bert.save_pretrained(raw)
     tok.save_pretrained(raw)
-    word = models.Transformer(str(raw), max_seq_length=32)
-    SentenceTransformer(modules=[word, models.Pooling(32, "mean")], device="cpu").save(str(out / "st"))
+    word = Transformer(str(raw), max_seq_length=32)
+    SentenceTransformer(modules=[word, Pooling(32, "mean")], device="cpu").save(str(out / "st"))
     return out / "st"

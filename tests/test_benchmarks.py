@@ -269,23 +269,16 @@ def judge_dir(tmp_path_factory):
     return fx.tiny_judge(tmp_path_factory.mktemp("judge") / "model")
 
 
-def test_llava_w_with_a_local_judge_model(fixtures, tiny_model, judge_dir, tmp_path):
+def test_llava_w_with_an_in_process_judge_that_writes_no_scores(fixtures, tiny_model, tmp_path):
+    """The judge as a model directory run by the rollout engine; the untrained tiny model writes no scores, so every
+    row is counted as unparsed and none is guessed."""
     spec = {"name": "k-llava-w", "source": str(fixtures["k-llava-w"]), "max_new_tokens": 8,
-            "judge": {"model": str(judge_dir), "max_new_tokens": 8}}  # fmt: skip
-    m = run_benchmarks(tiny_model, recipe_with([spec]), tmp_path / "a")
-    # the judge gives the reference 8 and the answer 6 every time: 6 / 8 = 75 %
-    assert m["bench/k-llava-w/judged"] == 3 and m["bench/k-llava-w/unparsed_judge"] == 0
-    assert m["bench/k-llava-w/relative_score"] == pytest.approx(75.0)
-    assert m["bench/k-llava-w/model_score"] == pytest.approx(60.0)
-    assert {k for k in m if k.startswith("bench/k-llava-w/relative_score/")} == {
-        f"bench/k-llava-w/relative_score/{c}" for c in ("conv", "detail", "complex")
-    }
-    rows = read_jsonl(tmp_path / "a" / "bench" / "k-llava-w.jsonl")
-    assert all(r["review"].startswith("8 6") and r["answer_score"] == 6.0 for r in rows)
-    # an untrained judge writes no scores: every row is counted, none guessed
-    untrained = {**spec, "judge": {"model": "tiny-korean-lm", "max_new_tokens": 8}}
-    m = run_benchmarks(tiny_model, recipe_with([untrained]), tmp_path / "b")
-    assert m["bench/k-llava-w/unparsed_judge"] == 3 and "bench/k-llava-w/relative_score" not in m
+            "judge": {"model": "tiny-korean-lm", "max_new_tokens": 8}}  # fmt: skip
+    m = run_benchmarks(tiny_model, recipe_with([spec]), tmp_path)
+    assert m["bench/k-llava-w/n"] == 3 and m["bench/k-llava-w/unparsed_judge"] == 3
+    assert m["bench/k-llava-w/judged"] == 0 and "bench/k-llava-w/relative_score" not in m
+    rows = read_jsonl(tmp_path / "bench" / "k-llava-w.jsonl")
+    assert len(rows) == 3 and all(r["answer_score"] is None and r["judge"].endswith("tiny-korean-lm") for r in rows)
 
 
 def _start_server(model_dir):
@@ -317,9 +310,15 @@ def test_llava_w_with_a_judge_server_over_http(fixtures, tiny_model, judge_dir, 
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+    # the tiny judge was taught to give the reference 8 and the answer 6: 6 / 8 = 75 %, in every category
+    assert m["bench/k-llava-w/judged"] == 3 and m["bench/k-llava-w/unparsed_judge"] == 0
     assert m["bench/k-llava-w/relative_score"] == pytest.approx(75.0)
+    assert m["bench/k-llava-w/model_score"] == pytest.approx(60.0)
+    for category in ("conv", "detail", "complex"):
+        assert m[f"bench/k-llava-w/relative_score/{category}"] == pytest.approx(75.0)
     rows = read_jsonl(tmp_path / "a" / "bench" / "k-llava-w.jsonl")
     assert rows[0]["judge"] == "model"  # the name the server reported on /v1/models
+    assert all(r["reference_score"] == 8.0 and r["answer_score"] == 6.0 for r in rows)
     # the server's replies are the judge model's own greedy answers to the same prompts
     engine = make_engine(RolloutSpec(engine="hf"), str(judge_dir))
     local = engine.generate([judge_prompt(r["question"], f"흰 바탕에 {c} 원이 하나 있다.", r["reference"], r["prediction"])
@@ -398,7 +397,7 @@ def test_stage_eval_runs_benchmarks_and_compare_shows_them(fixtures, tmp_path, c
 name: bench-small
 output_dir: {tmp_path / "runs"}
 rollout: {{engine: hf}}
-data: {{train_size: 40, eval_size: 8, seed: 3}}
+data: {{train_size: 16, eval_size: 4, seed: 3}}
 eval:
   max_new_tokens: 8
   samples: 1
@@ -407,7 +406,7 @@ eval:
     - {{name: k-dtcbench, source: {fixtures["k-dtcbench"]}, limit: 3}}
 stages:
   - type: sft
-    args: {{learning_rate: 1.0e-3, max_steps: 4, per_device_train_batch_size: 8, logging_steps: 2}}
+    args: {{learning_rate: 1.0e-3, max_steps: 2, per_device_train_batch_size: 8, logging_steps: 1}}
 """
     (tmp_path / "r.yaml").write_text(text)
     from align.recipe import load_recipe

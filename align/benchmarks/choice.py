@@ -28,6 +28,7 @@ _STATEMENT = re.compile(r"(?:정답|답변|답|answer)\s*(?:은|는|이|:|=|is)?
                         + _NOT_ALNUM_AFTER, re.IGNORECASE)  # fmt: skip
 _LEADING = re.compile(r"^[\s(\[*\"'“‘`]*([A-H])(?:\s*$|[\s.):,\]*\"'”’`])")
 _STANDALONE = re.compile(_NOT_ALNUM_BEFORE + r"([A-H])" + _NOT_ALNUM_AFTER)
+_ARTICLE = re.compile(r"A\s+[a-z]")  # "A cat …": the English article, not option A
 _THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
 _OPTIONS_IN_TEXT = re.compile(r"\n?\s*(?:options|option|선택지|보기|옵션)\s*[:：]\s*(.*)$", re.IGNORECASE | re.DOTALL)
 _OPTION_ITEM = re.compile(r"(?:^|[,\n]\s*)([A-H])\s*[:.)]\s*")
@@ -52,9 +53,11 @@ def extract_choice(text: str, options: dict[str, str]) -> tuple[str | None, str]
     if statements:
         return found(statements[-1], "statement")
     lead = _LEADING.match(t)
-    if lead and not (lead.group(1) == "A" and re.match(r"^A\s+[a-z]", t)):  # "A cat …" is an article
+    if lead and not _ARTICLE.match(t, lead.start(1)):
         return found(lead.group(1), "leading")
-    letters = {m for m in _STANDALONE.findall(t) if m in options}
+    letters = {
+        m.group(1) for m in _STANDALONE.finditer(t) if m.group(1) in options and not _ARTICLE.match(t, m.start(1))
+    }
     if len(letters) == 1:
         return letters.pop(), "letter"
     answer = _norm(t)

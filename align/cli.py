@@ -177,13 +177,18 @@ def _bench_specs(args, recipe) -> list:
     from align.errors import UserError
     from align.recipe import BenchmarkSpec
 
+    if "all" in args.bench:  # every benchmark of the recipe (with --limit on each)
+        if not recipe.eval.benchmarks or args.source:
+            raise UserError("--bench all runs the recipe's eval.benchmarks, each with its own source",
+                            "give --recipe with an eval.benchmarks list, and no --source")  # fmt: skip
+        args.bench = [s.name for s in recipe.eval.benchmarks]
     specs = []
     for name in args.bench:
         info = lookup(name)
         known = [s for s in recipe.eval.benchmarks if lookup(s.name).name == info.name]
         fields = known[0].model_dump(exclude_none=True) if known else {"name": info.name}
         fields.update({k: v for k, v in (("source", args.source), ("limit", args.limit)) if v is not None})
-        if args.judge:
+        if args.judge and info.family == "judged":
             fields["judge"] = {"url": args.judge} if args.judge.startswith(("http://", "https://")) else \
                 {"model": args.judge}  # fmt: skip
         try:
@@ -336,7 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", help="folder for eval.json (default: the model directory)")
     e.add_argument("--bench", action="append", metavar="NAME",
                    help="run only this benchmark (repeatable): k-mmbench, k-seed, k-mmstar, k-dtcbench, k-llava-w, "
-                        "kmmlu, haerae, click, kobest, caption, latency; results merged into eval.json")  # fmt: skip
+                        "kmmlu, haerae, click, kobest, caption, latency, or all (the recipe's eval.benchmarks); "
+                        "results merged into eval.json")  # fmt: skip
     e.add_argument("--source", help="with --bench: hub id or local file/folder of the benchmark's data")
     e.add_argument("--limit", type=int, help="with --bench: at most this many questions")
     e.add_argument("--judge", help="with --bench k-llava-w: judge model directory or OpenAI-compatible URL")

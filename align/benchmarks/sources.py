@@ -23,6 +23,9 @@ from typing import Any
 from align.errors import UserError
 
 LOCAL_SUFFIXES = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".csv": "csv"}
+# datasets 5.2 caches a local folder by its path and serves the old rows after the files change (seen here): read
+# local folders afresh every time (the split sizes recorded with the old copy would fail the checks otherwise)
+FRESH = {"download_mode": "force_redownload", "verification_mode": "no_checks"}
 
 
 def _hint(bench: str, source: str) -> str:
@@ -79,7 +82,7 @@ def load_rows(source: str, split: str | None, bench: str, base_dir: Path | None 
         tsvs = sorted(local.glob("*.tsv"))
         if tsvs and not any(local.glob("**/*.parquet")):
             return _load_tsv(tsvs[0]), local
-        data = _pick_split(load_dataset(str(local)), split, str(local))
+        data = _pick_split(load_dataset(str(local), **FRESH), split, str(local))
     return [dict(r) for r in data], local
 
 

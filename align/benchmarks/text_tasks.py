@@ -7,18 +7,20 @@ whole model is handed to lm-eval's ``HFLM`` and called without images, so its la
 Data: by default lm-eval reads each task's hub dataset. For a local copy (``source: DIR``, a snapshot of the hub
 repo with its README ``configs:``, e.g. ``hf download HAERAE-HUB/KMMLU --repo-type dataset --local-dir DIR``), every
 task of the family is re-declared in a temporary lm-eval include directory as ``include: <lm-eval's own task
-YAML>`` + ``dataset_path: DIR`` — lm-eval's documented task inheritance — so nothing else about the task changes.
+YAML>`` + ``dataset_path: DIR`` — lm-eval's documented task inheritance — so nothing else about the task changes
+(plus ``dataset_kwargs`` that make ``datasets`` read the folder afresh: it caches local folders by path).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
 from pathlib import Path
 
 from align.benchmarks.common import BenchContext, key_part, write_rows
-from align.benchmarks.sources import resolve_local
+from align.benchmarks.sources import FRESH, resolve_local
 from align.errors import UserError
 
 
@@ -41,7 +43,8 @@ def override_dir(family: str, dataset_path: str, out: Path) -> Path:
         except Exception:  # noqa: BLE001 - lm-eval itself skips YAMLs it cannot read
             cfg = {}
         if isinstance(cfg.get("task"), str) and "group" not in cfg:
-            (out / f"{cfg['task']}.yaml").write_text(f"include: {path}\ndataset_path: {dataset_path}\n")
+            (out / f"{cfg['task']}.yaml").write_text(f"include: {path}\ndataset_path: {dataset_path}\n"
+                                                     f"dataset_kwargs: {json.dumps(FRESH)}\n")  # fmt: skip
     return out
 
 

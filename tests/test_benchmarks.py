@@ -435,3 +435,13 @@ def test_quickstart_recipe_runs_no_benchmarks():
     from align.recipe import load_recipe
 
     assert load_recipe(ROOT / "recipes" / "quickstart.yaml").eval.benchmarks == []
+
+
+def test_local_folders_are_read_afresh(tmp_path):
+    """datasets caches a local folder by its path; a copy replaced in place must not give the old rows."""
+    from align.benchmarks.sources import load_rows
+
+    folder = fx.kseed_parquet(tmp_path / "K-SEED", n=3).parent.parent
+    assert len(load_rows(str(folder), "test", "k-seed")[0]) == 3
+    fx.kseed_parquet(tmp_path / "K-SEED", n=5)
+    assert len(load_rows(str(folder), "test", "k-seed")[0]) == 5

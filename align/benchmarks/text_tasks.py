@@ -94,9 +94,10 @@ def run(ctx: BenchContext) -> dict[str, float]:
                             f"tasks known there: {', '.join(sorted(manager.all_groups)[:12])} …")  # fmt: skip
         ctx.log(f"  {ctx.info.name}: lm-eval {', '.join(tasks)} on {local or ctx.info.source}")
         try:
-            manager.load(tasks)  # reads every task's data: a missing copy fails here, before the model loads
+            loaded = manager.load(tasks)  # reads every task's data: a missing copy fails here, before the model
+            built = [loaded["groups"].get(t) or loaded["tasks"][t] for t in tasks]
             lm = load_lm(ctx.model_dir, ctx.recipe.model, batch_size=ctx.recipe.eval.batch_size)
-            result = lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=manager, limit=ctx.spec.limit,
+            result = lm_eval.simple_evaluate(model=lm, tasks=built, task_manager=manager, limit=ctx.spec.limit,
                                              num_fewshot=ctx.spec.num_fewshot, log_samples=True, bootstrap_iters=1000,
                                              random_seed=ctx.recipe.seed)  # fmt: skip
         except UserError:

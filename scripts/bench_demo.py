@@ -2,9 +2,10 @@
 
     python scripts/bench_demo.py [--out runs-bench-demo] [--rows 28] [--steps 40 120]
 
-Builds the fixtures of tests/bench_fixtures.py (each set's published columns, generated images, colour questions the
-tiny model learns in SFT), a tiny judge and a tiny sentence-embedding model, writes a recipe with every benchmark in
-``eval.benchmarks``, runs it (base, sft, sft_more; the run ends with ``align compare``). No hub, no GPU.
+Builds the fixtures of tests/bench_fixtures.py (each set's published columns, generated images, colour questions),
+SFT rows in the same prompt formats about other images (tests/bench_fixtures.training_jsonl), a tiny judge and a tiny
+sentence-embedding model, writes a recipe with every benchmark in ``eval.benchmarks``, runs it (base, sft,
+sft_more; the run ends with ``align compare``). No hub, no GPU.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ RECIPE = """
 name: bench_demo
 output_dir: {out}/runs
 rollout: {{engine: hf}}
-data: {{train_size: 800, eval_size: 40, tasks: [color, count]}}
+data: {{source: {train}, eval_fraction: 0.1}}
 eval:
   max_new_tokens: 12
   samples: 1
@@ -53,7 +54,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="runs-bench-demo")
     p.add_argument("--rows", type=int, default=28, help="questions per multiple-choice set")
-    p.add_argument("--steps", type=int, nargs=2, default=(40, 120), help="SFT steps of the two stages")
+    p.add_argument("--steps", type=int, nargs=2, default=(50, 150), help="SFT steps of the two stages")
+    p.add_argument("--train-rows", type=int, default=600, help="SFT rows in the benchmarks' formats")
     args = p.parse_args()
     out = Path(args.out).resolve()
     root = out / "fixtures"
@@ -63,9 +65,10 @@ def main() -> int:
     sources["k-seed"] = fx.kseed_parquet(root / "K-SEED", n=n).parent.parent
     sources["k-mmstar"] = fx.kmmstar_parquet(root / "K-MMStar", n=n).parent.parent
     sources["k-dtcbench"] = fx.kdtc_parquet(root / "K-DTCBench", n=n).parent.parent
+    train = fx.training_jsonl(out / "train", n=args.train_rows)
     judge = fx.tiny_judge(out / "judge")
     sbert = fx.tiny_sbert(out / "sbert")
-    text = RECIPE.format(out=out, fx=sources, judge=judge, sbert=sbert, s1=args.steps[0], s2=args.steps[1])
+    text = RECIPE.format(out=out, fx=sources, judge=judge, sbert=sbert, train=train, s1=args.steps[0], s2=args.steps[1])
     (out / "bench_demo.yaml").write_text(text)
     run_pipeline(load_recipe(out / "bench_demo.yaml"))  # ends with `align compare` of the run
     return 0

@@ -295,3 +295,36 @@ def tiny_sbert(out: Path) -> Path:
     word = Transformer(str(raw), max_seq_length=32)
     SentenceTransformer(modules=[word, Pooling(32, "mean")], device="cpu").save(str(out / "st"))
     return out / "st"
+
+
+def training_jsonl(out: Path, n: int = 600, seed: int = 100) -> Path:
+    """SFT rows in the benchmarks' prompt formats (other questions than the fixtures: another seed), for runs that
+    should move the benchmark numbers (scripts/bench_demo.py): multiple choice answered with the letter, the plain
+    colour question answered with the colour, and a caption."""
+    from align.benchmarks.choice import Item, build_prompt
+    from align.benchmarks.registry import BENCHMARKS
+
+    out.mkdir(parents=True, exist_ok=True)
+    layouts = [(b.options["layout"], b.options["suffix"]) for b in BENCHMARKS.values() if b.family == "choice"]
+    rows = []
+    for i, q in enumerate(colour_questions(n, seed)):
+        name = f"train{i}.png"
+        shape_image(q["colour"]).save(out / name)
+        kind = i % (len(layouts) + 2)
+        if kind < len(layouts):
+            layout, suffix = layouts[kind]
+            options = dict(zip("ABCD", q["options"]))
+            question = QUESTION + (
+                "\nOptions: " + ", ".join(f"{k}: {v}" for k, v in options.items()) if layout == "mmstar" else ""
+            )
+            item = Item(str(i), str(i), question, None, options, q["answer"], None, None, None, layout == "mmstar")
+            rows.append({"prompt": build_prompt(item, layout, suffix), "completion": q["answer"], "answer": q["answer"],
+                         "task": "choice", "images": [name]})  # fmt: skip
+        elif kind == len(layouts):
+            rows.append({"prompt": QUESTION, "completion": q["colour"], "task": "color", "images": [name]})
+        else:
+            rows.append({"prompt": "이미지를 한 문장으로 설명해 주세요.", "completion": f"흰 바탕에 {q['colour']} 원이 있다",
+                         "task": "caption", "images": [name]})  # fmt: skip
+    path = out / "train.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    return path

@@ -16,7 +16,8 @@ from align.errors import UserError
 
 PREFIX = "bench/"
 DETAIL = ("category/", "l2_category/", "task/", "bad/")  # compare.md only
-LOWER_IS_BETTER = ("ttft_ms", "unparsed", "unparsed_judge", "outside_options", "bad_rows")
+COUNTS = ("n", "rows", "judged", "tokens")  # compare.md only
+PROBLEMS = ("unparsed", "unparsed_judge", "outside_options", "bad_rows")  # console: only when not all zero
 
 
 def is_bench(key: str) -> bool:
@@ -43,18 +44,22 @@ def _info(name: str):
 
 
 def rows_for(cps, name: str, detail: bool = False) -> list[str]:
-    """Metric names (after bench/<name>/) to show, main first; stderr keys are shown beside their metric."""
+    """Metric names (after bench/<name>/) to show, main first; stderr keys are shown beside their metric. The
+    console (``detail=False``) leaves out categories, sub-tasks and counts, and problem counts that are all zero."""
     info = _info(name)
     keys: list[str] = []
     for cp in cps:
         for key in cp.metrics:
             if key.startswith(f"{PREFIX}{name}/"):
                 metric = key[len(PREFIX) + len(name) + 1 :]
-                if metric.endswith("_stderr") or metric in keys or (not detail and metric.startswith(DETAIL)):
+                if metric.endswith("_stderr") or metric in keys:
+                    continue
+                if not detail and (metric.startswith(DETAIL) or metric in COUNTS or (
+                        metric in PROBLEMS and not any(cp.metrics.get(key) for cp in cps))):  # fmt: skip
                     continue
                 keys.append(metric)
     main = info.main if info else None
-    return sorted(keys, key=lambda m: (m != main, m in ("n", "rows", "bad_rows"), m.startswith(DETAIL), m))
+    return sorted(keys, key=lambda m: (m != main, m in PROBLEMS + COUNTS, m.startswith(DETAIL), m))
 
 
 def value(cp, name: str, metric: str) -> tuple[float | None, float | None]:

@@ -19,7 +19,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from align.benchmarks.common import BenchContext, key_part, write_rows
+from align.benchmarks.common import BenchContext, key_part, proportion_se, write_rows
 from align.benchmarks.sources import FRESH, resolve_local
 from align.errors import UserError
 
@@ -127,7 +127,7 @@ def run(ctx: BenchContext) -> dict[str, float]:
         accs = [(a, n) for a, n in accs if a is not None]
         if accs:
             metrics["acc"] = sum(a * n for a, n in accs) / sum(n for _, n in accs)
-    rows = []
+    rows: list[dict] = []
     for task, samples in result["samples"].items():
         for s in samples:
             scores = [r[0] if isinstance(r, (list, tuple)) else r for r in s.get("filtered_resps", [])]
@@ -137,4 +137,6 @@ def run(ctx: BenchContext) -> dict[str, float]:
                          "scores": scores, "acc": s.get("acc"), "prompt": (s.get("arguments") or [[None]])[0][0]})  # fmt: skip
     write_rows(ctx.rows_path, rows)
     metrics["n"] = float(len(rows))
+    if "acc" in metrics and "acc_stderr" not in metrics and rows:  # lm-eval gives none for some groups
+        metrics["acc_stderr"] = proportion_se(metrics["acc"], len(rows))
     return metrics

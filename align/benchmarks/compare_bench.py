@@ -90,9 +90,11 @@ def regressions(cps) -> list[dict]:
     return out
 
 
-def _cell(v, se) -> str:
+def _cell(v, se, metric: str = "") -> str:
     if v is None:
         return "-"
+    if (metric in COUNTS + PROBLEMS or metric.startswith("bad/")) and float(v).is_integer():
+        return str(int(v))
     return f"{v:.3f}" + (f" ±{se:.3f}" if se is not None else "")
 
 
@@ -103,7 +105,7 @@ def table_rows(cps, detail: bool = False) -> list[tuple[str, str, list[str], lis
     for name in benchmarks_in(cps):
         info = _info(name)
         for metric in rows_for(cps, name, detail):
-            cells = [_cell(*value(cp, name, metric)) for cp in cps]
+            cells = [_cell(*value(cp, name, metric), metric) for cp in cps]
             flags = [info is not None and metric == info.main and (name, cp.label) in flagged for cp in cps]
             rows.append((name, metric, cells, flags))
     return rows

@@ -107,10 +107,9 @@ def read_item(row: dict, pos: int, folder, images: dict) -> Item | str:
     if not options:
         columns = {c: row.get(f"choice_{c.lower()}") for c in LETTERS}
         options = {c: str(v).strip() for c, v in columns.items() if not _blank(v)}
-    embedded = False
-    if not options:
-        _, options = split_embedded_options(str(question))
-        embedded = bool(options)
+    _, in_text = split_embedded_options(str(question))
+    embedded = bool(in_text)  # the question shows its options itself (MMStar; VLMEvalKit's TSV has both)
+    options = options or in_text
     if len(options) < 2:
         return "missing_options"
     answer = str(row.get("answer") or "").strip()

@@ -200,7 +200,9 @@ def run(ctx: BenchContext) -> dict[str, float]:
                          "answer": q.answer, "prediction": text, "extracted": letter, "how": how,
                          "correct": correct})  # fmt: skip
     write_rows(ctx.rows_path, out_rows)
-    first = {k: next(q for q in queries if q.group == k) for k in hits}
+    first: dict[str, Item] = {}
+    for q in queries:
+        first.setdefault(q.group, q)
     group_hit = {k: all(v) for k, v in hits.items()}
     n = len(group_hit)
     acc = sum(group_hit.values()) / n if n else 0.0

@@ -61,11 +61,13 @@ def run(ctx: BenchContext) -> dict[str, float]:
             continue
         items.append({"id": rid, "question": question, "reference": reference, "image": image,
                       "context": _text(row.get("caption")) or "", "category": _text(row.get("category")) or "all"})  # fmt: skip
+    # a judge server is checked before the answers are generated (fails fast); a judge model loads after them
+    judge = make_judge(ctx.spec.judge, ctx.recipe.rollout, ctx.recipe.seed) if ctx.spec.judge.url else None
     prompts = [user_prompt(it["question"] + (ctx.spec.prompt or "")) for it in items]
     sampling = Sampling(n=1, temperature=0.0, max_new_tokens=ctx.spec.max_new_tokens or ctx.recipe.eval.max_new_tokens)
     outs = generate(ctx, prompts, [[it["image"]] for it in items], sampling, f"{ctx.info.name} answers")
     answers = [o[0].text for o in outs]
-    judge = make_judge(ctx.spec.judge, ctx.recipe.rollout, ctx.recipe.seed)
+    judge = judge or make_judge(ctx.spec.judge, ctx.recipe.rollout, ctx.recipe.seed)
     reviews: list[str] = []
     try:
         convs = [judge_prompt(it["question"], it["context"], it["reference"], a, it["category"])

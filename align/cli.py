@@ -23,10 +23,14 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 
 def _load(recipe: str | None, overrides=(), check_args: bool = True):
-    from align.recipe import load_recipe, validate
+    from align.recipe import apply_override, load_recipe, parse_override, validate
 
-    if recipe is None:
-        return validate({"name": "default"})
+    if recipe is None:  # the defaults, with any key=value overrides
+        data: dict = {"name": "default"}
+        for text in overrides:
+            parts, value = parse_override(text)
+            apply_override(data, parts, value, text)
+        return validate(data)
     return load_recipe(recipe, list(overrides), check_args=check_args)
 
 

@@ -5,7 +5,7 @@ align launch RECIPE [key.path=value ...] [--dry-run [--gpus N]] [--resume[=RUN_D
 align status RUN_DIR [--json]
 align model build-tiny [--out DIR] [--force]
 align data build [RECIPE] [--out DIR]
-align eval MODEL_DIR [--recipe RECIPE] [--out DIR]
+align eval MODEL_DIR [--recipe RECIPE] [--out DIR] [--bench NAME [--source PATH] [--limit N] [--judge M]]
 align compare RUN_OR_CHECKPOINT ... [--out DIR]
 align rollouts show RUN [--step N] [--worst K | --best K]
 align rewards list | align rewards try NAME --completion TEXT --answer A
@@ -30,10 +30,14 @@ if not sys.stderr.isatty():  # a log file or a pipe: progress as lines (the stag
 
 
 def _load(recipe: str | None, overrides=(), check_args: bool = True):
-    from align.recipe import load_recipe, validate
+    from align.recipe import apply_override, load_recipe, parse_override, validate
 
-    if recipe is None:
-        return validate({"name": "default"})
+    if recipe is None:  # the defaults, with any key=value overrides
+        data: dict = {"name": "default"}
+        for text in overrides:
+            parts, value = parse_override(text)
+            apply_override(data, parts, value, text)
+        return validate(data)
     return load_recipe(recipe, list(overrides), check_args=check_args)
 
 
@@ -165,10 +169,45 @@ def cmd_eval(args) -> int:
     recipe = _load(args.recipe, args.overrides, check_args=False)
     model = resolve_model_path(args.model)
     out = Path(args.out) if args.out else Path(model)
+    if args.bench:
+        from align.benchmarks.run import evaluate_benchmarks
+
+        metrics = evaluate_benchmarks(model, recipe, _bench_specs(args, recipe), out, base_dir=recipe_dir(recipe))
+        console.print(metrics_table({args.stage: metrics}, title="benchmarks"))
+        console.print(f"wrote {out / 'eval.json'} and per-row answers in {out / 'bench'}")
+        return 0
     metrics = evaluate(model, recipe, args.stage, out, base_dir=recipe_dir(recipe))
     console.print(metrics_table({args.stage: metrics}))
     console.print(f"wrote {out / 'eval.json'}")
     return 0
+
+
+def _bench_specs(args, recipe) -> list:
+    """``--bench NAME`` (repeatable): the recipe's settings for that benchmark if it has them, with --source and
+    --limit on top."""
+    from align.benchmarks.registry import lookup
+    from align.recipe import BenchmarkSpec
+
+    if "all" in args.bench:  # every benchmark of the recipe (with --limit on each)
+        if not recipe.eval.benchmarks or args.source:
+            raise UserError("--bench all runs the recipe's eval.benchmarks, each with its own source",
+                            "give --recipe with an eval.benchmarks list, and no --source")  # fmt: skip
+        args.bench = [s.name for s in recipe.eval.benchmarks]
+    specs = []
+    for name in args.bench:
+        info = lookup(name)
+        known = [s for s in recipe.eval.benchmarks if lookup(s.name).name == info.name]
+        fields = known[0].model_dump(exclude_none=True) if known else {"name": info.name}
+        fields.update({k: v for k, v in (("source", args.source), ("limit", args.limit)) if v is not None})
+        if args.judge and info.family == "judged":
+            fields["judge"] = {"url": args.judge} if args.judge.startswith(("http://", "https://")) else \
+                {"model": args.judge}  # fmt: skip
+        try:
+            specs.append(BenchmarkSpec(**fields))
+        except ValueError as e:
+            raise UserError(f"--bench {name}: {e.errors()[0]['msg'] if hasattr(e, 'errors') else e}",
+                            "k-llava-w needs --judge MODEL_DIR_OR_URL (or a judge in the recipe's eval.benchmarks)")  # fmt: skip
+    return specs
 
 
 def cmd_compare(args) -> int:
@@ -253,7 +292,6 @@ def cmd_rewards_audit(args) -> int:
     from rich.console import Console
 
     import rewards as registry
-    from align.errors import UserError
     from rewards.audit import audit, print_report
 
     reward = registry.resolve({"name": args.name, "args": _parse_kv(args.args)}, Path.cwd())
@@ -332,6 +370,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("overrides", nargs="*", help="key.path=value overrides")
     e.add_argument("--stage", default="eval", help="label for the results")
     e.add_argument("--out", help="folder for eval.json (default: the model directory)")
+    e.add_argument("--bench", action="append", metavar="NAME",
+                   help="run only this benchmark (repeatable): k-mmbench, k-seed, k-mmstar, k-dtcbench, k-llava-w, "
+                        "kmmlu, haerae, click, kobest, caption, latency, or all (the recipe's eval.benchmarks); "
+                        "results merged into eval.json")  # fmt: skip
+    e.add_argument("--source", help="with --bench: hub id or local file/folder of the benchmark's data")
+    e.add_argument("--limit", type=int, help="with --bench: at most this many questions")
+    e.add_argument("--judge", help="with --bench k-llava-w: judge model directory or OpenAI-compatible URL")
     e.set_defaults(func=cmd_eval)
 
     rw = sub.add_parser("rewards", help="list rewards, try one on a completion, or audit one for hacks")

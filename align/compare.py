@@ -3,7 +3,8 @@
 Reads the ``eval.json`` of each checkpoint (the stages of a run directory, or stage/model folders given one by one),
 prints a table of metrics per checkpoint with the best marked, shows a few held-out prompts side by side with each
 checkpoint's answer, and writes ``compare.md`` and ``compare.png`` (accuracy per checkpoint, training reward and
-loss curves from ``metrics.jsonl``).
+loss curves from ``metrics.jsonl``). Benchmark results (``bench/<name>/…``) get their own table with standard
+errors and regression flags, and one plot per benchmark family (``align/benchmarks/compare_bench.py``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from align.benchmarks import compare_bench as bench
 from align.errors import UserError
 from align.io import atomic_file, atomic_write_text, read_jsonl
 
@@ -84,7 +86,7 @@ def metric_order(k: str):
 def _keys(cps: list[Checkpoint]) -> list[str]:
     keys: list[str] = []
     for cp in cps:
-        keys += [k for k in cp.metrics if k not in keys and k != "n"]
+        keys += [k for k in cp.metrics if k not in keys and k != "n" and not bench.is_bench(k)]  # bench: own table
     return sorted(keys, key=metric_order)
 
 
@@ -196,6 +198,7 @@ def markdown(cps: list[Checkpoint], examples: list[dict]) -> str:
     for key in _keys(cps):
         lines.append(f"| {key} | " + " | ".join(_cells(cps, key, best, "**{}**")) + " |")
     lines += ["", "Bold: best per metric (lowest for completion_tokens and truncated).", ""]
+    lines += bench.markdown(cps)
     watch = hacking_watch(cps)
     if watch:
         header = ("| checkpoint | accuracy | hedge rate | sampled accuracy | sampled hedge rate | learned reward | "
@@ -270,6 +273,12 @@ def compare(paths: list[str | Path], out: str | Path | None = None, examples: in
     for key in _keys(cps):
         table.add_row(key, *_cells(cps, key, best, "[bold green]{}[/bold green]"))
     console.print(table)
+    bench_table = bench.console_table(cps)
+    if bench_table is not None:
+        console.print(bench_table)
+        for r in bench.regressions(cps):
+            console.print(f"[red]regression[/red] {r['benchmark']} {r['metric']}: {r['before']:.3f} ({r['from']}) → "
+                          f"{r['after']:.3f} ({r['to']}), more than its standard error {r['stderr']:.3f}")  # fmt: skip
     watch = hacking_watch(cps)
     if watch:
         table = Table(title="reward hacking watch: accuracy vs hedge rate, learned reward and answer length")
@@ -294,5 +303,6 @@ def compare(paths: list[str | Path], out: str | Path | None = None, examples: in
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "compare.md", markdown(cps, rows))
     plot(cps, out)
-    console.print(f"wrote {out / 'compare.md'} and {out / 'compare.png'}")
+    extra = bench.plots(cps, out)
+    console.print(f"wrote {out / 'compare.md'} and {out / 'compare.png'}" + "".join(f", {p.name}" for p in extra))
     return cps

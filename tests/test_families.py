@@ -309,9 +309,11 @@ def tiny_overrides(recipe_file, model: str, tasks: str, out) -> list[str]:
     from tests.conftest import ROOT
 
     recipe = load_recipe(ROOT / "recipes" / recipe_file)
+    # eval.benchmarks=[]: the recipes' benchmarks read hub data (tests/test_benchmarks.py runs them on fixtures)
     overrides = [f"model.path={model}", "model.dtype=float32", "data.source=synthetic", "data.eval_source=null",
                  "data.image_folder=null", f"data.tasks={tasks}", "data.train_size=8", "data.eval_size=2",
-                 "eval.max_new_tokens=4", "eval.limit=2", "rollout.engine=hf", "report_to=[none]", f"output_dir={out}"]  # fmt: skip
+                 "eval.max_new_tokens=4", "eval.limit=2", "eval.benchmarks=[]", "rollout.engine=hf", "report_to=[none]",
+                 f"output_dir={out}"]  # fmt: skip
     for stage in recipe.stages:
         s = stage.name
         overrides += [f"{s}.rows=null", f"{s}.args.max_steps=1", f"{s}.args.per_device_train_batch_size=2",

@@ -1,0 +1,114 @@
+"""K-LLaVA-W: open-ended answers about an image, judged against reference answers by a local judge.
+
+Columns (hub parquet, as lmms-eval reads it): ``question_id``, ``question``, ``image``, ``caption`` (the image
+described in words, shown to the judge), ``gpt_answer`` (the reference), ``category`` (conv / detail / complex);
+VLMEvalKit's TSV names the reference ``gpt4_ans``. The score is LLaVA-Bench's relative score: the mean judge score
+of the model's answers over the mean judge score of the reference answers, × 100, overall and per category. Rows
+whose judge reply holds no pair of scores are counted (``unparsed_judge``) and left out of both means.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from align.benchmarks.common import (
+    BenchContext,
+    Tally,
+    bootstrap_se,
+    generate,
+    key_part,
+    progress,
+    user_prompt,
+    write_rows,
+)
+from align.benchmarks.judge import judge_prompt, make_judge, parse_scores
+from align.benchmarks.sources import image_map, load_rows, to_image
+from rollouts import Sampling
+
+
+def _text(value) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return "\n".join(str(v) for v in value)
+    text = str(value).strip()
+    return text if text and text != "nan" else None
+
+
+def relative_score(pairs: list[tuple[float, float]]) -> float | None:
+    """LLaVA-Bench's relative score: mean(answer scores) / mean(reference scores) × 100."""
+    if not pairs:
+        return None
+    ref = sum(p[0] for p in pairs) / len(pairs)
+    ans = sum(p[1] for p in pairs) / len(pairs)
+    return ans / ref * 100 if ref > 0 else None
+
+
+def run(ctx: BenchContext) -> dict[str, float]:
+
+    rows, folder = load_rows(ctx.spec.source or ctx.info.source, ctx.spec.split or ctx.info.split, ctx.info.name,
+                             ctx.base_dir)  # fmt: skip
+    images = image_map(rows)
+    bad, items = Tally(), []
+    for pos, row in enumerate(rows[: ctx.spec.limit] if ctx.spec.limit else rows):
+        rid = str(row.get("question_id", row.get("index", pos)))
+        question, reference = _text(row.get("question")), _text(row.get("gpt_answer", row.get("gpt4_ans")))
+        image = to_image(row.get("image"), folder, images)
+        reason = "missing_question" if not question else "missing_reference" if not reference else \
+            "missing_image" if image is None else None  # fmt: skip
+        if reason:
+            bad.add(reason, rid)
+            continue
+        items.append({"id": rid, "question": question, "reference": reference, "image": image,
+                      "context": _text(row.get("caption")) or "", "category": _text(row.get("category")) or "all"})  # fmt: skip
+    # a judge server is checked before the answers are generated (fails fast); a judge model loads after them
+    judge = make_judge(ctx.spec.judge, ctx.recipe.rollout, ctx.recipe.seed) if ctx.spec.judge.url else None
+    prompts = [user_prompt(it["question"] + (ctx.spec.prompt or "")) for it in items]
+    sampling = Sampling(n=1, temperature=0.0, max_new_tokens=ctx.spec.max_new_tokens or ctx.recipe.eval.max_new_tokens)
+    outs = generate(ctx, prompts, [[it["image"]] for it in items], sampling, f"{ctx.info.name} answers")
+    answers = [o[0].text for o in outs]
+    judge = judge or make_judge(ctx.spec.judge, ctx.recipe.rollout, ctx.recipe.seed)
+    reviews: list[str] = []
+    try:
+        convs = [judge_prompt(it["question"], it["context"], it["reference"], a, it["category"])
+                 for it, a in zip(items, answers)]  # fmt: skip
+        size = max(1, ctx.spec.judge.batch_size)
+        with progress(len(convs), f"{ctx.info.name} judge ({judge.name})") as advance:
+            for start in range(0, len(convs), size):
+                reviews += judge(convs[start : start + size])
+                advance(len(convs[start : start + size]))
+    finally:
+        judge.close()
+    pairs, by_cat, out_rows, unparsed = [], defaultdict(list), [], 0
+    for it, answer, review in zip(items, answers, reviews):
+        scores = parse_scores(review)
+        if scores is None:
+            unparsed += 1
+        else:
+            pairs.append(scores)
+            by_cat[it["category"]].append(scores)
+        out_rows.append({"id": it["id"], "category": it["category"], "question": it["question"],
+                         "reference": it["reference"], "prediction": answer, "judge": judge.name, "review": review,
+                         "reference_score": scores[0] if scores else None,
+                         "answer_score": scores[1] if scores else None})  # fmt: skip
+    write_rows(ctx.rows_path, out_rows)
+    metrics = {"n": float(len(items)), "judged": float(len(pairs)), "unparsed_judge": float(unparsed)}
+    rel = relative_score(pairs)
+    if rel is not None:
+        metrics["relative_score"] = rel
+        metrics["model_score"] = sum(p[1] for p in pairs) / len(pairs) * 10
+        metrics["reference_score"] = sum(p[0] for p in pairs) / len(pairs) * 10
+        se = bootstrap_se(pairs, relative_score, seed=ctx.recipe.seed)
+        if se is not None:
+            metrics["relative_score_stderr"] = se
+    for cat, cat_pairs in by_cat.items():
+        value = relative_score(cat_pairs)
+        if value is not None:
+            metrics[f"relative_score/{key_part(cat)}"] = value
+    metrics.update(bad.metrics())
+    if unparsed:
+        ctx.log(f"  {ctx.info.name}: {unparsed} of {len(items)} judge replies held no pair of scores "
+                f"(first: {next(r for r in reviews if parse_scores(r) is None)[:120]!r}); see {ctx.rows_path}")  # fmt: skip
+    if bad.total:
+        ctx.log(f"  {ctx.info.name}: skipped {bad.summary()}")
+    return metrics

@@ -1,0 +1,84 @@
+"""The benchmarks the eval hook knows: name, family, where the data lives on the hub, licence, main metric.
+
+Families: ``choice`` (multiple-choice VLM sets, ``choice.py``), ``judged`` (open-ended answers scored by a judge
+model, ``llava_w.py``), ``text`` (lm-eval's Korean text tasks, ``text_tasks.py``), ``caption`` (``caption.py``),
+``latency`` (``latency.py``). Data is never shipped: ``source`` is a hub id loaded with ``datasets`` or a local copy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from align.errors import UserError, did_you_mean
+
+
+@dataclass(frozen=True)
+class BenchInfo:
+    name: str
+    family: str  # choice | judged | text | caption | latency
+    source: str | None  # default hub id (None: the recipe must name a source)
+    split: str | None  # default split of the hub dataset
+    license: str
+    main: str  # metric key under bench/<name>/ that compare ranks and flags
+    higher_is_better: bool = True
+    aliases: tuple[str, ...] = ()  # lmms-eval and VLMEvalKit names
+    options: dict = field(default_factory=dict)  # family-specific defaults (prompt, circular, lm-eval task, …)
+
+
+NCSOFT = "CC-BY-NC-4.0 (NCSOFT; non-commercial, never shipped here)"
+
+# Prompt suffixes as lmms-eval's Korean task files use them (mmbench_ko_dev, seedbench_ko, dtcbench, mmstar_ko).
+DIRECT_LETTER_KO = "주어진 선택지 중 해당 옵션의 문자로 바로 답하세요."
+WORD_OR_PHRASE_KO = "한 단어 또는 구를 사용하여 질문에 답하세요."
+DIRECT_LETTER_EN = "Answer with the option's letter from the given choices directly"
+
+BENCHMARKS: dict[str, BenchInfo] = {
+    b.name: b
+    for b in (
+        BenchInfo("k-mmbench", "choice", "NCSOFT/K-MMBench", "dev", NCSOFT, "accuracy",
+                  aliases=("mmbench_ko_dev", "MMBench_DEV_KO"),
+                  options={"layout": "mmbench", "circular": True, "suffix": DIRECT_LETTER_KO}),
+        BenchInfo("k-seed", "choice", "NCSOFT/K-SEED", "test", NCSOFT, "accuracy",
+                  aliases=("seedbench_ko", "SEEDBench_IMG_KO"),
+                  options={"layout": "seed", "circular": False, "suffix": WORD_OR_PHRASE_KO}),
+        BenchInfo("k-mmstar", "choice", "NCSOFT/K-MMStar", "val", NCSOFT, "accuracy",
+                  aliases=("mmstar_ko", "MMStar_KO"),
+                  options={"layout": "mmstar", "circular": False, "suffix": DIRECT_LETTER_EN}),
+        BenchInfo("k-dtcbench", "choice", "NCSOFT/K-DTCBench", "test", NCSOFT, "accuracy",
+                  aliases=("dtcbench", "K-DTCBench"),
+                  options={"layout": "dtc", "circular": False, "suffix": WORD_OR_PHRASE_KO}),
+        BenchInfo("k-llava-w", "judged", "NCSOFT/K-LLaVA-W", "test", NCSOFT, "relative_score",
+                  aliases=("llava_in_the_wild_ko", "LLaVABench_KO")),
+        BenchInfo("kmmlu", "text", "HAERAE-HUB/KMMLU", None, "CC-BY-ND-4.0 (HAERAE)", "acc",
+                  options={"task": "kmmlu"}),
+        BenchInfo("haerae", "text", "HAERAE-HUB/HAE_RAE_BENCH", None, "see the dataset card (HAERAE-HUB; v1.1 is CC-BY-NC-ND-4.0)", "acc",
+                  options={"task": "haerae"}),
+        BenchInfo("click", "text", "EunsuKim/CLIcK", None, "see the dataset card (EunsuKim/CLIcK)", "acc",
+                  options={"task": "click"}),
+        BenchInfo("kobest", "text", "skt/kobest_v1", None, "see the dataset card (skt/kobest_v1)", "acc",
+                  options={"task": "kobest"}),
+        BenchInfo("caption", "caption", None, None, "your data's licence", "cider",
+                  options={"prompt": "이미지를 한 문장으로 설명해 주세요.",
+                           "sbert": "snunlp/KR-SBERT-V40K-klueNLI-augSTS"}),
+        BenchInfo("latency", "latency", None, None, "prompts built in (no data)", "tokens_per_s"),
+    )
+}  # fmt: skip
+
+ALIASES = {alias.lower(): b.name for b in BENCHMARKS.values() for alias in b.aliases}
+
+
+def lookup(name: str) -> BenchInfo:
+    """A benchmark by its name or one of its lmms-eval / VLMEvalKit names (any case)."""
+    key = name.lower()
+    key = ALIASES.get(key, key)
+    if key in BENCHMARKS:
+        return BENCHMARKS[key]
+    raise UserError(f"unknown benchmark '{name}'", did_you_mean(name, [*BENCHMARKS, *ALIASES]))
+
+
+def family_of(name: str) -> str | None:
+    """The family of a benchmark name as written in eval.json (None for names this version does not know)."""
+    try:
+        return lookup(name).family
+    except UserError:
+        return None

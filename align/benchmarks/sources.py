@@ -1,0 +1,140 @@
+"""Benchmark data from a hub id (``datasets.load_dataset``) or a local copy, in the columns the sets are published in.
+
+Local copies may be:
+
+* a hub snapshot folder (``hf download NCSOFT/K-MMBench --repo-type dataset --local-dir DIR``), read by
+  ``datasets.load_dataset(DIR)``, or a folder written by ``Dataset.save_to_disk``;
+* a ``.parquet`` / ``.jsonl`` / ``.json`` / ``.csv`` file (image columns as HF image dicts, bytes, or paths relative
+  to the file);
+* a VLMEvalKit ``.tsv`` (``MMBench_DEV_KO.tsv`` …): images base64-encoded, or, in circular copies, the ``index`` of
+  the row that holds the image.
+
+Nothing here downloads unless the source is a hub id; when the hub is unreachable the run stops with a message that
+names the source and says how to point at a local copy.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+from typing import Any
+
+from align.errors import UserError
+
+LOCAL_SUFFIXES = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".csv": "csv"}
+# datasets 5.2 caches a local folder by its path and serves the old rows after the files change (seen here): read
+# local folders afresh every time (the split sizes recorded with the old copy would fail the checks otherwise)
+FRESH = {"download_mode": "force_redownload", "verification_mode": "no_checks"}
+
+
+def _hint(bench: str, source: str) -> str:
+    return (f"download it where the hub is reachable (`hf download {source} --repo-type dataset --local-dir DIR`, "
+            f"or VLMEvalKit's .tsv) and point the benchmark at it: `source: DIR` in eval.benchmarks "
+            f"(name: {bench}) or `align eval MODEL --bench {bench} --source DIR`")  # fmt: skip
+
+
+def resolve_local(source: str, base_dir: Path | None) -> Path | None:
+    """A source that names an existing local file or folder (relative to the recipe's folder, then the cwd)."""
+    p = Path(source).expanduser()
+    candidates = [p] if p.is_absolute() else [*([base_dir / p] if base_dir else []), p]
+    for cand in candidates:
+        if cand.exists():
+            return cand.resolve()
+    if source.startswith((".", "/", "~")) or source.count("/") > 1 or Path(source).suffix in {*LOCAL_SUFFIXES, ".tsv"}:
+        raise UserError(f"benchmark source {source} does not exist", "check the path (relative to the recipe's folder)")
+    return None
+
+
+def _pick_split(data, split: str | None, source: str):
+    """A Dataset from what load_dataset returned (a DatasetDict: the named split, else the only one)."""
+    from datasets import DatasetDict
+
+    if not isinstance(data, DatasetDict):
+        return data
+    if split and split in data:
+        return data[split]
+    if len(data) == 1:
+        return next(iter(data.values()))
+    raise UserError(f"{source} has splits {sorted(data)}; none is '{split}'", "set `split:` on the benchmark")
+
+
+def load_rows(source: str, split: str | None, bench: str, base_dir: Path | None = None) -> tuple[list[dict], Path]:
+    """Rows as plain dicts and the folder relative image paths point to."""
+    local = resolve_local(source, base_dir)
+    if local is None:
+        return _load_hub(source, split, bench), Path.cwd()
+    if local.is_file():
+        if local.suffix == ".tsv":
+            return _load_tsv(local), local.parent
+        kind = LOCAL_SUFFIXES.get(local.suffix)
+        if kind is None:
+            raise UserError(f"{local}: unknown file type", "use .parquet, .jsonl, .json, .csv or VLMEvalKit's .tsv")
+        from datasets import load_dataset
+
+        data = load_dataset(kind, data_files=str(local), split="train")
+        return [dict(r) for r in data], local.parent
+    from datasets import load_dataset, load_from_disk
+
+    if (local / "state.json").exists() or (local / "dataset_dict.json").exists():
+        data = _pick_split(load_from_disk(str(local)), split, str(local))
+    else:
+        tsvs = sorted(local.glob("*.tsv"))
+        if tsvs and not any(local.glob("**/*.parquet")):
+            return _load_tsv(tsvs[0]), local
+        data = _pick_split(load_dataset(str(local), **FRESH), split, str(local))
+    return [dict(r) for r in data], local
+
+
+def _load_hub(source: str, split: str | None, bench: str) -> list[dict]:
+    from datasets import load_dataset
+
+    try:
+        data = load_dataset(source, split=split) if split else load_dataset(source)
+    except Exception as e:  # noqa: BLE001 - offline, gated, renamed: all mean "get a local copy"
+        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise UserError(f"benchmark {bench}: cannot load {source} from the hub ({reason})", _hint(bench, source)) \
+            from None  # fmt: skip
+    return [dict(r) for r in _pick_split(data, split, source)]
+
+
+def _load_tsv(path: Path) -> list[dict]:
+    import pandas as pd
+
+    frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    return [{k: (None if v == "" else v) for k, v in row.items()} for row in frame.to_dict("records")]
+
+
+def image_map(rows: list[dict], column: str = "image") -> dict[str, Any]:
+    """VLMEvalKit TSVs store each image once; other rows name the ``index`` of the row that has it."""
+    return {str(r.get("index")): r.get(column) for r in rows if isinstance(r.get(column), str) and len(r[column]) > 64}
+
+
+def to_image(value: Any, folder: Path | None = None, images: dict | None = None):
+    """A PIL RGB image from whatever a benchmark's image column holds; None when it holds nothing usable."""
+    from PIL import Image
+
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return to_image(value[0], folder, images) if value else None
+    try:
+        if isinstance(value, Image.Image):
+            return value.convert("RGB")
+        if isinstance(value, dict):
+            if value.get("bytes"):
+                return Image.open(io.BytesIO(value["bytes"])).convert("RGB")
+            return to_image(value.get("path"), folder, images)
+        if isinstance(value, (bytes, bytearray)):
+            return Image.open(io.BytesIO(value)).convert("RGB")
+        if isinstance(value, str):
+            if images is not None and len(value) <= 64 and value in images:
+                return to_image(images[value], folder, None)
+            path = Path(value) if Path(value).is_absolute() or folder is None else folder / value
+            if len(value) < 1024 and path.exists():
+                return Image.open(path).convert("RGB")
+            if len(value) > 64:
+                return Image.open(io.BytesIO(base64.b64decode(value))).convert("RGB")
+    except Exception:  # noqa: BLE001 - a corrupt image is a bad row, counted by the caller
+        return None
+    return None

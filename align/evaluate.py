@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 from align.errors import UserError
+from align.eval_trackers import log_eval_samples, save_sample_images
 from align.io import atomic_write_json, atomic_write_text
 
 EVAL_FILE = "eval.json"
@@ -104,6 +105,7 @@ def builtin_metrics(model_dir: str, recipe, rows, base_dir=None, engine=None,
             "id": columns.get("id", [None] * len(rows))[i], "task": task,
             "prompt": prompts[i][-1]["content"] if prompts[i] else "", "answer": columns.get("answer", [None] * len(rows))[i],
             "completion": text, "scores": {k: v[i] for k, v in scores.items()},
+            "_images": list(images[i] or []) if images else [],  # saved as thumbnails by evaluate(), then dropped
         })  # fmt: skip
     return metrics, samples
 
@@ -152,6 +154,8 @@ def evaluate(model_dir: str, recipe, stage: str, out_dir: str | Path | None = No
     metrics, samples = builtin_metrics(str(model_dir), recipe, rows, base_dir, engine=engine, outputs=outputs)
     for hook in recipe.eval.hooks:
         metrics.update(run_hook(hook, str(model_dir), recipe, stage, out, base_dir))
+    images = save_sample_images(samples, out)
+    log_eval_samples(recipe, stage, out, samples, images)
     atomic_write_json(out / EVAL_FILE, metrics)
     atomic_write_text(out / SAMPLES_FILE, "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
     return metrics

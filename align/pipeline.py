@@ -157,6 +157,19 @@ def _done_eval(folder: Path, resume: str | None) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def _write_report(run_path: Path) -> None:
+    """The run's HTML report beside compare.md (``align report``); a failure here must not fail a finished run."""
+    from align.report import write_report
+
+    try:
+        out, info = write_report([run_path])
+    except Exception as e:  # noqa: BLE001
+        console.print(f"[red]could not write the HTML report: {type(e).__name__}: {e}[/red] (retry: align report "
+                      f"{run_path})")  # fmt: skip
+        return
+    console.print(f"[bold]report[/bold] {out} ({info['bytes'] / 1e6:.2f} MB)")
+
+
 def run_pipeline(recipe, run: RunDir | None = None, resume: str | None = None) -> RunDir:
     """Run every stage of ``recipe``; ``resume``: a run directory (or ``latest``) to continue instead."""
     import rewards as registry
@@ -265,6 +278,7 @@ def run_pipeline(recipe, run: RunDir | None = None, resume: str | None = None) -
         from align.compare import compare
 
         dist.main_only(lambda: compare([run.path], console=console), share=False)
+        dist.main_only(lambda: _write_report(run.path), share=False)
     console.print(f"finished in {time.time() - t0:.0f}s; results in {run.path}")
     run.log_event(event="finished", seconds=round(time.time() - t0, 1))
     dist.shutdown()

@@ -109,19 +109,30 @@ def _wandb(recipe, stage: str, out: Path, samples: list[dict], images: list[list
     except ImportError:
         raise UserError("report_to names wandb but wandb is not installed",
                         "pip install 'korean-vlm-align[wandb]' (wandb==0.31.0), or drop it from report_to") from None  # fmt: skip
+    # offline unless the user says otherwise, as for training (align/training.py); set before wandb's first init,
+    # which freezes the settings the trainers' later wandb.init calls inherit
+    os.environ.setdefault("WANDB_MODE", "offline")
     names = sorted({k for s in samples for k in s.get("scores") or {}})
     table = wandb.Table(columns=["id", "task", "image", "question", "reference", "answer", *names])
     for s, ims in zip(samples, images):
         scores = s.get("scores") or {}
         table.add_data(s.get("id"), s.get("task"), wandb.Image(ims[0]) if ims else None, s.get("prompt"),
                        s.get("answer"), s.get("completion"), *(scores.get(n) for n in names))  # fmt: skip
-    run = wandb.init(project=os.environ.get("WANDB_PROJECT", recipe.name), name=f"{recipe.name}/{stage}/eval",
-                     job_type="eval", dir=str(out), mode=os.environ.get("WANDB_MODE", "offline"),
-                     reinit="create_new", config={"stage": stage}, settings=wandb.Settings(silent=True))  # fmt: skip
+    # wandb keeps a table's images in an artifact staged under WANDB_DATA_DIR (default ~/.local/share/wandb) until
+    # `wandb sync`; unless the user chose that folder, stage them in the stage folder so the run directory is whole
+    data_dir = os.environ.get("WANDB_DATA_DIR")
+    os.environ["WANDB_DATA_DIR"] = data_dir or str(out / "wandb" / "data")
     try:
-        run.log({"eval_samples": table})
+        run = wandb.init(project=os.environ.get("WANDB_PROJECT", recipe.name), name=f"{recipe.name}/{stage}/eval",
+                         job_type="eval", dir=str(out), mode=os.environ["WANDB_MODE"],
+                         reinit="create_new", config={"stage": stage}, settings=wandb.Settings(silent=True))  # fmt: skip
+        try:
+            run.log({"eval_samples": table})
+        finally:
+            run.finish()
     finally:
-        run.finish()
+        if data_dir is None:
+            os.environ.pop("WANDB_DATA_DIR", None)
 
 
 def log_eval_samples(recipe, stage: str, out: Path, samples: list[dict], images: list[list]) -> None:

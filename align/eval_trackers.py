@@ -1,15 +1,19 @@
 """What each evaluation keeps for people to look at: a thumbnail of every kept sample's image beside
 ``eval_samples.jsonl`` (``<stage>/eval_images/``, read by ``align report``), and the images with the answers sent to
 the trackers the recipe names in ``report_to``: tensorboard (an image summary per sample and a text table of the
-answers, in ``<stage>/tensorboard`` beside the training curves) and wandb (a table with the images, offline unless
-``WANDB_MODE`` says otherwise)."""
+answers, in ``<stage>/tensorboard`` beside the training curves) and wandb (a table with the images in a run of its
+own under ``<stage>/wandb``, offline unless ``WANDB_MODE`` says otherwise)."""
 
 from __future__ import annotations
 
+import importlib.util
 import io
+import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 from align.errors import UserError
@@ -103,36 +107,44 @@ def _tensorboard(stage: str, out: Path, samples: list[dict], images: list[list])
         writer.close()
 
 
-def _wandb(recipe, stage: str, out: Path, samples: list[dict], images: list[list]) -> None:
-    try:
-        import wandb
-    except ImportError:
+def _wandb(recipe, stage: str, out: Path, samples: list[dict]) -> None:
+    """A wandb run ``<recipe>/<stage>/eval`` holding the table ``eval_samples`` (image, question, reference, answer,
+    scores), written by a child process: wandb's first ``init`` in a process freezes its environment (WANDB_DIR,
+    WANDB_MODE), and the trainers' own wandb runs must keep reading what align/training.py sets for each stage."""
+    if importlib.util.find_spec("wandb") is None:
         raise UserError("report_to names wandb but wandb is not installed",
-                        "pip install 'korean-vlm-align[wandb]' (wandb==0.31.0), or drop it from report_to") from None  # fmt: skip
-    # offline unless the user says otherwise, as for training (align/training.py); set before wandb's first init,
-    # which freezes the settings the trainers' later wandb.init calls inherit
-    os.environ.setdefault("WANDB_MODE", "offline")
+                        "pip install 'korean-vlm-align[wandb]' (wandb==0.31.0), or drop it from report_to")  # fmt: skip
     names = sorted({k for s in samples for k in s.get("scores") or {}})
-    table = wandb.Table(columns=["id", "task", "image", "question", "reference", "answer", *names])
-    for s, ims in zip(samples, images):
-        scores = s.get("scores") or {}
-        table.add_data(s.get("id"), s.get("task"), wandb.Image(ims[0]) if ims else None, s.get("prompt"),
-                       s.get("answer"), s.get("completion"), *(scores.get(n) for n in names))  # fmt: skip
-    # wandb keeps a table's images in an artifact staged under WANDB_DATA_DIR (default ~/.local/share/wandb) until
-    # `wandb sync`; unless the user chose that folder, stage them in the stage folder so the run directory is whole
-    data_dir = os.environ.get("WANDB_DATA_DIR")
-    os.environ["WANDB_DATA_DIR"] = data_dir or str(out / "wandb" / "data")
-    try:
-        run = wandb.init(project=os.environ.get("WANDB_PROJECT", recipe.name), name=f"{recipe.name}/{stage}/eval",
-                         job_type="eval", dir=str(out), mode=os.environ["WANDB_MODE"],
-                         reinit="create_new", config={"stage": stage}, settings=wandb.Settings(silent=True))  # fmt: skip
-        try:
-            run.log({"eval_samples": table})
-        finally:
-            run.finish()
-    finally:
-        if data_dir is None:
-            os.environ.pop("WANDB_DATA_DIR", None)
+    rows = [[s.get("id"), s.get("task"), str(out / s["images"][0]) if s.get("images") else None, s.get("prompt"),
+             s.get("answer"), s.get("completion"), *((s.get("scores") or {}).get(n) for n in names)] for s in samples]  # fmt: skip
+    job = {"project": os.environ.get("WANDB_PROJECT", recipe.name), "name": f"{recipe.name}/{stage}/eval",
+           "stage": stage, "dir": str(out), "columns": ["id", "task", "image", "question", "reference", "answer", *names],
+           "rows": rows}  # fmt: skip
+    # offline unless the user says otherwise (as for training); the table's images are staged for `wandb sync` under
+    # WANDB_DATA_DIR (default ~/.local/share/wandb): unless the user chose it, in the stage folder, so the run is whole
+    root = str(Path(__file__).resolve().parents[1])  # the child imports this module, installed or not
+    env = {**os.environ, "WANDB_MODE": os.environ.get("WANDB_MODE", "offline"),
+           "WANDB_DATA_DIR": os.environ.get("WANDB_DATA_DIR") or str(out / "wandb" / "data"),
+           "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}  # fmt: skip
+    proc = subprocess.run([sys.executable, "-m", "align.eval_trackers"], input=json.dumps(job, ensure_ascii=False),
+                          capture_output=True, text=True, env=env, timeout=600, check=False)  # fmt: skip
+    if proc.returncode != 0:
+        tail = "\n  ".join((proc.stderr or proc.stdout).strip().splitlines()[-6:])
+        raise UserError(f"logging the eval samples of '{stage}' to wandb failed:\n  {tail}")
+
+
+def _wandb_child() -> None:
+    """``python -m align.eval_trackers`` < job.json: log one eval table to wandb (see ``_wandb``)."""
+    import wandb
+
+    job = json.load(sys.stdin)
+    table = wandb.Table(columns=job["columns"])
+    for row in job["rows"]:
+        table.add_data(*row[:2], wandb.Image(row[2]) if row[2] else None, *row[3:])
+    run = wandb.init(project=job["project"], name=job["name"], job_type="eval", dir=job["dir"],
+                     config={"stage": job["stage"]}, settings=wandb.Settings(silent=True))  # fmt: skip
+    run.log({"eval_samples": table})
+    run.finish()
 
 
 def log_eval_samples(recipe, stage: str, out: Path, samples: list[dict], images: list[list]) -> None:
@@ -143,4 +155,8 @@ def log_eval_samples(recipe, stage: str, out: Path, samples: list[dict], images:
     if "tensorboard" in trackers:
         _tensorboard(stage, Path(out), samples, images)
     if "wandb" in trackers:
-        _wandb(recipe, stage, Path(out), samples, images)
+        _wandb(recipe, stage, Path(out), samples)
+
+
+if __name__ == "__main__":
+    _wandb_child()

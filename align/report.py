@@ -105,6 +105,13 @@ def hacking_html(cps) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
 
 
+def bench_html(cps, keys: list[str]) -> str:
+    """Benchmark results (``bench/<name>[/<metric>]`` keys of eval.json, whatever the benchmark) as a metrics table."""
+    if not keys:
+        return '<p class="note">No benchmark results (no <code>bench/</code> keys in eval.json).</p>'
+    return metrics_table(cps, keys)
+
+
 def _image_html(cps, row) -> str:
     """The row's thumbnails from the first checkpoint that recorded them (each stage keeps a copy)."""
     recorded = False
@@ -138,8 +145,8 @@ def card(cps, row) -> str:
             f'<table>{"".join(answers)}</table></div></article>')  # fmt: skip
 
 
-def gallery_html(cards: list[tuple[str, str]], total: int, shown_of: int) -> str:
-    """Filter buttons (one per task) and the cards ``(task, html)``."""
+def gallery_html(cards: list[tuple[str, str]], total: int) -> str:
+    """Filter buttons (one per task) and the cards ``(task, html)``; ``total``: prompts answered by every checkpoint."""
     if not cards:
         return '<p class="note">No held-out prompt was answered by every checkpoint (eval_samples.jsonl).</p>'
     tasks = sorted({t for t, _ in cards})
@@ -148,12 +155,25 @@ def gallery_html(cards: list[tuple[str, str]], total: int, shown_of: int) -> str
         f"({sum(x == t for x, _ in cards)})</button>"
         for t in tasks
     ]
-    note = (
-        f"{len(cards)} of the {total} prompts kept in eval_samples.jsonl" if len(cards) < total else f"{total} prompts"
-    )
-    return (f'<p class="note">{note}; ✓/✗: accuracy, then every other score.{shown_of}</p>'
+    shown = f"{len(cards)} of the {total}" if len(cards) < total else f"All {total}"
+    return (f'<p class="note">{shown} held-out prompts that every checkpoint answered (eval_samples.jsonl keeps '
+            "<code>eval.samples</code> per task). ✓/✗ and the number after it: accuracy; then every other score.</p>"
             f'<div class="filters" id="filters">{"".join(buttons)}</div>'
             f'<div class="gallery">{"".join(h for _, h in cards)}</div>')  # fmt: skip
+
+
+def _spread(group: list[dict]) -> float:
+    totals = [r.get("total") or 0.0 for r in group]
+    return max(totals) - min(totals)
+
+
+def _rollout_row(r: dict, names: list[str]) -> str:
+    rewards = r.get("rewards") or {}
+    adv = r.get("advantage")
+    sign = "" if not adv else ("pos" if adv > 0 else "neg")
+    return (f'<tr><td class="completion">{answer(r.get("completion"))}</td><td class="num">{esc(r.get("tokens"))}</td>'
+            + "".join(f'<td class="num">{num(rewards.get(n))}</td>' for n in names)
+            + f'<td class="num">{num(r.get("total"))}</td><td class="num {sign}">{num(adv)}</td></tr>')  # fmt: skip
 
 
 def rollout_steps(path: Path, steps_shown: int, group_rows: int) -> tuple[str, list[str]]:
@@ -165,34 +185,22 @@ def rollout_steps(path: Path, steps_shown: int, group_rows: int) -> tuple[str, l
         return f'<p class="note">{esc(path)}: no rollouts.</p>', []
     picked = sorted({steps[round(i * (len(steps) - 1) / max(1, steps_shown - 1))] for i in range(steps_shown)})
     names = sorted({k for r in rows for k in r.get("rewards") or {}})
+    head = "".join(f"<th>{esc(c)}</th>" for c in ("completion", "tokens", *names, "total", "advantage"))
     blocks = []
     for step in picked:
         at = [r for r in rows if r.get("step") == step]
         groups: dict[str, list[dict]] = {}
         for r in at:
             groups.setdefault(str(r.get("prompt_id", r.get("id"))), []).append(r)
-        spread = lambda g: max(r.get("total") or 0 for r in g) - min(r.get("total") or 0 for r in g)
-        pid, group = max(groups.items(), key=lambda kv: spread(kv[1]))
-        mean = sum(r.get("total") or 0 for r in at) / len(at)
-        body = "".join(
-            f'<tr><td class="completion">{answer(r.get("completion"))}</td><td class="num">'
-            f'{esc(r.get("tokens"))}</td>' + "".join(f'<td class="num">{num((r.get("rewards") or {}).get(n))}</td>'
-                                                    for n in names)
-            + f'<td class="num">{num(r.get("total"))}</td><td class="num {_sign(r.get("advantage"))}">'
-            f"{num(r.get('advantage'))}</td></tr>"
-            for r in group[:group_rows]
-        )  # fmt: skip
-        head = "".join(f"<th>{esc(c)}</th>" for c in ("completion", "tokens", *names, "total", "advantage"))
+        pid, group = max(groups.items(), key=lambda kv: _spread(kv[1]))
+        mean = sum(r.get("total") or 0.0 for r in at) / len(at)
+        body = "".join(_rollout_row(r, names) for r in group[:group_rows])
         blocks.append(f"<h4>step {step}: {len(at)} rollouts, mean total {mean:.3f}; prompt {esc(pid)} "
                       f"({esc(group[0].get('task'))}), {min(len(group), group_rows)} of its {len(group)} completions"
                       f"</h4><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")  # fmt: skip
     summary = (f'<p class="note">{len(rows)} rollouts over {len(steps)} steps in {esc(path)} (GRPO: trainer step; '
                f"RFT: sampling batch); {len(picked)} steps shown.</p>")  # fmt: skip
     return summary, blocks
-
-
-def _sign(v) -> str:
-    return "" if not v else ("pos" if v > 0 else "neg")
 
 
 def font_face(text: str) -> tuple[str, str]:
@@ -286,9 +294,7 @@ def build_report(paths, max_bytes: int = DEFAULT_MAX_BYTES, gallery: int = 60, s
         "curves": f'<img src="{curves}" alt="accuracy per checkpoint, training reward and loss">'
                   "<p class='note'>The same figure as compare.png.</p>",
         "hacking": hacking_html(cps),
-        "bench": metrics_table(cps, [k for k in keys if k.startswith("bench/")]) if any(
-            k.startswith("bench/") for k in keys) else '<p class="note">No benchmark results (no <code>bench/</code> '
-        "keys in eval.json).</p>",
+        "bench": bench_html(cps, [k for k in keys if k.startswith("bench/")]),
     }  # fmt: skip
     template = Template(resources.files("align").joinpath("report_template.html").read_text(encoding="utf-8"))
 
@@ -300,14 +306,8 @@ def build_report(paths, max_bytes: int = DEFAULT_MAX_BYTES, gallery: int = 60, s
             left -= len(take)
             extra = "" if len(take) == len(blocks) else f'<p class="note">{len(blocks) - len(take)} steps left out.</p>'
             parts.append(f"<h3>{esc(label)}</h3>{summary}{''.join(take)}{extra}")
-        shown = (
-            f" {len(rows)} prompts answered by every checkpoint; the first {gallery} shown."
-            if len(rows) > gallery
-            else ""
-        )
         return template.substitute(
-            fields, notice=notice, font_face=font_css, footer=footer,
-            gallery=gallery_html(cards[:n_cards], min(len(rows), gallery), shown),
+            fields, notice=notice, font_face=font_css, footer=footer, gallery=gallery_html(cards[:n_cards], len(rows)),
             rollouts="".join(parts) or '<p class="note">No rollouts.jsonl in these checkpoints (RFT and GRPO '
                                        "write one).</p>",
         )  # fmt: skip

@@ -76,7 +76,8 @@ def metrics_table(cps, keys: list[str]) -> str:
     for key in keys:
         cells, last = [], {}  # last value per run directory: regressions are within a run
         for cp in cps:
-            value, before, run = cp.metrics.get(key), last.get(cp.path.parent), cp.path.parent
+            run = cp.path.parent
+            value, before = cp.metrics.get(key), last.get(run)
             cls, mark, title = ["num"], "", ""
             if best.get(key) == cp.label:
                 cls, mark = [*cls, "best"], " ★"

@@ -132,14 +132,15 @@ def _image_html(cps, row) -> str:
 
 
 def card(cps, row) -> str:
+    """One held-out prompt: thumbnail, question, reference, and per checkpoint the answer with its scores."""
     answers = []
     for label, sample in row["samples"].items():
-        scores = sample.get("scores") or {}
+        scores = {k: v for k, v in (sample.get("scores") or {}).items() if v is not None}
         acc = scores.get("accuracy")
-        mark = "" if acc is None else ('<span class="ok">✓</span>' if acc >= 1 else '<span class="no">✗</span>')
-        others = " ".join(f"{esc(k)} {num(v)}" for k, v in scores.items() if v is not None and k != "accuracy")
-        answers.append(f'<tr><td>{esc(label)}</td><td class="ans">{answer(sample.get("completion"))}</td>'
-                       f'<td class="scores">{mark} {num(acc) if acc is not None else ""} {others}</td></tr>')  # fmt: skip
+        mark = "" if acc is None else ('<span class="ok">✓</span> ' if acc >= 1 else '<span class="no">✗</span> ')
+        shown = " · ".join(f"{esc(k)} {num(v)}" for k, v in sorted(scores.items(), key=lambda kv: kv[0] != "accuracy"))
+        answers.append(f'<tr><td class="who">{esc(label)}</td><td class="ans">{answer(sample.get("completion"))}'
+                       f'<div class="scores">{mark}{shown}</div></td></tr>')  # fmt: skip
     return (f'<article class="card" data-task="{esc(row["task"])}"><div class="pic">{_image_html(cps, row)}</div>'
             f'<div class="body"><span class="tag">{esc(row["task"])}</span><span class="tag">{esc(row["id"])}</span>'
             f'<p class="q">{esc(row["prompt"])}</p><p class="ref">reference: <code>{esc(row["answer"])}</code></p>'

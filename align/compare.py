@@ -103,7 +103,8 @@ def best_per_metric(cps: list[Checkpoint]) -> dict[str, str]:
 
 
 def side_by_side(cps: list[Checkpoint], limit: int = 5) -> list[dict]:
-    """Held-out prompts answered by every checkpoint, one per task first."""
+    """Held-out prompts answered by every checkpoint, one per task first; ``samples`` holds each checkpoint's whole
+    eval_samples.jsonl entry (all scores, thumbnail paths)."""
     if not cps or not cps[0].samples:
         return []
     common = [s["id"] for s in cps[0].samples if all(any(t["id"] == s["id"] for t in cp.samples) for cp in cps)]
@@ -120,12 +121,12 @@ def side_by_side(cps: list[Checkpoint], limit: int = 5) -> list[dict]:
     rows = []
     for sid in picked:
         first = next(s for s in cps[0].samples if s["id"] == sid)
-        answers = {}
+        answers, samples = {}, {}
         for cp in cps:
-            s = next(t for t in cp.samples if t["id"] == sid)
+            s = samples[cp.label] = next(t for t in cp.samples if t["id"] == sid)
             answers[cp.label] = (s["completion"], (s.get("scores") or {}).get("accuracy"))
         rows.append({"id": sid, "task": first["task"], "prompt": first["prompt"], "answer": first["answer"],
-                     "answers": answers})  # fmt: skip
+                     "answers": answers, "samples": samples})  # fmt: skip
     return rows
 
 

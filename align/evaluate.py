@@ -20,6 +20,7 @@ import rewards as registry
 from align.benchmarks.run import run_benchmarks
 from align.data import load_splits
 from align.errors import UserError
+from align.eval_trackers import log_eval_samples, save_sample_images
 from align.io import atomic_write_json, atomic_write_text
 from align.rundir import EVAL_FILE
 from align.spec import RewardSpec
@@ -118,6 +119,7 @@ def builtin_metrics(model_dir: str, recipe, rows, base_dir=None, engine=None,
             "id": columns.get("id", [None] * len(rows))[i], "task": task,
             "prompt": prompts[i][-1]["content"] if prompts[i] else "", "answer": columns.get("answer", [None] * len(rows))[i],
             "completion": text, "scores": {k: v[i] for k, v in scores.items()},
+            "_images": list(images[i] or []) if images else [],  # saved as thumbnails by evaluate(), then dropped
         })  # fmt: skip
     return metrics, samples
 
@@ -161,7 +163,6 @@ def evaluate(model_dir: str, recipe, stage: str, out_dir: str | Path | None = No
     out.mkdir(parents=True, exist_ok=True)
     own_engine = engine is None and bool(recipe.eval.benchmarks)
     if own_engine:  # one engine for the held-out rows and the benchmarks
-
         engine = make_engine(recipe.rollout, str(model_dir), recipe.model, batch_size=recipe.eval.batch_size,
                              seed=recipe.seed)  # fmt: skip
     try:
@@ -173,6 +174,8 @@ def evaluate(model_dir: str, recipe, stage: str, out_dir: str | Path | None = No
     finally:
         if own_engine:
             engine.close()
+    images = save_sample_images(samples, out)
+    log_eval_samples(recipe, stage, out, samples, images)
     atomic_write_json(out / EVAL_FILE, metrics)
     atomic_write_text(out / SAMPLES_FILE, "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
     return metrics

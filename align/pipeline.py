@@ -31,6 +31,7 @@ from align.io import atomic_write_json, atomic_write_text
 from align.models import resolve_model_path
 from align.models.compose import compose
 from align.recipe import dump_recipe
+from align.report import write_report
 from align.resume import check_same_recipe, resolve_run, stage_complete, update_manifest
 from align.rundir import RunDir
 from align.stages import STAGES, launch_problems
@@ -184,6 +185,18 @@ def audit_rewards(recipe, base_dir, rows) -> None:
                         "or set reward_audit: warn to train anyway")  # fmt: skip
 
 
+def _write_report(run_path: Path) -> None:
+    """The run's HTML report beside compare.md (``align report``); a failure here must not fail a finished run."""
+
+    try:
+        out, info = write_report([run_path])
+    except Exception as e:  # noqa: BLE001
+        console.print(f"[red]could not write the HTML report: {type(e).__name__}: {e}[/red] (retry: align report "
+                      f"{run_path})")  # fmt: skip
+        return
+    console.print(f"[bold]report[/bold] {out} ({info['bytes'] / 1e6:.2f} MB)")
+
+
 def run_pipeline(recipe, run: RunDir | None = None, resume: str | None = None) -> RunDir:
     """Run every stage of ``recipe``; ``resume``: a run directory (or ``latest``) to continue instead."""
     check_run(recipe, on_gpu())
@@ -267,6 +280,7 @@ def run_pipeline(recipe, run: RunDir | None = None, resume: str | None = None) -
             evaluation(current, stage.name, stage_dir)
     if evals:
         dist.main_only(lambda: compare([run.path], console=console), share=False)
+        dist.main_only(lambda: _write_report(run.path), share=False)
     console.print(f"finished in {time.time() - t0:.0f}s; results in {run.path}")
     run.log_event(event="finished", seconds=round(time.time() - t0, 1))
     dist.shutdown()

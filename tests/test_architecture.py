@@ -18,10 +18,11 @@ LAYERS = [
     ("models", ("align.models",)),
     ("recipe blocks", ("align.spec", "align.benchmarks.registry")),
     ("engines and rewards", ("rollouts", "rewards")),
-    ("training", ("align.rundir", "align.distributed", "align.resume", "align.evaluate", "align.benchmarks",
-                  "align.trl_extensions", "align.training")),
+    ("training", ("align.rundir", "align.distributed", "align.resume", "align.evaluate", "align.eval_trackers",
+                  "align.benchmarks", "align.trl_extensions", "align.training")),
     ("stages", ("align.stages",)),
-    ("entry points", ("align.recipe", "align.compare", "align.pipeline", "align.launcher", "align.cli")),
+    ("entry points", ("align.recipe", "align.compare", "align.report", "align.pipeline", "align.launcher",
+                      "align.cli")),
 ]  # fmt: skip
 # Modules whose internal imports may sit inside functions: each CLI command loads only what it needs.
 LOCAL_IMPORTS_ALLOWED = ("align.cli",)

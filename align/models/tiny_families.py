@@ -35,6 +35,7 @@ from align.models.tiny import (
 from align.models.tiny import text_config as _text_config
 from align.models.tiny_families_2026 import ARCHITECTURES_2026
 from align.models.tiny_hcx import build_tiny_hcx
+from align.models.tiny_kanana import build_tiny_kanana_v
 
 TINY_NAME = "tiny-korean-vlm"
 TINY_TEXT_NAME = "tiny-korean-lm"
@@ -191,6 +192,7 @@ FAMILY_BUILDERS: dict[str, Callable[[Path], Path]] = {
     "hyperclovax_think": lambda out: _build_from_config("hyperclovax_think", out),
     "hyperclovax_vision_v2": lambda out: _build_from_config("hyperclovax_vision_v2", out),
     "exaone": lambda out: _build_from_config("exaone", out),
+    "kanana_v": build_tiny_kanana_v,
     "generic": lambda out: build_embedded(TINY_NAME),  # the embedded model (Idefics3) is a generic one
 }
 

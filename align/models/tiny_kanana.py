@@ -14,6 +14,7 @@ Qwen2-VL processor (Kakao's processor returns the same grid as ``image_meta``). 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -67,12 +68,18 @@ def _config(spec: TinySpec, tok) -> dict:
 def build_tiny_kanana_v(out_dir: str | Path, spec: TinySpec | None = None) -> Path:
     """Build (or reuse) the tiny Kanana-1.5-v checkpoint with its remote code at ``out_dir``."""
     import torch
-    from transformers import AutoConfig, AutoModelForImageTextToText, GenerationConfig, Qwen2VLProcessor
-    from transformers import Qwen2VLImageProcessorPil
+    from transformers import (
+        AutoConfig,
+        AutoModelForImageTextToText,
+        GenerationConfig,
+        Qwen2VLImageProcessorPil,
+        Qwen2VLProcessor,
+    )
 
     spec = spec or TinySpec()
     out_dir = Path(out_dir)
-    stamp = {"family": "kanana_v", "builder_version": BUILDER_VERSION, **spec.__dict__}
+    code = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(REMOTE_CODE.glob("*.py")))).hexdigest()[:16]
+    stamp = {"family": "kanana_v", "builder_version": BUILDER_VERSION, "remote_code": code, **spec.__dict__}
     if already_built(out_dir, stamp):
         return out_dir
     tok = build_tokenizer(spec, KANANA_TOKENS, added=(), eos="<|eot_id|>", image_token="<image>",
@@ -88,8 +95,12 @@ def build_tiny_kanana_v(out_dir: str | Path, spec: TinySpec | None = None) -> Pa
         config = AutoConfig.from_pretrained(tmp, trust_remote_code=True)
         torch.manual_seed(spec.seed)
         model = AutoModelForImageTextToText.from_config(config, trust_remote_code=True).to(torch.float32)
-        model.generation_config = GenerationConfig(eos_token_id=tok.convert_tokens_to_ids(STOPS),
-                                                   pad_token_id=tok.pad_token_id, do_sample=False, max_new_tokens=32)
+        model.generation_config = GenerationConfig(
+            eos_token_id=tok.convert_tokens_to_ids(STOPS),
+            pad_token_id=tok.pad_token_id,
+            do_sample=False,
+            max_new_tokens=32,
+        )
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
         (tmp / "tiny_spec.json").write_text(json.dumps(stamp, indent=2))

@@ -13,14 +13,16 @@ top), which TRL's fused LM head needs; on disk it keeps the published names (``v
 load and back on save.
 """
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import GenerationMixin, LlamaModel, PreTrainedModel
+from transformers import initialization as init
 from transformers.conversion_mapping import register_checkpoint_conversion_mapping
 from transformers.core_model_loading import WeightRenaming
 from transformers.modeling_outputs import CausalLMOutputWithPast
-from transformers import initialization as init
 from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VisionTransformerPretrainedModel
 
 try:
@@ -33,8 +35,9 @@ class LayerNorm2d(nn.LayerNorm):
     """LayerNorm over the channels of an NCHW tensor."""
 
     def forward(self, x):
-        return F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias,
-                            self.eps).permute(0, 3, 1, 2)
+        return F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias, self.eps).permute(
+            0, 3, 1, 2
+        )
 
 
 class ConvNormAct(nn.Module):
@@ -66,7 +69,7 @@ class Bottleneck(nn.Module):
         super().__init__()
         self.conv1 = ConvNormAct(cin, cout, 1)
         self.conv2 = ConvNormAct(cout, cout, 3, groups=cout)
-        self.se = SEModule(cout, int(round(cin * 0.25)))
+        self.se = SEModule(cout, round(cin * 0.25))
         self.conv3 = ConvNormAct(cout, cout, 1, act=False)
         self.downsample = ConvNormAct(cin, cout, 1, act=False) if cin != cout else nn.Identity()
         self.act3 = nn.SiLU()
@@ -106,8 +109,13 @@ class DynamicCAbstractor(nn.Module):
         enc, hidden = config.encoder_hidden_size, config.hidden_size
         self.pos_emb = nn.Parameter(torch.zeros(1, config.pos_emb_size, enc)) if config.pos_emb else None
         if config.depth:
-            self.net = nn.ModuleList([RegStage(config.depth, enc, hidden), PatchMerge(config.merge_size),
-                                      RegStage(config.depth, config.merge_size**2 * hidden, hidden)])
+            self.net = nn.ModuleList(
+                [
+                    RegStage(config.depth, enc, hidden),
+                    PatchMerge(config.merge_size),
+                    RegStage(config.depth, config.merge_size**2 * hidden, hidden),
+                ]
+            )
             readout_in = hidden
         else:
             self.net = PatchMerge(config.merge_size)
@@ -136,12 +144,16 @@ class DynamicCAbstractor(nn.Module):
         return torch.cat(out)
 
 
-register_checkpoint_conversion_mapping("KananaVForConditionalGeneration", [
-    WeightRenaming(r"^language_model\.lm_head", "lm_head"),
-    WeightRenaming(r"^language_model\.model", "model.language_model"),
-    WeightRenaming(r"^vision_model", "model.vision_model"),
-    WeightRenaming(r"^abstractor", "model.abstractor"),
-], overwrite=True)
+register_checkpoint_conversion_mapping(
+    "KananaVForConditionalGeneration",
+    [
+        WeightRenaming(r"^language_model\.lm_head", "lm_head"),
+        WeightRenaming(r"^language_model\.model", "model.language_model"),
+        WeightRenaming(r"^vision_model", "model.vision_model"),
+        WeightRenaming(r"^abstractor", "model.abstractor"),
+    ],
+    overwrite=True,
+)
 
 
 class KananaVPreTrainedModel(PreTrainedModel):
@@ -149,7 +161,7 @@ class KananaVPreTrainedModel(PreTrainedModel):
     base_model_prefix = "model"
     supports_gradient_checkpointing = True
     _supports_sdpa = True
-    _no_split_modules = ["LlamaDecoderLayer"]
+    _no_split_modules: ClassVar[list] = ["LlamaDecoderLayer"]
 
     def _init_weights(self, module):
         super()._init_weights(module)  # linear, conv, embedding, norms, rotary buffers
@@ -179,25 +191,44 @@ class KananaVModel(KananaVPreTrainedModel):
         vision = self.vision_model(pixel_values.to(self.vision_model.dtype), grid_thw=image_grid_thw)
         return self.abstractor(vision.last_hidden_state, image_grid_thw)
 
-    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
-                inputs_embeds=None, pixel_values=None, image_grid_thw=None, use_cache=None, mm_token_type_ids=None,
-                **kwargs):  # mm_token_type_ids: from the processor, unused
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        position_ids=None,
+        past_key_values=None,
+        inputs_embeds=None,
+        pixel_values=None,
+        image_grid_thw=None,
+        use_cache=None,
+        mm_token_type_ids=None,
+        **kwargs,
+    ):  # mm_token_type_ids: from the processor, unused
         if inputs_embeds is None:
             inputs_embeds = self.get_input_embeddings()(input_ids)
         if pixel_values is not None:
             features = self.get_image_features(pixel_values, image_grid_thw).to(inputs_embeds.dtype)
             mask = (input_ids == self.config.image_token_id).unsqueeze(-1).expand_as(inputs_embeds)
             if int(mask[..., 0].sum()) != features.shape[0]:
-                raise ValueError(f"Image features and image tokens do not match: tokens {int(mask[..., 0].sum())}, "
-                                 f"features {features.shape[0]}")
+                raise ValueError(
+                    f"Image features and image tokens do not match: tokens {int(mask[..., 0].sum())}, "
+                    f"features {features.shape[0]}"
+                )
             inputs_embeds = inputs_embeds.masked_scatter(mask, features)
-        return self.language_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                                   position_ids=position_ids, past_key_values=past_key_values, use_cache=use_cache,
-                                   **kwargs)
+        return self.language_model(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            use_cache=use_cache,
+            **kwargs,
+        )
 
 
 class KananaVForConditionalGeneration(KananaVPreTrainedModel, GenerationMixin):
-    _tied_weights_keys = {"lm_head.weight": "model.language_model.embed_tokens.weight"}  # only if the config ties
+    _tied_weights_keys: ClassVar[dict] = {
+        "lm_head.weight": "model.language_model.embed_tokens.weight"
+    }  # only if the config ties
 
     def __init__(self, config):
         super().__init__(config)
@@ -217,17 +248,43 @@ class KananaVForConditionalGeneration(KananaVPreTrainedModel, GenerationMixin):
     def get_image_features(self, pixel_values, image_grid_thw, **kwargs):
         return self.model.get_image_features(pixel_values, image_grid_thw)
 
-    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
-                inputs_embeds=None, labels=None, pixel_values=None, image_grid_thw=None, use_cache=None,
-                logits_to_keep=0, mm_token_type_ids=None, **kwargs):
-        outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                             past_key_values=past_key_values, inputs_embeds=inputs_embeds, pixel_values=pixel_values,
-                             image_grid_thw=image_grid_thw, use_cache=use_cache, **kwargs)
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        position_ids=None,
+        past_key_values=None,
+        inputs_embeds=None,
+        labels=None,
+        pixel_values=None,
+        image_grid_thw=None,
+        use_cache=None,
+        logits_to_keep=0,
+        mm_token_type_ids=None,
+        **kwargs,
+    ):
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            inputs_embeds=inputs_embeds,
+            pixel_values=pixel_values,
+            image_grid_thw=image_grid_thw,
+            use_cache=use_cache,
+            **kwargs,
+        )
         keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
         logits = self.lm_head(outputs.last_hidden_state[:, keep, :])
         loss = None
         if labels is not None:
-            loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size,
-                                      **kwargs)
-        return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=outputs.past_key_values,
-                                      hidden_states=outputs.hidden_states, attentions=outputs.attentions)
+            loss = self.loss_function(
+                logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size, **kwargs
+            )
+        return CausalLMOutputWithPast(
+            loss=loss,
+            logits=logits,
+            past_key_values=outputs.past_key_values,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )

@@ -5,9 +5,11 @@ from the model's ``config.json`` and tokenizer (``architectures`` or ``model_typ
 its vocabulary must hold), which class loads it, whether it needs its own code, how chats and images are written,
 which tokens end an assistant turn (they must carry loss) and stop generation, which modules are the vision tower
 and the projector (for ``freeze`` and LoRA), its recommended sampling settings, which vLLM versions serve it, and
-the hooks its models need (``sft_adapter``, ``image_inputs``). Recognition tries the entries in table order; the
-last one, ``generic``, takes any model transformers knows. ``align model info PATH`` prints an entry; the recipe's
-``model.family`` and the CLI's choices come from this table.
+the hooks its models need (``sft_adapter``, ``image_inputs``); for reasoning models, the markers around the reasoning
+(``reasoning``) and the chat template's switch (``thinking``, ``align/models/reasoning.py``); and what the test suite
+ran on the family's tiny model and what was not run here (``tested_here``, ``not_run_here``). Recognition tries the
+entries in table order; the last one, ``generic``, takes any model transformers knows. ``align model info PATH``
+(or ``FAMILY``) prints an entry; the recipe's ``model.family`` and the CLI's choices come from this table.
 
 Adding a family: one entry here, a tiny-model builder in ``align/models/tiny_families.py`` and its tests.
 """

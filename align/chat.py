@@ -26,14 +26,29 @@ def messages_text(value: Any) -> str:
     return str(value)
 
 
+_TEMPLATE_KWARGS = "_align_chat_template_kwargs"  # not an __init__ argument: save_pretrained leaves it out
+
+
+def set_template_kwargs(processor, kwargs: dict) -> None:
+    """Keyword arguments every prompt rendered for ``processor`` passes to its chat template (the recipe's
+    ``model.thinking`` switch: ``enable_thinking``, ``force_reasoning`` …; ``align/models/reasoning.py``)."""
+    setattr(processor, _TEMPLATE_KWARGS, dict(kwargs))
+
+
+def template_kwargs(processor) -> dict:
+    return dict(getattr(processor, _TEMPLATE_KWARGS, None) or {})
+
+
 def chat_texts(processor, prompts: list[list[dict]], images: list[list] | None) -> list[str]:
-    """Render chat prompts with the model's template, image placeholders inserted as TRL inserts them."""
+    """Render chat prompts with the model's template, image placeholders inserted as TRL inserts them, and the
+    template switches set for this processor (``set_template_kwargs``)."""
     from trl.data_utils import prepare_multimodal_messages  # TRL is heavy to import: only when rendering
 
+    kwargs = template_kwargs(processor)
     texts = []
     for i, messages in enumerate(prompts):
         imgs = images[i] if images else []
         if imgs or hasattr(processor, "image_processor"):
             messages = prepare_multimodal_messages(messages, images=list(imgs or []))
-        texts.append(processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+        texts.append(processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **kwargs))
     return texts

@@ -132,15 +132,18 @@ def cmd_model_info(args) -> int:
     import json
 
     from align.models import load_config, load_processor, resolve_model_path
-    from align.models.families import describe, resolve
+    from align.models.families import FAMILIES, describe, resolve
 
-    path = resolve_model_path(args.path)
-    processor = load_processor(path, args.trust_remote_code)
-    family = resolve(args.family, load_config(path, args.trust_remote_code), getattr(processor, "tokenizer", processor),
-                     path)  # fmt: skip
-    info = {"path": path, "processor": type(processor).__name__, **describe(family)}
-    if family.check_weights:  # a native implementation: the checkpoint's weight names against the model's
-        info["weights"] = {k: len(v) for k, v in family.hook("check_weights")(path).items()}
+    if args.path in FAMILIES and not Path(args.path).exists():  # a family's entry, without a model at hand
+        info = describe(FAMILIES[args.path])
+    else:
+        path = resolve_model_path(args.path)
+        processor = load_processor(path, args.trust_remote_code)
+        family = resolve(args.family, load_config(path, args.trust_remote_code),
+                         getattr(processor, "tokenizer", processor), path)  # fmt: skip
+        info = {"path": path, "processor": type(processor).__name__, **describe(family)}
+        if family.check_weights:  # a native implementation: the checkpoint's weight names against the model's
+            info["weights"] = {k: len(v) for k, v in family.hook("check_weights")(path).items()}
     if args.json:
         print(json.dumps(info, ensure_ascii=False, indent=2))
     else:
@@ -360,7 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     mc.add_argument("--seed", type=int, default=0, help="seed of the projector's initialisation")
     mc.set_defaults(func=cmd_model_compose)
     mi = msub.add_parser("info", help="the model's family: loader, chat tokens, stop tokens, modules, vLLM support")
-    mi.add_argument("path", help="model directory, hub id or tiny-korean-vlm")
+    mi.add_argument("path", help="model directory, hub id or tiny-korean-vlm; or a family name (its table entry, "
+                    "with what was tested here and what was not)")  # fmt: skip
     mi.add_argument("--family", default="auto", choices=("auto", *FAMILIES),
                     help="check the model against this family instead of detecting it")  # fmt: skip
     mi.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code")

@@ -19,7 +19,8 @@ from align.benchmarks import compare_bench as bench
 from align.errors import UserError
 from align.io import atomic_file, atomic_write_text, read_jsonl
 
-LOWER_IS_BETTER = ("completion_tokens", "truncated", "hedge_rate")
+LOWER_IS_BETTER = ("completion_tokens", "truncated", "hedge_rate", "reasoning_tokens", "answer_tokens",
+                   "reasoning_unfinished")  # fmt: skip
 
 
 def lower_is_better(key: str) -> bool:

@@ -22,6 +22,7 @@ from align.data import load_splits
 from align.errors import UserError
 from align.eval_trackers import log_eval_samples, save_sample_images
 from align.io import atomic_write_json, atomic_write_text
+from align.models import model_family, model_reasoning_format
 from align.rundir import EVAL_FILE
 from align.spec import RewardSpec
 from rewards.answer import hedge_rate
@@ -64,6 +65,30 @@ def _score(scorers, prompts, texts, columns, tasks, metrics, prefix: str) -> dic
     return scores
 
 
+def _reasoning_format(engine, model_dir: str, recipe):
+    processor = getattr(engine, "processor", None)
+    if processor is None:
+        return None
+    family = model_family(str(model_dir), recipe.model, getattr(processor, "tokenizer", processor))
+    return model_reasoning_format(processor, family)
+
+
+def _texts(completions, fmt, metrics: dict, prefix: str) -> tuple[list[str], dict]:
+    """Completion texts as the rewards read them and, for a reasoning model, the canonical form
+    (``<think>…</think>answer``) with per-checkpoint means of reasoning and answer tokens and the share of answers
+    whose reasoning never finished (no answer at all)."""
+    if fmt is None or not completions:
+        return [c.text for c in completions], {}
+    splits = [fmt.split_ids(c.token_ids) for c in completions]
+    n = len(splits)
+    metrics[prefix + "reasoning_tokens"] = sum(s.reasoning_tokens for s in splits) / n
+    metrics[prefix + "answer_tokens"] = sum(s.answer_tokens for s in splits) / n
+    metrics[prefix + "reasoning_unfinished"] = sum(s.reasoning is not None and not s.closed for s in splits) / n
+    counts = {"reasoning_tokens": [s.reasoning_tokens for s in splits],
+              "answer_tokens": [s.answer_tokens for s in splits]}  # fmt: skip
+    return [s.canonical for s in splits], counts
+
+
 def builtin_metrics(model_dir: str, recipe, rows, base_dir=None, engine=None,
                     outputs: dict | None = None) -> tuple[dict[str, float], list[dict]]:  # fmt: skip
 
@@ -86,16 +111,21 @@ def builtin_metrics(model_dir: str, recipe, rows, base_dir=None, engine=None,
     finally:
         if own_engine:
             engine.close()
-    texts = [o[0].text for o in outs]
+    # reasoning models: each answer read after its reasoning, split with the model's own markers
+    fmt = _reasoning_format(engine, model_dir, recipe)
+    metrics: dict[str, float] = {"n": float(len(rows))}
+    texts, counts = _texts([o[0] for o in outs], fmt, metrics, prefix="")
+    sampled_texts, sampled_counts = None, {}
+    if sampled is not None:
+        sampled_texts, sampled_counts = _texts([c for o in sampled for c in o], fmt, metrics, "sampled/")
     columns = {c: list(rows[c]) for c in rows.column_names if c != "prompt"}
     tasks = columns.get("task") or ["default"] * len(rows)
-    metrics: dict[str, float] = {"n": float(len(rows))}
     scorers = metric_rewards(recipe, base_dir, outputs)
-    scores = _score(scorers, prompts, texts, columns, tasks, metrics, prefix="")
+    scores = _score(scorers, prompts, texts, {**columns, **counts}, tasks, metrics, prefix="")
     if sampled is not None:
         k = recipe.eval.sampled.k
         rep = {c: [v for v in vals for _ in range(k)] for c, vals in columns.items()}
-        _score(scorers, [p for p in prompts for _ in range(k)], [c.text for o in sampled for c in o], rep,
+        _score(scorers, [p for p in prompts for _ in range(k)], sampled_texts, {**rep, **sampled_counts},
                [t for t in tasks for _ in range(k)], metrics, prefix="sampled/")  # fmt: skip
     # share of answers that commit to more than one candidate (rewards/answer.py): rises when a policy games its reward
     answers = columns.get("answer") or [None] * len(rows)
@@ -103,8 +133,8 @@ def builtin_metrics(model_dir: str, recipe, rows, base_dir=None, engine=None,
         metrics["hedge_rate"] = hedge_rate(texts, tasks, answers)
     if sampled is not None and texts:
         k = recipe.eval.sampled.k
-        metrics["sampled/hedge_rate"] = hedge_rate([c.text for o in sampled for c in o], [t for t in tasks for _ in
-                                                   range(k)], [a for a in answers for _ in range(k)])  # fmt: skip
+        metrics["sampled/hedge_rate"] = hedge_rate(sampled_texts, [t for t in tasks for _ in range(k)],
+                                                   [a for a in answers for _ in range(k)])  # fmt: skip
     lengths = [len(o[0].token_ids) for o in outs]
     metrics["completion_tokens"] = sum(lengths) / max(1, len(lengths))
     metrics["truncated"] = sum(o[0].finish_reason == "length" for o in outs) / max(1, len(outs))

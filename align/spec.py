@@ -58,12 +58,22 @@ class ModelSpec(Strict):
         "auto", description="Weights dtype; 'auto' is float32 on CPU and bfloat16 on GPU."
     )
     trust_remote_code: bool = Field(False, description="Allow the model's own code (HyperCLOVAX-SEED-Vision).")
+    thinking: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Reasoning models: 'on' / 'off' switch reasoning through the model's own chat template "
+        "(enable_thinking, force_reasoning / skip_reasoning); 'auto' keeps the template's default (docs/reasoning.md).",
+    )
     attn_implementation: str | None = Field(None, description="e.g. 'sdpa', 'flash_attention_2'.")
     lora: LoraSpec | None = Field(None, description="Train LoRA adapters instead of all weights.")
     freeze: list[str] = Field(
         default_factory=list,
         description="Modules kept frozen: 'vision_tower', 'connector', 'language_model' or a name substring.",
     )
+
+    @field_validator("thinking", mode="before")
+    @classmethod
+    def _thinking_on_off(cls, value):
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value  # YAML on/off
 
     @model_validator(mode="after")
     def _check(self):
@@ -72,6 +82,9 @@ class ModelSpec(Strict):
         if self.family != "auto" and self.family not in FAMILIES:
             raise ValueError(f"model.family: unknown family '{self.family}': "
                              f"{did_you_mean(self.family, [*FAMILIES, 'auto'])}")  # fmt: skip
+        if self.family != "auto" and self.thinking != "auto" and not FAMILIES[self.family].thinking:
+            raise ValueError(f"model.thinking is '{self.thinking}' but the {self.family} family has no reasoning "
+                             "switch in its chat template; use model.thinking: auto")  # fmt: skip
         return self
 
 

@@ -53,6 +53,8 @@ BUILTIN: dict[str, str] = {
     "code_tests": "rewards.code_rewards:code_tests",
     "think_answer_format": "rewards.formatting:think_answer_format",
     "soft_overlong": "rewards.formatting:soft_overlong",
+    "reasoning_format": "rewards.reasoning:reasoning_format",
+    "length_band": "rewards.reasoning:length_band",
     "repetition_penalty": "rewards.formatting:repetition_penalty",
     "reward_model": "rewards.reward_model:reward_model",
 }
@@ -129,7 +131,12 @@ def load_function(name: str, base_dir: str | Path | None = None):
 class Reward:
     """A resolved reward: the function with its bound args, its weight, and error accounting.
 
-    Calling it has TRL's reward signature, so a ``Reward`` can be handed to ``GRPOTrainer`` directly."""
+    Calling it has TRL's reward signature, so a ``Reward`` can be handed to ``GRPOTrainer`` directly. With a
+    ``reasoning`` format set (a stage training a reasoning model does so) and ``completion_ids`` passed (TRL passes
+    them), completions are rewritten as ``<think>REASONING</think>ANSWER`` from their ids and the function also gets
+    ``reasoning_tokens`` and ``answer_tokens`` (``align/models/reasoning.py``)."""
+
+    reasoning = None  # an align.models.reasoning.ReasoningFormat
 
     def __init__(self, name: str, fn, weight: float = 1.0, args: dict | None = None, max_error_rate: float = 0.1):
         self.name, self.fn, self.weight, self.args = name, fn, weight, dict(args or {})
@@ -154,6 +161,10 @@ class Reward:
 
     def __call__(self, prompts=None, completions=None, **kwargs) -> list[float | None]:
         n = len(completions)
+        ids = kwargs.get("completion_ids")
+        if self.reasoning is not None and ids is not None and len(ids) == n:
+            completions, counts = self.reasoning.rewrite(completions, ids)
+            kwargs = {**kwargs, **counts}
         with self._lock:
             self.calls += 1
             self.samples += n

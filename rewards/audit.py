@@ -27,7 +27,8 @@ KINDS = {
     "accuracy": "answer", "math_accuracy": "answer", "count_accuracy": "answer", "choice_accuracy": "answer",
     "exact_match": "answer", "ocr_accuracy": "answer", "bbox_iou": "answer", "code_tests": "code",
     "korean_consistency": "shaping", "think_answer_format": "shaping", "soft_overlong": "shaping",
-    "repetition_penalty": "shaping", "reward_model": "shaping",
+    "repetition_penalty": "shaping", "reward_model": "shaping", "reasoning_format": "shaping",
+    "length_band": "shaping",
 }  # fmt: skip
 TASKS = {
     "accuracy": ("count", "color", "ocr", "arith", "bbox", "choice"), "math_accuracy": ("arith", "math"),

@@ -17,7 +17,7 @@ import os
 
 from align.chat import chat_texts
 from align.errors import UserError
-from align.models import load_processor
+from align.models import configure_chat, load_processor
 from align.spec import RolloutSpec
 from rollouts import vllm_plugin
 from rollouts.base import Completion, Engine, Sampling, truncate_at_stop
@@ -108,7 +108,7 @@ class VLLMEngine(Engine):
 
         rollout = rollout or RolloutSpec()
         trust = bool(model_spec and model_spec.trust_remote_code)
-        self.processor = load_processor(model_path, trust)
+        self.processor = configure_chat(load_processor(model_path, trust), model_path, model_spec)  # model.thinking
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
         import torch.distributed as dist
 

@@ -9,10 +9,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from align.chat import set_template_kwargs
+from align.chat import template_kwargs as processor_template_kwargs
 from align.errors import UserError
 from align.io import atomic_dir
 from align.models.families import FAMILIES, apply_generation_stops, resolve
 from align.models.processors import load_images_only_processor
+from align.models.reasoning import reasoning_format, template_kwargs
 from align.models.tiny_families import EMBEDDED, TINY_NAME, build_embedded
 
 
@@ -31,7 +34,13 @@ ROLE_PATTERNS = _role_patterns()
 def register_native_models() -> None:
     """Our own transformers implementations join the Auto classes (HyperCLOVAX-SEED-Vision: ``hyperclovax_vlm``).
     Imported here, on the first config or processor load, because importing them loads transformers."""
+    from transformers import CONFIG_MAPPING, HyperCLOVAXVisionV2Config
+
     import align.models.hcx_vision  # noqa: F401  (registers on import)
+
+    # HyperCLOVAX-SEED-Think-32B's published config says model_type "vlm" (with remote code that no longer loads);
+    # transformers' native config class reads it and remaps the type, once "vlm" names it
+    CONFIG_MAPPING.register("vlm", HyperCLOVAXVisionV2Config, exist_ok=True)
 
 
 def resolve_model_path(path: str, progress=print) -> str:
@@ -143,7 +152,30 @@ def load_model_and_processor(path: str, spec=None, dtype: str | None = None):
     family = resolve(spec.family if spec else "auto", load_config(path, trust), tok, path)
     model = load_model(path, spec, dtype, family)
     apply_generation_stops(model, family, tok)
+    set_template_kwargs(processor, template_kwargs(family, spec.thinking if spec else "auto"))
     return model, processor, family
+
+
+def configure_chat(processor, path: str, spec=None):
+    """Apply the recipe's ``model.thinking`` switch to a processor loaded on its own (the vLLM engine's)."""
+    tok = getattr(processor, "tokenizer", processor)
+    set_template_kwargs(processor, template_kwargs(model_family(path, spec, tok), spec.thinking if spec else "auto"))
+    return processor
+
+
+def chat_template_kwargs(path: str, spec=None) -> dict:
+    """The chat template's switches for ``model.thinking`` (``{}`` for ``auto``), e.g. for TRL's
+    ``chat_template_kwargs``."""
+    if spec is None or spec.thinking == "auto":
+        return {}
+    return template_kwargs(model_family(path, spec), spec.thinking)
+
+
+def model_reasoning_format(processor, family):
+    """How completions of this model split into reasoning and answer, with the processor's template switches
+    (None: not a reasoning model)."""
+    tok = getattr(processor, "tokenizer", processor)
+    return reasoning_format(family, tok, processor_template_kwargs(processor))
 
 
 def module_matches(name: str, pattern: str) -> bool:

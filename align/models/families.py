@@ -5,9 +5,11 @@ from the model's ``config.json`` and tokenizer (``architectures`` or ``model_typ
 its vocabulary must hold), which class loads it, whether it needs its own code, how chats and images are written,
 which tokens end an assistant turn (they must carry loss) and stop generation, which modules are the vision tower
 and the projector (for ``freeze`` and LoRA), its recommended sampling settings, which vLLM versions serve it, and
-the hooks its models need (``sft_adapter``, ``image_inputs``). Recognition tries the entries in table order; the
-last one, ``generic``, takes any model transformers knows. ``align model info PATH`` prints an entry; the recipe's
-``model.family`` and the CLI's choices come from this table.
+the hooks its models need (``sft_adapter``, ``image_inputs``); for reasoning models, the markers around the reasoning
+(``reasoning``) and the chat template's switch (``thinking``, ``align/models/reasoning.py``); and what the test suite
+ran on the family's tiny model and what was not run here (``tested_here``, ``not_run_here``). Recognition tries the
+entries in table order; the last one, ``generic``, takes any model transformers knows. ``align model info PATH``
+(or ``FAMILY``) prints an entry; the recipe's ``model.family`` and the CLI's choices come from this table.
 
 Adding a family: one entry here, a tiny-model builder in ``align/models/tiny_families.py`` and its tests.
 """
@@ -52,6 +54,14 @@ class Family:
     unsupported_stages: dict[str, str] = field(default_factory=dict)  # stage type -> why it cannot run
     vllm: str = "any vLLM version with the architecture"
     hardware: str = ""
+    chat_format: str = ""  # the chat template's turns, roles and image placement, in a line
+    # reasoning ("think") models: the markers around the reasoning in a completion, as the chat template writes
+    # them (start, end); the reasoning is found between them (align/models/reasoning.py), never guessed
+    reasoning: tuple[str, str] | None = None
+    # model.thinking on/off -> the chat template's own keyword arguments that switch reasoning
+    thinking: dict[str, dict] = field(default_factory=dict)
+    tested_here: str = ""  # what the test suite runs on this family's tiny model (align model info)
+    not_run_here: str = ""  # what was not run on these machines, and why
 
     def recognises(self, config, vocab: set[str]) -> bool:
         if self.fallback:
@@ -116,6 +126,104 @@ FAMILIES = {
             hardware="one 40 GB GPU for LoRA; 80 GB for full fine-tuning",
         ),
         Family(
+            "hyperclovax_think",
+            "HyperCLOVAX-SEED-Think-14B (HyperCLOVAXForCausalLM: Llama-like with μP multipliers and Peri-LN; 32K "
+            "context; reasoning model)",
+            vision=False,
+            architectures=("HyperCLOVAXForCausalLM",),
+            model_types=("hyperclovax",),
+            loader="AutoModelForCausalLM",
+            chat_format="<|im_start|>{role}\\n…<|im_end|> turns joined by newlines; reasoning is its own turn "
+            "<|im_start|>assistant/think\\n…<|im_end|> before the answer turn <|im_start|>assistant\\n…"
+            "<|im_end|><|endofturn|>; the generation prompt stops at <|im_start|>assistant (the model writes "
+            "/think\\n or \\n)",
+            end_of_turn=("<|im_end|>", "<|endofturn|>"),
+            stop_tokens=("<|endofturn|>", "<|stop|>"),
+            reasoning=("/think\n", "<|im_end|>\n<|im_start|>assistant\n"),
+            thinking={"on": {"force_reasoning": True}, "off": {"skip_reasoning": True}},
+            vllm="vLLM ≥ 0.32 natively (HyperCLOVAXForCausalLM); reasoning parser in NAVER's hcx-vllm-plugin",
+            hardware="14.7B: LoRA on one 80 GB GPU; full fine-tuning on 8×80 GB with ZeRO-3",
+            tested_here="tiny HyperCLOVAXForCausalLM (μP multipliers ≠ 1, Peri-LN, untied head): SFT → GRPO, "
+            "generation stops on <|endofturn|>/<|stop|>, the batch guards, thinking on/off/auto, "
+            "recipes/hcx_think_text_rft.yaml (RFT → GRPO with length control); vLLM-CPU log-probs within 1e-4 of "
+            "transformers",
+            not_run_here="the 14B checkpoint, GPUs; its published chat template (ours is laid out after NAVER's vLLM "
+            "reasoning parser); tool calls",
+        ),
+        Family(
+            "hyperclovax_vision_v2",
+            "HyperCLOVAX-SEED-Think-32B (HyperCLOVAXVisionV2ForConditionalGeneration: Qwen2.5-VL vision transformer "
+            "+ linear projector + HyperCLOVAX LM; reasoning model)",
+            vision=True,
+            architectures=("HCXVisionV2ForCausalLM", "HyperCLOVAXVisionV2ForConditionalGeneration"),
+            model_types=("hyperclovax_vision_v2", "vlm"),  # the hub config says "vlm"; transformers remaps it
+            image_token="<|IMAGE_PAD|>",
+            chat_format="<|im_start|>{role}\\n…<|im_end|>\\n; each image a <|mime_start|>{json}<|mime_end|> line "
+            "then <|image_start|><|IMAGE_PAD|><|image_end|> (dynamic resolution, 2×2 merged patches); the answer "
+            "follows <think>\\n…\\n</think>\\n\\n, opened by the generation prompt unless "
+            "enable_thinking is false",
+            end_of_turn=("<|im_end|>",),
+            stop_tokens=("<|im_end|>", "<|endofturn|>", "<|stop|>"),
+            reasoning=("<think>", "</think>"),
+            thinking={"on": {"enable_thinking": True}, "off": {"enable_thinking": False}},
+            modules={"vision_tower": ("vision_model.blocks", "vision_model.patch_embed"),
+                     "connector": ("vision_model.merger", "model.projector"),
+                     "language_model": ("language_model", "lm_head")},
+            vllm="vLLM ≥ 0.32 (HCXVisionV2ForCausalLM); its Qwen2.5-VL vision module imports torchvision, so not on "
+            "vllm-cpu here",
+            hardware="32B: LoRA with ZeRO-3 on 8×80 GB (or one 80 GB GPU with 4-bit base); vLLM on separate GPUs",
+            tested_here="tiny HyperCLOVAXVisionV2ForConditionalGeneration with its processor (images only): "
+            "recognised also from a 'vlm' config; SFT → GRPO, generation, thinking on/off, "
+            "recipes/hcx_think_vision_grpo.yaml (LoRA)",
+            not_run_here="the 32B checkpoint, GPUs, ZeRO-3 on this family, vLLM (needs torchvision), videos",
+        ),
+        Family(
+            "exaone",
+            "EXAONE 4.0 (Exaone4ForCausalLM: hybrid sliding/global attention, QK-norm) and EXAONE 4.5 "
+            "(Exaone4_5_ForConditionalGeneration: 2D-RoPE GQA vision encoder + EXAONE 4.0 LM); reasoning models",
+            vision=True,  # both: the config says which (a text config loads as a causal LM)
+            architectures=("Exaone4ForCausalLM", "Exaone4_5_ForConditionalGeneration"),
+            model_types=("exaone4", "exaone4_5"),
+            image_token="<|image_pad|>",
+            chat_format="[|role|]…[|endofturn|]\\n with roles system/user/assistant/tool; images "
+            "<vision><|image_pad|></vision> in the user turn; enable_thinking opens <think>\\n after [|assistant|]",
+            end_of_turn=("[|endofturn|]",),
+            stop_tokens=("[|endofturn|]",),
+            reasoning=("<think>", "</think>"),
+            thinking={"on": {"enable_thinking": True}, "off": {"enable_thinking": False}},
+            modules={"vision_tower": ("visual.blocks", "visual.patch_embed"), "connector": ("visual.merger",),
+                     "language_model": ("language_model", "lm_head")},
+            vllm="4.0: vLLM ≥ 0.10 (Exaone4ForCausalLM); 4.5: vLLM 0.32 (Exaone4_5_ForConditionalGeneration, its "
+            "vision module imports torchvision, so not on vllm-cpu here)",
+            hardware="4.0-1.2B: one 24 GB GPU; 4.0-32B / 4.5-33B: LoRA with ZeRO-3 on 8×80 GB",
+            tested_here="tiny Exaone4_5_ForConditionalGeneration with its processor (images only) and tiny "
+            "Exaone4ForCausalLM: SFT → GRPO, generation, thinking on/off, recipes/exaone_vision_grpo.yaml; "
+            "vLLM-CPU generation of the 4.0 text model",
+            not_run_here="the checkpoints, GPUs, vLLM for 4.5 (needs torchvision), videos, the MTP head",
+        ),
+        Family(
+            "kanana_v",
+            "Kanana-1.5-v (Kakao; remote code: Qwen2-VL vision transformer + dynamic C-Abstractor + Kanana (Llama) LM)",
+            vision=True,
+            architectures=("KananaVForConditionalGeneration",),
+            remote_code=True,
+            image_token="<image>",
+            chat_format="Llama-3-style turns <|start_header_id|>{role}<|end_header_id|>\\n\\n…<|eot_id|>; "
+            "<image> per image, expanded to one placeholder (the token after end-of-text) per merged 2×2 patch",
+            end_of_turn=("<|eot_id|>",),
+            stop_tokens=("<|eot_id|>", "<|end_of_text|>"),
+            modules={"vision_tower": ("vision_model",), "connector": ("abstractor",),
+                     "language_model": ("language_model",)},
+            vllm="vLLM ≥ 0.32 natively (KananaVForConditionalGeneration); its module imports timm and Qwen2-VL's "
+            "vision code (torchvision), so not on vllm-cpu here",
+            hardware="3B: one 24 GB GPU for LoRA, 40-80 GB for full fine-tuning",
+            tested_here="a tiny checkpoint in the published layout (config fields and weight names as vLLM's kanana_v "
+            "loads them) with remote code written by this project (align/models/assets/kanana_v): loads with "
+            "model.trust_remote_code, SFT → GRPO, generation, recipes/kanana_v_grpo.yaml",
+            not_run_here="Kakao's own remote code and processor, the 3B checkpoint, GPUs, vLLM (needs timm and "
+            "torchvision); the RegNet blocks follow timm's layout but were not compared with timm (not installed)",
+        ),
+        Family(
             "varco_vision",
             "VARCO-VISION-14B-HF / 2.0 (LLaVA-OneVision: SigLIP + AnyRes + Qwen2.5/Qwen3)",
             vision=True,
@@ -129,6 +237,11 @@ FAMILIES = {
                      "language_model": ("language_model", "lm_head")},  # fmt: skip
             vllm="vLLM ≥ 0.7 (LlavaOnevisionForConditionalGeneration)",
             hardware="14B: LoRA on one 80 GB GPU; full fine-tuning on 8×80 GB with ZeRO-3. 2.0-1.7B: one 24 GB GPU",
+            tested_here="tiny LLaVA-OneVision with VARCO's tokens and a Qwen2 LM (14B-HF layout) and with a Qwen3 LM "
+            "(2.0 layout): SFT (also two images per row) → GRPO, generation, the batch guards, "
+            "recipes/varco_vision.yaml, recipes/varco2_dpo.yaml (SFT → DPO)",
+            not_run_here="the 14B-HF and 2.0 checkpoints, GPUs; their published chat templates; vLLM (its "
+            "LLaVA-OneVision module imports torchvision); videos",
         ),
         Family(
             "qwen2_5_vl",

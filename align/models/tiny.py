@@ -88,10 +88,11 @@ def training_texts() -> list[str]:
 
 
 def build_tokenizer(spec: TinySpec, specials=None, added=GROUNDING_TOKENS, eos="<|endofturn|>", pad="<|pad|>",
-                    image_token="<image>", template=CHAT_TEMPLATE):
+                    image_token="<image>", template=CHAT_TEMPLATE, named: dict[str, str] | None = None):
     """A byte-level BPE tokenizer trained on the Korean corpus. The defaults give the embedded model's tokenizer;
     the tiny models of other families (``align/models/tiny_families.py``) pass their own special tokens and chat
-    template. ``specials[:2]`` are plain special tokens (end of text, padding); the rest are marked additional."""
+    template. ``specials[:2]`` are plain special tokens (end of text, padding); the rest are marked additional.
+    ``named``: more named special tokens (``{"video_token": "<|VIDEO_PAD|>"}``), as processors look them up."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -116,7 +117,7 @@ def build_tokenizer(spec: TinySpec, specials=None, added=GROUNDING_TOKENS, eos="
         unk_token=None,
         model_max_length=spec.max_position_embeddings,
         padding_side="left",
-        extra_special_tokens={"image_token": image_token} if image_token else {},
+        extra_special_tokens={**({"image_token": image_token} if image_token else {}), **(named or {})},
     )
     fast.add_special_tokens({"additional_special_tokens": specials[2:]})
     if added:
@@ -213,3 +214,48 @@ def build_tiny(out_dir: str | Path, spec: TinySpec | None = None, force: bool = 
         processor.save_pretrained(tmp)
         (tmp / "tiny_spec.json").write_text(json.dumps(stamp, indent=2))
     return out_dir
+
+
+# Qwen2-VL / Qwen2.5-VL chat layout: a default system turn, images as <|vision_start|><|image_pad|><|vision_end|>
+# before the text, turns closed by <|im_end|> and a newline.
+QWEN_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{%- if loop.first and message['role'] != 'system' -%}"
+    "{{- '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' -}}{%- endif -%}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' -}}"
+    "{%- if message['content'] is string -%}{{- message['content'] -}}"
+    "{%- else -%}{%- for part in message['content'] -%}"
+    "{%- if part['type'] == 'image' -%}{{- IMAGE -}}"
+    "{%- elif part['type'] == 'text' -%}{{- part['text'] -}}{%- endif -%}"
+    "{%- endfor -%}{%- endif -%}"
+    "{{- '<|im_end|>\\n' -}}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"
+)
+QWEN_TOKENS = ["<|endoftext|>", "<|pad|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
+               "<|image_pad|>", "<|video_pad|>"]  # fmt: skip
+VARCO_TOKENS = ["<|endoftext|>", "<|pad|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"]
+VARCO_MARKUP = ["<gro>", "<ocr>", "<char>", "</char>", "<obj>", "</obj>", "<bbox>", "</bbox>", "<delim>"]
+
+
+def qwen_template(image: str) -> str:
+    return QWEN_TEMPLATE.replace("IMAGE", repr(image))
+
+
+def text_config(spec: TinySpec, tok, **extra) -> dict:
+    """A tiny text model's config fields (2 layers, the spec's sizes, special token ids from ``tok``)."""
+    ids = tok.convert_tokens_to_ids
+    return {
+        "vocab_size": len(tok),
+        "hidden_size": spec.text_hidden,
+        "intermediate_size": spec.text_intermediate,
+        "num_hidden_layers": 2,
+        "num_attention_heads": spec.text_heads,
+        "num_key_value_heads": spec.text_heads,
+        "max_position_embeddings": spec.max_position_embeddings,
+        "tie_word_embeddings": True,
+        "pad_token_id": ids("<|pad|>"),
+        "bos_token_id": ids("<|endoftext|>"),
+        "eos_token_id": ids("<|im_end|>"),
+        **extra,
+    }

@@ -22,55 +22,23 @@ from pathlib import Path
 
 from align.io import atomic_dir, cache_dir
 from align.models.processors import images_only_processor
-from align.models.tiny import TinySpec, already_built, build_tiny, build_tokenizer
+from align.models.tiny import (
+    QWEN_TOKENS,
+    VARCO_MARKUP,
+    VARCO_TOKENS,
+    TinySpec,
+    already_built,
+    build_tiny,
+    build_tokenizer,
+    qwen_template,
+)
+from align.models.tiny import text_config as _text_config
+from align.models.tiny_families_2026 import ARCHITECTURES_2026
 from align.models.tiny_hcx import build_tiny_hcx
+from align.models.tiny_kanana import build_tiny_kanana_v
 
 TINY_NAME = "tiny-korean-vlm"
 TINY_TEXT_NAME = "tiny-korean-lm"
-
-# Qwen2-VL / Qwen2.5-VL chat layout: a default system turn, images as <|vision_start|><|image_pad|><|vision_end|>
-# before the text, turns closed by <|im_end|> and a newline.
-QWEN_TEMPLATE = (
-    "{%- for message in messages -%}"
-    "{%- if loop.first and message['role'] != 'system' -%}"
-    "{{- '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' -}}{%- endif -%}"
-    "{{- '<|im_start|>' + message['role'] + '\\n' -}}"
-    "{%- if message['content'] is string -%}{{- message['content'] -}}"
-    "{%- else -%}{%- for part in message['content'] -%}"
-    "{%- if part['type'] == 'image' -%}{{- IMAGE -}}"
-    "{%- elif part['type'] == 'text' -%}{{- part['text'] -}}{%- endif -%}"
-    "{%- endfor -%}{%- endif -%}"
-    "{{- '<|im_end|>\\n' -}}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"
-)
-QWEN_TOKENS = ["<|endoftext|>", "<|pad|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
-               "<|image_pad|>", "<|video_pad|>"]  # fmt: skip
-VARCO_TOKENS = ["<|endoftext|>", "<|pad|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"]
-VARCO_MARKUP = ["<gro>", "<ocr>", "<char>", "</char>", "<obj>", "</obj>", "<bbox>", "</bbox>", "<delim>"]
-
-
-def qwen_template(image: str) -> str:
-    return QWEN_TEMPLATE.replace("IMAGE", repr(image))
-
-
-def _text_config(spec: TinySpec, tok, **extra) -> dict:
-    ids = tok.convert_tokens_to_ids
-    return {
-        "vocab_size": len(tok),
-        "hidden_size": spec.text_hidden,
-        "intermediate_size": spec.text_intermediate,
-        "num_hidden_layers": 2,
-        "num_attention_heads": spec.text_heads,
-        "num_key_value_heads": spec.text_heads,
-        "max_position_embeddings": spec.max_position_embeddings,
-        "tie_word_embeddings": True,
-        "pad_token_id": ids("<|pad|>"),
-        "bos_token_id": ids("<|endoftext|>"),
-        "eos_token_id": ids("<|im_end|>"),
-        **extra,
-    }
-
 
 def build_qwen2_5_vl(spec: TinySpec):
     from transformers import (
@@ -138,7 +106,7 @@ def build_varco_vision(spec: TinySpec):
     return LlavaOnevisionForConditionalGeneration(config), processor, ["<|im_end|>", "<|endoftext|>"]
 
 
-ARCHITECTURES = {"qwen2_5_vl": build_qwen2_5_vl, "varco_vision": build_varco_vision}
+ARCHITECTURES = {"qwen2_5_vl": build_qwen2_5_vl, "varco_vision": build_varco_vision, **ARCHITECTURES_2026}
 
 
 def _build_from_config(family: str, out_dir: Path, spec: TinySpec | None = None) -> Path:
@@ -152,7 +120,7 @@ def _build_from_config(family: str, out_dir: Path, spec: TinySpec | None = None)
         return out_dir
     torch.manual_seed(spec.seed)
     model, processor, stops = ARCHITECTURES[family](spec)
-    tok = processor.tokenizer
+    tok = getattr(processor, "tokenizer", processor)  # text models: the tokenizer itself
     model.generation_config = GenerationConfig(
         eos_token_id=tok.convert_tokens_to_ids(stops), pad_token_id=tok.pad_token_id, do_sample=False,
         max_new_tokens=32,
@@ -221,12 +189,25 @@ FAMILY_BUILDERS: dict[str, Callable[[Path], Path]] = {
     "hyperclovax_vision": build_tiny_hcx,
     "varco_vision": lambda out: _build_from_config("varco_vision", out),
     "qwen2_5_vl": lambda out: _build_from_config("qwen2_5_vl", out),
+    "hyperclovax_think": lambda out: _build_from_config("hyperclovax_think", out),
+    "hyperclovax_vision_v2": lambda out: _build_from_config("hyperclovax_vision_v2", out),
+    "exaone": lambda out: _build_from_config("exaone", out),
+    "kanana_v": build_tiny_kanana_v,
     "generic": lambda out: build_embedded(TINY_NAME),  # the embedded model (Idefics3) is a generic one
 }
 
 
+# more tiny models of a family's other members: EXAONE 4.0 (text), VARCO-VISION-2.0 (Qwen3 + SigLIP2)
+VARIANT_BUILDERS: dict[str, Callable[[Path], Path]] = {
+    "exaone_text": lambda out: _build_from_config("exaone_text", out),
+    "varco_vision_2": lambda out: _build_from_config("varco_vision_2", out),
+}
+
+
 def build_tiny_family(family: str, out_dir: str | Path) -> Path:
-    """Build the tiny model of ``family`` into ``out_dir`` (reused when already built with the same spec)."""
-    if family not in FAMILY_BUILDERS:
-        raise ValueError(f"no tiny model for family {family!r}; choose from {', '.join(FAMILY_BUILDERS)}")
-    return Path(FAMILY_BUILDERS[family](Path(out_dir)))
+    """Build the tiny model of ``family`` (or of a variant, ``VARIANT_BUILDERS``) into ``out_dir`` (reused when
+    already built with the same spec)."""
+    builders = {**FAMILY_BUILDERS, **VARIANT_BUILDERS}
+    if family not in builders:
+        raise ValueError(f"no tiny model for family {family!r}; choose from {', '.join(builders)}")
+    return Path(builders[family](Path(out_dir)))

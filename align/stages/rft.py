@@ -27,6 +27,7 @@ import rewards as registry
 from align.distributed import main_only
 from align.errors import StageError
 from align.io import append_jsonl, atomic_write_json, atomic_write_text
+from align.models import model_family, model_reasoning_format
 from align.spec import StageSpec, Strict
 from align.stages.base import PassRates, Stage, StageContext, StageResult
 from align.stages.sft import train_sft
@@ -80,6 +81,10 @@ def sample_and_score(ctx, dataset, n: int, temperature: float, max_new_tokens: i
         log=ctx.log,
     )
     columns = [c for c in dataset.column_names if c not in ("prompt", "completion")]
+    # reasoning models: completions in the canonical <think>…</think>answer form (align/models/reasoning.py), so
+    # rewards read the answer and the accepted samples train the model's own reasoning layout
+    tok = getattr(engine.processor, "tokenizer", engine.processor)
+    fmt = model_reasoning_format(engine.processor, model_family(ctx.input_model, ctx.recipe.model, tok))
     out: list[dict] = []
     try:
         for start in range(0, len(dataset), batch_prompts):
@@ -91,7 +96,8 @@ def sample_and_score(ctx, dataset, n: int, temperature: float, max_new_tokens: i
             groups = engine.generate(prompts, images, sampling)
             flat_prompts = [p for p in prompts for _ in range(n)]
             flat = [c for g in groups for c in g]
-            completions = [[{"role": "assistant", "content": c.text}] for c in flat]
+            texts = [fmt.split_ids(c.token_ids).canonical if fmt else c.text for c in flat]
+            completions = [[{"role": "assistant", "content": t}] for t in texts]
             cols = {c: [v for v in batch[c] for _ in range(n)] for c in columns}
             scores = {r.name: r(flat_prompts, completions, **cols) for r in scorers}
             rows = []
@@ -100,7 +106,7 @@ def sample_and_score(ctx, dataset, n: int, temperature: float, max_new_tokens: i
                 total = sum(weights.get(k, 0.0) * v for k, v in per.items() if v is not None)
                 rows.append({"step": start // batch_prompts, "id": cols["id"][j], "prompt_id": cols["id"][j],
                              "task": cols["task"][j] if "task" in cols else None, "sample": j % n,
-                             "completion": c.text, "tokens": len(c.token_ids), "finish_reason": c.finish_reason,
+                             "completion": texts[j], "tokens": len(c.token_ids), "finish_reason": c.finish_reason,
                              "rewards": per, "total": total})  # fmt: skip
             for g in range(0, len(rows), n):  # advantage as GRPO would see it: total minus the group mean
                 mean = sum(r["total"] for r in rows[g : g + n]) / n

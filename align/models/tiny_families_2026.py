@@ -1,0 +1,332 @@
+"""Tiny models of the Korean model families released since mid-2025, built from their native transformers configs
+(as TRL's own tests do), with a tokenizer trained on the Korean corpus and a chat template laid out like the
+published one. Random weights: they test the workbench's code paths (recognition, SFT, GRPO, generation, the batch
+guards, the reasoning switch), not the models.
+
+* ``hyperclovax_think`` — HyperCLOVAX-SEED-Think-14B: ``HyperCLOVAXForCausalLM`` with non-trivial μP multipliers and
+  Peri-LN (``use_post_norm``); its reasoning turn is ``<|im_start|>assistant/think\\n…<|im_end|>`` before the answer
+  turn, switched by the template's ``force_reasoning`` / ``skip_reasoning``.
+* ``hyperclovax_vision_v2`` — HyperCLOVAX-SEED-Think-32B: Qwen2.5-VL vision transformer + linear projector +
+  HyperCLOVAX LM; images as ``<|image_start|><|IMAGE_PAD|><|image_end|>`` after a ``<|mime_start|>…<|mime_end|>``
+  line; reasoning in ``<think>…</think>``, opened by the generation prompt unless ``enable_thinking: false``.
+* ``exaone`` — EXAONE 4.5 (``Exaone4_5_ForConditionalGeneration``: 2D-RoPE GQA vision encoder + EXAONE 4.0 LM with
+  hybrid sliding/full attention); ``exaone_text`` builds EXAONE 4.0 (``Exaone4ForCausalLM``) alone. Turns
+  ``[|role|]…[|endofturn|]``, images ``<vision><|image_pad|></vision>``, ``enable_thinking`` opens ``<think>``.
+* ``varco_vision_2`` — VARCO-VISION-2.0: LLaVA-OneVision with a Qwen3 LM (q/k norms) and a SigLIP(2) tower.
+
+The templates are our reading of the published ones (the hub is unreachable here); docs/families.md says what
+differs.
+"""
+
+from __future__ import annotations
+
+from align.models.processors import images_only_processor
+from align.models.tiny import CHAT_TOKENS, VARCO_MARKUP, VARCO_TOKENS, TinySpec, build_tokenizer, qwen_template
+from align.models.tiny import text_config as _text_config
+
+THINK = ["<think>", "</think>"]  # ordinary added tokens: decoding with skip_special_tokens keeps them
+
+# Text of a message (a string, or TRL's parts), and the reasoning split off an assistant message written as
+# '<think>R</think>A' (how the workbench writes reasoning in SFT data and canonical completions).
+_TEXT = (
+    "{%- set content = message['content'] if message['content'] is string else "
+    "(message['content'] | selectattr('type', 'equalto', 'text') | map(attribute='text') | join('')) -%}"
+)
+_SPLIT = (
+    "{%- set reasoning = '' -%}"
+    "{%- if '</think>' in content -%}"
+    "{%- set reasoning = content.split('</think>')[0].split('<think>')[-1].strip('\\n') -%}"
+    "{%- set content = content.split('</think>')[-1].lstrip('\\n') -%}"
+    "{%- endif -%}"
+)
+
+# HyperCLOVAX-SEED-Think-14B: turns separated by a newline; the answer turn ends <|im_end|><|endofturn|>. Without a
+# switch the prompt stops at '<|im_start|>assistant' and the model writes '/think\n…' (reasoning) or '\n…'.
+HCX_THINK_TEMPLATE = (
+    "{%- for message in messages -%}" + _TEXT + "{%- if not loop.first -%}{{- '\\n' -}}{%- endif -%}"
+    "{%- if message['role'] == 'assistant' -%}"
+    + _SPLIT
+    + "{%- if reasoning -%}{{- '<|im_start|>assistant/think\\n' + reasoning + '<|im_end|>\\n' -}}{%- endif -%}"
+    "{{- '<|im_start|>assistant\\n' + content + '<|im_end|><|endofturn|>' -}}"
+    "{%- else -%}{{- '<|im_start|>' + message['role'] + '\\n' + content + '<|im_end|>' -}}{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}"
+    "{%- if force_reasoning is defined and force_reasoning -%}{{- '\\n<|im_start|>assistant/think\\n' -}}"
+    "{%- elif skip_reasoning is defined and skip_reasoning -%}{{- '\\n<|im_start|>assistant\\n' -}}"
+    "{%- else -%}{{- '\\n<|im_start|>assistant' -}}{%- endif -%}"
+    "{%- endif -%}"
+)
+
+# HyperCLOVAX-SEED-Think-32B: reasoning on unless enable_thinking is false (then the prompt holds an empty block).
+HCX_V2_IMAGE = (
+    '<|mime_start|>{"id": "image", "type": "image/jpeg", "filename": "image.jpg"}<|mime_end|>\\n'
+    "<|image_start|><|IMAGE_PAD|><|image_end|>"
+)
+HCX_V2_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'assistant' -%}" + _TEXT + _SPLIT + "{{- '<|im_start|>assistant\\n' -}}"
+    "{%- if reasoning or loop.last -%}{{- '<think>\\n' + reasoning + '\\n</think>\\n\\n' -}}{%- endif -%}"
+    "{{- content + '<|im_end|>\\n' -}}"
+    "{%- else -%}{{- '<|im_start|>' + message['role'] + '\\n' -}}"
+    "{%- if message['content'] is string -%}{{- message['content'] -}}"
+    "{%- else -%}{%- for part in message['content'] -%}"
+    "{%- if not loop.first -%}{{- '\\n' -}}{%- endif -%}"
+    "{%- if part['type'] == 'image' -%}{{- '" + HCX_V2_IMAGE + "' -}}"
+    "{%- elif part['type'] == 'text' -%}{{- part['text'] -}}{%- endif -%}"
+    "{%- endfor -%}{%- endif -%}{{- '<|im_end|>\\n' -}}{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}"
+    "{%- if enable_thinking is not defined or enable_thinking -%}{{- '<|im_start|>assistant\\n<think>\\n' -}}"
+    "{%- else -%}{{- '<|im_start|>assistant\\n<think>\\n\\n</think>\\n\\n' -}}{%- endif -%}"
+    "{%- endif -%}"
+)
+HCX_V2_TOKENS = [
+    "<|endoftext|>",
+    "<|pad|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|endofturn|>",
+    "<|stop|>",
+    "<|mime_start|>",
+    "<|mime_end|>",
+    "<|image_start|>",
+    "<|image_end|>",
+    "<|IMAGE_PAD|>",
+    "<|video_start|>",
+    "<|video_end|>",
+    "<|VIDEO_PAD|>",
+]
+
+# EXAONE 4.0 / 4.5: '[|role|]…[|endofturn|]\n'; reasoning only when enable_thinking opens '<think>\n'.
+EXAONE_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'assistant' -%}" + _TEXT + _SPLIT + "{{- '[|assistant|]' -}}"
+    "{%- if reasoning -%}{{- '<think>\\n' + reasoning + '\\n</think>\\n\\n' -}}{%- endif -%}"
+    "{{- content + '[|endofturn|]\\n' -}}"
+    "{%- else -%}{{- '[|' + message['role'] + '|]' -}}"
+    "{%- if message['content'] is string -%}{{- message['content'] -}}"
+    "{%- else -%}{%- for part in message['content'] -%}"
+    "{%- if part['type'] == 'image' -%}{{- '<vision><|image_pad|></vision>' -}}"
+    "{%- elif part['type'] == 'text' -%}{{- part['text'] -}}{%- endif -%}"
+    "{%- endfor -%}{%- endif -%}{{- '[|endofturn|]\\n' -}}{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '[|assistant|]' -}}"
+    "{%- if enable_thinking is defined and enable_thinking -%}{{- '<think>\\n' -}}{%- endif -%}{%- endif -%}"
+)
+EXAONE_TOKENS = [
+    "<|endoftext|>",
+    "<|pad|>",
+    "[|system|]",
+    "[|user|]",
+    "[|assistant|]",
+    "[|tool|]",
+    "[|endofturn|]",
+    "<vision>",
+    "</vision>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+]
+
+
+def _tiny_spec(spec: TinySpec | None) -> TinySpec:
+    return spec or TinySpec()
+
+
+def build_hyperclovax_think(spec: TinySpec):
+    from transformers import HyperCLOVAXConfig, HyperCLOVAXForCausalLM
+
+    tok = build_tokenizer(
+        spec, CHAT_TOKENS, added=(), eos="<|endofturn|>", image_token=None, template=HCX_THINK_TEMPLATE
+    )
+    # μP multipliers away from 1 and Peri-LN: the parts of the architecture a plain Llama does not have
+    config = HyperCLOVAXConfig(
+        **_text_config(spec, tok, eos_token_id=tok.convert_tokens_to_ids("<|endofturn|>"), tie_word_embeddings=False),
+        embedding_multiplier=2.0,
+        logits_scaling=0.5,
+        residual_multiplier=0.7,
+        attention_multiplier=0.1,
+        use_post_norm=True,
+    )
+    return HyperCLOVAXForCausalLM(config), tok, ["<|endofturn|>", "<|stop|>"]
+
+
+def build_hyperclovax_vision_v2(spec: TinySpec):
+    from transformers import (
+        HyperCLOVAXVisionV2Config,
+        HyperCLOVAXVisionV2ForConditionalGeneration,
+        HyperCLOVAXVisionV2Processor,
+        Qwen2VLImageProcessorPil,
+    )
+
+    tok = build_tokenizer(
+        spec,
+        HCX_V2_TOKENS,
+        added=THINK,
+        eos="<|im_end|>",
+        image_token="<|IMAGE_PAD|>",
+        template=HCX_V2_TEMPLATE,
+        named={"video_token": "<|VIDEO_PAD|>"},
+    )
+    ids = tok.convert_tokens_to_ids
+    image_processor = Qwen2VLImageProcessorPil(
+        min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 16, patch_size=14, merge_size=2, temporal_patch_size=2
+    )
+    processor = images_only_processor(
+        HyperCLOVAXVisionV2Processor, image_processor=image_processor, tokenizer=tok, chat_template=HCX_V2_TEMPLATE
+    )
+    config = HyperCLOVAXVisionV2Config(
+        vision_config={
+            "model_type": "qwen2_5_vl",
+            "depth": 2,
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_heads": 1,
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "out_hidden_size": 64,
+            "window_size": 56,
+            "fullatt_block_indexes": [1],
+        },
+        text_config={
+            "model_type": "hyperclovax",
+            **_text_config(spec, tok),
+            "embedding_multiplier": 2.0,
+            "logits_scaling": 0.5,
+            "residual_multiplier": 0.7,
+            "use_post_norm": True,
+        },
+        image_token_id=ids("<|IMAGE_PAD|>"),
+        video_token_id=ids("<|VIDEO_PAD|>"),
+        tie_word_embeddings=True,
+    )
+    return HyperCLOVAXVisionV2ForConditionalGeneration(config), processor, ["<|im_end|>", "<|endofturn|>", "<|stop|>"]
+
+
+def _exaone_text(spec: TinySpec, tok) -> dict:
+    # hybrid attention as in EXAONE 4.0-32B: a sliding-window layer, then a global one
+    return _text_config(
+        spec,
+        tok,
+        eos_token_id=tok.convert_tokens_to_ids("[|endofturn|]"),
+        tie_word_embeddings=False,
+        sliding_window=64,
+        sliding_window_pattern=2,
+    )
+
+
+def _exaone_tokenizer(spec: TinySpec):
+    return build_tokenizer(
+        spec,
+        EXAONE_TOKENS,
+        added=THINK,
+        eos="[|endofturn|]",
+        image_token="<|image_pad|>",
+        template=EXAONE_TEMPLATE,
+        named={"video_token": "<|video_pad|>"},
+    )
+
+
+def build_exaone_text(spec: TinySpec):
+    from transformers import Exaone4Config, Exaone4ForCausalLM
+
+    tok = _exaone_tokenizer(spec)
+    return Exaone4ForCausalLM(Exaone4Config(**_exaone_text(spec, tok))), tok, ["[|endofturn|]"]
+
+
+def build_exaone_vision(spec: TinySpec):
+    from transformers import (
+        Exaone4_5_Config,
+        Exaone4_5_ForConditionalGeneration,
+        Exaone4_5_Processor,
+        Qwen2VLImageProcessorPil,
+    )
+
+    tok = _exaone_tokenizer(spec)
+    ids = tok.convert_tokens_to_ids
+    image_processor = Qwen2VLImageProcessorPil(
+        min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 16, patch_size=14, merge_size=2, temporal_patch_size=2
+    )
+    processor = images_only_processor(
+        Exaone4_5_Processor, image_processor=image_processor, tokenizer=tok, chat_template=EXAONE_TEMPLATE
+    )
+    config = Exaone4_5_Config(
+        # EXAONE 4.5's vision encoder: grouped-query attention (2 heads, 1 key/value head)
+        vision_config={
+            "depth": 2,
+            "hidden_size": 128,
+            "intermediate_size": 128,
+            "num_heads": 2,
+            "num_key_value_heads": 1,
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "out_hidden_size": spec.text_hidden,
+            "window_size": 56,
+            "fullatt_block_indexes": [1],
+        },
+        text_config={"model_type": "exaone4", **_exaone_text(spec, tok)},
+        image_token_id=ids("<|image_pad|>"),
+        video_token_id=ids("<|video_pad|>"),
+        tie_word_embeddings=False,
+    )
+    return Exaone4_5_ForConditionalGeneration(config), processor, ["[|endofturn|]"]
+
+
+def build_varco_vision_2(spec: TinySpec):
+    """VARCO-VISION-2.0: LLaVA-OneVision with a Qwen3 language model (q/k norms) and a SigLIP2 tower (the
+    fixed-resolution SigLIP2 checkpoints use SigLIP's architecture)."""
+    from transformers import (
+        LlavaOnevisionConfig,
+        LlavaOnevisionForConditionalGeneration,
+        LlavaOnevisionImageProcessorPil,
+        LlavaOnevisionProcessor,
+    )
+
+    side = 32
+    template = qwen_template("<image>\n")
+    tok = build_tokenizer(
+        spec, VARCO_TOKENS, added=VARCO_MARKUP, eos="<|im_end|>", image_token="<image>", template=template
+    )
+    pinpoints = [[side, side], [side, 2 * side], [2 * side, side], [2 * side, 2 * side]]
+    image_processor = LlavaOnevisionImageProcessorPil(
+        size={"height": side, "width": side}, image_grid_pinpoints=pinpoints
+    )
+    processor = images_only_processor(
+        LlavaOnevisionProcessor,
+        image_processor=image_processor,
+        tokenizer=tok,
+        chat_template=template,
+        num_image_tokens=(side // 16) ** 2,
+        vision_feature_select_strategy="full",
+        vision_aspect_ratio="anyres_max_9",
+    )
+    config = LlavaOnevisionConfig(
+        vision_config={
+            "model_type": "siglip_vision_model",
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 1,
+            "image_size": side,
+            "patch_size": 16,
+        },
+        text_config={"model_type": "qwen3", **_text_config(spec, tok, head_dim=spec.text_hidden // spec.text_heads)},
+        image_token_index=tok.convert_tokens_to_ids("<image>"),
+        video_token_index=tok.convert_tokens_to_ids("<video>"),
+        vision_feature_select_strategy="full",
+        vision_feature_layer=-1,
+        image_grid_pinpoints=pinpoints,
+        tie_word_embeddings=True,
+    )
+    return LlavaOnevisionForConditionalGeneration(config), processor, ["<|im_end|>", "<|endoftext|>"]
+
+
+# name -> builder (TinySpec) -> (model, processor or tokenizer, stop tokens); built by tiny_families.build_from_config
+ARCHITECTURES_2026 = {
+    "hyperclovax_think": build_hyperclovax_think,
+    "hyperclovax_vision_v2": build_hyperclovax_vision_v2,
+    "exaone": build_exaone_vision,
+    "exaone_text": build_exaone_text,
+    "varco_vision_2": build_varco_vision_2,
+}

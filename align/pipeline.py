@@ -125,7 +125,9 @@ def base_model(recipe, run: RunDir) -> str:
         return resolve_model_path(recipe.model.path, progress=progress)
     out = run.path / "compose" / "model"
     if not (out / "config.json").exists():
-        compose(spec.vision, spec.language, out, spec.projector, spec.pool, seed=recipe.seed, progress=progress)
+        compose(spec.vision, spec.language, out, spec.projector, spec.pool, seed=recipe.seed, progress=progress,
+                resnet_blocks=spec.resnet_blocks, resnet_kernel=spec.resnet_kernel,
+                projector_hidden=spec.projector_hidden)  # fmt: skip
     return str(out)
 
 

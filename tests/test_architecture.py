@@ -30,6 +30,9 @@ LOCAL_IMPORTS_ALLOWED = ("align.cli",)
 LOCAL_IMPORT_EXCEPTIONS = {
     ("align.models", "align.models.hcx_vision"): "registers our native model classes with transformers' Auto classes",
     ("align.models.tiny_hcx", "align.models.hcx_vision"): "the native HyperCLOVAX classes load transformers",
+    ("align.models", "align.models.aiku_vlm"): "registers our native model classes with transformers' Auto classes",
+    ("align.models.compose", "align.models.aiku_vlm"): "the AIKU-style model classes load transformers",
+    ("align.models.tiny_families", "align.models.compose"): "compose imports align.models, which imports this module",
 }
 
 

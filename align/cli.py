@@ -342,17 +342,23 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--family", choices=tuple(FAMILIES),
                    help="build the tiny model of this family instead (tests and recipe smoke runs)")  # fmt: skip
     b.set_defaults(func=cmd_build_tiny)
-    mc = msub.add_parser("compose", help="build a small VLM from a vision encoder and a language model (docs/compose.md)")
+    mc = msub.add_parser("compose", help="build a small VLM from a vision encoder and a language model")
     mc.add_argument("--vision", required=True, help="CLIP or SigLIP encoder (hub id or directory)")
     mc.add_argument("--language", required=True, help="causal LM with a chat template (hub id or directory)")
-    mc.add_argument("--projector", default="mlp2x_gelu", choices=("mlp2x_gelu", "aiku"),
-                    help="mlp2x_gelu: LLaVA-1.5's (a LLaVA model); aiku: MLP → N×N average pooling → ResNet block")
-    mc.add_argument("--pool", type=int, help="aiku: N×N average pooling over the patch grid (default 2; must divide "
-                    "the grid); image tokens per image = (grid / N)²")  # fmt: skip
+    mc.add_argument(
+        "--projector",
+        default="mlp2x_gelu",
+        choices=("mlp2x_gelu", "aiku"),
+        help="mlp2x_gelu: LLaVA-1.5's (a LLaVA model); aiku: MLP → N×N average pooling → ResNet block",
+    )
+    mc.add_argument(
+        "--pool",
+        type=int,
+        help="aiku: N×N average pooling over the patch grid (default 2; must divide it): (grid / N)² image tokens",
+    )
     mc.add_argument("--resnet-blocks", type=int, help="aiku: residual depthwise-conv blocks after pooling (default 1)")
     mc.add_argument("--resnet-kernel", type=int, help="aiku: their odd kernel size (default 3)")
-    mc.add_argument("--projector-hidden", type=int,
-                    help="aiku: hidden width of the MLP projection (default: the language model's hidden size)")
+    mc.add_argument("--projector-hidden", type=int, help="aiku: the MLP's hidden width (default: the LM's hidden size)")
     mc.add_argument("--out", required=True, help="output model directory")
     mc.add_argument("--seed", type=int, default=0, help="seed of the projector's initialisation")
     mc.set_defaults(func=cmd_model_compose)

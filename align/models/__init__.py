@@ -32,7 +32,7 @@ def register_native_models() -> None:
     """Our own transformers implementations join the Auto classes (HyperCLOVAX-SEED-Vision: ``hyperclovax_vlm``; the
     AIKU-style composed VLM: ``aiku_vlm``). Imported here, on the first config or processor load, because importing
     them loads transformers."""
-    import align.models.aiku_vlm  # noqa: F401  (registers on import)
+    import align.models.aiku_vlm  # registers on import
     import align.models.hcx_vision  # noqa: F401  (registers on import)
 
 

@@ -186,15 +186,15 @@ def compose(vision: str, language: str, out_dir: str | Path, projector: str = "m
     if image_token_id >= lm.get_input_embeddings().weight.shape[0]:
         lm.resize_token_embeddings(len(tokenizer))
     strategy = "default" if kind == "clip" else "full"  # CLIP's CLS token is dropped, SigLIP has none
-    base = dict(
-        vision_config=encoder.config.to_dict(),
-        text_config=lm.config.to_dict(),
-        image_token_id=image_token_id,
-        projector_hidden_act="gelu",
-        vision_feature_select_strategy=strategy,
-        vision_feature_layer=-2,
-        tie_word_embeddings=bool(getattr(lm.config, "tie_word_embeddings", False)),
-    )
+    base = {
+        "vision_config": encoder.config.to_dict(),
+        "text_config": lm.config.to_dict(),
+        "image_token_id": image_token_id,
+        "projector_hidden_act": "gelu",
+        "vision_feature_select_strategy": strategy,
+        "vision_feature_layer": -2,
+        "tie_word_embeddings": bool(getattr(lm.config, "tie_word_embeddings", False)),
+    }
     torch.manual_seed(seed)
     model = _model(projector, base, pool, sizes, tokens).to(lm.dtype)
     model.model.vision_tower.load_state_dict(encoder.state_dict())
@@ -217,7 +217,7 @@ def compose(vision: str, language: str, out_dir: str | Path, projector: str = "m
     if projector == "aiku":
         record["sizes"] = {k: getattr(model.config, k) for k in ("projector_hidden_size", "resnet_blocks",
                                                                   "resnet_kernel")}  # fmt: skip
-        record["load"] = "import align.models.aiku_vlm before transformers' Auto classes (registers model_type aiku_vlm)"
+        record["load"] = "import align.models.aiku_vlm before transformers' Auto classes (it registers aiku_vlm)"
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)

@@ -154,8 +154,11 @@ FAMILIES = {
             image_token="<image>",
             load="align.models.aiku_vlm:load_checked",
             check_weights="align.models.aiku_vlm:checkpoint_keys",
-            modules={"vision_tower": ("vision_tower",), "connector": ("multi_modal_projector",),
-                     "language_model": ("language_model", "lm_head")},  # fmt: skip
+            modules={
+                "vision_tower": ("vision_tower",),
+                "connector": ("multi_modal_projector",),
+                "language_model": ("language_model", "lm_head"),
+            },
             vllm="vLLM 0.32 through this workbench's plugin (rollouts/vllm_plugin.py, entry point "
             "vllm.general_plugins)",
             hardware="CLIP ViT-L/14-336 + a 0.5B language model: one 24 GB GPU for every stage",

@@ -55,7 +55,9 @@ def checkpoint_keys(path: str) -> dict:
 
     folder = Path(path)
     index = folder / "model.safetensors.index.json"
-    files = sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.exists() else ["model.safetensors"]
+    files = (
+        sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.exists() else ["model.safetensors"]
+    )
     found = set()
     for name in files:
         with safe_open(str(folder / name), "pt") as f:

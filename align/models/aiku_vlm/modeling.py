@@ -52,7 +52,9 @@ class AikuConnector(nn.Module):
         self.act = ACT2FN[config.projector_hidden_act]
         self.linear_2 = nn.Linear(width, hidden)
         self.pool = config.pool
-        self.resnet = nn.ModuleList(ResidualConvBlock(hidden, config.resnet_kernel) for _ in range(config.resnet_blocks))
+        self.resnet = nn.ModuleList(
+            ResidualConvBlock(hidden, config.resnet_kernel) for _ in range(config.resnet_blocks)
+        )
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         x = self.linear_2(self.act(self.linear_1(features)))

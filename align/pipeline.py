@@ -48,7 +48,8 @@ def recipe_dir(recipe) -> Path | None:
 
 def plan(recipe) -> str:
     c = recipe.model.compose
-    model = f"compose({c.vision} + {c.language}, {c.projector})" if c else recipe.model.path
+    pool = f", pool {c.pool}" if c and c.pool else ""
+    model = f"compose({c.vision} + {c.language}, {c.projector}{pool})" if c else recipe.model.path
     lines = [f"recipe {recipe.name}: model {model} ({recipe.model.family})",
              f"  data: {recipe.data.source}" + (f" tasks={','.join(recipe.data.tasks)}" if recipe.data.tasks else ""),
              f"  rewards: {', '.join(f'{r.name}×{r.weight:g}' for r in recipe.rewards) or 'none'}",

@@ -127,7 +127,7 @@ def test_family_choices_come_from_the_table():
     assert all(name in described for name in FAMILIES)
 
 
-@pytest.mark.parametrize("family", ["hyperclovax_text", "hyperclovax_vision", "varco_vision", "qwen2_5_vl"])
+@pytest.mark.parametrize("family", ["hyperclovax_text", "hyperclovax_vision", "varco_vision", "qwen2_5_vl", "aiku_vlm"])
 def test_recognition_is_driven_by_the_table_entry(family):
     """Each family is recognised from the fields of its own entry, and only from them."""
     from types import SimpleNamespace

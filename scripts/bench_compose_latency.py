@@ -14,7 +14,7 @@ Per variant, one request at a time, greedy, a fixed Korean question about one im
   time to first token   wall time of a one-token generation (prefill, encoder and connector included)
   tokens/s              ``--tokens`` tokens (the end-of-turn tokens ignored, so every variant generates as many) /
                         wall time of that call; decode tokens/s = (tokens − 1) / (that time − time to first token)
-Medians over ``--repeats``; ratios against the first variant of the same run: mlp2x_gelu on transformers; on vLLM
+Medians over ``--repeats`` (transformers: the variants measured in turn within each repeat); ratios against the first variant of the same run: mlp2x_gelu on transformers; on vLLM
 ``aiku --pool 1`` (vLLM's LLaVA module imports torchvision, which does not load beside CPU torch, so mlp2x_gelu is
 skipped there). These machines are shared and noisy: quote ratios from one run, with the thread count.
 """
@@ -70,39 +70,50 @@ def _image(size: int):
     return img
 
 
-def _timed(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def _figures(image_tokens: int, prompt_tokens: int, ttft: list[float], total: list[float], tokens: int) -> dict:
+    ttft, total = statistics.median(ttft), statistics.median(total)
+    return {"image_tokens": image_tokens, "prompt_tokens": prompt_tokens, "ttft_ms": ttft * 1000,
+            "tokens_per_s": tokens / total, "decode_tokens_per_s": (tokens - 1) / (total - ttft)}  # fmt: skip
 
 
-def measure_hf(folder: Path, args) -> dict:
+def _seconds(fn, *args) -> float:
+    start = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - start
+
+
+def measure_hf(models: dict[str, Path], args) -> dict[str, dict]:
+    """All variants loaded at once and measured in turn, repeat after repeat, so that the machine's load drifts over
+    all of them alike."""
     import torch
 
     from align.models import load_model_and_processor
 
-    model, processor, _ = load_model_and_processor(str(folder), None, "float32")
-    model.eval()
-    text = processor.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text",
-                                          "text": QUESTION}]}], add_generation_prompt=True, tokenize=False)  # fmt: skip
-    batch = processor(text=[text], images=[[_image(args.image_size)]], return_tensors="pt", add_special_tokens=False)
+    calls = {}
+    for name, folder in models.items():
+        model, processor, _ = load_model_and_processor(str(folder), None, "float32")
+        model.eval()
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": QUESTION}]}]
+        text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        batch = processor(text=[text], images=[[_image(args.image_size)]], return_tensors="pt",
+                          add_special_tokens=False)  # fmt: skip
 
-    def generate(n):
-        with torch.no_grad():
-            out = model.generate(**batch, max_new_tokens=n, min_new_tokens=n, do_sample=False)
-        assert out.shape[1] - batch["input_ids"].shape[1] == n
+        def generate(n, model=model, batch=batch):
+            with torch.no_grad():
+                out = model.generate(**batch, max_new_tokens=n, min_new_tokens=n, do_sample=False)
+            assert out.shape[1] - batch["input_ids"].shape[1] == n
 
-    generate(args.tokens)  # warm-up
-    ttft = _timed(lambda: generate(1), args.repeats)
-    total = _timed(lambda: generate(args.tokens), args.repeats)
-    ids = batch["input_ids"][0]
-    return {"image_tokens": int((ids == model.config.image_token_id).sum()), "prompt_tokens": int(ids.numel()),
-            "connector_parameters": sum(p.numel() for p in model.model.multi_modal_projector.parameters()),
-            "ttft_ms": ttft * 1000, "tokens_per_s": args.tokens / total,
-            "decode_tokens_per_s": (args.tokens - 1) / (total - ttft)}  # fmt: skip
+        generate(args.tokens)  # warm-up
+        ids = batch["input_ids"][0]
+        calls[name] = (generate, int((ids == model.config.image_token_id).sum()), int(ids.numel()))
+    ttft = {name: [] for name in models}
+    total = {name: [] for name in models}
+    for _ in range(args.repeats):
+        for name, (generate, _, _) in calls.items():
+            ttft[name].append(_seconds(generate, 1))
+            total[name].append(_seconds(generate, args.tokens))
+    return {name: _figures(image, prompt, ttft[name], total[name], args.tokens)
+            for name, (_, image, prompt) in calls.items()}  # fmt: skip
 
 
 def measure_vllm(folder: Path, args) -> dict:
@@ -126,17 +137,18 @@ def measure_vllm(folder: Path, args) -> dict:
         assert len(out[0].outputs[0].token_ids) == n
         prompt["ids"] = list(out[0].prompt_token_ids)
 
+    ttft, total = [], []
     try:
         generate(args.tokens)  # warm-up
-        # the encoder cache would skip the image on repeats of one request: measure it each time, as a new image would
-        llm.llm_engine.reset_encoder_cache()
-        ttft = _timed(lambda: (llm.llm_engine.reset_encoder_cache(), generate(1)), args.repeats)
-        total = _timed(lambda: (llm.llm_engine.reset_encoder_cache(), generate(args.tokens)), args.repeats)
+        for _ in range(args.repeats):
+            # the encoder cache would skip the image on a repeated request: encode it each time, as a new image
+            llm.llm_engine.reset_encoder_cache()
+            ttft.append(_seconds(generate, 1))
+            llm.llm_engine.reset_encoder_cache()
+            total.append(_seconds(generate, args.tokens))
     finally:
         shutdown_llm(llm, destroy_process_group=True)
-    return {"image_tokens": prompt["ids"].count(image_id), "prompt_tokens": len(prompt["ids"]),
-            "ttft_ms": ttft * 1000, "tokens_per_s": args.tokens / total,
-            "decode_tokens_per_s": (args.tokens - 1) / (total - ttft)}  # fmt: skip
+    return _figures(prompt["ids"].count(image_id), len(prompt["ids"]), ttft, total, args.tokens)
 
 
 def report(engine: str, results: dict[str, dict]) -> None:
@@ -171,15 +183,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="bench-compose-"))
     models = build_models(out, args)
-    figures: dict = {"settings": vars(args), "connector_parameters": {}}
+    figures: dict = {"settings": vars(args), "connector_parameters": {
+        name: json.loads((folder / "composed_from.json").read_text())["connector_parameters"]
+        for name, folder in models.items()}}  # fmt: skip
     for engine in ("hf", "vllm") if args.engine == "both" else (args.engine,):
-        results = {}
-        for name, folder in models.items():
-            if engine == "vllm" and name == "mlp2x_gelu":
-                continue  # vLLM's LLaVA module needs torchvision (absent beside CPU torch); on GPUs it would run
-            results[name] = measure_hf(folder, args) if engine == "hf" else measure_vllm(folder, args)
-            figures["connector_parameters"][name] = json.loads((folder / "composed_from.json").read_text())[
-                "connector_parameters"]  # fmt: skip
+        if engine == "hf":
+            results = measure_hf(models, args)
+        else:  # one engine at a time; vLLM's LLaVA module needs torchvision (absent beside CPU torch): no mlp2x_gelu
+            results = {name: measure_vllm(folder, args) for name, folder in models.items() if name != "mlp2x_gelu"}
         figures[engine] = results
         report("transformers generate" if engine == "hf" else "vLLM (workbench plugin)", results)
     print(f"\nconnector parameters: {figures['connector_parameters']}")

@@ -323,3 +323,47 @@ def test_a_fresh_process_loads_the_aiku_folder_with_auto_classes(composed):
                          env=env, cwd=str(composed["aiku"].parent), timeout=300, check=False)  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.splitlines()[-2:] == ["unknown before import: True", "AikuVLMForConditionalGeneration 0"]
+
+
+STAGES = """
+name: aiku
+output_dir: {out}
+model: {{path: {model}}}
+data: {{train_size: 16, eval_size: 4, seed: 5, tasks: [color, count]}}
+eval: {{enabled: false}}
+rewards: [{{name: accuracy}}]
+rollout: {{engine: hf}}
+stages:
+  - type: rft
+    samples: 2
+    max_new_tokens: 4
+    accept: {{reward: accuracy, threshold: 0.0}}
+    args: {{max_steps: 1, per_device_train_batch_size: 2}}
+  - type: dpo
+    pairs: 8
+    args: {{max_steps: 2, per_device_train_batch_size: 2, per_device_eval_batch_size: 2, warmup_steps: 0}}
+  - type: rm
+    pairs: 8
+    epochs: 1
+    batch_size: 4
+"""
+
+
+def test_rft_dpo_and_rm_stages_run_on_the_aiku_model(align_cache, tmp_path):
+    """The stages the compose recipe does not use (align, SFT and GRPO: test_compose_align_sft_grpo_recipe…), a step
+    or two each on the tiny aiku model (`align model build-tiny --family aiku_vlm`)."""
+    from align.models.tiny_families import build_tiny_family
+
+    model = build_tiny_family("aiku_vlm", align_cache / "models" / "tiny-aiku_vlm")
+    run = run_pipeline(load_recipe(write_recipe(tmp_path / "r.yaml", STAGES.format(out=tmp_path, model=model)))).path
+    from safetensors.torch import load_file
+
+    rft = json.loads((run / "rft" / "summary.json").read_text())
+    assert rft["samples"] == 32 and rft["accepted"] > 0  # 16 prompts × 2 samples from the aiku model, fine-tuned on
+    before, after = (load_file(str(run / s / "model" / "model.safetensors")) for s in ("rft", "dpo"))
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # DPO moved the policy
+    for stage in ("rft", "dpo", "rm"):
+        config = json.loads((run / stage / "model" / "config.json").read_text())
+        assert config["model_type"] == "aiku_vlm" and config["pool"] == 2, stage
+    assert json.loads((run / "rm" / "summary.json").read_text())["steps"] == 1
+    assert (run / "rm" / "model" / "reward_head.safetensors").exists()

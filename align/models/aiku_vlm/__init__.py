@@ -10,7 +10,7 @@ registration. ``vllm_model``: the same architecture for vLLM (through ``rollouts
 
 from __future__ import annotations
 
-from transformers import AutoConfig, AutoModel, AutoModelForImageTextToText
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForImageTextToText
 
 from align.errors import UserError
 from align.models.aiku_vlm.configuration import MODEL_TYPE, AikuVLMConfig
@@ -34,6 +34,7 @@ def register() -> None:
         return
     AutoModel.register(AikuVLMConfig, AikuVLMModel)
     AutoModelForImageTextToText.register(AikuVLMConfig, AikuVLMForConditionalGeneration)
+    AutoModelForCausalLM.register(AikuVLMConfig, AikuVLMForConditionalGeneration)  # what TRL loads a DPO reference with
 
 
 register()

@@ -10,6 +10,8 @@ LLaVA's configuration (vision and text sub-configs, ``image_token_id``, ``vision
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 from huggingface_hub.dataclasses import strict
 from transformers import LlavaConfig
 
@@ -19,6 +21,9 @@ MODEL_TYPE = "aiku_vlm"
 @strict
 class AikuVLMConfig(LlavaConfig):
     model_type = MODEL_TYPE
+    # read-only and empty: native code. TRL reads it when it loads a reference model whose class transformers does not
+    # export (DPO), and then falls back to AutoModelForCausalLM, which __init__.py registers too.
+    auto_map = MappingProxyType({})
 
     projector_hidden_size: int | None = None
     pool: int = 2

@@ -43,6 +43,8 @@ class AikuVLMConfig(LlavaConfig):
         if self.resnet_blocks < 0 or self.resnet_kernel < 1 or self.resnet_kernel % 2 == 0:
             raise ValueError(f"resnet_blocks must be ≥ 0 and resnet_kernel odd and ≥ 1 (got {self.resnet_blocks}, "
                              f"{self.resnet_kernel})")  # fmt: skip
+        if not isinstance(self.vision_feature_layer, int):
+            raise TypeError(f"vision_feature_layer must be one layer (got {self.vision_feature_layer})")
         if self.projector_hidden_size is not None and self.projector_hidden_size < 1:
             raise ValueError(f"projector_hidden_size must be ≥ 1 (got {self.projector_hidden_size})")
 

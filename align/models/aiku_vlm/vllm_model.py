@@ -5,7 +5,7 @@ its sampler); the vision tower and the connector are the transformers model's mo
 (``modeling.connector_features``), so both engines compute the same image tokens. vLLM's LLaVA module is not used: it
 imports torchvision, which does not load beside CPU torch. Weights load under the transformers names
 (``model.vision_tower.*``, ``model.multi_modal_projector.*``, ``model.language_model.*``, ``lm_head.*``). vLLM expands
-each ``<image>`` to the config's ``image_seq_length`` tokens ((grid / N)²).
+each ``<image>`` to (grid / N)² tokens (``AikuVLMConfig.image_tokens``).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class AikuProcessingInfo(BaseProcessingInfo):
         return {"image": None}
 
     def image_tokens(self) -> int:
-        return int(self.get_hf_config().image_seq_length)
+        return self.get_hf_config().image_tokens  # (grid / pool)², from the encoder's geometry and the pool
 
 
 class AikuDummyInputsBuilder(BaseDummyInputsBuilder[AikuProcessingInfo]):

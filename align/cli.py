@@ -121,7 +121,9 @@ def cmd_build_tiny(args) -> int:
 def cmd_model_compose(args) -> int:
     from align.models.compose import compose
 
-    out = compose(args.vision, args.language, args.out, args.projector, args.pool, seed=args.seed)
+    out = compose(args.vision, args.language, args.out, args.projector, args.pool, seed=args.seed,
+                  resnet_blocks=args.resnet_blocks, resnet_kernel=args.resnet_kernel,
+                  projector_hidden=args.projector_hidden)  # fmt: skip
     print(f"composed model written to {out} (load it with model.path: {out}; train its projector with an "
           "`align` stage)")  # fmt: skip
     return 0
@@ -354,11 +356,23 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--family", choices=tuple(FAMILIES),
                    help="build the tiny model of this family instead (tests and recipe smoke runs)")  # fmt: skip
     b.set_defaults(func=cmd_build_tiny)
-    mc = msub.add_parser("compose", help="build a LLaVA-family VLM from a vision encoder and a language model")
+    mc = msub.add_parser("compose", help="build a small VLM from a vision encoder and a language model")
     mc.add_argument("--vision", required=True, help="CLIP or SigLIP encoder (hub id or directory)")
     mc.add_argument("--language", required=True, help="causal LM with a chat template (hub id or directory)")
-    mc.add_argument("--projector", default="mlp2x_gelu", help="projector type (mlp2x_gelu)")
-    mc.add_argument("--pool", type=int, default=1, help="N×N image-token pooling (only 1: LLaVA cannot pool)")
+    mc.add_argument(
+        "--projector",
+        default="mlp2x_gelu",
+        choices=("mlp2x_gelu", "aiku"),
+        help="mlp2x_gelu: LLaVA-1.5's (a LLaVA model); aiku: MLP → N×N average pooling → ResNet block",
+    )
+    mc.add_argument(
+        "--pool",
+        type=int,
+        help="aiku: N×N average pooling over the patch grid (default 2; must divide it): (grid / N)² image tokens",
+    )
+    mc.add_argument("--resnet-blocks", type=int, help="aiku: residual depthwise-conv blocks after pooling (default 1)")
+    mc.add_argument("--resnet-kernel", type=int, help="aiku: their odd kernel size (default 3)")
+    mc.add_argument("--projector-hidden", type=int, help="aiku: the MLP's hidden width (default: the LM's hidden size)")
     mc.add_argument("--out", required=True, help="output model directory")
     mc.add_argument("--seed", type=int, default=0, help="seed of the projector's initialisation")
     mc.set_defaults(func=cmd_model_compose)

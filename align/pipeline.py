@@ -49,7 +49,8 @@ def recipe_dir(recipe) -> Path | None:
 
 def plan(recipe) -> str:
     c = recipe.model.compose
-    model = f"compose({c.vision} + {c.language}, {c.projector})" if c else recipe.model.path
+    pool = f", pool {c.pool}" if c and c.pool else ""
+    model = f"compose({c.vision} + {c.language}, {c.projector}{pool})" if c else recipe.model.path
     lines = [f"recipe {recipe.name}: model {model} ({recipe.model.family})",
              f"  data: {recipe.data.source}" + (f" tasks={','.join(recipe.data.tasks)}" if recipe.data.tasks else ""),
              f"  rewards: {', '.join(f'{r.name}×{r.weight:g}' for r in recipe.rewards) or 'none'}",
@@ -126,7 +127,9 @@ def base_model(recipe, run: RunDir) -> str:
         return resolve_model_path(recipe.model.path, progress=progress)
     out = run.path / "compose" / "model"
     if not (out / "config.json").exists():
-        compose(spec.vision, spec.language, out, spec.projector, spec.pool, seed=recipe.seed, progress=progress)
+        compose(spec.vision, spec.language, out, spec.projector, spec.pool, seed=recipe.seed, progress=progress,
+                resnet_blocks=spec.resnet_blocks, resnet_kernel=spec.resnet_kernel,
+                projector_hidden=spec.projector_hidden)  # fmt: skip
     return str(out)
 
 

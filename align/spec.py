@@ -40,8 +40,19 @@ class ComposeSpec(Strict):
 
     vision: str = Field(description="CLIP or SigLIP vision encoder: a hub id or a local directory.")
     language: str = Field(description="Causal language model with a chat template: a hub id or a local directory.")
-    projector: Literal["mlp2x_gelu"] = Field("mlp2x_gelu", description="Projector between them (LLaVA-1.5's).")
-    pool: int = Field(1, ge=1, description="N×N image-token pooling; only 1 (LLaVA has no pooling).")
+    projector: Literal["mlp2x_gelu", "aiku"] = Field(
+        "mlp2x_gelu",
+        description="Connector: 'mlp2x_gelu' (LLaVA-1.5's; a LLaVA model) or 'aiku' (MLP → N×N average pooling → "
+        "ResNet block; model_type aiku_vlm).",
+    )
+    pool: int | None = Field(
+        None, ge=1, description="aiku: N×N average pooling over the patch grid (default 2; must divide the grid)."
+    )
+    resnet_blocks: int | None = Field(None, ge=0, description="aiku: residual depthwise-conv blocks (default 1).")
+    resnet_kernel: int | None = Field(None, ge=1, description="aiku: their odd kernel size (default 3).")
+    projector_hidden: int | None = Field(
+        None, ge=1, description="aiku: hidden width of the MLP projection (default: the language model's hidden size)."
+    )
 
 
 class ModelSpec(Strict):

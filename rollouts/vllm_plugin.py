@@ -14,8 +14,10 @@ import importlib
 ARCHITECTURES = {
     # HyperCLOVAX-SEED-Vision-Instruct-3B (vLLM's own module was removed in 0.28)
     "HCXVisionForCausalLM": "align.models.hcx_vision.vllm_model:HCXVisionForCausalLM",
+    # the AIKU-style composed VLM (`align model compose --projector aiku`)
+    "AikuVLMForConditionalGeneration": "align.models.aiku_vlm.vllm_model:AikuVLMForConditionalGeneration",
 }
-NATIVE_CONFIGS = ("align.models.hcx_vision",)
+NATIVE_CONFIGS = ("align.models.hcx_vision", "align.models.aiku_vlm")
 
 
 def register() -> None:

@@ -31,6 +31,9 @@ LOCAL_IMPORTS_ALLOWED = ("align.cli",)
 LOCAL_IMPORT_EXCEPTIONS = {
     ("align.models", "align.models.hcx_vision"): "registers our native model classes with transformers' Auto classes",
     ("align.models.tiny_hcx", "align.models.hcx_vision"): "the native HyperCLOVAX classes load transformers",
+    ("align.models", "align.models.aiku_vlm"): "registers our native model classes with transformers' Auto classes",
+    ("align.models.compose", "align.models.aiku_vlm"): "the AIKU-style model classes load transformers",
+    ("align.models.tiny_families", "align.models.compose"): "compose imports align.models, which imports this module",
 }
 
 
@@ -126,7 +129,7 @@ def test_family_choices_come_from_the_table():
 
 
 @pytest.mark.parametrize("family", ["hyperclovax_text", "hyperclovax_vision", "varco_vision", "qwen2_5_vl",
-                                    "hyperclovax_think", "hyperclovax_vision_v2", "exaone", "kanana_v"])
+                                    "hyperclovax_think", "hyperclovax_vision_v2", "exaone", "kanana_v", "aiku_vlm"])
 def test_recognition_is_driven_by_the_table_entry(family):
     """Each family is recognised from the fields of its own entry, and only from them."""
     from types import SimpleNamespace

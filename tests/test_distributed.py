@@ -297,8 +297,9 @@ def test_one_process_started_for_a_two_process_recipe_is_refused(tmp_path, tiny_
 
 
 def test_compose_then_align_sft_grpo_on_two_processes(tmp_path):
-    """A composed LLaVA model (rank 0 composes it, the other rank waits and loads it) through the align stage
-    (projector only), LoRA SFT and GRPO under 2-process DDP: one world per stage, identical parameters."""
+    """A composed model (tests/assets/compose_tiny.yaml: the aiku connector; rank 0 composes it, the other rank waits
+    and loads it) through the align stage (connector only), LoRA SFT and GRPO under 2-process DDP: one world per
+    stage, identical parameters."""
     _launch(ROOT / "tests" / "assets" / "compose_tiny.yaml", f"output_dir={tmp_path}", "launch.processes=2",
             "launch.main_port=0", "eval.enabled=false", "align.args.max_steps=3", "sft.args.max_steps=2",
             "grpo.args.per_device_train_batch_size=2", "grpo.args.logging_steps=1", "grpo.args.max_steps=2",

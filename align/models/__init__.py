@@ -32,10 +32,12 @@ ROLE_PATTERNS = _role_patterns()
 
 
 def register_native_models() -> None:
-    """Our own transformers implementations join the Auto classes (HyperCLOVAX-SEED-Vision: ``hyperclovax_vlm``).
-    Imported here, on the first config or processor load, because importing them loads transformers."""
+    """Our own transformers implementations join the Auto classes (HyperCLOVAX-SEED-Vision: ``hyperclovax_vlm``; the
+    AIKU-style composed VLM: ``aiku_vlm``), and HyperCLOVAX-SEED-Think-32B's ``"vlm"`` configs find transformers'
+    class. Imported here, on the first config or processor load, because importing them loads transformers."""
     from transformers import CONFIG_MAPPING, HyperCLOVAXVisionV2Config
 
+    import align.models.aiku_vlm  # noqa: F401  (registers on import)
     import align.models.hcx_vision  # noqa: F401  (registers on import)
 
     # HyperCLOVAX-SEED-Think-32B's published config says model_type "vlm" (with remote code that no longer loads);

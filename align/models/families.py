@@ -257,6 +257,26 @@ FAMILIES = {
             hardware="3B: one 24 GB GPU (LoRA) or 40 GB (full); 7B: one 80 GB GPU or ZeRO-3",
         ),
         Family(
+            "aiku_vlm",
+            "a small VLM composed with the AIKU-style connector (`align model compose --projector aiku`: CLIP/SigLIP "
+            "→ MLP → N×N average pooling → ResNet block → any causal LM)",
+            vision=True,
+            architectures=("AikuVLMForConditionalGeneration",),
+            model_types=("aiku_vlm",),
+            loader="AutoModelForImageTextToText",
+            image_token="<image>",
+            load="align.models.aiku_vlm:load_checked",
+            check_weights="align.models.aiku_vlm:checkpoint_keys",
+            modules={
+                "vision_tower": ("vision_tower",),
+                "connector": ("multi_modal_projector",),
+                "language_model": ("language_model", "lm_head"),
+            },
+            vllm="vLLM 0.32 through this workbench's plugin (rollouts/vllm_plugin.py, entry point "
+            "vllm.general_plugins)",
+            hardware="CLIP ViT-L/14-336 + a 0.5B language model: one 24 GB GPU for every stage",
+        ),
+        Family(
             "generic",
             "any standard transformers image-text-to-text or causal LM (Idefics3, LLaVA, the embedded tiny model…)",
             vision=True,

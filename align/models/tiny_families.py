@@ -12,6 +12,7 @@
 
 ``hyperclovax_text`` is the embedded text model itself (``tiny-korean-lm``: Llama + the HyperCLOVAX chat format).
 ``hyperclovax_vision`` is the native HyperCLOVAX-SEED-Vision architecture at toy size (``tiny_hcx.py``).
+``aiku_vlm`` is ``align model compose --projector aiku`` of the tiny CLIP encoder and ``tiny-korean-lm``.
 """
 
 from __future__ import annotations
@@ -183,6 +184,16 @@ def build_embedded(name: str, progress=None) -> Path:
     return EMBEDDED[name](out)
 
 
+def build_tiny_aiku(out_dir: Path, pool: int = 2) -> Path:
+    """The tiny CLIP encoder (32 px, 8-px patches: a 4×4 grid) + the tiny HyperCLOVAX-format language model through
+    the AIKU connector with ``pool`` (2: 4 image tokens per image); seed 0. Reused when already composed."""
+    from align.models.compose import compose  # compose reads models through align.models' loaders
+
+    if (out_dir / "config.json").exists():
+        return out_dir
+    return compose("tiny-clip-vision", TINY_TEXT_NAME, out_dir, "aiku", pool, seed=0, progress=lambda m: None)
+
+
 # family (align/models/families.py) -> builder of its tiny model into a folder
 FAMILY_BUILDERS: dict[str, Callable[[Path], Path]] = {
     "hyperclovax_text": lambda out: build_embedded(TINY_TEXT_NAME),  # the embedded text model is one
@@ -193,6 +204,7 @@ FAMILY_BUILDERS: dict[str, Callable[[Path], Path]] = {
     "hyperclovax_vision_v2": lambda out: _build_from_config("hyperclovax_vision_v2", out),
     "exaone": lambda out: _build_from_config("exaone", out),
     "kanana_v": build_tiny_kanana_v,
+    "aiku_vlm": build_tiny_aiku,
     "generic": lambda out: build_embedded(TINY_NAME),  # the embedded model (Idefics3) is a generic one
 }
 

@@ -12,7 +12,6 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-
 # tempfile creates files 0600 and folders 0700; what replaces a file or folder gets the usual permissions instead
 _UMASK = os.umask(0)
 os.umask(_UMASK)

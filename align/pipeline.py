@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import time
 import traceback
+from functools import partial
 from pathlib import Path
 
 from rich.table import Table
@@ -121,7 +122,9 @@ def _open_run(recipe, run: RunDir | None, resume: str | None) -> RunDir:
 def base_model(recipe, run: RunDir) -> str:
     """The base model's directory: ``model.path`` (the tiny model is built on demand), or the model that
     ``model.compose`` describes, composed into ``<run>/compose/model`` once (a resumed run reuses it)."""
-    progress = lambda m: console.print(f"[dim]{m}[/dim]")  # noqa: E731
+    def progress(message: str) -> None:
+        console.print(f"[dim]{message}[/dim]")
+
     spec = recipe.model.compose
     if spec is None:
         return resolve_model_path(recipe.model.path, progress=progress)
@@ -257,7 +260,7 @@ def run_pipeline(recipe, run: RunDir | None = None, resume: str | None = None) -
             rewards = registry.resolve_all(registry.bind_stage_outputs(stage.rewards, state.outputs), base_dir)
         ctx = StageContext(recipe, stage, run, stage_dir, current, data, rewards, base_dir, on_gpu(), state,
                            resume=resume is not None)  # fmt: skip
-        finished = dist.main_only(lambda: stage_complete(run.path, stage.name)) if resume is not None else None
+        finished = dist.main_only(partial(stage_complete, run.path, stage.name)) if resume is not None else None
         started = time.time()
         if finished:
             result = StageResult(model=finished[0], output=finished[1])

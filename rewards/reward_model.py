@@ -115,7 +115,7 @@ class ScalarRewardModel:
             batch_images.append(imgs)
         self.tokenizer.padding_side = "right"
         # the completion comes last, so right truncation keeps the image tokens of the prompt
-        limit = dict(truncation=True, max_length=_max_positions(self.backbone.config))
+        limit = {"truncation": True, "max_length": _max_positions(self.backbone.config)}
         if any(batch_images) and getattr(self.processor, "image_error", None):
             raise UserError(f"cannot score images: {self.processor.image_error}", "install torchvision")
         if any(batch_images):

@@ -115,7 +115,7 @@ class VLLMEngine(Engine):
         self.owns_process_group = not (dist.is_available() and dist.is_initialized())
         try:
             self.llm = LLM(model=model_path, trust_remote_code=trust, **llm_kwargs(rollout, policy_dtype(rollout), seed))
-        except Exception as e:  # noqa: BLE001 - any start-up failure becomes one clear message
+        except Exception as e:  # any start-up failure becomes one clear message
 
             raise UserError(f"the vLLM engine did not start for {model_path}: {type(e).__name__}: {e}",
                             "check rollout.max_model_len, gpu_memory_utilization and tensor_parallel_size, or set "

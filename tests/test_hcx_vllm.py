@@ -39,9 +39,9 @@ def colocate(align_cache, tmp_path_factory):
     from datasets import Dataset
     from trl import GRPOConfig
 
+    from align import trl_extensions as trl_ext
     from align.models import load_model_and_processor
     from align.models.tiny_hcx import build_tiny_hcx
-    from align import trl_extensions as trl_ext
     from rollouts import vllm_colocate as vc
 
     path = str(build_tiny_hcx(align_cache / "models" / "tiny-hyperclovax_vision"))

@@ -162,8 +162,8 @@ def colocate(tiny_model, small_data, tmp_path_factory):
     """A GRPOTrainer on the untrained tiny VLM with vLLM colocated in this process, all fixes on."""
     from trl import GRPOConfig
 
-    from align.models import load_model, load_processor
     from align import trl_extensions as trl_ext
+    from align.models import load_model, load_processor
     from rollouts import vllm_colocate as vc
 
     rows = small_data.train.filter(lambda r: len(r["images"]) > 0).select(range(16)).remove_columns(["completion"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 
 import pytest
@@ -20,7 +21,7 @@ def test_synthetic_pairs_are_korean_and_wrong_in_the_right_ways(small_data):
     pairs = synthetic_pairs(small_data.train)
     assert pairs and all(p["chosen"] != p["rejected"] for p in pairs)
     assert {p["task"] for p in pairs} <= {"count", "color", "ocr", "arith"}
-    count = [p for p in pairs if p["task"] == "count"][0]
+    count = next(p for p in pairs if p["task"] == "count")
     n = int(count["answer"].rstrip("개"))
     assert count["chosen"] == f"{n}개" == count["answer"] and count["images"]
     rejected = {chosen_and_rejected("color", "빨간색", random.Random(i))[1] for i in range(40)}
@@ -100,7 +101,7 @@ def test_rm_stage_then_grpo_with_the_learned_reward(tmp_path, tiny_model):
     assert len(scores) == 2 and all(isinstance(s, float) for s in scores)
     junk = ["", "\x00\xff\ud800", "가" * 100_000, "<think>unclosed", "<bbox>1, 2", "\\boxed{"]
     scores = reward_model([prompt] * len(junk), junk, path=str(rm_dir), images=[[image]] * len(junk))
-    assert len(scores) == len(junk) and all(isinstance(s, float) and s == s for s in scores)
+    assert len(scores) == len(junk) and all(isinstance(s, float) and not math.isnan(s) for s in scores)
     grpo = read_jsonl(run / "grpo" / "rollouts.jsonl")
     assert len(grpo) == 2 * 8 and all(r["rewards"]["reward_model"] is not None for r in grpo)
     # the policy was not replaced by the reward model: GRPO started from the base model
@@ -217,11 +218,11 @@ def tiny_qwen2_5_vl_reward(out, tiny_model):
     tok.add_special_tokens({"additional_special_tokens": ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
                                                           "<|video_pad|>"]})  # fmt: skip
     ids = tok.convert_tokens_to_ids
-    text = dict(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-                num_key_value_heads=1, max_position_embeddings=512, rope_scaling={"type": "mrope", "mrope_section": [4, 6, 6]},
-                pad_token_id=tok.pad_token_id, bos_token_id=None, eos_token_id=tok.eos_token_id)  # fmt: skip
-    config = Qwen2_5_VLConfig(text_config=text, vision_config=dict(depth=1, hidden_size=32, intermediate_size=64,
-                              num_heads=2, out_hidden_size=64, fullatt_block_indexes=[0]),
+    text = {"vocab_size": len(tok), "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2,
+                "num_key_value_heads": 1, "max_position_embeddings": 512, "rope_scaling": {"type": "mrope", "mrope_section": [4, 6, 6]},
+                "pad_token_id": tok.pad_token_id, "bos_token_id": None, "eos_token_id": tok.eos_token_id}  # fmt: skip
+    config = Qwen2_5_VLConfig(text_config=text, vision_config={"depth": 1, "hidden_size": 32, "intermediate_size": 64,
+                              "num_heads": 2, "out_hidden_size": 64, "fullatt_block_indexes": [0]},
                               image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
                               vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"))  # fmt: skip
     from align.models.tiny_families import qwen_template

@@ -37,7 +37,7 @@ def register_native_models() -> None:
     class. Imported here, on the first config or processor load, because importing them loads transformers."""
     from transformers import CONFIG_MAPPING, HyperCLOVAXVisionV2Config
 
-    import align.models.aiku_vlm  # noqa: F401  (registers on import)
+    import align.models.aiku_vlm  # registers on import
     import align.models.hcx_vision  # noqa: F401  (registers on import)
 
     # HyperCLOVAX-SEED-Think-32B's published config says model_type "vlm" (with remote code that no longer loads);

@@ -119,7 +119,7 @@ FAMILIES = {
             end_of_turn=("<|im_end|>", "<|endofturn|>"),
             stop_tokens=("<|endofturn|>", "<|stop|>"),
             modules={"vision_tower": ("vision_model",), "connector": ("mm_projector", "image_newline"),
-                     "language_model": ("language_model",)},  # fmt: skip
+                     "language_model": ("language_model",)},
             generation={"temperature": 0.5, "top_p": 0.6, "repetition_penalty": 1.0},  # the model card's example
             vllm="vLLM 0.32 through this workbench's plugin (rollouts/vllm_plugin.py, entry point "
             "vllm.general_plugins); vLLM's own module existed up to 0.27.x",
@@ -234,7 +234,7 @@ FAMILIES = {
             stop_tokens=("<|im_end|>", "<|endoftext|>"),
             marker_tokens=("<gro>", "<ocr>", "<char>", "</char>", "<obj>", "</obj>", "<bbox>", "</bbox>", "<delim>"),
             modules={"vision_tower": ("vision_tower",), "connector": ("multi_modal_projector", "image_newline"),
-                     "language_model": ("language_model", "lm_head")},  # fmt: skip
+                     "language_model": ("language_model", "lm_head")},
             vllm="vLLM ≥ 0.7 (LlavaOnevisionForConditionalGeneration)",
             hardware="14B: LoRA on one 80 GB GPU; full fine-tuning on 8×80 GB with ZeRO-3. 2.0-1.7B: one 24 GB GPU",
             tested_here="tiny LLaVA-OneVision with VARCO's tokens and a Qwen2 LM (14B-HF layout) and with a Qwen3 LM "
@@ -252,7 +252,7 @@ FAMILIES = {
             end_of_turn=("<|im_end|>",),
             stop_tokens=("<|im_end|>", "<|endoftext|>"),
             modules={"vision_tower": ("visual.blocks", "visual.patch_embed"), "connector": ("visual.merger",),
-                     "language_model": ("language_model", "lm_head")},  # fmt: skip
+                     "language_model": ("language_model", "lm_head")},
             vllm="vLLM ≥ 0.7.2 (Qwen2_5_VLForConditionalGeneration)",
             hardware="3B: one 24 GB GPU (LoRA) or 40 GB (full); 7B: one 80 GB GPU or ZeRO-3",
         ),
@@ -283,7 +283,7 @@ FAMILIES = {
             fallback=True,
             modules={"vision_tower": ("vision_model", "vision_tower", "vision_encoder"),
                      "connector": ("connector", "multi_modal_projector", "mm_projector"),
-                     "language_model": ("text_model", "language_model", "lm_head", "embed_tokens")},  # fmt: skip
+                     "language_model": ("text_model", "language_model", "lm_head", "embed_tokens")},
             vllm="whatever vLLM version serves the architecture",
         ),
     )

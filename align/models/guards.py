@@ -86,7 +86,7 @@ def user_header(tokenizer) -> str:
     """The text the chat template writes before a user message (``<|im_start|>user`` for HyperCLOVAX and Qwen)."""
     try:
         rendered = tokenizer.apply_chat_template([{"role": "user", "content": "\u00a7"}], tokenize=False)
-    except Exception:  # a template that needs more than one turn: no header check
+    except Exception:  # noqa: BLE001 - a template that needs more than one turn (any error): no header check
         return ""
     before = rendered.split("\u00a7")[0].rstrip("\n")
     return before.split("\n")[-1].strip()

@@ -62,10 +62,10 @@ def build_qwen2_5_vl(spec: TinySpec):
     config = Qwen2_5_VLConfig(
         vision_config={"depth": 2, "hidden_size": 64, "intermediate_size": 128, "num_heads": 1, "patch_size": 14,
                        "spatial_merge_size": 2, "temporal_patch_size": 2, "out_hidden_size": spec.text_hidden,
-                       "window_size": 56, "fullatt_block_indexes": [1]},  # fmt: skip
+                       "window_size": 56, "fullatt_block_indexes": [1]},
         text_config=_text_config(spec, tok, rope_parameters={"rope_type": "default", "rope_theta": 1e6,
                                                              "mrope_section": [head_dim // 8, head_dim * 3 // 16,
-                                                                               head_dim * 3 // 16]}),  # fmt: skip
+                                                                               head_dim * 3 // 16]}),
         image_token_id=ids("<|image_pad|>"),
         video_token_id=ids("<|video_pad|>"),
         vision_start_token_id=ids("<|vision_start|>"),
@@ -149,8 +149,8 @@ def build_tiny_encoder(kind: str, out_dir: str | Path, image_size: int = 32, pat
     out_dir = Path(out_dir)
     if (out_dir / "config.json").exists():
         return out_dir
-    sizes = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=1,
-                 image_size=image_size, patch_size=patch_size)  # fmt: skip
+    sizes = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 3, "num_attention_heads": 1,
+                 "image_size": image_size, "patch_size": patch_size}  # fmt: skip
     torch.manual_seed(0)
     if kind == "clip":
         model = CLIPVisionModel(CLIPVisionConfig(**sizes))

@@ -6,15 +6,18 @@ changes (run it first after a TRL upgrade). What TRL offers publicly is used as 
 
 GRPO (``grpo_trainer_class``), private methods of ``GRPOTrainer`` overridden:
 
-* ``_get_per_token_logps_and_entropies``: TRL forwards only the image inputs it knows by name (``pixel_values``,
+* ``_get_per_token_logps_and_entropies``: (1) TRL forwards only the image inputs it knows by name (``pixel_values``,
   ``image_grid_thw``, ``image_sizes`` …). A family whose processor names them otherwise (``Family.image_inputs``:
   HyperCLOVAX-SEED-Vision's ``pixel_values_images`` & co) gets them here, or the policy would be scored without
-  its images.
+  its images; (2) TRL runs each prompt G times: the shared-prompt path (``align/shared_prompt.py``) encodes it once
+  per group, with TRL's own method as the fallback.
 * ``_compute_loss``: keeps such inputs of the batch in hand for the method above.
 * ``_generate_and_score_completions``: (1) TRL reads ``pixel_values`` whenever a batch has images (a KeyError for
   such families): the processor's output is aliased for the call; (2) zero-variance group filtering: the loss
   normaliser is recomputed over the informative groups; (3) every rollout is appended to ``rollouts.jsonl``
   (TRL keeps them only in ``self._logs`` for its own table).
+* ``_generate_single_turn``: transformers generation prefills each unique prompt once (``align/shared_prompt.py``)
+  instead of the G copies TRL hands to ``generate``.
 * ``_generate``: TRL marks the text-only rows of a mixed image/text batch with ``None`` images, which processors
   such as Idefics3's reject when the batch is re-encoded for the loss; an empty list means the same.
 
@@ -38,6 +41,7 @@ import os
 from pathlib import Path
 
 from align.io import append_jsonl
+from align.shared_prompt import SharedPrompt
 from rollouts import vllm_colocate
 from rollouts.hf import image_token_ids
 from rollouts.vllm_engine import on_cpu, shutdown_llm
@@ -76,6 +80,7 @@ def grpo_trainer_class():
         filter_stats = None
         extra_image_keys: tuple[str, ...] = ()  # Family.image_inputs
         _extra_batch: dict | None = None  # set by _compute_loss for the passes inside it
+        shared_prompt: SharedPrompt | None = None  # each prompt encoded once per group
 
         def _extra_image_inputs(self, inputs) -> dict:
             images = [x.get("images") or [] for x in inputs]
@@ -91,10 +96,15 @@ def grpo_trainer_class():
                                                **image_inputs):  # fmt: skip
             extra = {k: image_inputs.pop(k) for k in list(image_inputs) if k in self.extra_image_keys}
             extra = extra or self._extra_batch or {}
+            trl_path = functools.partial(super()._get_per_token_logps_and_entropies, model, input_ids, attention_mask,
+                                         logits_to_keep, batch_size, compute_entropy, compute_aux_loss, **image_inputs)  # fmt: skip
+            if not extra and self.shared_prompt is not None:
+                out = self.shared_prompt.logps(model, input_ids, attention_mask, logits_to_keep, batch_size,
+                                               compute_entropy, image_inputs, trl_path, self.accelerator.autocast)  # fmt: skip
+                if out is not None:
+                    return out
             if not extra:
-                return super()._get_per_token_logps_and_entropies(
-                    model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy, compute_aux_loss,
-                    **image_inputs)  # fmt: skip
+                return trl_path()
             # the model's own forward with its image inputs, scored like TRL's unfused path
             batch_size = batch_size or input_ids.size(0)
             logps, entropies = [], []
@@ -116,6 +126,10 @@ def grpo_trainer_class():
                 return super()._compute_loss(model, inputs)
             finally:
                 self._extra_batch = None
+
+        def _generate_single_turn(self, prompt_ids, images, *args, **kwargs):
+            with self.shared_prompt.generation(self, images) if self.shared_prompt else contextlib.nullcontext():
+                return super()._generate_single_turn(prompt_ids, images, *args, **kwargs)
 
         def _generate(self, prompts):
             out = list(super()._generate(prompts))

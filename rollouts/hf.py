@@ -1,4 +1,10 @@
-"""Rollout engine on transformers ``generate``: always available, CPU or GPU."""
+"""Rollout engine on transformers ``generate``: always available, CPU or GPU.
+
+With ``n`` samples per prompt, transformers 5 encodes the images once but repeats each prompt n times in the language
+model's prefill; here each prompt is prefilled once and its key/value cache repeated for the n samples
+(``align.shared_prompt.shared_prefill_generate``, also used by GRPO's transformers generation, where TRL hands over
+every prompt G times, images included). The samples are those plain ``generate`` draws from the same seed:
+the decode steps, their logits (up to float rounding) and their random draws are the same."""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ import torch
 
 from align.chat import chat_texts
 from align.models import load_model_and_processor
+from align.shared_prompt import Unsupported, shared_prefill_generate
 from rollouts.base import Completion, Engine, Sampling, truncate_at_stop
 
 
@@ -42,6 +49,8 @@ class HFEngine(Engine):
     def __init__(self, model, processor, batch_size: int = 32):
         self.model, self.processor, self.batch_size = model, processor, batch_size
         self.tokenizer = getattr(processor, "tokenizer", processor)
+        self.share_prompts = True  # prefill each prompt once for its n samples (off after an unsupported model)
+        self.prefill_checked = False  # the first shared prefill is checked against a plain forward
 
     @classmethod
     def from_path(cls, path: str, model_spec=None, batch_size: int = 32, dtype: str | None = None):
@@ -117,7 +126,22 @@ class HFEngine(Engine):
             gen_kwargs["repetition_penalty"] = sampling.repetition_penalty
         if sampling.stop:
             gen_kwargs.update(stop_strings=list(sampling.stop), tokenizer=self.tokenizer)
-        out = self.model.generate(**enc, **gen_kwargs)
+        out = None
+        if sampling.n > 1 and self.share_prompts:
+            images_in = {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask")}
+            counts = [len(x) for x in images] if has_images else None
+            try:
+                out = shared_prefill_generate(self.model, self.model.generate, enc["input_ids"], enc["attention_mask"],
+                                              images_in, counts, repeat=sampling.n, check=not self.prefill_checked,
+                                              **{**gen_kwargs, "num_return_sequences": 1})  # fmt: skip
+                self.prefill_checked = out is not None
+            except Exception as e:  # unsupported, or failing on its first use: plain generate from now on
+                if self.prefill_checked and not isinstance(e, Unsupported):
+                    raise
+                self.share_prompts = False
+                print(f"rollouts: each prompt prefilled per sample ({type(e).__name__}: {e})")
+        if out is None:
+            out = self.model.generate(**enc, **gen_kwargs)
         prompt_len = enc["input_ids"].shape[1]
         seqs = out.sequences[:, prompt_len:].tolist()
         logits = torch.stack(out.logits, dim=1).float() if out.logits else None  # raw, before warping
@@ -143,3 +167,4 @@ class HFEngine(Engine):
                 completions.append([])
             completions[-1].append(Completion(text=text, token_ids=ids, logprobs=logprobs, finish_reason=reason))
         return completions
+

@@ -35,7 +35,9 @@ class Fixes:
 
 
 def colocate_settings(rollout, model_dtype: str, fixes: Fixes | None = None) -> dict:
-    settings = cpu_kv_cache(rollout)
+    # TRL sends each prompt G times (n=1 each) in colocate mode: vLLM's prefix cache (its default, made explicit)
+    # computes the shared prompt once
+    settings = {**cpu_kv_cache(rollout), "enable_prefix_caching": True}
     if (fixes or Fixes()).dtype:
         settings["dtype"] = model_dtype
     return settings

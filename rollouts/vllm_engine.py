@@ -78,7 +78,10 @@ def cpu_kv_cache(rollout) -> dict:
 
 def llm_kwargs(rollout, dtype: str, seed: int) -> dict:
     """Engine settings from the recipe's ``rollout:`` block (shared by this engine and GRPO colocate)."""
-    kwargs = {"dtype": dtype, "seed": seed, "enforce_eager": rollout.enforce_eager, **cpu_kv_cache(rollout)}
+    # prefix caching (vLLM's default for generative models, on CPU too; explicit here): the n samples of a prompt,
+    # and TRL colocate's G copies of it, reuse its KV blocks; images are keyed by content hash
+    kwargs = {"dtype": dtype, "seed": seed, "enforce_eager": rollout.enforce_eager, "enable_prefix_caching": True,
+              **cpu_kv_cache(rollout)}  # fmt: skip
     if not on_cpu():
         kwargs["gpu_memory_utilization"] = rollout.gpu_memory_utilization or 0.85
     if rollout.max_model_len:

@@ -15,7 +15,7 @@ PACKAGES = ("align", "rewards", "rollouts")
 LAYERS = [
     ("foundation", ("align.errors", "align.io", "align.chat", "align.console")),
     ("data", ("align.data",)),
-    ("models", ("align.models",)),
+    ("models", ("align.models", "align.shared_prompt")),
     ("recipe blocks", ("align.spec", "align.benchmarks.registry")),
     ("engines and rewards", ("rollouts", "rewards")),
     ("training", ("align.rundir", "align.distributed", "align.resume", "align.evaluate", "align.eval_trackers",

@@ -37,7 +37,8 @@ stages:
   - type: grpo
     lora: {r: 8, alpha: 16}
     args: {max_steps: 3, per_device_train_batch_size: 4, num_generations: 4, max_completion_length: 6,
-           logging_steps: 1, learning_rate: 1.0e-3}
+           logging_steps: 1, learning_rate: 1.0e-3, disable_dropout: true}  # no dropout: the DDP run shares
+                                                                               # prompts; ZeRO's policy pass is TRL's
 """
 
 # The DDP reference run also ends with DPO (LoRA) on synthetic image preference pairs.
@@ -197,6 +198,8 @@ def test_ddp_two_processes(ddp_run):
     assert record["backend"] == "ddp" and "ACCELERATE_USE_DEEPSPEED" not in record["accelerate"]
     assert record["timeout_minutes"] == 180  # ranks wait this long for rank 0 (e.g. while it evaluates)
     assert json.loads((ddp_run / "dpo" / "summary.json").read_text())["steps"] == 2
+    shared = json.loads((ddp_run / "grpo" / "summary.json").read_text())["shared_prompt"]
+    assert shared["path"] == "shared" and shared["log_prob_passes"]["trl"] == 0  # the policy pass through DDP too
     for stage in ("sft", "grpo", "dpo"):
         for r in record["stages"][stage]["ranks"]:
             assert r["distributed_type"] == "MULTI_CPU" and r["local_parameters"] == r["parameters"]

@@ -50,7 +50,7 @@ def test_vllm_engine_matches_transformers(which, tiny_model, tiny_lm, small_data
         images = None
         prompts = [[{"role": "user", "content": "3 더하기 4는 얼마인가요?"}]] * 4 + prompts[:4]
     vllm = make_engine(RolloutSpec(engine="vllm"), path)
-    assert vllm.name == "vllm"
+    assert vllm.name == "vllm" and vllm.llm.llm_engine.vllm_config.cache_config.enable_prefix_caching
     greedy = Sampling(n=2, temperature=0.0, max_new_tokens=12)
     try:
         v = vllm.generate(prompts, images, greedy)
@@ -230,6 +230,7 @@ def test_colocate_engine_samples_from_trained_weights(colocate):
     trainer, rows = colocate
     gen = trainer.vllm_generation
     assert str(gen.llm.llm_engine.model_config.dtype) == "torch.float32"  # TRL alone gives bfloat16 on CPU
+    assert gen.llm.llm_engine.vllm_config.cache_config.enable_prefix_caching  # G copies of a prompt share its KV
     before, engine_before = _logprobs_policy_and_engine(trainer, rows[0])
     assert _max_diff(before, engine_before) < 1e-4
     trainer.train()

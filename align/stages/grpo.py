@@ -9,6 +9,8 @@ Everything TRL offers is reachable under ``args:`` (``loss_type``, ``beta``, ``n
 * prompt selection by difficulty (``select_prompts``): prompts whose pass rate is 0 or 1 give every completion the
   same reward, hence zero advantage; they are dropped before training. Pass rates come from an earlier RFT stage
   of the same run, or from a pre-pass that samples ``samples`` answers per prompt;
+* each prompt and its images encoded once per group (``shared_prompt``, ``align/shared_prompt.py``) in the
+  log-prob passes and transformers generation, where TRL repeats them G times: the same log-probs and gradients;
 * dynamic filtering of zero-variance groups (``filter_zero_variance``): TRL cannot re-sample inside a step, but
   for token-normalised losses (dapo, cispo, vespo) the loss normaliser is recomputed over the informative groups
   only, so groups whose completions all scored the same no longer dilute the update (DAPO's dynamic sampling
@@ -34,6 +36,7 @@ from align.distributed import main_only, world_size
 from align.errors import StageError
 from align.io import atomic_write_json
 from align.models.guards import check_prompts
+from align.shared_prompt import SharedPrompt
 from align.spec import StageSpec, Strict
 from align.stages.base import Stage, StageContext, StageResult
 from align.stages.rft import sample_and_score
@@ -61,6 +64,11 @@ class Config(StageSpec):
     select_prompts: SelectPrompts = Field(default_factory=SelectPrompts)
     filter_zero_variance: bool = Field(False, description="Drop zero-variance groups from the loss normaliser.")
     prompts: int | None = Field(None, ge=1, description="Use at most this many training prompts.")
+    shared_prompt: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Encode each prompt and its images once per group in the log-prob passes and transformers "
+        "generation (align/shared_prompt.py); auto falls back to TRL's path where unsupported, on stops instead.",
+    )
 
     @model_validator(mode="after")
     def _check(self):
@@ -192,6 +200,8 @@ def run(ctx: StageContext) -> StageResult:
         trainer.rollout_log = ctx.stage_dir / "rollouts.jsonl"
         trainer.filter_zero_variance = stage.filter_zero_variance
         trainer.filter_stats = {"groups": 0, "filtered_groups": 0}
+        trainer.shared_prompt = SharedPrompt(stage.shared_prompt)
+        ctx.log(trainer.shared_prompt.setup(trainer, policy.family.image_inputs))
         if args.use_vllm:
             trl_ext.install_vllm_fixes(trainer)
             colocated.callback(trl_ext.shutdown_vllm, trainer)  # the next stage's evaluation starts its own engine
@@ -200,7 +210,9 @@ def run(ctx: StageContext) -> StageResult:
             rollout_log=trainer.rollout_log)  # fmt: skip
     summary = {**selection, "rollout_engine": f"vllm ({args.vllm_mode})" if args.use_vllm else "hf",
                "filter_zero_variance": stage.filter_zero_variance, **trainer.filter_stats,
-               "reward_errors": {r.name: r.stats() for r in rewards}, "steps": trainer.state.global_step}  # fmt: skip
+               "reward_errors": {r.name: r.stats() for r in rewards}, "steps": trainer.state.global_step,
+               "shared_prompt": trainer.shared_prompt.summary()}  # fmt: skip
+    ctx.log(trainer.shared_prompt.report())
     if trainer.accelerator.is_main_process:
         atomic_write_json(ctx.stage_dir / "summary.json", summary)
     if stage.filter_zero_variance:

@@ -24,6 +24,23 @@ def align_cache(tmp_path_factory):
         os.environ["ALIGN_CACHE"] = old
 
 
+# What TRL's vLLM colocate mode and accelerate's multi-process state write into os.environ. Left behind by a test that
+# builds a trainer in this process, they make every later trainer (in-process or a CLI subprocess, which inherits
+# them) believe it is one rank of a distributed launch and bind the same rendezvous port.
+DIST_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+@pytest.fixture(autouse=True)
+def _restore_dist_env():
+    saved = {k: os.environ.get(k) for k in DIST_ENV}
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
 @pytest.fixture(scope="session")
 def tiny_model(align_cache) -> str:
     from align.models import resolve_model_path

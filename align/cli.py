@@ -276,6 +276,7 @@ def cmd_rewards_try(args) -> int:
     from rich.console import Console
 
     import rewards as registry
+
     console = Console(highlight=False)
     reward = registry.resolve({"name": args.name, "args": _parse_kv(args.args)}, Path.cwd())
     if args.file:

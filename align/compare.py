@@ -243,7 +243,10 @@ def plot(cps: list[Checkpoint], out: Path) -> Path:
     ax.set_ylim(-0.02, 1.02)
     ax.set_title("held-out accuracy per checkpoint")
     ax.legend(fontsize=7)
-    for ax, key, title in ((axes[1], "reward", "training reward (GRPO)"), (axes[2], "loss", "training loss (SFT, RFT)")):
+    for ax, key, title in (
+        (axes[1], "reward", "training reward (GRPO)"),
+        (axes[2], "loss", "training loss (SFT, RFT)"),
+    ):
         for cp in cps:
             is_rl = any("reward" in m for m in cp.train_metrics)
             if key == "loss" and is_rl:

@@ -195,8 +195,9 @@ def check(recipe, on_gpu: bool, dry_run: bool = False) -> None:
         raise UserError(message + more, hint)
 
 
-def training_command(recipe, recipe_path: str, overrides: list[str], on_gpu: bool | None = None,
-                     resume: str | None = None) -> list[str]:
+def training_command(
+    recipe, recipe_path: str, overrides: list[str], on_gpu: bool | None = None, resume: str | None = None
+) -> list[str]:
     """The command that trains on this node: ``align run`` for one process, else ``accelerate launch`` with a
     config from recipes/accelerate/ and the counts and addresses as flags."""
     launch = recipe.launch
@@ -312,7 +313,6 @@ def launch(recipe_path: str, overrides: list[str], dry_run: bool = False, say=pr
         if dry_run:
             return 0
         if world_size(recipe) == 1:  # no child process: run the pipeline here
-
             run_pipeline(recipe, resume=resume)
             return 0
         return subprocess.call(cmd)

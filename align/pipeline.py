@@ -122,6 +122,7 @@ def _open_run(recipe, run: RunDir | None, resume: str | None) -> RunDir:
 def base_model(recipe, run: RunDir) -> str:
     """The base model's directory: ``model.path`` (the tiny model is built on demand), or the model that
     ``model.compose`` describes, composed into ``<run>/compose/model`` once (a resumed run reuses it)."""
+
     def progress(message: str) -> None:
         console.print(f"[dim]{message}[/dim]")
 

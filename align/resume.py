@@ -118,6 +118,7 @@ def run_trainer(ctx, trainer, rollout_log: Path | None = None):
     trainer.add_callback(checkpoint_callback(ctx))
     checkpoint = None
     if ctx.resume:
+
         def pick_and_cut_logs() -> tuple[str | None, int]:
             folder = Path(trainer.args.output_dir)
             done = complete_checkpoints(folder)

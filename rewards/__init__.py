@@ -236,7 +236,6 @@ def explain(name: str, completion: str, answer: str | None, task: str | None = N
     markers when there are several, and why it counts as a hedge)."""
 
     if name == "code_tests":
-
         tests = row.get("tests")
         return {"code": extract_code(completion)[:200], "tests": hack_proof_report(tests, row.get("entry_point"))
                 if tests is not None else None}  # fmt: skip

@@ -71,7 +71,9 @@ class ScalarRewardModel:
                             "train one with an `rm` stage, or point `path` at its output folder")  # fmt: skip
         weights = load_file(head_file)
         if head_file.name == VALUE_HEAD_FILE:  # TRL ValueHead keys: v_head.summary.{weight,bias}
-            weights = {k.removeprefix(VALUE_HEAD_PREFIX): v for k, v in weights.items() if k.startswith(VALUE_HEAD_PREFIX)}
+            weights = {
+                k.removeprefix(VALUE_HEAD_PREFIX): v for k, v in weights.items() if k.startswith(VALUE_HEAD_PREFIX)
+            }
         if set(weights) != {"weight", "bias"} or weights["weight"].shape[0] != 1:
             found = {k: tuple(v.shape) for k, v in load_file(head_file).items()}
             raise UserError(f"{head_file} does not hold a one-score linear head (found {found})",
@@ -86,7 +88,9 @@ class ScalarRewardModel:
         head.load_state_dict({k: v.to(backbone.dtype) for k, v in weights.items()})
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         model = cls(backbone.to(device).eval(), processor, head.to(device).eval(), device)
-        model.stats = json.loads((path / CONFIG_FILE).read_text()).get("score_stats") if (path / CONFIG_FILE).exists() else None
+        model.stats = (
+            json.loads((path / CONFIG_FILE).read_text()).get("score_stats") if (path / CONFIG_FILE).exists() else None
+        )
         return model
 
     def save(self, out: Path, extra: dict | None = None) -> None:
@@ -184,8 +188,15 @@ class GetScoreRewardModel:
         with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
             chats, paths = [], []
             for i, (prompt, completion) in enumerate(zip(prompts, completions)):
-                chats.append([{"role": "user", "content": messages_text(prompt)}, {"role": "assistant", "content": completion}])
-                paths.append([_as_path(img, Path(tmp) / f"{i}-{j}.png") for j, img in enumerate((images or [None] * len(prompts))[i] or [])])
+                chats.append(
+                    [{"role": "user", "content": messages_text(prompt)}, {"role": "assistant", "content": completion}]
+                )
+                paths.append(
+                    [
+                        _as_path(img, Path(tmp) / f"{i}-{j}.png")
+                        for j, img in enumerate((images or [None] * len(prompts))[i] or [])
+                    ]
+                )
             for i in range(0, len(chats), batch_size):
                 sl = slice(i, i + batch_size)
                 if batched:

@@ -167,4 +167,3 @@ class HFEngine(Engine):
                 completions.append([])
             completions[-1].append(Completion(text=text, token_ids=ids, logprobs=logprobs, finish_reason=reason))
         return completions
-

@@ -103,7 +103,6 @@ class VLLMEngine(Engine):
 
     def __init__(self, model_path: str, model_spec=None, rollout=None, seed: int = 0):
         if not vllm_installed():
-
             raise UserError("rollout.engine is 'vllm' but vLLM is not installed", INSTALL_HINT)
         prepare_process()
         from transformers import GenerationConfig
@@ -117,9 +116,10 @@ class VLLMEngine(Engine):
 
         self.owns_process_group = not (dist.is_available() and dist.is_initialized())
         try:
-            self.llm = LLM(model=model_path, trust_remote_code=trust, **llm_kwargs(rollout, policy_dtype(rollout), seed))
+            self.llm = LLM(
+                model=model_path, trust_remote_code=trust, **llm_kwargs(rollout, policy_dtype(rollout), seed)
+            )
         except Exception as e:  # any start-up failure becomes one clear message
-
             raise UserError(f"the vLLM engine did not start for {model_path}: {type(e).__name__}: {e}",
                             "check rollout.max_model_len, gpu_memory_utilization and tensor_parallel_size, or set "
                             "rollout.engine: hf (transformers generate)") from e  # fmt: skip

@@ -105,7 +105,9 @@ def test_every_stage_declares_the_contract():
     from align.stages.base import Stage
 
     stage_files = {p.stem for p in (ROOT / "align" / "stages").glob("*.py")} - {"__init__", "base", "preference"}
-    assert len(STAGES) == len(stage_files), f"a stage module is not registered in align/stages/__init__.py: {stage_files}"
+    assert len(STAGES) == len(stage_files), (
+        f"a stage module is not registered in align/stages/__init__.py: {stage_files}"
+    )
     for name, stage in STAGES.items():
         assert isinstance(stage, Stage) and stage.type == name
         assert issubclass(stage.config, StageSpec) and stage.config.model_fields["type"].default == name
@@ -118,7 +120,9 @@ def test_family_choices_come_from_the_table():
     from align.models.tiny_families import FAMILY_BUILDERS
     from align.spec import ModelSpec
 
-    assert set(FAMILY_BUILDERS) == set(FAMILIES), "every family has a tiny-model builder (align/models/tiny_families.py)"
+    assert set(FAMILY_BUILDERS) == set(FAMILIES), (
+        "every family has a tiny-model builder (align/models/tiny_families.py)"
+    )
     parser = build_parser()
     model = next(a for a in parser._actions if a.dest == "command").choices["model"]
     build = next(a for a in model._actions if a.dest == "model_command").choices["build-tiny"]
@@ -128,8 +132,20 @@ def test_family_choices_come_from_the_table():
     assert all(name in described for name in FAMILIES)
 
 
-@pytest.mark.parametrize("family", ["hyperclovax_text", "hyperclovax_vision", "varco_vision", "qwen2_5_vl",
-                                    "hyperclovax_think", "hyperclovax_vision_v2", "exaone", "kanana_v", "aiku_vlm"])
+@pytest.mark.parametrize(
+    "family",
+    [
+        "hyperclovax_text",
+        "hyperclovax_vision",
+        "varco_vision",
+        "qwen2_5_vl",
+        "hyperclovax_think",
+        "hyperclovax_vision_v2",
+        "exaone",
+        "kanana_v",
+        "aiku_vlm",
+    ],
+)
 def test_recognition_is_driven_by_the_table_entry(family):
     """Each family is recognised from the fields of its own entry, and only from them."""
     from types import SimpleNamespace

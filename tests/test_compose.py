@@ -78,7 +78,7 @@ def test_composed_model_loads_with_its_parts_and_generates(composed, kind):
     assert stop in model.generation_config.eos_token_id
     with torch.no_grad():
         out = model.generate(**batch, max_new_tokens=6, do_sample=False, sequence_bias={(stop,): 100.0})
-    assert out[0, batch["input_ids"].shape[1]:].tolist() == [stop]
+    assert out[0, batch["input_ids"].shape[1] :].tolist() == [stop]
 
 
 @pytest.mark.parametrize("kind", ["clip", "siglip"])

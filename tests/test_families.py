@@ -43,8 +43,14 @@ def _sft_trainer(path, tmp_path, dataset, **args):
     from align.models import load_model_and_processor
 
     model, processor, family = load_model_and_processor(path, None, "float32")
-    config = SFTConfig(output_dir=str(tmp_path / "o"), use_cpu=True, report_to="none", max_steps=1,
-                       per_device_train_batch_size=2, **{"completion_only_loss": True, "max_length": None, **args})
+    config = SFTConfig(
+        output_dir=str(tmp_path / "o"),
+        use_cpu=True,
+        report_to="none",
+        max_steps=1,
+        per_device_train_batch_size=2,
+        **{"completion_only_loss": True, "max_length": None, **args},
+    )
     return SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=processor), family
 
 
@@ -168,7 +174,7 @@ def test_generation_stops_at_the_family_stop_tokens(tiny_family, tmp_path, famil
     for stop in stops:
         with torch.no_grad():
             out = model.generate(**enc, max_new_tokens=6, do_sample=False, sequence_bias={(stop,): 100.0})
-        new = out[0, enc["input_ids"].shape[1]:].tolist()
+        new = out[0, enc["input_ids"].shape[1] :].tolist()
         assert new == [stop], (family, tok.convert_ids_to_tokens(new))
     model.generation_config.eos_token_id = []
     with torch.no_grad():
@@ -213,7 +219,9 @@ def test_family_sft_then_a_grpo_step(tiny_family, tmp_path, family):
     model, processor, fam = load_model_and_processor(str(run / "grpo" / "model"), recipe_model(family), "float32")
     tok = getattr(processor, "tokenizer", processor)
     assert fam.name == family
-    assert set(tok.convert_tokens_to_ids(list(FAMILIES[family].stop_tokens))) <= set(model.generation_config.eos_token_id)
+    assert set(tok.convert_tokens_to_ids(list(FAMILIES[family].stop_tokens))) <= set(
+        model.generation_config.eos_token_id
+    )
     if family != "hyperclovax_text":
         assert hasattr(processor, "image_processor")
 
@@ -422,15 +430,20 @@ def test_stages_a_family_cannot_run_stop_with_why(tiny_family, tmp_path, monkeyp
     hcx = families.FAMILIES["hyperclovax_vision"]
     monkeypatch.setitem(families.FAMILIES, "hyperclovax_vision", dataclasses.replace(
         hcx, unsupported_stages={"rm": "the reward head reads a hidden state this family does not give"}))  # fmt: skip
-    f = write_recipe(tmp_path / "r.yaml", f"""
+    f = write_recipe(
+        tmp_path / "r.yaml",
+        f"""
 name: t
 output_dir: {tmp_path}
 model: {{path: {tiny_family("hyperclovax_vision")}}}
 data: {{train_size: 8, eval_size: 4, tasks: [color]}}
 eval: {{enabled: false}}
 stages: [{{type: rm}}]
-""")
-    with pytest.raises(StageError, match="the rm stage does not support hyperclovax_vision models yet: the reward") as e:
+""",
+    )
+    with pytest.raises(
+        StageError, match="the rm stage does not support hyperclovax_vision models yet: the reward"
+    ) as e:
         run_pipeline(load_recipe(f))
     assert "sft, rft or grpo" in e.value.hint
 

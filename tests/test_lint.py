@@ -17,4 +17,6 @@ def test_ruff(command):
     venv_ruff = Path(sys.executable).parent / "ruff"
     ruff = str(venv_ruff) if venv_ruff.exists() else shutil.which("ruff") or "ruff"
     out = subprocess.run([ruff, *command, "."], cwd=ROOT, capture_output=True, text=True, check=False)
-    assert out.returncode == 0, f"ruff {' '.join(command)} found problems (run it and fix them):\n{out.stdout}{out.stderr}"
+    assert out.returncode == 0, (
+        f"ruff {' '.join(command)} found problems (run it and fix them):\n{out.stdout}{out.stderr}"
+    )

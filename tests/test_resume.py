@@ -219,8 +219,11 @@ def test_resume_flag_parsing():
 
 
 # test_distributed's 2-process recipe (SFT, then GRPO with LoRA), longer and with checkpoints every 2 steps
-DDP = (DIST_RECIPE.replace("name: dist", "name: rs").replace("max_steps: 3,", "max_steps: 4, save_steps: 2,", 1)
-       .replace("max_steps: 3,", "max_steps: 8, save_steps: 2,", 1))
+DDP = (
+    DIST_RECIPE.replace("name: dist", "name: rs")
+    .replace("max_steps: 3,", "max_steps: 4, save_steps: 2,", 1)
+    .replace("max_steps: 3,", "max_steps: 8, save_steps: 2,", 1)
+)
 
 
 def test_kill_a_two_process_run_during_grpo_then_resume(tmp_path, tiny_model):
@@ -291,4 +294,5 @@ def test_kill_during_rm_then_during_grpo_with_its_reward(tmp_path, tiny_model):
     rollouts = read_jsonl(run / "grpo" / "rollouts.jsonl")
     assert len(rollouts) == 4 * 8 and all(r["rewards"]["reward_model"] is not None for r in rollouts)
     assert [r["rewards"]["reward_model"] for r in rollouts] == pytest.approx(
-        [r["rewards"]["reward_model"] for r in read_jsonl(reference / "grpo" / "rollouts.jsonl")], abs=1e-4)
+        [r["rewards"]["reward_model"] for r in read_jsonl(reference / "grpo" / "rollouts.jsonl")], abs=1e-4
+    )

@@ -178,7 +178,10 @@ def test_logps_entropies_grads_and_generation_equal_trls(family_model, tmp_path,
         ref = _logps_and_grads(trainer, batch, False, perm)
         trl_images, seen[:] = sum(seen), []
         mine = _logps_and_grads(trainer, batch, True, perm)
-    if family not in ("hyperclovax_text", "hyperclovax_think"):  # the vision tower ran on each prompt's images once, not G times
+    if family not in (
+        "hyperclovax_text",
+        "hyperclovax_think",
+    ):  # the vision tower ran on each prompt's images once, not G times
         assert trl_images > 0 and sum(seen) * G == trl_images
     mask = batch["completion_mask"][perm].bool()
     assert (ref[0] - mine[0]).abs()[mask].max() <= 1e-5

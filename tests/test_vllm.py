@@ -97,7 +97,9 @@ def test_engine_that_fails_to_start_is_a_clear_error(tiny_lm, tmp_path):
     engine, the model and the settings to check, and the stage's earlier results stay."""
     from align.errors import StageError
 
-    recipe = write_recipe(tmp_path / "r.yaml", f"""
+    recipe = write_recipe(
+        tmp_path / "r.yaml",
+        f"""
 name: v
 output_dir: {tmp_path}
 model: {{path: {tiny_lm}}}
@@ -111,7 +113,8 @@ stages:
     samples: 2
     max_new_tokens: 4
     accept: {{reward: accuracy, threshold: 0.0}}
-""")
+""",
+    )
     with pytest.raises(StageError, match="the vLLM engine did not start") as err:
         run_pipeline(load_recipe(recipe))
     assert "rollout.max_model_len" in err.value.hint and "rollout.engine: hf" in err.value.hint

@@ -165,7 +165,9 @@ def test_dpo_reads_a_preference_file_and_skips_bad_rows(tmp_path, tiny_model):
     rows.append({"image": "0.png", "prompt": "무슨 색?", "chosen": "빨간색", "rejected": "빨간색"})
     rows.append({"image": "missing.png", "prompt": "무슨 색?", "chosen": "빨간색", "rejected": "red"})
     (tmp_path / "prefs.jsonl").write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
-    recipe = DPO_RECIPE.format(out=tmp_path, prefs=tmp_path / "prefs.jsonl", lora="").replace("max_steps: 6", "max_steps: 2")
+    recipe = DPO_RECIPE.format(out=tmp_path, prefs=tmp_path / "prefs.jsonl", lora="").replace(
+        "max_steps: 6", "max_steps: 2"
+    )
     run = run_pipeline(load_recipe(write_recipe(tmp_path / "r.yaml", recipe))).path
     summary = json.loads((run / "dpo" / "summary.json").read_text())
     assert summary["train_pairs"] == 9 and summary["steps"] == 2  # 12 good rows (2 skipped), 3 held out
@@ -203,7 +205,10 @@ def _value_head(path, hidden: int, seed: int = 0):
     from safetensors.torch import save_file
 
     g = torch.Generator().manual_seed(seed)
-    head = {"v_head.summary.weight": torch.randn(1, hidden, generator=g), "v_head.summary.bias": torch.randn(1, generator=g)}
+    head = {
+        "v_head.summary.weight": torch.randn(1, hidden, generator=g),
+        "v_head.summary.bias": torch.randn(1, generator=g),
+    }
     save_file(head, path / "value_head.safetensors")
     return head
 

@@ -45,7 +45,6 @@ def relative_score(pairs: list[tuple[float, float]]) -> float | None:
 
 
 def run(ctx: BenchContext) -> dict[str, float]:
-
     rows, folder = load_rows(ctx.spec.source or ctx.info.source, ctx.spec.split or ctx.info.split, ctx.info.name,
                              ctx.base_dir)  # fmt: skip
     images = image_map(rows)

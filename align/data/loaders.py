@@ -100,7 +100,9 @@ def normalize_row(row: dict) -> dict:
     else:
         raise ValueError("row has none of 'prompt', 'question', 'messages' or 'conversations'")
     # tool_list: HyperCLOVAX-SEED's turn listing the tools a model may call (its chat template renders it)
-    bad_roles = [m["role"] for m in prompt + completion if m["role"] not in ("user", "assistant", "system", "tool_list")]
+    bad_roles = [
+        m["role"] for m in prompt + completion if m["role"] not in ("user", "assistant", "system", "tool_list")
+    ]
     if bad_roles:
         raise ValueError(f"unknown role '{bad_roles[0]}' (use user, assistant, system or tool_list)")
     images = row.get("images")

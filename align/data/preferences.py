@@ -132,4 +132,3 @@ def load_pairs(source: str | Path, image_folder: str | Path | None = None, repor
     if not out:
         raise UserError(f"no usable preference rows in {where}", "rows need prompt, chosen and rejected")
     return out
-

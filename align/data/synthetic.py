@@ -26,7 +26,11 @@ from align.io import atomic_dir, atomic_write_json
 TASKS = ("count", "color", "ocr", "arith", "bbox")  # the default set
 ALL_TASKS = TASKS + ("caption",)
 SHAPE_NAMES = {"circle": "원", "square": "사각형", "triangle": "삼각형"}
-CAPTION_PROMPTS = ("그림을 간단히 설명해 주세요.", "이 이미지에 무엇이 있나요?", "")  # "" = the image alone (LLaVA pretrain)
+CAPTION_PROMPTS = (
+    "그림을 간단히 설명해 주세요.",
+    "이 이미지에 무엇이 있나요?",
+    "",
+)  # "" = the image alone (LLaVA pretrain)
 GENERATOR_VERSION = 1
 
 COLORS = {

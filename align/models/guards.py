@@ -118,7 +118,7 @@ def check_labels(batch, tokenizer, family, where: str, image_token: int | None =
             )
         if end_ids:
             # the last trained tokens, ignoring trailing whitespace tokens (Qwen closes a turn with <|im_end|>\n)
-            tail = [t for t in trained if tokenizer.decode([t]).strip()][-len(end_ids):]
+            tail = [t for t in trained if tokenizer.decode([t]).strip()][-len(end_ids) :]
             if tail != end_ids:
                 raise StageError(
                     f"{where}: row {row + 1}: the answer ends {tokenizer.decode(trained[-4:])!r} but a "
@@ -137,8 +137,7 @@ def check_context(lengths, config, where: str, extra: int = 0, what: str = "prom
         if int(n) + extra > limit:
             budget = f" + {extra} completion tokens" if extra else ""
             raise StageError(
-                f"{where}: row {row + 1}: {what} is {int(n)} tokens{budget}, more than the model's context of "
-                f"{limit}",
+                f"{where}: row {row + 1}: {what} is {int(n)} tokens{budget}, more than the model's context of {limit}",
                 "shorten the data, lower max_completion_length, or drop long rows (data.max_rows / rows:)",
             )
 

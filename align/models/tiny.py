@@ -87,8 +87,16 @@ def training_texts() -> list[str]:
     return lines + vocabulary_texts()
 
 
-def build_tokenizer(spec: TinySpec, specials=None, added=GROUNDING_TOKENS, eos="<|endofturn|>", pad="<|pad|>",
-                    image_token="<image>", template=CHAT_TEMPLATE, named: dict[str, str] | None = None):
+def build_tokenizer(
+    spec: TinySpec,
+    specials=None,
+    added=GROUNDING_TOKENS,
+    eos="<|endofturn|>",
+    pad="<|pad|>",
+    image_token="<image>",
+    template=CHAT_TEMPLATE,
+    named: dict[str, str] | None = None,
+):
     """A byte-level BPE tokenizer trained on the Korean corpus. The defaults give the embedded model's tokenizer;
     the tiny models of other families (``align/models/tiny_families.py``) pass their own special tokens and chat
     template. ``specials[:2]`` are plain special tokens (end of text, padding); the rest are marked additional.

@@ -41,6 +41,7 @@ from align.models.tiny_kanana import build_tiny_kanana_v
 TINY_NAME = "tiny-korean-vlm"
 TINY_TEXT_NAME = "tiny-korean-lm"
 
+
 def build_qwen2_5_vl(spec: TinySpec):
     from transformers import (
         Qwen2_5_VLConfig,
@@ -60,12 +61,27 @@ def build_qwen2_5_vl(spec: TinySpec):
                                       chat_template=template)  # fmt: skip
     head_dim = spec.text_hidden // spec.text_heads
     config = Qwen2_5_VLConfig(
-        vision_config={"depth": 2, "hidden_size": 64, "intermediate_size": 128, "num_heads": 1, "patch_size": 14,
-                       "spatial_merge_size": 2, "temporal_patch_size": 2, "out_hidden_size": spec.text_hidden,
-                       "window_size": 56, "fullatt_block_indexes": [1]},
-        text_config=_text_config(spec, tok, rope_parameters={"rope_type": "default", "rope_theta": 1e6,
-                                                             "mrope_section": [head_dim // 8, head_dim * 3 // 16,
-                                                                               head_dim * 3 // 16]}),
+        vision_config={
+            "depth": 2,
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_heads": 1,
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "out_hidden_size": spec.text_hidden,
+            "window_size": 56,
+            "fullatt_block_indexes": [1],
+        },
+        text_config=_text_config(
+            spec,
+            tok,
+            rope_parameters={
+                "rope_type": "default",
+                "rope_theta": 1e6,
+                "mrope_section": [head_dim // 8, head_dim * 3 // 16, head_dim * 3 // 16],
+            },
+        ),
         image_token_id=ids("<|image_pad|>"),
         video_token_id=ids("<|video_pad|>"),
         vision_start_token_id=ids("<|vision_start|>"),
@@ -90,12 +106,25 @@ def build_varco_vision(spec: TinySpec):
     pinpoints = [[side, side], [side, 2 * side], [2 * side, side], [2 * side, 2 * side]]
     image_processor = LlavaOnevisionImageProcessorPil(size={"height": side, "width": side},
                                                       image_grid_pinpoints=pinpoints)  # fmt: skip
-    processor = images_only_processor(LlavaOnevisionProcessor, image_processor=image_processor, tokenizer=tok,
-                                      chat_template=template, num_image_tokens=(side // 16) ** 2,
-                                      vision_feature_select_strategy="full", vision_aspect_ratio="anyres_max_9")
+    processor = images_only_processor(
+        LlavaOnevisionProcessor,
+        image_processor=image_processor,
+        tokenizer=tok,
+        chat_template=template,
+        num_image_tokens=(side // 16) ** 2,
+        vision_feature_select_strategy="full",
+        vision_aspect_ratio="anyres_max_9",
+    )
     config = LlavaOnevisionConfig(
-        vision_config={"model_type": "siglip_vision_model", "hidden_size": 64, "intermediate_size": 128,
-                       "num_hidden_layers": 2, "num_attention_heads": 1, "image_size": side, "patch_size": 16},
+        vision_config={
+            "model_type": "siglip_vision_model",
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 1,
+            "image_size": side,
+            "patch_size": 16,
+        },
         text_config={"model_type": "qwen2", **_text_config(spec, tok)},
         image_token_index=tok.convert_tokens_to_ids("<image>"),
         video_token_index=tok.convert_tokens_to_ids("<video>"),

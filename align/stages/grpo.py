@@ -179,7 +179,11 @@ def run(ctx: StageContext) -> StageResult:
     use_vllm = stage.args.get("use_vllm")
     if use_vllm is None:
         use_vllm = resolve_engine(ctx.recipe.rollout, ctx.input_model, ctx.recipe.model, ctx.log) == "vllm"
-    defaults = {**GRPO_DEFAULTS, "reward_weights": [r.weight for r in rewards], **vllm_args(ctx.recipe.rollout, use_vllm)}
+    defaults = {
+        **GRPO_DEFAULTS,
+        "reward_weights": [r.weight for r in rewards],
+        **vllm_args(ctx.recipe.rollout, use_vllm),
+    }
     if world_size() > 1:
         # TRL 1.16 gathers logged images only on ranks whose batch has images: a rank with a text-only batch (mixed
         # image/text data) skips that collective and the run hangs.

@@ -37,5 +37,3 @@ def preference_rows(ctx: StageContext) -> list[dict]:
         if skipped:
             ctx.log(f"{len(skipped)} preference rows skipped")
     return pairs[: stage.pairs] if stage.pairs else pairs
-
-

@@ -77,7 +77,9 @@ def run(ctx: StageContext) -> StageResult:
     check_stage(model_family(ctx.input_model, ctx.recipe.model), stage)
     held_out, train = split_pairs(preference_rows(ctx), stage.eval_fraction, ctx.recipe.seed)
     torch.manual_seed(ctx.recipe.seed)
-    model = ScalarRewardModel.from_backbone(ctx.input_model, ctx.recipe.model, dtype="float32" if not ctx.on_gpu else None)
+    model = ScalarRewardModel.from_backbone(
+        ctx.input_model, ctx.recipe.model, dtype="float32" if not ctx.on_gpu else None
+    )
     frozen = freeze_modules(model.backbone, stage.freeze or [])
     lora = stage_lora(ctx)
     if lora is not None:
@@ -191,7 +193,9 @@ def score_policy(ctx: StageContext, rm_dir: Path) -> dict:
     metrics, _ = builtin_metrics(ctx.input_model, ctx.recipe.model_copy(update={"eval": ev}), ctx.data.eval,
                                  ctx.recipe_dir)  # fmt: skip
     scores = {k: v for k, v in metrics.items() if k.startswith("reward_model")}
-    ctx.log(f"reward-model score of the input policy's held-out answers: {scores.get('reward_model', float('nan')):.3f}")
+    ctx.log(
+        f"reward-model score of the input policy's held-out answers: {scores.get('reward_model', float('nan')):.3f}"
+    )
     return scores
 
 

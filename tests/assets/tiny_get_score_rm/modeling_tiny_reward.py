@@ -29,8 +29,11 @@ class TinyGetScoreRewardModel(PreTrainedModel):
         assert [m["role"] for m in chat] == ["user", "assistant"], chat
         ids = self.tokenizer(chat[-1]["content"], return_tensors="pt")["input_ids"][0] % self.config.vocab_size
         text = self.embed(ids).mean(0) if len(ids) else torch.zeros(self.config.hidden_size)
-        pixels = [torch.from_numpy(np.asarray(Image.open(p).convert("RGB").resize((8, 8)), dtype=np.float32)).mean((0, 1))
-                  / 255 for p in image]
+        pixels = [
+            torch.from_numpy(np.asarray(Image.open(p).convert("RGB").resize((8, 8)), dtype=np.float32)).mean((0, 1))
+            / 255
+            for p in image
+        ]
         vision = self.vision(torch.stack(pixels).mean(0)) if pixels else torch.zeros(self.config.hidden_size)
         return text + vision
 

@@ -114,6 +114,12 @@ case "$1" in
       export ALIGN_EXPECT_CHROMIUM=1
     fi
     cd "$ROOT"
+    # Two test processes (pytest-xdist; each test's torch runs on one thread there), the slow end-to-end runs first;
+    # ALIGN_TEST_WORKERS=0 runs everything in one process, and -n on the command line wins.
+    case " $* " in
+      *" -n"*|*" --numprocesses"*) ;;
+      *) set -- -n "${ALIGN_TEST_WORKERS:-2}" --dist worksteal "$@" ;;
+    esac
     exec "$VENV/bin/python" -m pytest "$@" ;;
   *)
     setup ""

@@ -10,6 +10,13 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one of ./launch.sh test's worker processes: one core each, as are the
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # CLI runs it starts (they inherit this)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The end-to-end runs of several minutes first, so that the other worker takes the rest meanwhile."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -31,17 +31,18 @@ def align_cache(tmp_path_factory):
         os.environ["ALIGN_CACHE"] = old
 
 
-# What TRL's vLLM colocate mode and accelerate's multi-process state write into os.environ. Left behind by a test that
-# builds a trainer in this process, they make every later trainer (in-process or a CLI subprocess, which inherits
-# them) believe it is one rank of a distributed launch and bind the same rendezvous port.
+# What TRL's vLLM colocate mode and accelerate's multi-process state write into os.environ. Left behind by a test or
+# a module fixture that builds a trainer in this process, they make every later trainer (in-process or a CLI
+# subprocess, which inherits them) believe it is a rank of a distributed launch and bind the same rendezvous port.
+# After each test they are put back as they were when the session started.
 DIST_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+SESSION_DIST_ENV = {k: os.environ.get(k) for k in DIST_ENV}
 
 
 @pytest.fixture(autouse=True)
 def _restore_dist_env():
-    saved = {k: os.environ.get(k) for k in DIST_ENV}
     yield
-    for k, v in saved.items():
+    for k, v in SESSION_DIST_ENV.items():
         if v is None:
             os.environ.pop(k, None)
         else:

@@ -16,11 +16,12 @@ TASKS = ("count", "color", "ocr", "arith", "bbox")
 
 @pytest.mark.slow
 def test_quickstart_end_to_end(tmp_path, align_cache):
-    # as a user runs it: torch's default threads (a test worker's OMP_NUM_THREADS=1 would change the floats)
-    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"} | {"ALIGN_CACHE": str(align_cache)}
+    # under ./launch.sh test on one torch thread (the worker's OMP_NUM_THREADS): the floats, and so the exact figures,
+    # differ from a 2-thread run; what is asserted below held in every run, on either
+    env = {**os.environ, "ALIGN_CACHE": str(align_cache)}
     proc = subprocess.run(
         [sys.executable, "-m", "align.cli", "run", str(ROOT / "recipes/quickstart.yaml"), f"output_dir={tmp_path}"],
-        capture_output=True, check=False, text=True, env=env, cwd=tmp_path, timeout=1500,
+        capture_output=True, check=False, text=True, env=env, cwd=tmp_path, timeout=2400,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "\r" not in proc.stdout + proc.stderr  # progress redraws only on a terminal; a log gets lines

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -91,7 +92,9 @@ def build_qwen2_5_vl(spec: TinySpec):
     return Qwen2_5_VLForConditionalGeneration(config), processor, ["<|im_end|>", "<|endoftext|>"]
 
 
-def build_varco_vision(spec: TinySpec):
+def build_varco_vision(spec: TinySpec, text_model: str = "qwen2"):
+    """VARCO-VISION: LLaVA-OneVision (SigLIP tower, AnyRes tiles) with a Qwen2 language model; VARCO-VISION-2.0 takes
+    a Qwen3 one (q/k norms; its fixed-resolution SigLIP2 checkpoints use SigLIP's architecture)."""
     from transformers import (
         LlavaOnevisionConfig,
         LlavaOnevisionForConditionalGeneration,
@@ -115,6 +118,7 @@ def build_varco_vision(spec: TinySpec):
         vision_feature_select_strategy="full",
         vision_aspect_ratio="anyres_max_9",
     )
+    qk_heads = {"head_dim": spec.text_hidden // spec.text_heads} if text_model == "qwen3" else {}
     config = LlavaOnevisionConfig(
         vision_config={
             "model_type": "siglip_vision_model",
@@ -125,7 +129,7 @@ def build_varco_vision(spec: TinySpec):
             "image_size": side,
             "patch_size": 16,
         },
-        text_config={"model_type": "qwen2", **_text_config(spec, tok)},
+        text_config={"model_type": text_model, **_text_config(spec, tok, **qk_heads)},
         image_token_index=tok.convert_tokens_to_ids("<image>"),
         video_token_index=tok.convert_tokens_to_ids("<video>"),
         vision_feature_select_strategy="full",
@@ -136,7 +140,12 @@ def build_varco_vision(spec: TinySpec):
     return LlavaOnevisionForConditionalGeneration(config), processor, ["<|im_end|>", "<|endoftext|>"]
 
 
-ARCHITECTURES = {"qwen2_5_vl": build_qwen2_5_vl, "varco_vision": build_varco_vision, **ARCHITECTURES_2026}
+ARCHITECTURES = {
+    "qwen2_5_vl": build_qwen2_5_vl,
+    "varco_vision": build_varco_vision,
+    "varco_vision_2": functools.partial(build_varco_vision, text_model="qwen3"),
+    **ARCHITECTURES_2026,
+}
 
 
 def _build_from_config(family: str, out_dir: Path, spec: TinySpec | None = None) -> Path:

@@ -12,7 +12,7 @@ guards, the reasoning switch), not the models.
 * ``exaone`` — EXAONE 4.5 (``Exaone4_5_ForConditionalGeneration``: 2D-RoPE GQA vision encoder + EXAONE 4.0 LM with
   hybrid sliding/full attention); ``exaone_text`` builds EXAONE 4.0 (``Exaone4ForCausalLM``) alone. Turns
   ``[|role|]…[|endofturn|]``, images ``<vision><|image_pad|></vision>``, ``enable_thinking`` opens ``<think>``.
-* ``varco_vision_2`` — VARCO-VISION-2.0: LLaVA-OneVision with a Qwen3 LM (q/k norms) and a SigLIP(2) tower.
+* ``varco_vision_2`` — VARCO-VISION-2.0 is ``build_varco_vision`` (``tiny_families.py``) with a Qwen3 LM.
 
 The templates are our reading of the published ones (the hub is unreachable here); docs/families.md says what
 differs.
@@ -21,7 +21,7 @@ differs.
 from __future__ import annotations
 
 from align.models.processors import images_only_processor
-from align.models.tiny import CHAT_TOKENS, VARCO_MARKUP, VARCO_TOKENS, TinySpec, build_tokenizer, qwen_template
+from align.models.tiny import CHAT_TOKENS, TinySpec, build_tokenizer
 from align.models.tiny import text_config as _text_config
 
 THINK = ["<think>", "</think>"]  # ordinary added tokens: decoding with skip_special_tokens keeps them
@@ -273,60 +273,10 @@ def build_exaone_vision(spec: TinySpec):
     return Exaone4_5_ForConditionalGeneration(config), processor, ["[|endofturn|]"]
 
 
-def build_varco_vision_2(spec: TinySpec):
-    """VARCO-VISION-2.0: LLaVA-OneVision with a Qwen3 language model (q/k norms) and a SigLIP2 tower (the
-    fixed-resolution SigLIP2 checkpoints use SigLIP's architecture)."""
-    from transformers import (
-        LlavaOnevisionConfig,
-        LlavaOnevisionForConditionalGeneration,
-        LlavaOnevisionImageProcessorPil,
-        LlavaOnevisionProcessor,
-    )
-
-    side = 32
-    template = qwen_template("<image>\n")
-    tok = build_tokenizer(
-        spec, VARCO_TOKENS, added=VARCO_MARKUP, eos="<|im_end|>", image_token="<image>", template=template
-    )
-    pinpoints = [[side, side], [side, 2 * side], [2 * side, side], [2 * side, 2 * side]]
-    image_processor = LlavaOnevisionImageProcessorPil(
-        size={"height": side, "width": side}, image_grid_pinpoints=pinpoints
-    )
-    processor = images_only_processor(
-        LlavaOnevisionProcessor,
-        image_processor=image_processor,
-        tokenizer=tok,
-        chat_template=template,
-        num_image_tokens=(side // 16) ** 2,
-        vision_feature_select_strategy="full",
-        vision_aspect_ratio="anyres_max_9",
-    )
-    config = LlavaOnevisionConfig(
-        vision_config={
-            "model_type": "siglip_vision_model",
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 1,
-            "image_size": side,
-            "patch_size": 16,
-        },
-        text_config={"model_type": "qwen3", **_text_config(spec, tok, head_dim=spec.text_hidden // spec.text_heads)},
-        image_token_index=tok.convert_tokens_to_ids("<image>"),
-        video_token_index=tok.convert_tokens_to_ids("<video>"),
-        vision_feature_select_strategy="full",
-        vision_feature_layer=-1,
-        image_grid_pinpoints=pinpoints,
-        tie_word_embeddings=True,
-    )
-    return LlavaOnevisionForConditionalGeneration(config), processor, ["<|im_end|>", "<|endoftext|>"]
-
-
 # name -> builder (TinySpec) -> (model, processor or tokenizer, stop tokens); built by tiny_families.build_from_config
 ARCHITECTURES_2026 = {
     "hyperclovax_think": build_hyperclovax_think,
     "hyperclovax_vision_v2": build_hyperclovax_vision_v2,
     "exaone": build_exaone_vision,
     "exaone_text": build_exaone_text,
-    "varco_vision_2": build_varco_vision_2,
 }

@@ -285,7 +285,10 @@ def shared_logps(model, input_ids, attention_mask, logits_to_keep, compute_entro
     prefix = prefix_cache(base, backbone, prompt[uniq, :-1], prompt_mask[uniq, :-1], prefix_inputs,
                           _position_slice(positions, uniq, 0, width - 1))  # fmt: skip
     # indexed out to the completion rows: differentiable, its backward sums each prompt's rows
-    cache = _cache_like([_ReadLayer(x.keys[inverse], x.values[inverse]) for x in prefix.layers])
+    # (index_select: its backward, index_add, sums in a fixed order; a plain [inverse]'s accumulates across threads
+    # in whatever order they finish, and two runs would differ in the last bits)
+    cache = _cache_like([_ReadLayer(x.keys.index_select(0, inverse), x.values.index_select(0, inverse))
+                         for x in prefix.layers])  # fmt: skip
     tail = input_ids[:, width - 1 :]
     labels = tail.masked_fill(attention_mask[:, width - 1 :] == 0, -100)
     labels[:, 0] = -100

@@ -17,6 +17,11 @@ from align.errors import UserError, did_you_mean
 from align.models.families import FAMILIES
 
 
+def yaml_on_off(value, on: str = "on", off: str = "off"):
+    """YAML reads a bare ``on`` / ``off`` as a boolean: give an on/off option its name back."""
+    return (on if value else off) if isinstance(value, bool) else value
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -84,7 +89,7 @@ class ModelSpec(Strict):
     @field_validator("thinking", mode="before")
     @classmethod
     def _thinking_on_off(cls, value):
-        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value  # YAML on/off
+        return yaml_on_off(value)
 
     @model_validator(mode="after")
     def _check(self):
@@ -317,7 +322,7 @@ class Recipe(Strict):
     @field_validator("reward_audit", mode="before")
     @classmethod
     def _audit_off(cls, value):
-        return {False: "off", True: "error"}.get(value, value) if isinstance(value, bool) else value  # YAML `off`
+        return yaml_on_off(value, on="error")
 
     @model_validator(mode="after")
     def _unique_stage_names(self):

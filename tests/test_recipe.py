@@ -28,6 +28,13 @@ def test_minimal_recipe_has_defaults(tmp_path):
     assert [x.name for x in r.rewards] == ["accuracy"]
 
 
+def test_bare_on_off_in_yaml_are_option_names(tmp_path):
+    """YAML reads `off` as False: the on/off options take it as the word the docs show."""
+    text = "name: t\nreward_audit: off\nmodel: {thinking: on}\nstages:\n  - type: grpo\n    shared_prompt: off\n"
+    r = load_recipe(write_recipe(tmp_path / "r.yaml", text))
+    assert (r.reward_audit, r.model.thinking, r.stages[0].shared_prompt) == ("off", "on", "off")
+
+
 def test_unknown_key_names_file_path_and_suggestion(tmp_path):
     f = write_recipe(tmp_path / "r.yaml", "name: t\nmodel:\n  pth: x\n")
     with pytest.raises(RecipeError) as e:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from align import trl_extensions as trl_ext
 from align.distributed import main_only, world_size
@@ -37,7 +37,7 @@ from align.errors import StageError
 from align.io import atomic_write_json
 from align.models.guards import check_prompts
 from align.shared_prompt import SharedPrompt
-from align.spec import StageSpec, Strict
+from align.spec import StageSpec, Strict, yaml_on_off
 from align.stages.base import Stage, StageContext, StageResult
 from align.stages.rft import sample_and_score
 from align.training import fit, load_policy, save_policy, trainer_parts, trl_config
@@ -69,6 +69,11 @@ class Config(StageSpec):
         description="Encode each prompt and its images once per group in the log-prob passes and transformers "
         "generation (align/shared_prompt.py); auto falls back to TRL's path where unsupported, on stops instead.",
     )
+
+    @field_validator("shared_prompt", mode="before")
+    @classmethod
+    def _shared_on_off(cls, value):
+        return yaml_on_off(value)
 
     @model_validator(mode="after")
     def _check(self):

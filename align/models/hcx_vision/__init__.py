@@ -16,7 +16,7 @@ from transformers import (
     AutoProcessor,
 )
 
-from align.errors import UserError
+from align.models import checkpoints
 from align.models.hcx_vision.adapter import HCXCollator, sft_adapter, vlm_chat
 from align.models.hcx_vision.configuration import MODEL_TYPE, HCXVisionConfig
 from align.models.hcx_vision.modeling import HCXVisionForCausalLM
@@ -42,44 +42,13 @@ register()
 
 
 def checkpoint_keys(path: str) -> dict:
-    """The checkpoint's weight names against the model's: ``{"missing_keys": [...], "unexpected_keys": [...]}``
-    (read from the safetensors headers; no weights loaded)."""
-    import json
-    from pathlib import Path
-
-    import torch
-    from safetensors import safe_open
-
-    folder = Path(path)
-    index = folder / "model.safetensors.index.json"
-    files = (
-        sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.exists() else ["model.safetensors"]
-    )
-    found = set()
-    for name in files:
-        with safe_open(str(folder / name), "pt") as f:
-            found |= set(f.keys())
-    with torch.device("meta"):
-        model = HCXVisionForCausalLM(HCXVisionConfig.from_pretrained(path))
-    expected = set(model.state_dict())
-    tied = {"language_model.lm_head.weight"} if model.config.tie_word_embeddings else set()
-    return {"missing_keys": sorted(expected - found - tied), "unexpected_keys": sorted(found - expected)}
+    """The checkpoint's weight names against the model's (``align.models.checkpoints.checkpoint_keys``)."""
+    return checkpoints.checkpoint_keys(HCXVisionForCausalLM, HCXVisionConfig, path, "language_model.lm_head.weight")
 
 
 def load_checked(path: str, **kwargs):
     """``from_pretrained`` that refuses a checkpoint whose weight names differ from the published layout."""
-
-    model, info = HCXVisionForCausalLM.from_pretrained(path, output_loading_info=True, **kwargs)
-    missing, unexpected = list(info.get("missing_keys") or []), list(info.get("unexpected_keys") or [])
-    if missing or unexpected:
-
-        def show(keys):
-            return ", ".join(sorted(keys)[:12]) + (f" … ({len(keys)} in all)" if len(keys) > 12 else "")
-
-        raise UserError(
-            f"{path} does not have HyperCLOVAX-SEED-Vision's weight layout: {len(missing)} missing "
-            f"({show(missing) or 'none'}), {len(unexpected)} unexpected ({show(unexpected) or 'none'})",
-            "use the published checkpoint (vision_model.vision_model.*, mm_projector.*, image_newline, "
-            "language_model.*) or a folder this workbench saved",
-        )
-    return model
+    return checkpoints.load_checked(
+        HCXVisionForCausalLM, path, "does not have HyperCLOVAX-SEED-Vision's weight layout",
+        "use the published checkpoint (vision_model.vision_model.*, mm_projector.*, image_newline, language_model.*) "
+        "or a folder this workbench saved", **kwargs)  # fmt: skip

@@ -38,6 +38,7 @@ import contextlib
 import copy
 import functools
 import os
+import socket
 from pathlib import Path
 
 from align.io import append_jsonl
@@ -236,10 +237,17 @@ DIST_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
 @contextlib.contextmanager
-def restore_dist_env():
-    """TRL's colocate mode writes RANK/WORLD_SIZE/MASTER_* into ``os.environ`` for vLLM. Left behind in a
-    single-process run they make the next stage's accelerate state believe it is distributed: restore them."""
+def colocate_dist_env():
+    """Around building a colocate-mode trainer. TRL writes RANK/WORLD_SIZE/MASTER_* into ``os.environ`` for vLLM;
+    left behind in a single-process run they make the next stage's accelerate state believe it is distributed, so
+    they are restored afterwards. Outside a distributed launch the rendezvous port is one the OS hands out: TRL
+    tries 29500 first, and another job on the machine (torchrun's default) can take it between TRL's check and
+    vLLM's bind."""
     saved = {k: os.environ.get(k) for k in DIST_ENV}
+    if "WORLD_SIZE" not in os.environ and not os.environ.get("MASTER_PORT"):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("", 0))
+            os.environ["MASTER_PORT"] = str(s.getsockname()[1])
     try:
         yield
     finally:

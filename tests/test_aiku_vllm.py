@@ -58,7 +58,7 @@ def colocate(align_cache, tmp_path_factory):
                       max_steps=1, learning_rate=5e-3, per_device_train_batch_size=4, num_generations=2,
                       max_completion_length=6, use_vllm=True, vllm_mode="colocate", save_strategy="no",
                       vllm_max_model_length=512)  # fmt: skip
-    with trl_ext.restore_dist_env(), trl_ext.vllm_engine_settings(**vc.colocate_settings(RolloutSpec(), "float32")):
+    with trl_ext.colocate_dist_env(), trl_ext.vllm_engine_settings(**vc.colocate_settings(RolloutSpec(), "float32")):
         trainer = trl_ext.grpo_trainer_class()(model=model, reward_funcs=[by_length], args=args, train_dataset=rows,
                                                processing_class=processor)  # fmt: skip
     trainer.extra_image_keys = family.image_inputs

@@ -178,7 +178,7 @@ def colocate(tiny_model, small_data, tmp_path_factory):
     args = GRPOConfig(output_dir=str(tmp_path_factory.mktemp("grpo")), use_cpu=True, bf16=False, report_to="none", max_steps=2, learning_rate=5e-3, logging_steps=1,
                       per_device_train_batch_size=8, num_generations=4, max_completion_length=12, use_vllm=True,
                       vllm_mode="colocate", save_strategy="no")  # fmt: skip
-    with trl_ext.restore_dist_env(), trl_ext.vllm_engine_settings(**vc.colocate_settings(RolloutSpec(), "float32")):
+    with trl_ext.colocate_dist_env(), trl_ext.vllm_engine_settings(**vc.colocate_settings(RolloutSpec(), "float32")):
         trainer = trl_ext.grpo_trainer_class()(model=model, reward_funcs=[by_length], args=args, train_dataset=rows,
                                                processing_class=processor)  # fmt: skip
     trl_ext.install_vllm_fixes(trainer)

@@ -199,7 +199,7 @@ def run(ctx: StageContext) -> StageResult:
     colocate = args.use_vllm and args.vllm_mode == "colocate"
     with contextlib.ExitStack() as colocated:
         if colocate:  # TRL builds the vLLM engine inside the trainer and leaves RANK/WORLD_SIZE/MASTER_* behind
-            colocated.enter_context(trl_ext.restore_dist_env())
+            colocated.enter_context(trl_ext.colocate_dist_env())
         dtype = str(policy.model.dtype).removeprefix("torch.")
         settings = vllm_colocate.colocate_settings(ctx.recipe.rollout, dtype)
         with trl_ext.vllm_engine_settings(**settings) if colocate else contextlib.nullcontext():

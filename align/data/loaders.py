@@ -133,8 +133,8 @@ def normalize_row(row: dict) -> dict:
         completion = _as_messages(row.get("completion"), "assistant")
     else:
         keys = ", ".join(map(str, row)) or "none"
-        raise RowProblem(UNKNOWN_FORM, f"row has none of 'prompt', 'question', 'messages' or 'conversations' (its keys: "
-                         f"{keys})")  # fmt: skip
+        message = f"row has none of 'prompt', 'question', 'messages' or 'conversations' (its keys: {keys})"
+        raise RowProblem(UNKNOWN_FORM, message)
     # tool_list: HyperCLOVAX-SEED's turn listing the tools a model may call (its chat template renders it)
     bad_roles = [
         m["role"] for m in prompt + completion if m["role"] not in ("user", "assistant", "system", "tool_list")
@@ -283,16 +283,14 @@ def locate_images(paths: list[str], folder: Path, data_file: Path, auto: bool, h
             best, best_n = candidate, n
     if best is None:
         return folder, None, None
-    setting = f"data.image_folder: {os.path.relpath(best, hint_root)}"
+    shown = os.path.relpath(best, hint_root)  # as data.image_folder names it (relative to the recipe's folder)
     if auto and best_n == len(missing) and all((best / p).exists() for p in paths):
-        return best, (f"{data_file}: the images are not next to the data file; all {len(paths)} are under {best}, "
-                      f"so that folder is used (to say so in the recipe: {setting})"), None  # fmt: skip
+        note = (f"{data_file}: the images are not next to the data file but all {len(paths)} are under {shown}, so "
+                f"that folder is used (data.image_folder: {shown} says so in the recipe)")  # fmt: skip
+        return best, note, None
     where = "next to the data file" if folder == data_file.parent else f"in data.image_folder ({folder})"
-    return (
-        folder,
-        None,
-        f"images are not {where}; found {best_n} of the {len(missing)} missing under {best}: set {setting}",
-    )
+    found = f"{best_n} of the {len(missing)} missing are under {shown}"
+    return folder, None, f"images are not {where}; {found}: set data.image_folder: {shown}"
 
 
 def load_file(path: Path, split: str, report, image_folder: Path | None = None, hint_root: Path | None = None):

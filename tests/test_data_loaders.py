@@ -174,11 +174,13 @@ def test_no_image_found_names_file_counts_reasons_and_fix(tmp_path):
 
 
 def test_wrong_formats_name_the_expected_forms(tmp_path):
-    _jsonl(tmp_path / "qa.jsonl", [{"question_text": "2+3은?", "label": "5"}] * 3)
+    _jsonl(tmp_path / "qa.jsonl", [{"question_text": "2+3은?", "label": "5"}] * 3 + [{"conversations": "2+3은? 5"}])
     with pytest.raises(DataError) as e:
         load_splits(DataSpec(source="qa.jsonl"), base_dir=tmp_path)
-    assert "read 3 rows, skipped 3 (unknown row form: 3)" in e.value.message
-    assert "(its keys: question_text, label)" in e.value.message
+    assert "read 4 rows, skipped 4 (unknown row form: 3, malformed row: 1)" in e.value.message
+    assert "qa.jsonl row 1: row has none of 'prompt', 'question', 'messages' or 'conversations' (its keys: " \
+           "question_text, label)" in e.value.message  # fmt: skip
+    assert "qa.jsonl row 4: 'conversations' must be a list of turns {from, value}" in e.value.message
     assert "'conversations' (LLaVA" in e.value.hint and "'messages'" in e.value.hint and "'prompt'" in e.value.hint
 
     (tmp_path / "rows.csv").write_text("question,answer\n2+3은?,5\n", encoding="utf-8")

@@ -51,7 +51,7 @@ class DataReport:
     def fix_list(self, split: str) -> list[str]:
         found = self.fixes.get(split, {})
         fixes = [found.get(r) or loaders.FIXES.get(r) for r, _ in self.reasons.get(split, Counter()).most_common()]
-        return [f for f in fixes if f]
+        return [f for f in dict.fromkeys(fixes) if f]
 
     def summary(self) -> str:
         parts = []

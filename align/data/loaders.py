@@ -40,6 +40,7 @@ FIXES = {
     UNREADABLE: "replace or remove the corrupt images",
     NOT_A_PATH: "an image entry is a path (relative to data.image_folder), {path: …} or {bytes: …}",
     UNKNOWN_FORM: f"each row needs {ROW_FORMS}",
+    MALFORMED: f"each row needs {ROW_FORMS}",
     UNKNOWN_ROLE: "roles are user, assistant, system and tool_list (LLaVA: human, gpt)",
     NO_ANSWER: "give each row an assistant reply (the last gpt/assistant turn, or 'completion') or an 'answer'",
 }
@@ -103,15 +104,18 @@ def open_rgb(image):
     return image
 
 
-def _as_messages(value: Any, role: str) -> list[dict]:
+def _as_messages(value: Any, role: str, key: str) -> list[dict]:
     if value is None:
         return []
     if isinstance(value, str):
         return [{"role": role, "content": value}]
     if isinstance(value, list):
+        bad = next((m for m in value if not isinstance(m, dict)), None)
+        if bad is not None:
+            raise ValueError(f"'{key}' holds a {type(bad).__name__}; each message is {{role, content}}")
         return [{"role": ROLE_MAP.get(m.get("role", role), m.get("role", role)), "content": content_text(m.get("content"))}
                 for m in value]  # fmt: skip
-    raise ValueError(f"expected a string or a list of messages, got {type(value).__name__}")
+    raise ValueError(f"'{key}' is a {type(value).__name__}; expected a string or a list of messages")
 
 
 def _strip_image_tags(messages: list[dict]) -> list[dict]:
@@ -123,14 +127,18 @@ def normalize_row(row: dict) -> dict:
     if not isinstance(row, dict):
         raise RowProblem(UNKNOWN_FORM, f"row is a JSON {type(row).__name__}, not an object")
     if "conversations" in row:
+        turns = row["conversations"]
+        if not isinstance(turns, list) or not all(isinstance(t, dict) for t in turns):
+            raise ValueError("'conversations' must be a list of turns {from, value}")
         msgs = [{"role": ROLE_MAP.get(t.get("from"), t.get("from")), "content": t.get("value", "")}
                 for t in row["conversations"]]  # fmt: skip
         prompt, completion = _split_last_assistant(msgs)
     elif "messages" in row:
-        prompt, completion = _split_last_assistant(_as_messages(row["messages"], "user"))
+        prompt, completion = _split_last_assistant(_as_messages(row["messages"], "user", "messages"))
     elif "prompt" in row or "question" in row:
-        prompt = _as_messages(row["prompt"] if "prompt" in row else row["question"], "user")
-        completion = _as_messages(row.get("completion"), "assistant")
+        key = "prompt" if "prompt" in row else "question"
+        prompt = _as_messages(row[key], "user", key)
+        completion = _as_messages(row.get("completion"), "assistant", "completion")
     else:
         keys = ", ".join(map(str, row)) or "none"
         message = f"row has none of 'prompt', 'question', 'messages' or 'conversations' (its keys: {keys})"
@@ -323,9 +331,9 @@ def load_source(spec, base_dir, report, seed: int):
     folder = Path(spec.image_folder) if spec.image_folder else None
     if folder is not None and not folder.is_absolute() and base_dir:
         folder = Path(base_dir) / folder
-    if folder is not None and not folder.is_dir():
-        raise DataError(f"data.image_folder: {folder} is not a folder", "paths are relative to the recipe's folder")
     if path is not None:
+        if folder is not None and not folder.is_dir():
+            raise DataError(f"data.image_folder: {folder} is not a folder", "paths are relative to the recipe's folder")
         if path.is_dir():
             train_file = _find(path, (spec.train_split, "train"))
             if train_file is None:

@@ -36,7 +36,8 @@ ROW_FORMS = ("'conversations' (LLaVA: [{from: human, value}, {from: gpt, value}]
 NOT_FOUND, UNREADABLE, NOT_A_PATH = "image not found", "image unreadable", "image entry not a path"
 UNKNOWN_FORM, UNKNOWN_ROLE, NO_ANSWER, MALFORMED = "unknown row form", "unknown role", "no answer", "malformed row"
 FIXES = {
-    NOT_FOUND: "relative image paths are resolved against data.image_folder, else the data file's folder",
+    NOT_FOUND: "set data.image_folder to the folder holding the images (relative paths in the data point into it, "
+    "else next to the data file)",
     UNREADABLE: "replace or remove the corrupt images",
     NOT_A_PATH: "an image entry is a path (relative to data.image_folder), {path: …} or {bytes: …}",
     UNKNOWN_FORM: f"each row needs {ROW_FORMS}",
@@ -294,7 +295,7 @@ def locate_images(paths: list[str], folder: Path, data_file: Path, auto: bool, h
     shown = os.path.relpath(best, hint_root)  # as data.image_folder names it (relative to the recipe's folder)
     if auto and best_n == len(missing) and all((best / p).exists() for p in paths):
         note = (f"{data_file}: the images are not next to the data file but all {len(paths)} are under {shown}, so "
-                f"that folder is used (data.image_folder: {shown} says so in the recipe)")  # fmt: skip
+                f"that folder is used (to make it explicit, set data.image_folder: {shown})")  # fmt: skip
         return best, note, None
     where = "next to the data file" if folder == data_file.parent else f"in data.image_folder ({folder})"
     found = f"{best_n} of the {len(missing)} missing are under {shown}"

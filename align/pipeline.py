@@ -26,7 +26,7 @@ from align import distributed as dist
 from align.compare import compare, lower_is_better, metric_order
 from align.console import console
 from align.data import load_splits
-from align.errors import StageError, UserError
+from align.errors import DataError, StageError, UserError
 from align.evaluate import EVAL_FILE, evaluate
 from align.io import atomic_write_json, atomic_write_text
 from align.models import resolve_model_path
@@ -204,6 +204,24 @@ def _write_report(run_path: Path) -> None:
     console.print(f"[bold]report[/bold] {out} ({info['bytes'] / 1e6:.2f} MB)")
 
 
+def _load_data(recipe, base_dir, run: RunDir):
+    """The recipe's data; ``data_report.json`` is written whether loading succeeds or fails."""
+    console.print(f"[dim]preparing data ({recipe.data.source})…[/dim]")
+    path = run.path / "data_report.json"
+    try:
+        data = dist.main_first(lambda: load_splits(recipe.data, base_dir, recipe.seed))
+    except DataError as e:
+        if dist.is_main() and getattr(e, "report", None) is not None:
+            atomic_write_json(
+                path, {"source": recipe.data.source, "error": e.message, "hint": e.hint, **e.report.to_json()}
+            )
+            e.hint = (e.hint + "; " if e.hint else "") + f"what was read and skipped: {path}"
+        raise
+    if dist.is_main():
+        atomic_write_json(path, {"source": data.source, **data.report.to_json()})
+    return data
+
+
 def run_pipeline(recipe, run: RunDir | None = None, resume: str | None = None) -> RunDir:
     """Run every stage of ``recipe``; ``resume``: a run directory (or ``latest``) to continue instead."""
     check_run(recipe, on_gpu())
@@ -220,12 +238,11 @@ def run_pipeline(recipe, run: RunDir | None = None, resume: str | None = None) -
 
     t0 = time.time()
     model_path = dist.main_first(lambda: base_model(recipe, run))
-    console.print(f"[dim]preparing data ({recipe.data.source})…[/dim]")
-    data = dist.main_first(lambda: load_splits(recipe.data, base_dir, recipe.seed))
+    data = _load_data(recipe, base_dir, run)
     dist.check_data(recipe, data.train, model_path)
-    if dist.is_main():
-        atomic_write_json(run.path / "data_report.json", {"source": data.source, **data.report.to_json()})
     console.print(f"data: {data.report.summary()}")
+    for note in data.report.notes:
+        console.print(f"  [yellow]note[/yellow] {note}")
     for msgs in data.report.skipped.values():
         for msg in msgs[:5]:
             console.print(f"  [yellow]skipped[/yellow] {msg}")

@@ -16,8 +16,9 @@ the checkpoint through the rollout engine (greedy; the text sets without an imag
 * KoBALT-700 (``snunlp/KoBALT-700``, config ``kobalt_v1``, split ``raw``): ``Question`` with its options inside as
   ``A: …`` … ``J: …`` lines, ``Answer`` (letter), ``Class`` (linguistic domain), ``Subclass`` (phenomenon).
 
-The text sets are asked with our Korean instruction (the published scripts were not found; docs/benchmarks.md) and
-read with the Korean-robust ``extract_choice`` of the NCSOFT sets ("정답: B", "(B)", "B. …", the option text).
+The text sets are asked with our Korean instruction (the published scripts were not found; docs/benchmarks.md) to end
+with "정답: X", and read from that line (A-J), else with the Korean-robust ``extract_choice`` of the NCSOFT sets
+("(B)", "B. …", the option text; A-H).
 Where a set's own rule is stricter, ``accuracy`` is the published rule and ``accuracy_lenient`` the robust reading,
 both shown. Accuracy is the share of questions answered right, overall and per category (``<column>/<value>``).
 """
@@ -37,6 +38,7 @@ TEN_LETTERS = "ABCDEFGHIJ"  # KoBALT has up to ten options (the instructions are
 _EMBEDDED = re.compile(r"^\s*([A-J])\s*[:.)]\s*(.*\S)\s*$")
 _ANSWER_LINE = re.compile(r"answer\s*[:：]", re.IGNORECASE)
 _BARE = re.compile(r"[\s(\[*\"'`]*([A-J])[\s)\].*\"'`]*")
+_ANSWER_KO = re.compile(r"정답\s*(?:은|는|이|:|：)?\s*[*(\[\"'`]*([A-J])(?![A-Za-z])")
 
 
 @dataclass
@@ -159,8 +161,9 @@ def build_prompt(item: Item, layout: str, instruction: str) -> str:
 
 
 def read_strict(text: str, options: dict[str, str], rule: str) -> str | None:
-    """The published rule: ``bare`` (K-Viscuit: the reply is the letter and nothing else), ``answer_line`` (KRETA:
-    the one option letter after the last ``Answer:``; else the letter the reply names)."""
+    """The set's rule: ``bare`` (K-Viscuit, published: the reply is the letter and nothing else), ``answer_line``
+    (KRETA, published: the one option letter after the last ``Answer:``), ``answer_ko`` (the text sets, as our prompt
+    asks: the letter of the last "정답: X", A-J); else the letter the reply names (``extract_choice``)."""
     text = str(text or "").strip()
     if rule == "bare":
         m = _BARE.fullmatch(text)
@@ -172,6 +175,10 @@ def read_strict(text: str, options: dict[str, str], rule: str) -> str | None:
             found = {m.group(1) for m in re.finditer(r"(?<![A-Za-z])([A-J])(?![A-Za-z])", tail)} & set(options)
             if len(found) == 1:
                 return found.pop()
+    if rule == "answer_ko":
+        found = _ANSWER_KO.findall(text)
+        if found:
+            return found[-1] if found[-1] in options else None
     letter, how = extract_choice(text, options)
     return letter if how != "outside" else None
 

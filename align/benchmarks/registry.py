@@ -87,13 +87,13 @@ BENCHMARKS.update({
                            "instruction": KRETA_DEFAULT}),
         BenchInfo("kmmlu-redux", "text-gen", "LGAI-EXAONE/KMMLU-Redux", "test", EXAONE_NC_ND, "accuracy",
                   aliases=("kmmlu_redux",),
-                  options={"reader": "kmmlu_x", "layout": "text", "instruction": TEXT_MC_KO}),
+                  options={"reader": "kmmlu_x", "layout": "text", "rule": "answer_ko", "instruction": TEXT_MC_KO}),
         BenchInfo("kmmlu-pro", "text-gen", "LGAI-EXAONE/KMMLU-Pro", "test", EXAONE_NC_ND, "accuracy",
                   aliases=("kmmlu_pro",),
-                  options={"reader": "kmmlu_x", "layout": "text", "instruction": TEXT_MC_KO}),
+                  options={"reader": "kmmlu_x", "layout": "text", "rule": "answer_ko", "instruction": TEXT_MC_KO}),
         BenchInfo("kobalt", "text-gen", "snunlp/KoBALT-700", "raw", "CC-BY-NC-4.0 (snunlp/KoBALT-700)", "accuracy",
                   aliases=("kobalt-700", "KoBALT"),
-                  options={"reader": "kobalt", "layout": "text", "instruction": TEXT_MC_KO}),
+                  options={"reader": "kobalt", "layout": "text", "rule": "answer_ko", "instruction": TEXT_MC_KO}),
     )
 })  # fmt: skip
 

@@ -261,13 +261,15 @@ stages: []
         ev = json.loads((ev_dir / "eval.json").read_text())
         for name in NAMES:
             rows = read_jsonl(ev_dir / "bench" / f"{name}.jsonl")
-            assert ev[f"bench/{name}/n"] == (2 if name != "konet" else 2), name
+            assert ev[f"bench/{name}/{'rows' if name == 'konet' else 'n'}"] == 2 == len(rows), name
             if name == "koffvqa":
                 assert ev["bench/koffvqa/score"] == pytest.approx(sum(r["score"] for r in rows) / 2 * 10)
                 assert all(r["judge_score"] == parse_score(r["review"]) for r in rows)
             elif name == "konet":  # the first two problems by name: the listening one and Calculus_23
                 assert rows[0]["how"].startswith("listening") and rows[1]["answer"] == "3"
-                assert ev["bench/konet/accuracy"] == pytest.approx(sum(r["correct"] for r in rows) / 2)
+                counted = [r for r in rows if not r["how"].startswith("empty")]  # empty replies: not counted
+                assert ev["bench/konet/n"] == len(counted) and ev["bench/konet/empty_answers"] == 2 - len(counted)
+                assert ev["bench/konet/accuracy"] == pytest.approx(sum(r["correct"] for r in counted) / len(counted))
             else:
                 assert ev[f"bench/{name}/accuracy"] == pytest.approx(sum(r["correct"] for r in rows) / 2), name
     capsys.readouterr()

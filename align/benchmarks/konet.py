@@ -129,7 +129,7 @@ def run(ctx: BenchContext) -> dict[str, float]:
         answer, review = replies.get(it["id"], (None, None))
         if it["id"] in LISTENING:
             verdict, how = True, "listening (counted correct, as published)"
-        elif not str(answer or "").strip():
+        elif not answer:  # the official check: an empty string, not a reply of whitespace
             verdict, how = None, "empty (not counted, as published)"
             empty += 1
         else:

@@ -4,7 +4,7 @@
 * K-Viscuit — the GitHub copy: ``dataset/annotations.jsonl`` (question, options, answer as a 0-based index,
   category, id_, question_type, image_url, image_path) + ``dataset/images/<image_path>``;
 * KRETA — hub parquet: id, question, A-D, answer (letter), category, image_type, topic_difficulty, image;
-* KMMLU-Redux / KMMLU-Pro — jsonl: question, options (list), solution (1-based), category / license_name;
+* KMMLU-Redux / KMMLU-Pro — jsonl: question, options (list), solution (1-based), category / license_name, subject;
 * KoBALT-700 — jsonl: ID, Question (options inside as ``A: …`` lines, up to J), Answer (letter), Class, Subclass;
 * KoNET — a checkout after ``generate_KoNET()``: ``data/images_problem/<id>.png`` + ``src/utils/answers.json``.
 
@@ -47,11 +47,12 @@ KMMLU_REDUX = [  # question, options, solution (1-based), category
     ("콘크리트의 압축강도 시험 재령은 보통 며칠인가?", ["7일", "14일", "21일", "28일"], 4, "건축기사"),
     ("전기회로에서 저항의 단위는?", ["볼트", "암페어", "옴", "와트"], 3, "전기기사"),
 ]  # fmt: skip
-KMMLU_PRO = [  # question, options, solution (1-based), license_name
-    ("민법상 미성년자의 법률행위에 필요한 것은?", ["법원 허가", "등기", "법정대리인의 동의", "공증"], 3, "변호사"),
-    ("형법상 정당방위의 요건이 아닌 것은?", ["현재의 부당한 침해", "상당한 이유", "방위 의사", "사후 승인"], 4,
-     "변호사"),
-    ("부가가치세 일반과세자의 기본 세율은?", ["10%", "5%", "3%", "0%"], 1, "세무사"),
+KMMLU_PRO = [  # question, options, solution (1-based, text as published), license_name, subject
+    ("민법상 미성년자의 법률행위에 필요한 것은?", ["법원 허가", "등기", "법정대리인의 동의", "공증"], "3", "변호사",
+     "민법"),
+    ("형법상 정당방위의 요건이 아닌 것은?", ["현재의 부당한 침해", "상당한 이유", "방위 의사", "사후 승인"], "4",
+     "변호사", "형법"),
+    ("부가가치세 일반과세자의 기본 세율은?", ["10%", "5%", "3%", "0%"], "1", "세무사", "세법학"),
 ]  # fmt: skip
 KOBALT = [  # stem, ten options, answer letter, class, subclass
     ("다음 중 문법적으로 가장 자연스러운 문장은?", [f"문장 {i}" for i in range(10)], "J", "Syntax", "Agreement"),
@@ -102,8 +103,10 @@ def kreta_parquet(root: Path) -> Path:
     return _write_parquet(rows, root / "data" / "test-00000-of-00001.parquet").parent.parent
 
 
-def kmmlu_x_jsonl(path: Path, items, column: str) -> Path:
-    rows = [{"question": q, "options": opts, "solution": sol, column: group} for q, opts, sol, group in items]
+def kmmlu_x_jsonl(path: Path, items, columns: tuple[str, ...]) -> Path:
+    rows = [
+        {"question": q, "options": opts, "solution": sol, **dict(zip(columns, rest))} for q, opts, sol, *rest in items
+    ]
     return _jsonl(path, rows)
 
 
@@ -131,8 +134,8 @@ def build_all(root: Path) -> dict[str, Path]:
         "koffvqa": koffvqa_tsv(root / "KOFFVQA" / "KOFFVQA.tsv"),
         "k-viscuit": kviscuit_github(root / "k-viscuit" / "dataset"),
         "kreta": kreta_parquet(root / "KRETA"),
-        "kmmlu-redux": kmmlu_x_jsonl(root / "KMMLU-Redux.jsonl", KMMLU_REDUX, "category"),
-        "kmmlu-pro": kmmlu_x_jsonl(root / "KMMLU-Pro.jsonl", KMMLU_PRO, "license_name"),
+        "kmmlu-redux": kmmlu_x_jsonl(root / "KMMLU-Redux.jsonl", KMMLU_REDUX, ("category",)),
+        "kmmlu-pro": kmmlu_x_jsonl(root / "KMMLU-Pro.jsonl", KMMLU_PRO, ("license_name", "subject")),
         "kobalt": kobalt_jsonl(root / "KoBALT-700.jsonl"),
         "konet": konet_checkout(root / "KoNET"),
     }

@@ -95,6 +95,21 @@ def test_multiple_choice_rules(text, rule, letter):
     assert read_strict(text, options, rule) == letter
 
 
+def test_kmmlu_pro_licence_pass_rule():
+    """A: subjects 2/4 and 3/4 → both ≥ 40 % but mean 62.5 % ≥ 60 % → pass. B: 2/4 and 2/4 → mean 50 % → fail.
+    C: 4/4 and 1/4 → mean 62.5 % but one subject at 25 % < 40 % → fail."""
+    from align.benchmarks.korean_mc import Item, licence_passes
+
+    plan = {("A", "s1"): [1, 1, 0, 0], ("A", "s2"): [1, 1, 1, 0], ("B", "s1"): [1, 1, 0, 0], ("B", "s2"): [0, 1, 0, 1],
+            ("C", "s1"): [1, 1, 1, 1], ("C", "s2"): [0, 0, 1, 0]}  # fmt: skip
+    items, hits = [], []
+    for (licence, subject), marks in plan.items():
+        for mark in marks:
+            items.append(Item("x", "q", {"A": "a", "B": "b"}, "A", None, {"license_name": licence, "subject": subject}))
+            hits.append(bool(mark))
+    assert licence_passes(items, hits) == {"A": True, "B": False, "C": False}
+
+
 def test_kobalt_options_inside_the_question():
     stem, options = split_embedded("다음 중 옳은 것은?\n<보기>\n가. 예\nA: 첫째\nB: 둘째가\n길다\nJ: 열째")
     assert stem == "다음 중 옳은 것은?\n<보기>\n가. 예" and options == {"A": "첫째", "B": "둘째가 길다", "J": "열째"}
@@ -192,7 +207,8 @@ def test_scores_follow_the_published_rules(sources, tmp_path, monkeypatch):
     read leniently 4 / 5; Food 2/3, Clothes 0/2.
     KRETA: Answer: B ✓, last Answer: C ✓, "정답은 (D)" ✓, no answer ✗ → 3 / 4; System1 2/2, System2 1/2.
     KMMLU-Redux: 정답: C ✓, 정답: (A) for D ✗, "3번 선택지인 C" ✓ → 2 / 3. KMMLU-Pro: C ✓, bare C for D ✗, A ✓ → 2 / 3;
-    변호사 1/2, 세무사 1/1. KoBALT: 정답: J ✓, 정답은 B ✓, "A: …" for C ✗ → 2 / 3; Syntax 2/2, Semantics 0/1."""
+    변호사 1/2, 세무사 1/1; licences (every subject ≥ 40 %, subjects' mean ≥ 60 %): 변호사 has 형법 at 0 % → fails,
+    세무사 (세법학 100 %) passes → 1 passed, pass rate 1/2. KoBALT: 정답: J ✓, 정답은 B ✓, "A: …" for C ✗ → 2 / 3; Syntax 2/2, Semantics 0/1."""
     monkeypatch.setattr(koffvqa, "make_judge", lambda spec, rollout, seed=0: ScriptedJudge())
     judge = {"model": "scripted"}
     specs = [{"name": n, "source": str(sources[n]), **({"judge": judge} if n in ("koffvqa", "konet") else {})}
@@ -214,6 +230,8 @@ def test_scores_follow_the_published_rules(sources, tmp_path, monkeypatch):
     for name in ("kmmlu-redux", "kmmlu-pro", "kobalt"):
         assert b[f"{name}/accuracy"] == pytest.approx(2 / 3) and b[f"{name}/n"] == 3, name
     assert (b["kmmlu-pro/category/license_name/변호사"], b["kmmlu-pro/category/license_name/세무사"]) == (0.5, 1.0)
+    assert (b["kmmlu-pro/licences_passed"], b["kmmlu-pro/licence_pass_rate"]) == (1.0, 0.5)
+    assert "kmmlu-redux/licences_passed" not in b
     assert (b["kobalt/category/Class/Syntax"], b["kobalt/category/Class/Semantics"]) == (1.0, 0.0)
     rows = read_jsonl(tmp_path / "bench" / "koffvqa.jsonl")
     assert [r["score"] for r in rows] == [10.0, 6.0, 0.0, 0.0] and rows[2]["korean"] is False

@@ -12,7 +12,8 @@ the checkpoint through the rollout engine (greedy; the text sets without an imag
   line of your response should be of the following format: 'Answer: LETTER' …"); the letter after the last
   ``Answer:`` counts, else the letter the answer names.
 * KMMLU-Redux / KMMLU-Pro (``LGAI-EXAONE/…``, split ``test``): ``question``, ``options`` (list), ``solution``
-  (1-based), plus ``category`` / ``license_name`` / ``subject`` where present.
+  (1-based, as text), plus ``category`` / ``license_name`` / ``subject`` where present. KMMLU-Pro also reports how
+  many licensure exams the model would pass (``licence_passes``).
 * KoBALT-700 (``snunlp/KoBALT-700``, config ``kobalt_v1``, split ``raw``): ``Question`` with its options inside as
   ``A: …`` … ``J: …`` lines, ``Answer`` (letter), ``Class`` (linguistic domain), ``Subclass`` (phenomenon).
 
@@ -183,6 +184,21 @@ def read_strict(text: str, options: dict[str, str], rule: str) -> str | None:
     return letter if how != "outside" else None
 
 
+def licence_passes(items: list[Item], hits: list[bool]) -> dict[str, bool]:
+    """KMMLU-Pro's pass rule per licence (``license_name``): every subject at least 40 % right and the subjects'
+    mean at least 60 %, as the KMMLU-Redux/Pro paper scores a model against each licensure exam."""
+    by: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
+    for it, hit in zip(items, hits):
+        licence = it.groups.get("license_name")
+        if licence:
+            by[licence][it.groups.get("subject", "all")].append(hit)
+    out = {}
+    for licence, subjects in by.items():
+        accs = [sum(v) / len(v) for v in subjects.values()]
+        out[licence] = min(accs) >= 0.4 and sum(accs) / len(accs) >= 0.6
+    return out
+
+
 def run(ctx: BenchContext) -> dict[str, float]:
     layout, rule = ctx.option("layout"), ctx.option("rule", "lenient")
     instruction = ctx.spec.prompt if ctx.spec.prompt is not None else ctx.option("instruction", "")
@@ -228,6 +244,10 @@ def run(ctx: BenchContext) -> dict[str, float]:
         metrics["accuracy_lenient"] = sum(lenient) / n if n else 0.0
     for (column, value), vals in by_group.items():
         metrics[f"category/{key_part(column)}/{key_part(value)}"] = sum(vals) / len(vals)
+    passes = licence_passes(items, hits) if ctx.option("licence_pass") else {}
+    if passes:
+        metrics["licences_passed"] = float(sum(passes.values()))
+        metrics["licence_pass_rate"] = sum(passes.values()) / len(passes)
     metrics.update(bad.metrics())
     if bad.total:
         ctx.log(f"  {ctx.info.name}: skipped {bad.summary()}")

@@ -172,8 +172,12 @@ JUDGE = {  # judge replies keyed by the answer they grade
 class Scripted(Engine):
     name = "scripted"
 
+    def __init__(self):
+        self.seen = []  # every conversation it was asked
+
     def generate(self, prompts, images, sampling):
         out = []
+        self.seen += prompts
         for prompt, imgs in zip(prompts, images or [None] * len(prompts)):
             text = prompt[-1]["content"]
             reply = next((a for q, a in ANSWERS.items() if q in text), None)
@@ -213,7 +217,8 @@ def test_scores_follow_the_published_rules(sources, tmp_path, monkeypatch):
     judge = {"model": "scripted"}
     specs = [{"name": n, "source": str(sources[n]), **({"judge": judge} if n in ("koffvqa", "konet") else {})}
              for n in NAMES]  # fmt: skip
-    m = run_benchmarks("unused", _recipe(specs), tmp_path, engine=Scripted())
+    engine = Scripted()
+    m = run_benchmarks("unused", _recipe(specs), tmp_path, engine=engine)
     b = {k[len("bench/") :]: v for k, v in m.items()}
     assert b["koffvqa/score"] == pytest.approx(40.0) and b["koffvqa/score_parsed"] == pytest.approx(160 / 3)
     assert b["koffvqa/category/객체 속성"] == pytest.approx(80.0) and b["koffvqa/category/텍스트 읽기"] == 0.0
@@ -236,6 +241,15 @@ def test_scores_follow_the_published_rules(sources, tmp_path, monkeypatch):
     rows = read_jsonl(tmp_path / "bench" / "koffvqa.jsonl")
     assert [r["score"] for r in rows] == [10.0, 6.0, 0.0, 0.0] and rows[2]["korean"] is False
     assert "- 원이라고 답하면 6점\n- 색(파란색)까지 말하면 4점" == rows[1]["criteria"]  # multi-line TSV cell
+    # the published prompts: K-Viscuit's run_vqa.py layout; KoBALT's protocol (system + user around the question)
+    assert read_jsonl(tmp_path / "bench" / "k-viscuit.jsonl")[0]["prompt"] == (
+        "What is the name of this food?\nA. Kimchi\nB. Salsa\nC. Pickled radish\nD. Tofu\n"
+        "Answer with the option's letter from the given choices directly.")  # fmt: skip
+    kobalt = next(c for c in engine.seen if "비유적으로 쓰인" in c[-1]["content"])
+    assert kobalt[0] == {"role": "system", "content": "당신은 문제를 해결하는 전문가입니다."}
+    assert kobalt[-1]["content"].startswith("다음 문제에 대해서 충분히 생각하고 추론하여, 10개의 보기(A, B, C, D, E,")
+    assert "\nJ: 용례 9\n\n답변은 반드시" in kobalt[-1]["content"]
+    assert kobalt[-1]["content"].endswith("정답: 문제를 풀기 위해, 한 번 천천히 생각해봅시다.")
     konet_rows = {r["id"]: r for r in read_jsonl(tmp_path / "bench" / "konet.jsonl")}
     assert konet_rows["kocsat_1st_MathematicsCalculus_23"]["answer"] == "3"
     assert konet_rows["kocsat_1st_English_01"]["prediction"] is None  # listening: never asked
@@ -244,7 +258,7 @@ def test_scores_follow_the_published_rules(sources, tmp_path, monkeypatch):
 def test_konet_without_a_source_says_how_to_build_it(tmp_path):
     spec = {"name": "konet", "judge": {"model": "tiny-korean-lm"}}
     with pytest.raises(UserError, match="not on the hub") as err:
-        run_benchmarks("unused", _recipe([spec]), tmp_path, engine=Scripted())
+        run_benchmarks("unused", _recipe([spec]), tmp_path, engine=Scripted())  # fails before any answer
     assert "generate_KoNET" in err.value.hint
 
 

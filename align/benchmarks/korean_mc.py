@@ -14,12 +14,13 @@ the checkpoint through the rollout engine (greedy; the text sets without an imag
 * KMMLU-Redux / KMMLU-Pro (``LGAI-EXAONE/…``, split ``test``): ``question``, ``options`` (list), ``solution``
   (1-based, as text), plus ``category`` / ``license_name`` / ``subject`` where present. KMMLU-Pro also reports how
   many licensure exams the model would pass (``licence_passes``).
-* KoBALT-700 (``snunlp/KoBALT-700``, config ``kobalt_v1``, split ``raw``): ``Question`` with its options inside as
-  ``A: …`` … ``J: …`` lines, ``Answer`` (letter), ``Class`` (linguistic domain), ``Subclass`` (phenomenon).
+* KoBALT-700 (``snunlp/KoBALT-700``, split ``raw`` or ``train`` by revision): ``Question`` with its options inside as
+  ``A: …`` … ``J: …`` lines, ``Answer`` (letter), ``Class`` (linguistic domain), ``Subclass`` (phenomenon). Asked
+  with the system and user prompt of its ``evaluation_protocol.md`` (answers end "정답은 X입니다.").
 
-The text sets are asked with our Korean instruction (the published scripts were not found; docs/benchmarks.md) to end
-with "정답: X", and read from that line (A-J), else with the Korean-robust ``extract_choice`` of the NCSOFT sets
-("(B)", "B. …", the option text; A-H).
+KMMLU-Redux/Pro are asked with our Korean instruction (their papers' prompts were not found; docs/benchmarks.md) to
+end with "정답: X". The text sets are read from the last "정답: X" / "정답은 X" (A-J), else with the Korean-robust
+``extract_choice`` of the NCSOFT sets ("(B)", "B. …", the option text; A-H).
 Where a set's own rule is stricter, ``accuracy`` is the published rule and ``accuracy_lenient`` the robust reading,
 both shown. Accuracy is the share of questions answered right, overall and per category (``<column>/<value>``).
 """
@@ -133,9 +134,10 @@ def read_kmmlu_x(row: dict, pos: int, folder, images) -> Item | str:
 
 
 def read_kobalt(row: dict, pos: int, folder, images) -> Item | str:
-    stem, options = split_embedded(str(row.get("Question") or row.get("question") or ""))
+    question = str(row.get("Question") or row.get("question") or "")
+    _, options = split_embedded(question)
     answer = _letter(row.get("Answer", row.get("answer")), options, base=1)
-    return _item(row, pos, ("ID", "id"), stem, options, answer, None, ("Class", "Subclass"))
+    return _item(row, pos, ("ID", "id"), question, options, answer, None, ("Class", "Subclass"))  # asked as published
 
 
 def _item(row, pos, id_keys, question, options, answer, image, group_columns) -> Item | str:
@@ -153,6 +155,8 @@ READERS = {"kviscuit": read_kviscuit, "kreta": read_kreta, "kmmlu_x": read_kmmlu
 
 
 def build_prompt(item: Item, layout: str, instruction: str) -> str:
+    if layout == "template":  # KoBALT: the published template around the question as published (options inside)
+        return instruction.format(question=item.question)
     lines = "\n".join(f"{k}. {v}" for k, v in item.options.items())
     if layout == "kreta":
         return f"Question: {item.question}\nOptions:\n{lines}\n{instruction}"
@@ -216,7 +220,8 @@ def run(ctx: BenchContext) -> dict[str, float]:
         else:
             items.append(item)
     items = items[: ctx.spec.limit] if ctx.spec.limit else items
-    prompts = [user_prompt(build_prompt(it, layout, instruction)) for it in items]
+    system = [{"role": "system", "content": ctx.option("system")}] if ctx.option("system") else []
+    prompts = [system + user_prompt(build_prompt(it, layout, instruction)) for it in items]
     sampling = Sampling(n=1, temperature=0.0, max_new_tokens=ctx.spec.max_new_tokens or ctx.recipe.eval.max_new_tokens)
     outs = generate(ctx, prompts, [[it.image] for it in items] if needs_image else None, sampling,
                     f"{ctx.info.name} ({len(items)} prompts)")  # fmt: skip
@@ -230,7 +235,7 @@ def run(ctx: BenchContext) -> dict[str, float]:
         lenient.append(loose == it.answer and how != "outside")
         for column, value in it.groups.items():
             by_group[(column, value)].append(hits[-1])
-        out_rows.append({"id": it.id, **it.groups, "prompt": prompt[0]["content"], "options": it.options,
+        out_rows.append({"id": it.id, **it.groups, "prompt": prompt[-1]["content"], "options": it.options,
                          "answer": it.answer, "prediction": text, "extracted": strict, "lenient": loose,
                          "correct": hits[-1]})  # fmt: skip
     write_rows(ctx.rows_path, out_rows)

@@ -69,6 +69,13 @@ LETTER_DIRECT_EN = "Answer with the option's letter from the given choices direc
 KRETA_DEFAULT = ("Please select the correct answer from the options above. The last line of your response should be "
                  "of the following format: 'Answer: LETTER' (without quotes) where LETTER is one of options.")  # fmt: skip
 TEXT_MC_KO = "위 문제를 풀고, 마지막 줄에 '정답: X' 형식으로 답하세요. X는 선택지의 알파벳 하나입니다."  # ours
+# KoBALT-700's evaluation_protocol.md ("use this prompt verbatim"; line breaks as in its human-readable version)
+KOBALT_SYSTEM = "당신은 문제를 해결하는 전문가입니다."
+KOBALT_USER = (
+    "다음 문제에 대해서 충분히 생각하고 추론하여, 10개의 보기(A, B, C, D, E, F, G, H, I, J) 중 정답을 고르세요.\n\n"
+    '{question}\n\n답변은 반드시 다음 형식을 엄격히 지켜야 합니다: "정답은 [정답 보기]입니다." 로 끝나야 하고,\n'
+    "[정답 보기]는 A, B, C, D, E, F, G, H, I, J 중 하나여야 합니다.\n\n정답: 문제를 풀기 위해, 한 번 천천히 생각해봅시다."
+)
 EXAONE_NC_ND = "CC-BY-NC-ND-4.0 (LG AI Research; gated on the hub, non-commercial, never shipped here)"
 BENCHMARKS.update({
     b.name: b
@@ -94,7 +101,8 @@ BENCHMARKS.update({
                            "licence_pass": True}),
         BenchInfo("kobalt", "text-gen", "snunlp/KoBALT-700", "raw", "CC-BY-NC-4.0 (snunlp/KoBALT-700)", "accuracy",
                   aliases=("kobalt-700", "KoBALT"),
-                  options={"reader": "kobalt", "layout": "text", "rule": "answer_ko", "instruction": TEXT_MC_KO}),
+                  options={"reader": "kobalt", "layout": "template", "rule": "answer_ko", "instruction": KOBALT_USER,
+                           "system": KOBALT_SYSTEM}),
     )
 })  # fmt: skip
 

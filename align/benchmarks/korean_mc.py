@@ -22,7 +22,8 @@ KMMLU-Redux/Pro are asked with our Korean instruction (their papers' prompts wer
 end with "정답: X". The text sets are read from the last "정답: X" / "정답은 X" (A-J), else with the Korean-robust
 ``extract_choice`` of the NCSOFT sets ("(B)", "B. …", the option text; A-H).
 Where a set's own rule is stricter, ``accuracy`` is the published rule and ``accuracy_lenient`` the robust reading,
-both shown. Accuracy is the share of questions answered right, overall and per category (``<column>/<value>``).
+both shown. Accuracy is the share of questions answered right, overall and per category
+(``category/<column>/<value>``, e.g. ``category/topic_difficulty/System2``).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import pytest
 
 from align.benchmarks import koffvqa
 from align.benchmarks.koffvqa import is_korean, parse_score
-from align.benchmarks.konet import answer_for, parse_verdict
+from align.benchmarks.konet import answer_for, parse_verdict, read_answer
 from align.benchmarks.korean_mc import read_strict, split_embedded
 from align.benchmarks.run import run_benchmarks
 from align.errors import UserError
@@ -115,6 +115,40 @@ def test_kobalt_options_inside_the_question():
     assert stem == "다음 중 옳은 것은?\n<보기>\n가. 예" and options == {"A": "첫째", "B": "둘째가 길다", "J": "열째"}
 
 
+@pytest.mark.parametrize(
+    ("reply", "answer"),
+    [  # the first five are gpt-4o-mini replies shipped in KoNET's src/utils/submission_test.json (excerpts)
+        (
+            "Adding these up …\n\nThe value that goes in the blank … is \\(20000\\).\n\nSo, the answer is:\n\n**② 20000**",
+            "2",
+        ),
+        ("So, the value in the blank should be \\( 7000 \\).\n\nThe correct answer is:\n④ 7000.", "4"),
+        (
+            (
+                "4. **Option 4**: This angle seems to be obtuse.\n\nBased on this analysis, **Option 3** is the one "
+                "that represents an acute angle."
+            ),
+            "3",
+        ),
+        (
+            (
+                "Since 연수 weighs 42 kg, he falls into the **설악급** category (40 초과 45 이하).\n\nThus, the answer "
+                "is: **② 설악급**."
+            ),
+            "2",
+        ),
+        ("Therefore, the answer is \\( 22 \\), corresponding to option ②.", "2"),
+        ("미분하면 5가 나온다.\n정답: 5", "5"),
+        ("정답은 3번입니다.", "3"),
+        ("보기 ① 1 ② 2 ③ 3 중에서 ③이 맞습니다.", "3"),
+        ("따라서 정답은 3/4이다.", "3/4"),
+        ("잘 모르겠습니다.", None),
+    ],
+)
+def test_konet_final_answer_reader(reply, answer):
+    assert read_answer(reply) == answer
+
+
 def test_konet_answers_with_the_published_offsets():
     answers = {"kocsat_1st_MathematicsCalculus": [3, 15], "koeged_1st_Korean": [1, 2, 4]}
     assert answer_for("kocsat_1st_MathematicsCalculus_24", answers) == "15"  # 24 - 22 - 1 = index 1
@@ -206,7 +240,7 @@ def test_scores_follow_the_published_rules(sources, tmp_path, monkeypatch):
     텍스트 읽기 0; score_parsed = (10 + 6 + 0) / 3 × 10 = 53.33; stderr = sd(10, 6, 0, 0) / √4 × 10 = √24 / 2 × 10.
     KoNET: Mathematics_01 correct; Mathematics_02 empty (not counted); Calculus_23 incorrect; English_01 listening
     (correct unasked); Science_01 reply unreadable (wrong) → 2 / 4 = 0.5; accuracy_all 2 / 5; KoEGED 1/1, KoCSAT 1/2,
-    KoMGED 0/1.
+    KoMGED 0/1. Judge-free (ours): ② = 2 ✓, 5 ≠ 3 ✗, listening ✓, ① = 1 ✓ → accuracy_rule 3 / 4.
     K-Viscuit: "A" ✓, "B." ✓, "정답은 C입니다" (not a bare letter), "D" (answer A), "(B) Seollal" (not bare) → 2 / 5;
     read leniently 4 / 5; Food 2/3, Clothes 0/2.
     KRETA: Answer: B ✓, last Answer: C ✓, "정답은 (D)" ✓, no answer ✗ → 3 / 4; System1 2/2, System2 1/2.
@@ -225,6 +259,7 @@ def test_scores_follow_the_published_rules(sources, tmp_path, monkeypatch):
     assert b["koffvqa/score_stderr"] == pytest.approx(24**0.5 / 2 * 10)
     assert (b["koffvqa/n"], b["koffvqa/unparsed_judge"], b["koffvqa/non_korean"]) == (4, 1, 1)
     assert b["konet/accuracy"] == 0.5 and b["konet/accuracy_all"] == pytest.approx(0.4)
+    assert b["konet/accuracy_rule"] == 0.75
     assert (b["konet/n"], b["konet/empty_answers"], b["konet/unparsed_judge"]) == (4, 1, 1)
     assert (b["konet/category/KoEGED"], b["konet/category/KoCSAT"], b["konet/category/KoMGED"]) == (1.0, 0.5, 0.0)
     assert b["k-viscuit/accuracy"] == pytest.approx(0.4) and b["k-viscuit/accuracy_lenient"] == pytest.approx(0.8)

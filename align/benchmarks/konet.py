@@ -15,7 +15,8 @@ paper's prompt is not in the repository). A judge compares the reference answer 
 only) stands in, so scores are comparable between our checkpoints, not with the paper. As published, the 17 CSAT
 English listening problems count as correct without being asked, replies left empty are not counted
 (``empty_answers``; ``accuracy_all`` counts them wrong), and accuracy is reported overall and per exam (KoEGED,
-KoMGED, KoHGED, KoCSAT).
+KoMGED, KoHGED, KoCSAT). ``accuracy_rule`` is ours and needs no judge: the reply's final answer ("정답: ③", "the
+answer is ② 20000", "Option 3") compared with the reference, counted the same way.
 """
 
 from __future__ import annotations
@@ -63,6 +64,37 @@ def parse_verdict(review: str) -> bool | None:
     if not m:
         return None
     return m.group(1).lower() == "correct"
+
+
+_CIRCLED = {c: str(i + 1) for i, c in enumerate("①②③④⑤⑥⑦⑧⑨⑩")}
+_ANSWER_CUE = re.compile(r"정답|답은|답:|answer|option|선택지", re.IGNORECASE)
+_VALUE = re.compile(r"([①-⑩])|(?:option|선택지)\s*(\d+)|(\d+)\s*번|(-?\d+(?:\.\d+)?(?:/\d+)?)", re.IGNORECASE)
+
+
+def read_answer(reply: str) -> str | None:
+    """The final answer a reply gives, for the judge-free check: the first option mark or number after the last
+    answer cue ("정답: ③", "정답은 3번", "the answer is **② 20000**", "Option 3"), else the reply's last circled
+    option mark. None when it names none."""
+    text = str(reply or "").replace(",", "")
+    cues = list(_ANSWER_CUE.finditer(text))
+    if cues:
+        m = _VALUE.search(text, cues[-1].end())
+        if m:
+            circled, option, numbered, number = m.groups()
+            return _CIRCLED[circled] if circled else option or numbered or number
+    marks = [c for c in text if c in _CIRCLED]
+    return _CIRCLED[marks[-1]] if marks else None
+
+
+def same_answer(given: str | None, reference: str) -> bool:
+    if given is None:
+        return False
+    try:
+        from fractions import Fraction
+
+        return Fraction(given) == Fraction(str(reference).strip())
+    except (ValueError, ZeroDivisionError):
+        return given.strip() == str(reference).strip()
 
 
 def answer_for(problem_id: str, answers: dict) -> str | None:
@@ -124,7 +156,7 @@ def run(ctx: BenchContext) -> dict[str, float]:
         ctx, asked, prompts, lambda answers: [[{"role": "user", "content": JUDGE_TEMPLATE.format(
             answer=it["answer"], response=a)}] for it, a in zip(asked, answers)])  # fmt: skip
     replies = {it["id"]: (a, r) for it, a, r in zip(asked, answers, reviews)}
-    counted, by_exam, out_rows, unparsed, empty = [], defaultdict(list), [], 0, 0
+    counted, by_rule, by_exam, out_rows, unparsed, empty = [], [], defaultdict(list), [], 0, 0
     for it in items:
         answer, review = replies.get(it["id"], (None, None))
         if it["id"] in LISTENING:
@@ -136,11 +168,15 @@ def run(ctx: BenchContext) -> dict[str, float]:
             verdict = parse_verdict(review)
             unparsed += verdict is None
             how = "judge"
+        given = read_answer(answer) if answer else None
+        rule = it["id"] in LISTENING or same_answer(given, it["answer"])
         if how != "empty (not counted, as published)":
             counted.append(bool(verdict))
+            by_rule.append(rule)
             by_exam[it["exam"]].append(bool(verdict))
         out_rows.append({"id": it["id"], "exam": it["exam"], "answer": it["answer"], "prediction": answer,
-                         "judge": judge_name, "review": review, "correct": bool(verdict), "how": how})  # fmt: skip
+                         "judge": judge_name, "review": review, "correct": bool(verdict), "how": how,
+                         "read_answer": given, "correct_rule": rule})  # fmt: skip
     write_rows(ctx.rows_path, out_rows)
     n = len(counted)
     acc = sum(counted) / n if n else 0.0
@@ -150,6 +186,8 @@ def run(ctx: BenchContext) -> dict[str, float]:
         metrics["accuracy_stderr"] = proportion_se(acc, n)
     if items:
         metrics["accuracy_all"] = sum(counted) / len(items)
+    if by_rule:  # ours, judge-free: the reply's final answer against the reference (same counting as published)
+        metrics["accuracy_rule"] = sum(by_rule) / len(by_rule)
     for exam, vals in by_exam.items():
         metrics[f"category/{key_part(exam)}"] = sum(vals) / len(vals)
     metrics.update(bad.metrics())

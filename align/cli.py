@@ -402,11 +402,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", help="folder for eval.json (default: the model directory)")
     e.add_argument("--bench", action="append", metavar="NAME",
                    help="run only this benchmark (repeatable): k-mmbench, k-seed, k-mmstar, k-dtcbench, k-llava-w, "
-                        "kmmlu, haerae, click, kobest, caption, latency, or all (the recipe's eval.benchmarks); "
+                        "kmmlu, haerae, click, kobest, koffvqa, k-viscuit, kreta, konet, kmmlu-redux, kmmlu-pro, "
+                        "kobalt, caption, latency, or all (the recipe's eval.benchmarks); "
                         "results merged into eval.json")  # fmt: skip
     e.add_argument("--source", help="with --bench: hub id or local file/folder of the benchmark's data")
     e.add_argument("--limit", type=int, help="with --bench: at most this many questions")
-    e.add_argument("--judge", help="with --bench k-llava-w: judge model directory or OpenAI-compatible URL")
+    e.add_argument("--judge", help="with --bench k-llava-w, koffvqa or konet: judge model dir or OpenAI-compatible URL")
     e.set_defaults(func=cmd_eval)
 
     rw = sub.add_parser("rewards", help="list rewards, try one on a completion, or audit one for hacks")

@@ -175,7 +175,8 @@ class BenchmarkSpec(Strict):
     """One benchmark run by the eval hook (``align/benchmarks/``); results go to eval.json as bench/<name>/…"""
 
     name: str = Field(description="k-mmbench, k-seed, k-mmstar, k-dtcbench, k-llava-w, kmmlu, haerae, click, kobest, "
-                      "caption or latency (lmms-eval / VLMEvalKit names are accepted too).")  # fmt: skip
+                      "koffvqa, k-viscuit, kreta, konet, kmmlu-redux, kmmlu-pro, kobalt, caption or latency "
+                      "(lmms-eval / VLMEvalKit names are accepted too).")  # fmt: skip
     source: str | None = Field(None, description="Hub dataset id or local file/folder (default: the published set).")
     split: str | None = Field(None, description="Dataset split (default: the benchmark's).")
     limit: int | None = Field(None, ge=1, description="At most this many questions (prompts for latency).")

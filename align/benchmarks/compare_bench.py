@@ -18,6 +18,7 @@ PREFIX = "bench/"
 DETAIL = ("category/", "l2_category/", "task/", "bad/")  # compare.md only
 COUNTS = ("n", "rows", "judged", "tokens")  # compare.md only
 PROBLEMS = ("unparsed", "unparsed_judge", "outside_options", "bad_rows")  # console: only when not all zero
+PROBLEMS += ("non_korean", "empty_answers")  # KOFFVQA answers not in Korean, KoNET empty replies (issue 32)
 
 
 def is_bench(key: str) -> bool:

@@ -15,7 +15,7 @@ from align.errors import UserError, did_you_mean
 @dataclass(frozen=True)
 class BenchInfo:
     name: str
-    family: str  # choice | judged | text | caption | latency
+    family: str  # choice | judged | text | caption | latency | mcq | text-gen
     source: str | None  # default hub id (None: the recipe must name a source)
     split: str | None  # default split of the hub dataset
     license: str
@@ -63,6 +63,48 @@ BENCHMARKS: dict[str, BenchInfo] = {
         BenchInfo("latency", "latency", None, None, "prompts built in (no data)", "tokens_per_s"),
     )
 }  # fmt: skip
+
+# Issue 32: the Korean sets that ship only their own evaluation code (korean_mc.py, koffvqa.py, konet.py).
+LETTER_DIRECT_EN = "Answer with the option's letter from the given choices directly."  # K-Viscuit's run_vqa.py
+KRETA_DEFAULT = ("Please select the correct answer from the options above. The last line of your response should be "
+                 "of the following format: 'Answer: LETTER' (without quotes) where LETTER is one of options.")  # fmt: skip
+TEXT_MC_KO = "위 문제를 풀고, 마지막 줄에 '정답: X' 형식으로 답하세요. X는 선택지의 알파벳 하나입니다."  # ours
+# KoBALT-700's evaluation_protocol.md ("use this prompt verbatim"; line breaks as in its human-readable version)
+KOBALT_SYSTEM = "당신은 문제를 해결하는 전문가입니다."
+KOBALT_USER = (
+    "다음 문제에 대해서 충분히 생각하고 추론하여, 10개의 보기(A, B, C, D, E, F, G, H, I, J) 중 정답을 고르세요.\n\n"
+    '{question}\n\n답변은 반드시 다음 형식을 엄격히 지켜야 합니다: "정답은 [정답 보기]입니다." 로 끝나야 하고,\n'
+    "[정답 보기]는 A, B, C, D, E, F, G, H, I, J 중 하나여야 합니다.\n\n정답: 문제를 풀기 위해, 한 번 천천히 생각해봅시다."
+)
+EXAONE_NC_ND = "CC-BY-NC-ND-4.0 (LG AI Research; gated on the hub, non-commercial, never shipped here)"
+BENCHMARKS.update({
+    b.name: b
+    for b in (
+        BenchInfo("koffvqa", "judged", "maum-ai/KOFFVQA_Data", None, "see the dataset card (maum-ai/KOFFVQA_Data)",
+                  "score", aliases=("KOFFVQA",)),
+        BenchInfo("konet", "judged", None, None, "AGPL-3.0 code (naver-ai/KoNET); exam papers (c) KICE, research use",
+                  "accuracy", aliases=("KoNET",)),
+        BenchInfo("k-viscuit", "mcq", "ddehun/k-viscuit", "test", "CC-BY-4.0 (dataset card)", "accuracy",
+                  aliases=("kviscuit", "K-Viscuit"),
+                  options={"reader": "kviscuit", "layout": "kviscuit", "rule": "bare", "image": True,
+                           "instruction": LETTER_DIRECT_EN}),
+        BenchInfo("kreta", "mcq", "tabtoyou/KRETA", "test", "see the dataset card (tabtoyou/KRETA)", "accuracy",
+                  aliases=("kotextvqa", "KRETA"),
+                  options={"reader": "kreta", "layout": "kreta", "rule": "answer_line", "image": True,
+                           "instruction": KRETA_DEFAULT}),
+        BenchInfo("kmmlu-redux", "text-gen", "LGAI-EXAONE/KMMLU-Redux", "test", EXAONE_NC_ND, "accuracy",
+                  aliases=("kmmlu_redux",),
+                  options={"reader": "kmmlu_x", "layout": "text", "rule": "answer_ko", "instruction": TEXT_MC_KO}),
+        BenchInfo("kmmlu-pro", "text-gen", "LGAI-EXAONE/KMMLU-Pro", "test", EXAONE_NC_ND, "accuracy",
+                  aliases=("kmmlu_pro",),
+                  options={"reader": "kmmlu_x", "layout": "text", "rule": "answer_ko", "instruction": TEXT_MC_KO,
+                           "licence_pass": True}),
+        BenchInfo("kobalt", "text-gen", "snunlp/KoBALT-700", "raw", "CC-BY-NC-4.0 (snunlp/KoBALT-700)", "accuracy",
+                  aliases=("kobalt-700", "KoBALT"),
+                  options={"reader": "kobalt", "layout": "template", "rule": "answer_ko", "instruction": KOBALT_USER,
+                           "system": KOBALT_SYSTEM}),
+    )
+})  # fmt: skip
 
 ALIASES = {alias.lower(): b.name for b in BENCHMARKS.values() for alias in b.aliases}
 

@@ -6,7 +6,7 @@ import json
 import time
 from pathlib import Path
 
-from align.benchmarks import caption, choice, latency, llava_w, text_tasks
+from align.benchmarks import caption, choice, koffvqa, konet, korean_mc, latency, llava_w, text_tasks
 from align.benchmarks.common import BenchContext
 from align.benchmarks.registry import lookup
 from align.io import atomic_write_json
@@ -15,6 +15,8 @@ from rollouts import make_engine
 
 PREFIX = "bench/"
 RUNNERS = {"choice": choice, "judged": llava_w, "text": text_tasks, "caption": caption, "latency": latency}
+RUNNERS.update({"mcq": korean_mc, "text-gen": korean_mc})  # issue 32: generative multiple choice (korean_mc.py)
+BY_NAME = {"koffvqa": koffvqa, "konet": konet}  # judged sets with their own protocol (a judge is still required)
 
 
 def run_benchmarks(model_dir: str, recipe, out_dir: str | Path, base_dir=None, engine=None, specs=None,
@@ -40,7 +42,7 @@ def run_benchmarks(model_dir: str, recipe, out_dir: str | Path, base_dir=None, e
             ctx = BenchContext(info, spec, str(model_dir), recipe, Path(out_dir), Path(base_dir) if base_dir else None,
                                shared_engine, log)  # fmt: skip
             started = time.time()
-            metrics = RUNNERS[info.family].run(ctx)
+            metrics = BY_NAME.get(info.name, RUNNERS[info.family]).run(ctx)
             main = metrics.get(info.main)
             log(f"  bench {label}: {info.main} = {'-' if main is None else f'{main:.4f}'}"
                 f" ({time.time() - started:.0f}s; answers in {ctx.rows_path})")  # fmt: skip

@@ -373,7 +373,9 @@ def test_hcx_collator_expands_labels_and_carries_ocr_and_lens_fields(tiny_family
     ids, labels = batch["input_ids"][0], batch["labels"][0]
     visual = int(batch["vision_query_lengths_images"][0, 0])
     assert visual > 1 and int((ids == model.config.image_token_id).sum()) == visual
-    assert "<ocr>사과" in tok.decode(ids) and "<lens>과일" in tok.decode(ids)
+    # the published layout: the image's aux turn carries its OCR / lens keywords as JSON
+    assert '<|im_start|>image/aux\n' in tok.decode(ids)
+    assert '{"ocr": "사과", "lens_keywords": "과일", "lens_local_keywords": ""}<|im_end|>' in tok.decode(ids)
     assert labels.shape == ids.shape and bool((labels[ids == model.config.image_token_id] == -100).all())
     assert tok.decode(labels[labels != -100]) == "빨강<|im_end|><|endofturn|>"
     with torch.no_grad():

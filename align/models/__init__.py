@@ -88,8 +88,11 @@ def load_processor(path: str, trust_remote_code: bool = False):
     from transformers import AutoProcessor
 
     register_native_models()
-    config = load_config(path, trust_remote_code)
-    vision = is_vision_config(config)
+    try:
+        config = load_config(path, trust_remote_code)
+    except (OSError, ValueError):  # a folder with the processor's files only (a saved processor)
+        config = None
+    vision = config is not None and is_vision_config(config)
     native = NATIVE_PROCESSORS.get(getattr(config, "model_type", None))
     if native:
         module, _, function = native.partition(":")

@@ -157,4 +157,6 @@ class HCXVisionForCausalLM(nn.Module, HCXVisualMixin, SupportsMultiModal, Suppor
         return self.language_model
 
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> set[str]:
-        return AutoWeightsLoader(self, skip_prefixes=["vision_model.vision_model.head."]).load_weights(weights)
+        return AutoWeightsLoader(self, ignore_unexpected_prefixes=["vision_model.vision_model.head."]).load_weights(
+            weights
+        )

@@ -15,7 +15,7 @@ from align.chat import template_kwargs as processor_template_kwargs
 from align.errors import UserError
 from align.io import atomic_dir
 from align.models.families import FAMILIES, apply_generation_stops, is_vision_config, resolve
-from align.models.processors import load_images_only_processor
+from align.models.processors import load_images_only_processor, load_renamed_processor, renamed_processor
 from align.models.reasoning import reasoning_format, template_kwargs
 from align.models.tiny_families import EMBEDDED, TINY_NAME, build_embedded
 
@@ -97,6 +97,8 @@ def load_processor(path: str, trust_remote_code: bool = False):
     if native:
         module, _, function = native.partition(":")
         proc = getattr(importlib.import_module(module), function)(path)
+    elif renamed_processor(path):  # a published remote-code class transformers now ships under another name
+        proc = load_renamed_processor(path)
     else:
         try:
             proc = AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)

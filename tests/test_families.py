@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -145,6 +146,35 @@ def test_images_only_processors_load_and_save_without_torchvision(tiny_family, t
         processor.save_pretrained(tmp_path / name)
         again = load_processor(str(tmp_path / name))
         assert again.tokenizer.chat_template == processor.tokenizer.chat_template
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "varco_vision", "exaone", "kanana_v", "aiku_vlm", "generic"])
+def test_a_vision_folder_without_its_processor_files_or_with_an_unknown_class_stops(family, tmp_path, align_cache):
+    """Every vision family: no processor files, or files naming a class nobody implements, is an error naming the
+    files and classes; never a text-only tokenizer (HyperCLOVAX-SEED-Vision: tests/test_hcx_published.py;
+    -Think-32B: tests/test_families_new.py)."""
+    from align.models import load_processor
+    from align.models.tiny_families import build_tiny_family
+
+    tiny = build_tiny_family(family, align_cache / "models" / f"tiny-{family}")
+    files = [f.name for f in tiny.iterdir() if f.name in ("preprocessor_config.json", "processor_config.json")]
+    trust = family == "kanana_v"
+    missing = Path(shutil.copytree(tiny, tmp_path / "missing"))
+    for name in files:
+        (missing / name).unlink()
+    with pytest.raises(
+        UserError, match="cannot be built \\(it has neither preprocessor_config.json nor processor_config"
+    ):
+        load_processor(str(missing), trust)
+    unknown = Path(shutil.copytree(tiny, tmp_path / "unknown"))
+    for name in files:
+        data = json.loads((unknown / name).read_text())
+        data["processor_class"] = "NoSuchProcessor"
+        (unknown / name).write_text(json.dumps(data))
+    with pytest.raises(
+        UserError, match="a vision model but its processor files give only a tokenizer .*NoSuchProcessor"
+    ):
+        load_processor(str(unknown), trust)
 
 
 # ------------------------------------------------------------------ generation stops at the family's stop tokens
@@ -374,7 +404,7 @@ def test_hcx_collator_expands_labels_and_carries_ocr_and_lens_fields(tiny_family
     visual = int(batch["vision_query_lengths_images"][0, 0])
     assert visual > 1 and int((ids == model.config.image_token_id).sum()) == visual
     # the published layout: the image's aux turn carries its OCR / lens keywords as JSON
-    assert '<|im_start|>image/aux\n' in tok.decode(ids)
+    assert "<|im_start|>image/aux\n" in tok.decode(ids)
     assert '{"ocr": "사과", "lens_keywords": "과일", "lens_local_keywords": ""}<|im_end|>' in tok.decode(ids)
     assert labels.shape == ids.shape and bool((labels[ids == model.config.image_token_id] == -100).all())
     assert tok.decode(labels[labels != -100]) == "빨강<|im_end|><|endofturn|>"

@@ -115,7 +115,8 @@ def load_processor(path: str, trust_remote_code: bool = False):
     if vision and not hasattr(proc, "image_processor"):
         raise UserError(
             f"{path} is a vision model but its processor files give only a tokenizer ({_processor_files(path)})",
-            "add the model's preprocessor_config.json (and processor_config.json, if its hub folder has one)",
+            "check processor_class / image_processor_type against the model's hub folder (a class transformers does "
+            "not ship needs model.trust_remote_code: true), or add the missing preprocessor_config.json",
         )
     tok = getattr(proc, "tokenizer", proc)
     if tok.pad_token is None:

@@ -20,11 +20,41 @@ from tests.conftest import copy_with_chat_template, write_recipe
 FAMILY_TINIES = ("qwen2_5_vl", "varco_vision", "hyperclovax_text", "hyperclovax_vision")
 
 
+PUBLISHED = Path(__file__).parent / "assets" / "published"
+
+
+def published_qwen2_5_vl(tiny_dir, out) -> str:
+    """The tiny Qwen2.5-VL in its hub folder's layout: Qwen's published preprocessor_config.json as it stands (no
+    processor_config.json) and its generation_config.json with the token ids mapped by token to the tiny vocabulary
+    (tests/assets/published/qwen2_5_vl/SOURCES.md)."""
+    from transformers import AutoTokenizer
+
+    out = Path(out)
+    if not out.exists():
+        shutil.copytree(tiny_dir, out)
+        (out / "processor_config.json").unlink()
+        shutil.copy(PUBLISHED / "qwen2_5_vl" / "preprocessor_config.json", out)
+        ids = AutoTokenizer.from_pretrained(str(out)).convert_tokens_to_ids
+        qwen = {151643: ids("<|endoftext|>"), 151645: ids("<|im_end|>")}  # Qwen's ids -> the tiny vocabulary's
+        gen = json.loads((PUBLISHED / "qwen2_5_vl" / "generation_config.json").read_text())
+        for key in ("bos_token_id", "pad_token_id", "eos_token_id"):
+            gen[key] = [qwen[i] for i in gen[key]] if isinstance(gen[key], list) else qwen[gen[key]]
+        (out / "generation_config.json").write_text(json.dumps(gen, indent=2))
+    return str(out)
+
+
 @pytest.fixture(scope="module")
 def tiny_family(align_cache):
+    """Tiny models by family; Qwen2.5-VL's in its published folder layout (``published_qwen2_5_vl``)."""
     from align.models.tiny_families import build_tiny_family
 
-    return lambda family: str(build_tiny_family(family, align_cache / "models" / f"tiny-{family}"))
+    def build(family: str) -> str:
+        path = build_tiny_family(family, align_cache / "models" / f"tiny-{family}")
+        if family == "qwen2_5_vl":
+            return published_qwen2_5_vl(path, align_cache / "models" / "published-qwen2_5_vl")
+        return str(path)
+
+    return build
 
 
 def _rows(n: int = 4, image: bool = True):

@@ -216,6 +216,15 @@ def test_tied_embeddings_no_pooling_head_and_the_1x1_canvas_load_and_run(folders
     assert checkpoint_keys(folders["first"]) == {"missing_keys": [], "unexpected_keys": []}
 
 
+def test_model_info_reads_the_published_folder(folders, capsys):
+    from align.cli import main
+
+    assert main(["model", "info", folders["variant"], "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["name"] == "hyperclovax_vision" and info["processor"] == "HCXVisionProcessor"
+    assert info["weights"] == {"missing_keys": 0, "unexpected_keys": 0}
+
+
 def test_missing_or_unknown_processor_files_stop_naming_file_and_class(folders, tiny_model, tmp_path):
     from align.models import load_processor
 

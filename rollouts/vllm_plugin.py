@@ -5,6 +5,9 @@ vLLM calls ``register()`` in every process it starts (entry point ``vllm.general
 architecture in ``ARCHITECTURES``: the ``architectures`` name in config.json → ``module:class`` of the vLLM model,
 imported only when a checkpoint of that architecture is loaded. ``NATIVE_CONFIGS`` names the modules that register
 the matching transformers config/processor classes (vLLM reads the config through transformers' Auto classes).
+HyperCLOVAX-SEED-Vision's processor is loaded by vLLM through ``HCXVisionProcessor.from_pretrained``, which reads a
+published folder's processor files (remote-code class names and ``auto_map``) natively: no remote code is run and vLLM
+never asks whether to run it (``align/models/hcx_vision/published.py``).
 """
 
 from __future__ import annotations

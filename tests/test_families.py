@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -19,11 +20,41 @@ from tests.conftest import copy_with_chat_template, write_recipe
 FAMILY_TINIES = ("qwen2_5_vl", "varco_vision", "hyperclovax_text", "hyperclovax_vision")
 
 
+PUBLISHED = Path(__file__).parent / "assets" / "published"
+
+
+def published_qwen2_5_vl(tiny_dir, out) -> str:
+    """The tiny Qwen2.5-VL in its hub folder's layout: Qwen's published preprocessor_config.json as it stands (no
+    processor_config.json) and its generation_config.json with the token ids mapped by token to the tiny vocabulary
+    (tests/assets/published/qwen2_5_vl/SOURCES.md)."""
+    from transformers import AutoTokenizer
+
+    out = Path(out)
+    if not out.exists():
+        shutil.copytree(tiny_dir, out)
+        (out / "processor_config.json").unlink()
+        shutil.copy(PUBLISHED / "qwen2_5_vl" / "preprocessor_config.json", out)
+        ids = AutoTokenizer.from_pretrained(str(out)).convert_tokens_to_ids
+        qwen = {151643: ids("<|endoftext|>"), 151645: ids("<|im_end|>")}  # Qwen's ids -> the tiny vocabulary's
+        gen = json.loads((PUBLISHED / "qwen2_5_vl" / "generation_config.json").read_text())
+        for key in ("bos_token_id", "pad_token_id", "eos_token_id"):
+            gen[key] = [qwen[i] for i in gen[key]] if isinstance(gen[key], list) else qwen[gen[key]]
+        (out / "generation_config.json").write_text(json.dumps(gen, indent=2))
+    return str(out)
+
+
 @pytest.fixture(scope="module")
 def tiny_family(align_cache):
+    """Tiny models by family; Qwen2.5-VL's in its published folder layout (``published_qwen2_5_vl``)."""
     from align.models.tiny_families import build_tiny_family
 
-    return lambda family: str(build_tiny_family(family, align_cache / "models" / f"tiny-{family}"))
+    def build(family: str) -> str:
+        path = build_tiny_family(family, align_cache / "models" / f"tiny-{family}")
+        if family == "qwen2_5_vl":
+            return published_qwen2_5_vl(path, align_cache / "models" / "published-qwen2_5_vl")
+        return str(path)
+
+    return build
 
 
 def _rows(n: int = 4, image: bool = True):
@@ -145,6 +176,35 @@ def test_images_only_processors_load_and_save_without_torchvision(tiny_family, t
         processor.save_pretrained(tmp_path / name)
         again = load_processor(str(tmp_path / name))
         assert again.tokenizer.chat_template == processor.tokenizer.chat_template
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "varco_vision", "exaone", "kanana_v", "aiku_vlm", "generic"])
+def test_a_vision_folder_without_its_processor_files_or_with_an_unknown_class_stops(family, tmp_path, align_cache):
+    """Every vision family: no processor files, or files naming a class nobody implements, is an error naming the
+    files and classes; never a text-only tokenizer (HyperCLOVAX-SEED-Vision: tests/test_hcx_published.py;
+    -Think-32B: tests/test_families_new.py)."""
+    from align.models import load_processor
+    from align.models.tiny_families import build_tiny_family
+
+    tiny = build_tiny_family(family, align_cache / "models" / f"tiny-{family}")
+    files = [f.name for f in tiny.iterdir() if f.name in ("preprocessor_config.json", "processor_config.json")]
+    trust = family == "kanana_v"
+    missing = Path(shutil.copytree(tiny, tmp_path / "missing"))
+    for name in files:
+        (missing / name).unlink()
+    with pytest.raises(
+        UserError, match="cannot be built \\(it has neither preprocessor_config.json nor processor_config"
+    ):
+        load_processor(str(missing), trust)
+    unknown = Path(shutil.copytree(tiny, tmp_path / "unknown"))
+    for name in files:
+        data = json.loads((unknown / name).read_text())
+        data["processor_class"] = "NoSuchProcessor"
+        (unknown / name).write_text(json.dumps(data))
+    with pytest.raises(
+        UserError, match="a vision model but its processor files give only a tokenizer .*NoSuchProcessor"
+    ):
+        load_processor(str(unknown), trust)
 
 
 # ------------------------------------------------------------------ generation stops at the family's stop tokens
@@ -373,7 +433,9 @@ def test_hcx_collator_expands_labels_and_carries_ocr_and_lens_fields(tiny_family
     ids, labels = batch["input_ids"][0], batch["labels"][0]
     visual = int(batch["vision_query_lengths_images"][0, 0])
     assert visual > 1 and int((ids == model.config.image_token_id).sum()) == visual
-    assert "<ocr>사과" in tok.decode(ids) and "<lens>과일" in tok.decode(ids)
+    # the published layout: the image's aux turn carries its OCR / lens keywords as JSON
+    assert "<|im_start|>image/aux\n" in tok.decode(ids)
+    assert '{"ocr": "사과", "lens_keywords": "과일", "lens_local_keywords": ""}<|im_end|>' in tok.decode(ids)
     assert labels.shape == ids.shape and bool((labels[ids == model.config.image_token_id] == -100).all())
     assert tok.decode(labels[labels != -100]) == "빨강<|im_end|><|endofturn|>"
     with torch.no_grad():

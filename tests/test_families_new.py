@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -28,11 +29,37 @@ TINIES = {"hyperclovax_think": "hyperclovax_think", "hyperclovax_vision_v2": "hy
 REMOTE = {"kanana_v"}
 
 
+PUBLISHED = ROOT / "tests" / "assets" / "published"
+
+
+def published_hcx_v2(tiny_dir, out) -> str:
+    """The tiny HyperCLOVAX-SEED-Think-32B in its hub folder's layout: config.json says ``model_type: "vlm"`` and
+    ``HCXVisionV2ForCausalLM`` (remote code that transformers no longer loads), preprocessor_config.json is NAVER's
+    published file as it stands (processor_class ``HCXVisionV2Processor`` with an ``auto_map`` to its remote code;
+    tests/assets/published/hyperclovax_vision_v2/SOURCES.md), no processor_config.json."""
+    out = Path(out)
+    if not out.exists():
+        shutil.copytree(tiny_dir, out)
+        config = json.loads((out / "config.json").read_text())
+        config.update(model_type="vlm", architectures=["HCXVisionV2ForCausalLM"])
+        (out / "config.json").write_text(json.dumps(config, indent=2))
+        (out / "processor_config.json").unlink()
+        shutil.copy(PUBLISHED / "hyperclovax_vision_v2" / "preprocessor_config.json", out)
+    return str(out)
+
+
 @pytest.fixture(scope="module")
 def tiny(align_cache):
+    """Tiny models by name; HyperCLOVAX-SEED-Think-32B's in its published folder layout (``published_hcx_v2``)."""
     from align.models.tiny_families import build_tiny_family
 
-    return lambda name: str(build_tiny_family(name, align_cache / "models" / f"tiny-{name}"))
+    def build(name: str) -> str:
+        path = str(build_tiny_family(name, align_cache / "models" / f"tiny-{name}"))
+        if name == "hyperclovax_vision_v2":
+            return published_hcx_v2(path, align_cache / "models" / "published-hyperclovax_vision_v2")
+        return path
+
+    return build
 
 
 def spec(name: str, **kw) -> ModelSpec:
@@ -50,15 +77,31 @@ def test_new_families_are_recognised(tiny, tmp_path):
         path = tiny(name)
         proc = load_processor(path, name in REMOTE)
         assert resolve("auto", load_config(path, name in REMOTE), getattr(proc, "tokenizer", proc), path).name == family
-    # HyperCLOVAX-SEED-Think-32B's hub config says model_type "vlm" (its remote code no longer loads): the native
-    # class reads it, no trust_remote_code
-    vlm = tmp_path / "vlm"
-    shutil.copytree(tiny("hyperclovax_vision_v2"), vlm)
-    config = json.loads((vlm / "config.json").read_text())
-    config.update(model_type="vlm", architectures=["HCXVisionV2ForCausalLM"])
-    (vlm / "config.json").write_text(json.dumps(config))
-    assert resolve("auto", load_config(str(vlm)), None, str(vlm)).name == "hyperclovax_vision_v2"
-    assert type(load_model(str(vlm), ModelSpec(), "float32")).__name__ == "HyperCLOVAXVisionV2ForConditionalGeneration"
+    # HyperCLOVAX-SEED-Think-32B's hub folder: config model_type "vlm", its processor named HCXVisionV2Processor with
+    # an auto_map to remote code that no longer loads: transformers' native classes read both, no trust_remote_code
+    vlm = tiny("hyperclovax_vision_v2")
+    assert json.loads(Path(vlm, "config.json").read_text())["model_type"] == "vlm"
+    assert resolve("auto", load_config(vlm), None, vlm).name == "hyperclovax_vision_v2"
+    assert type(load_model(vlm, ModelSpec(), "float32")).__name__ == "HyperCLOVAXVisionV2ForConditionalGeneration"
+    proc = load_processor(vlm)
+    assert type(proc).__name__ == "HyperCLOVAXVisionV2Processor"
+    assert list(proc.image_processor.image_mean) == [0.48145466, 0.4578275, 0.40821073]  # the published settings
+    assert proc.image_processor.size["longest_edge"] == 2073600  # its max_pixels
+    from PIL import Image
+
+    text = proc.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "무엇?"}]}],
+                                    tokenize=False, add_generation_prompt=True)  # fmt: skip
+    enc = proc(text=[text], images=[Image.new("RGB", (64, 48))], return_tensors="pt")
+    assert int((enc["input_ids"] == proc.tokenizer.convert_tokens_to_ids("<|IMAGE_PAD|>")).sum()) > 1
+    # the same folder with another processor class: stops naming the file and the class, no text-only tokenizer
+    other = Path(shutil.copytree(vlm, tmp_path / "other"))
+    pre = json.loads((other / "preprocessor_config.json").read_text())
+    (other / "preprocessor_config.json").write_text(json.dumps({**pre, "processor_class": "HCXVisionV3Processor"}))
+    with pytest.raises(UserError, match=r"preprocessor_config\.json names .*HCXVisionV3Processor"):
+        load_processor(str(other))
+    (other / "preprocessor_config.json").unlink()
+    with pytest.raises(UserError, match="neither preprocessor_config.json nor processor_config.json"):
+        load_processor(str(other))
     # Kanana-1.5-v runs its own code: without the flag, say which flag
     with pytest.raises(UserError, match="needs its own model code"):
         load_config(tiny("kanana_v"))

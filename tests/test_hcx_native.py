@@ -234,7 +234,14 @@ stages:
 
 
 def test_every_stage_runs_on_the_native_model(hcx, tmp_path):
-    recipe = load_recipe(write_recipe(tmp_path / "r.yaml", STAGES.format(out=tmp_path, model=hcx)))
+    """Every stage from a folder laid out as the hub publishes the first revision (published processor files and
+    class names, the template in tokenizer_config.json), with tied embeddings, no SigLIP pooling head and the 1×1
+    canvas first in possible_resolutions (tests/test_hcx_published.py)."""
+    from tests.test_hcx_published import published_folder
+
+    model = published_folder(hcx, tmp_path / "published", "first", one_by_one_first=True, tied=True,
+                             pooling_head=False)  # fmt: skip
+    recipe = load_recipe(write_recipe(tmp_path / "r.yaml", STAGES.format(out=tmp_path / "runs", model=model)))
     run = run_pipeline(recipe).path
     for stage in ("sft", "rft", "grpo", "dpo", "rm"):
         assert (run / stage).exists(), stage

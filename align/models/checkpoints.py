@@ -17,10 +17,8 @@ def _show(keys) -> str:
     return ", ".join(keys[:12]) + (f" … ({len(keys)} in all)" if len(keys) > 12 else "") or "none"
 
 
-def checkpoint_keys(model_cls, config_cls, path: str, tied_head: str) -> dict:
-    """The folder's weight names against the model's: ``{"missing_keys": [...], "unexpected_keys": [...]}`` (read
-    from the safetensors headers, the model built on the meta device: no weights loaded). ``tied_head`` is not
-    expected in the folder when the config ties the output layer to the embeddings."""
+def folder_keys(path: str) -> set[str]:
+    """The weight names in the folder's safetensors files (headers only)."""
     folder = Path(path)
     index = folder / "model.safetensors.index.json"
     files = (
@@ -30,8 +28,17 @@ def checkpoint_keys(model_cls, config_cls, path: str, tied_head: str) -> dict:
     for name in files:
         with safe_open(str(folder / name), "pt") as f:
             found |= set(f.keys())
+    return found
+
+
+def checkpoint_keys(model_cls, config_cls, path: str, tied_head: str, config=None) -> dict:
+    """The folder's weight names against the model's: ``{"missing_keys": [...], "unexpected_keys": [...]}`` (read
+    from the safetensors headers, the model built on the meta device: no weights loaded). ``tied_head`` is not
+    expected in the folder when the config ties the output layer to the embeddings. ``config``: the one the model
+    will be built from (default: the folder's)."""
+    found = folder_keys(path)
     with torch.device("meta"):
-        model = model_cls(config_cls.from_pretrained(path))
+        model = model_cls(config if config is not None else config_cls.from_pretrained(path))
     expected = set(model.state_dict())
     tied = {tied_head} if model.config.tie_word_embeddings else set()
     return {"missing_keys": sorted(expected - found - tied), "unexpected_keys": sorted(found - expected)}

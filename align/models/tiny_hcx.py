@@ -1,6 +1,8 @@
 """The tiny HyperCLOVAX-SEED-Vision model: the native architecture (``align/models/hcx_vision``: SigLIP → C-Abstractor
 → Llama, AnyRes with unpadding and ``image_newline``, video slow/fast queries) at toy size, with the published
-weight layout and the later config revision, the HyperCLOVAX chat tokens and template, built from a fixed seed.
+weight layout and the later config revision, the HyperCLOVAX chat tokens and the published chat layout
+(``hcx_vision.adapter.CHAT_TEMPLATE``), built from a fixed seed. The vocabulary still holds ``<ocr>``, ``<lens>`` and
+``<lens_local>`` (no template writes them): removing them would change the weights the oracle ran on.
 The oracle fixtures (tests/fixtures/hcx_oracle.json) were computed on exactly this checkpoint."""
 
 from __future__ import annotations
@@ -13,34 +15,9 @@ from align.models.tiny import CHAT_TOKENS, TinySpec, already_built, build_tokeni
 
 IMAGE_TOKEN = "<|dummy3|>"
 VIDEO_TOKEN = "<|_unuse_missing_100270|>"
-BUILDER_VERSION = 3
+BUILDER_VERSION = 4  # 4: the published chat layout (three turns per image)
 GRID, PATCH = 32, 8  # tower image size and patch: 16 patches per grid
 QUERIES, SLOW, FAST = 4, 4, 1  # visual queries per image grid, per slow and fast video grid
-
-# HyperCLOVAX turns; content may be a string, an HCX entry ({"type": "image"/"text", ...}) or a list of parts (TRL).
-# An image entry becomes the placeholder followed by its OCR and lens keywords when given.
-TEMPLATE = (
-    "{%- macro part(p) -%}"
-    "{%- if p['type'] == 'video' -%}{{- '<|_unuse_missing_100270|>' -}}"
-    "{%- elif p['type'] == 'image' -%}{{- '<|dummy3|>' -}}"
-    "{%- if p.get('ocr') -%}{{- '\\n<ocr>' + p['ocr'] -}}{%- endif -%}"
-    "{%- if p.get('lens_keywords') -%}{{- '\\n<lens>' + p['lens_keywords'] -}}{%- endif -%}"
-    "{%- if p.get('lens_local_keywords') -%}{{- '\\n<lens_local>' + p['lens_local_keywords'] -}}{%- endif -%}"
-    "{%- elif p['type'] == 'text' -%}{{- p['text'] -}}{%- endif -%}"
-    "{%- endmacro -%}"
-    "{%- macro body(c) -%}"
-    "{%- if c is string -%}{{- c -}}{%- elif c is mapping -%}{{- part(c) -}}"
-    "{%- else -%}{%- for p in c -%}{{- part(p) -}}{%- endfor -%}{%- endif -%}"
-    "{%- endmacro -%}"
-    "{%- for message in messages -%}"
-    "{{- '<|im_start|>' + message['role'] + '\\n' -}}"
-    "{%- if message['role'] == 'assistant' -%}{%- generation -%}"
-    "{{- body(message['content']) + '<|im_end|><|endofturn|>' -}}{%- endgeneration -%}"
-    "{%- else -%}{{- body(message['content']) + '<|im_end|>' -}}{%- endif -%}"
-    "{%- if not loop.last -%}{{- '\\n' -}}{%- endif -%}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{- '\\n<|im_start|>assistant\\n' -}}{%- endif -%}"
-)
 
 
 def tiny_hcx_config(
@@ -102,14 +79,16 @@ def build_tiny_hcx(out_dir: str | Path, spec: TinySpec | None = None) -> Path:
         HCXVisionImageProcessor,
         HCXVisionProcessor,
     )
+    from align.models.hcx_vision.adapter import CHAT_TEMPLATE
 
     spec = spec or TinySpec()
     out_dir = Path(out_dir)
     stamp = {"family": "hyperclovax_vision", "builder_version": BUILDER_VERSION, **spec.__dict__}
     if already_built(out_dir, stamp):
         return out_dir
+    # the three added tokens are unused; they keep the vocabulary (and so the oracle's weights) as they were
     tok = build_tokenizer(spec, CHAT_TOKENS + [IMAGE_TOKEN, VIDEO_TOKEN], added=("<ocr>", "<lens>", "<lens_local>"),
-                          image_token=None, template=TEMPLATE)  # fmt: skip
+                          image_token=None, template=CHAT_TEMPLATE)  # fmt: skip
     ids = tok.convert_tokens_to_ids
     config = HCXVisionConfig(**tiny_hcx_config(len(tok), ids("<|pad|>"), ids("<|endofturn|>"), ids(IMAGE_TOKEN),
                                                ids(VIDEO_TOKEN), spec))  # fmt: skip
@@ -117,7 +96,7 @@ def build_tiny_hcx(out_dir: str | Path, spec: TinySpec | None = None) -> Path:
                                               num_queries_vis_abstractor=QUERIES,
                                               num_queries_vis_abstractor_video_slow=SLOW,
                                               num_queries_vis_abstractor_video_fast=FAST, patch_size=PATCH)  # fmt: skip
-    processor = HCXVisionProcessor(image_processor=image_processor, tokenizer=tok, chat_template=TEMPLATE)
+    processor = HCXVisionProcessor(image_processor=image_processor, tokenizer=tok, chat_template=CHAT_TEMPLATE)
     torch.manual_seed(spec.seed)
     model = HCXVisionForCausalLM(config).to(torch.float32)
     with torch.no_grad():  # a random model whose visual path matters: the newline and position terms are not zero

@@ -41,9 +41,24 @@ def register() -> None:
 register()
 
 
+POOLING_HEAD = "vision_model.vision_model.head."  # SigLIP's attention-pooling head: unused (a hidden layer is read)
+
+
+def folder_config(path: str) -> HCXVisionConfig:
+    """The folder's config; a folder whose tower comes without SigLIP's pooling head builds the tower without it (the
+    model reads a hidden layer, never the pooled output), so the strict weight check still holds."""
+    config = HCXVisionConfig.from_pretrained(path)
+    if getattr(config.vision_config, "model_type", "").startswith("siglip") and not any(
+        k.startswith(POOLING_HEAD) for k in checkpoints.folder_keys(path)
+    ):
+        config.vision_config.vision_use_head = False
+    return config
+
+
 def checkpoint_keys(path: str) -> dict:
     """The checkpoint's weight names against the model's (``align.models.checkpoints.checkpoint_keys``)."""
-    return checkpoints.checkpoint_keys(HCXVisionForCausalLM, HCXVisionConfig, path, "language_model.lm_head.weight")
+    return checkpoints.checkpoint_keys(HCXVisionForCausalLM, HCXVisionConfig, path, "language_model.lm_head.weight",
+                                       config=folder_config(path))  # fmt: skip
 
 
 def load_checked(path: str, **kwargs):
@@ -51,4 +66,4 @@ def load_checked(path: str, **kwargs):
     return checkpoints.load_checked(
         HCXVisionForCausalLM, path, "does not have HyperCLOVAX-SEED-Vision's weight layout",
         "use the published checkpoint (vision_model.vision_model.*, mm_projector.*, image_newline, language_model.*) "
-        "or a folder this workbench saved", **kwargs)  # fmt: skip
+        "or a folder this workbench saved", config=folder_config(path), **kwargs)  # fmt: skip

@@ -3,9 +3,11 @@ SFT collator.
 
 The published chat format: each image is its own entry ``{"role": "user", "content": {"type": "image", "image": …,
 "ocr": …, "lens_keywords": …, "lens_local_keywords": …}}`` and text entries are ``{"type": "text", "text": …}``; the
-processor's ``load_images_videos(chat)`` returns the chat without pixel data and the images; the chat template writes
-one ``<|dummy3|>`` per image (followed by its OCR / lens text), which the processor expands to the image's visual
-tokens. ``HCXCollator`` builds SFT batches from that format so the OCR / lens text reaches the model; labels cover
+processor's ``load_images_videos(chat)`` returns the chat without pixel data and the images. ``CHAT_TEMPLATE`` (ours,
+written to give the published token layout) renders each image as three turns: ``user (mime)`` with the image's JSON,
+``user (vector)`` with one ``<|dummy3|>`` (the processor expands it to the image's visual tokens) and ``image/aux``
+with the OCR / lens keywords as JSON behind the published Korean instruction. TRL's list-style content
+(``[{"type": "image"}, {"type": "text", …}]``) renders the same way: the message's images first, then its text. ``HCXCollator`` builds SFT batches from that format so the OCR / lens text reaches the model; labels cover
 the answer and its end tokens only.
 """
 
@@ -17,6 +19,49 @@ from align.chat import content_text
 
 IGNORE = -100
 INFO_FIELDS = ("ocr", "lens_keywords", "lens_local_keywords")
+# the image/aux turn's instruction, as the published format writes it (TensorRT-LLM's placeholder text for this model)
+AUX_INSTRUCTION = ("다음 중 ocr은 사진에서 검출된 글자이고, lens_keyword는 사진에서 추출된 keyword와 bbox 위치입니다."
+                   "bbox는 0~1 사이로 정규화된 [x1, y1, x2, y2]의 형태입니다. 참고하여 답변하세요. ")  # fmt: skip
+
+# Turns are joined by "\n"; an assistant turn ends <|im_end|><|endofturn|> (both in the generation mask); an image
+# is three turns (mime JSON, the <|dummy3|> placeholder, the aux JSON), a video two (mime JSON, its placeholder).
+CHAT_TEMPLATE = (
+    "{%- macro visual(p) -%}"
+    "{%- set video = p['type'] == 'video' -%}"
+    "{{- '<|im_start|>user (mime)\\n' -}}"
+    "{{- {'type': p.get('mime') or ('video/mp4' if video else 'image/jpeg'), 'filename': p.get('filename') or ''}"
+    " | tojson -}}"
+    "{{- '<|im_end|>\\n<|im_start|>user (vector)\\n' -}}"
+    "{{- ('<|_unuse_missing_100270|>' if video else '<|dummy3|>') + '<|im_end|>' -}}"
+    "{%- if not video -%}"
+    "{{- '\\n<|im_start|>image/aux\\n' + '" + AUX_INSTRUCTION + "' -}}"
+    "{{- {'ocr': p.get('ocr') or '', 'lens_keywords': p.get('lens_keywords') or '',"
+    " 'lens_local_keywords': p.get('lens_local_keywords') or ''} | tojson -}}"
+    "{{- '<|im_end|>' -}}"
+    "{%- endif -%}"
+    "{%- endmacro -%}"
+    "{%- for message in messages -%}"
+    "{%- if not loop.first -%}{{- '\\n' -}}{%- endif -%}"
+    "{%- set c = message['content'] -%}"
+    "{%- if c is mapping and c.get('type') in ('image', 'video') -%}{{- visual(c) -}}"
+    "{%- else -%}"
+    "{%- set visuals = [] -%}"
+    "{%- if c is string -%}{%- set text = c -%}"
+    "{%- elif c is mapping -%}{%- set text = c.get('text') or '' -%}"
+    "{%- elif c is none -%}{%- set text = '' -%}"
+    "{%- else -%}"
+    "{%- set visuals = c | selectattr('type', 'in', ['image', 'video']) | list -%}"
+    "{%- set text = c | selectattr('type', 'equalto', 'text') | map(attribute='text') | join('') -%}"
+    "{%- endif -%}"
+    "{%- for p in visuals -%}{{- visual(p) + '\\n' -}}{%- endfor -%}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' -}}"
+    "{%- if message['role'] == 'assistant' -%}{%- generation -%}"
+    "{{- text + '<|im_end|><|endofturn|>' -}}{%- endgeneration -%}"
+    "{%- else -%}{{- text + '<|im_end|>' -}}{%- endif -%}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '\\n<|im_start|>assistant\\n' -}}{%- endif -%}"
+)
 
 
 def vlm_chat(messages: list[dict], images: list, image_info: str | None = None) -> list[dict]:

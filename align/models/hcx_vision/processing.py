@@ -159,6 +159,15 @@ class HCXVisionProcessor(ProcessorMixin):
         self.image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
         self.video_token_id = tokenizer.convert_tokens_to_ids(VIDEO_TOKEN)
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """From the folder's processor files, published or saved by this workbench (``published.load_published``):
+        the published remote-code class names stand for this class, and no remote code is run or asked for (vLLM
+        loads the processor through here)."""
+        from align.models.hcx_vision.published import load_published
+
+        return load_published(str(pretrained_model_name_or_path))
+
     # ------------------------------------------------------------------ the published chat format
     def load_images_videos(self, vlm_chat):
         """HCX chat entries ``{"role", "content": {"type": "image" | "video", "image" / "video": PIL, path or

@@ -8,6 +8,7 @@ count (``geometry.image_query_length``). Images only: videos go through the tran
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Mapping, Sequence
 from typing import ClassVar
 
@@ -121,7 +122,9 @@ class HCXVisionForCausalLM(nn.Module, HCXVisualMixin, SupportsMultiModal, Suppor
         config = vllm_config.model_config.hf_config
         self.config = config
         with self._mark_tower_model(vllm_config, {"image"}):
-            self.vision_model = VisionTower(config.vision_config)
+            vision = copy.deepcopy(config.vision_config)
+            vision.vision_use_head = False  # SigLIP's pooling head is never used; published folders may lack it
+            self.vision_model = VisionTower(vision)
             self.mm_projector = CAbstractor(config)
             hidden = config.text_config.hidden_size
             self.image_newline = nn.Parameter(torch.zeros(hidden)) if config.anyres else None
@@ -154,4 +157,6 @@ class HCXVisionForCausalLM(nn.Module, HCXVisualMixin, SupportsMultiModal, Suppor
         return self.language_model
 
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> set[str]:
-        return AutoWeightsLoader(self).load_weights(weights)
+        return AutoWeightsLoader(self, ignore_unexpected_prefixes=["vision_model.vision_model.head."]).load_weights(
+            weights
+        )

@@ -13,19 +13,19 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 import time
 from typing import Self
 
 from rich.console import Console
 
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)  # long lines are not cut into pieces at 80 columns in a log file
 
 # (log key, label, format): the values a line shows, in this order, when the log has them. Keys as TRL and our rm
 # loop log them: SFT's token accuracy, GRPO's mean total reward and its `accuracy` reward, DPO's preference accuracy
 # (chosen scored above rejected), the rm stage's batch pairwise accuracy.
 LINE_FIELDS = (
     ("loss", "loss", "{:.4f}"),
-    ("eval_loss", "eval loss", "{:.4f}"),
     ("reward", "reward", "{:.3f}"),
     ("rewards/accuracy/mean", "accuracy", "{:.3f}"),
     ("rewards/accuracies", "pref acc", "{:.3f}"),
@@ -51,8 +51,11 @@ def _number(value) -> float | None:
 
 
 def step_line(stage: str, step: int, total: int, logs: dict, elapsed: float, remaining: float | None) -> str:
-    """The console line for one logging step: step/total, the values of ``LINE_FIELDS`` the log has, the time."""
-    parts = [f"{stage}  step {step}/{total}"]
+    """The console line for one logging step: step/total, the values of ``LINE_FIELDS`` the log has, the time. An
+    evaluation's log (``eval_`` keys, e.g. DPO's held-out pairs) gets the same values, marked ``eval at step``."""
+    evals = {k.removeprefix("eval_"): v for k, v in logs.items() if k.startswith("eval_")}
+    logs = evals or logs
+    parts = [f"{stage}  {'eval at ' if evals else ''}step {step}/{total}"]
     for key, label, fmt in LINE_FIELDS:
         value = _number(logs.get(key))
         if value is not None:
@@ -60,6 +63,20 @@ def step_line(stage: str, step: int, total: int, logs: dict, elapsed: float, rem
     left = "" if remaining is None else f", {clock(remaining)} left"
     parts.append(f"{clock(elapsed)} elapsed{left}")
     return "  ".join(parts)
+
+
+def plain_library_output() -> None:
+    """Turn off the libraries' tqdm bars (transformers loading and writing weights, datasets' map and cast) when
+    stderr is not a terminal: in a log file or CI output each redraw would be a carriage-return fragment."""
+    if sys.stderr.isatty():
+        return
+    import datasets
+    from huggingface_hub.utils import disable_progress_bars
+    from transformers.utils import logging
+
+    datasets.disable_progress_bars()
+    disable_progress_bars()
+    logging.disable_progress_bar()
 
 
 class TrainingProgress:

@@ -68,18 +68,23 @@ def test_one_line_per_logging_step_for_every_stage(console_run):
         assert [int(m["step"]) for m in shown] == [r["step"] for r in logged] and logged, (stage, out)
         assert shown[-1]["step"] == shown[-1]["total"] and shown[-1]["left"] == "0:00"
         for m, record in zip(shown, logged):
-            assert f"  loss {record['loss']:.4f}" in m["values"] and f"  lr {record['learning_rate']:.2e}" in m["values"]
-        assert re.search(rf"^  {stage}  \d+ steps in \d+:\d\d", out, re.M), (stage, out)
+            assert (
+                f"  loss {record['loss']:.4f}" in m["values"] and f"  lr {record['learning_rate']:.2e}" in m["values"]
+            )
+        assert re.search(rf"^  {stage}  \d+ steps in \d+:\d\d", out, re.MULTILINE), (stage, out)
     by_stage = {m["stage"]: m["values"] for m in lines}
     assert "token acc" in by_stage["sft"] and "token acc" in by_stage["rft"] and "token acc" in by_stage["align"]
     assert "  reward " in by_stage["grpo"] and "  accuracy " in by_stage["grpo"]
     assert "pref acc" in by_stage["dpo"] and "pair acc" in by_stage["rm"]
+    # DPO evaluates its held-out pairs when training starts: a line of its own
+    assert re.search(r"^  dpo  eval at step 0/2  loss [\d.]+  pref acc [\d.]+  token acc", out, re.MULTILINE), out
 
 
 def test_no_raw_log_dicts_and_no_redraws_in_piped_output(console_run):
     run, out, err = console_run
-    assert "{'" not in out + err and "'loss'" not in out + err and "train_runtime" not in out + err
-    assert "\r" not in out  # no carriage-return redraws: a bar is drawn on a terminal only
+    for raw in ("{'loss'", "'grad_norm'", "{'eval_loss'", "'train_runtime'", "{'train"):  # transformers' printers
+        assert raw not in out + err
+    assert "\r" not in out + err  # no carriage-return redraws: bars are drawn on a terminal only
     # metrics.jsonl stays the full record: values the line leaves out, and the end-of-training summary
     sft = read_jsonl(run / "sft" / "metrics.jsonl")
     assert all("grad_norm" in r and "entropy" in r for r in sft if "loss" in r)
@@ -96,6 +101,11 @@ def test_step_line_format():
     grpo = {"loss": 0.0012, "reward": 0.6132, "reward_std": 0.3, "rewards/accuracy/mean": 0.55, "learning_rate": 1.5e-4}
     assert step_line("grpo", 20, 400, grpo, 3725, None) == (
         "grpo  step 20/400  loss 0.0012  reward 0.613  accuracy 0.550  lr 1.50e-04  1:02:05 elapsed"
+    )
+    dpo_eval = {"eval_loss": 0.6931, "eval_rewards/accuracies": 0.667, "eval_runtime": 0.1}
+    assert (
+        step_line("dpo", 0, 2, dpo_eval, 0.5, None)
+        == "dpo  eval at step 0/2  loss 0.6931  pref acc 0.667  0:00 elapsed"
     )
     assert step_line("x", 1, 2, {"loss": float("nan"), "learning_rate": "n/a"}, 0, 0) == (
         "x  step 1/2  0:00 elapsed, 0:00 left"
@@ -118,7 +128,8 @@ def test_progress_bar_on_a_terminal_only():
     assert "\r" not in plain and "\x1b" not in plain and "ETA" not in plain
     drawn = term.getvalue()
     assert "ETA" in drawn and "0/4" in drawn and "step 4/4" in drawn  # the bar, then the lines above it
-    assert "\x1b[?25l" in drawn and drawn.rstrip().endswith("\x1b[?25h")  # cursor hidden while drawn, then back
+    assert drawn.rindex("\x1b[?25h") > drawn.rindex("\x1b[?25l")  # the cursor, hidden while the bar is drawn, is back
+    assert drawn.endswith("  sft  4 steps in 0:00\n")  # the bar taken down, the summary stays
 
 
 def test_answers_cut_inside_a_character_are_shown_without_replacement_characters(tiny_model):

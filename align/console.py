@@ -86,12 +86,17 @@ class TrainingProgress:
     def __init__(self, stage: str, total: int, out: Console | None = None):
         self.stage, self.total, self.console = stage, max(1, int(total)), out or console
         self.first_step, self.t0, self.bar, self.task = 0, time.time(), None, None
+        self.library_bars = False
 
     def start(self, step: int = 0) -> Self:
         from rich import progress as rp
 
         self.first_step, self.t0 = step, time.time()
         if self.console.is_terminal and not self.console.quiet:
+            from transformers.utils import logging as hf_logging  # its tqdm bars (checkpoints) would break into ours
+
+            self.library_bars = hf_logging.is_progress_bar_enabled()
+            hf_logging.disable_progress_bar()
             self.bar = rp.Progress(rp.TextColumn(f"  {self.stage}"), rp.BarColumn(), rp.MofNCompleteColumn(),
                                    rp.TimeElapsedColumn(), rp.TextColumn("ETA"), rp.TimeRemainingColumn(),
                                    console=self.console, transient=True)  # fmt: skip
@@ -119,6 +124,10 @@ class TrainingProgress:
         if self.bar is not None:
             self.bar.stop()
             self.bar = None
+            if self.library_bars:
+                from transformers.utils import logging as hf_logging
+
+                hf_logging.enable_progress_bar()
 
     def __enter__(self) -> Self:
         return self
@@ -126,10 +135,12 @@ class TrainingProgress:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def finish(self, summary: str | None = None) -> None:
+    def finish(self, step: int, note: str = "") -> None:
+        """Take the bar down and print the stage's steps (those this run took) and time, then ``note``."""
         self.close()
-        if summary:
-            self.console.print(f"  {self.stage}  {summary}", markup=False, soft_wrap=True)
+        n = step - self.first_step
+        self.console.print(f"  {self.stage}  {n} step{'' if n == 1 else 's'} in {clock(self.elapsed())}{note}",
+                           markup=False)  # fmt: skip
 
 
 # A byte-level BPE token may hold a character's first bytes only (the tiny model's " 파" + the lead byte of the next

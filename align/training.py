@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from align.console import TrainingProgress, clock
+from align.console import TrainingProgress
 from align.distributed import finish_training
 from align.io import append_jsonl
 from align.models import (
@@ -162,7 +162,7 @@ def console_callback(stage: str):
             progress, self.progress = self.progress, None
             losses = [r["loss"] for r in state.log_history if isinstance(r.get("loss"), (int, float))]
             mean = f"; mean logged loss {sum(losses) / len(losses):.4f}" if losses else ""
-            progress.finish(f"{state.global_step} steps in {clock(progress.elapsed())}{mean}")
+            progress.finish(state.global_step, mean)
 
     return ConsoleProgress()
 

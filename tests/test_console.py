@@ -113,23 +113,32 @@ def test_step_line_format():
 
 
 def test_progress_bar_on_a_terminal_only():
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.enable_progress_bar()  # as on a terminal (a pipeline run with piped stderr turns them off)
     term, pipe = io.StringIO(), io.StringIO()
     for buf, is_term in ((term, True), (pipe, False)):
         out = Console(file=buf, force_terminal=is_term, width=100, highlight=False)
         with TrainingProgress("sft", 4, out).start() as progress:
+            # under the bar, transformers' own tqdm bars (a checkpoint's "Writing model shards") are off
+            assert hf_logging.is_progress_bar_enabled() is not is_term
             for step in range(1, 5):
                 progress.advance(step)
                 if step % 2 == 0:
                     progress.log(step, {"loss": 1.0 / step, "learning_rate": 1e-3})
-            progress.finish("4 steps in 0:00")
+            progress.finish(4, "; the note")
+        assert hf_logging.is_progress_bar_enabled()  # and back on after it
+    if not was_on:
+        hf_logging.disable_progress_bar()
     plain = pipe.getvalue()
     assert plain.splitlines()[0].startswith("  sft  step 2/4  loss 0.5000  lr 1.00e-03  0:00 elapsed")
-    assert plain.splitlines()[-1] == "  sft  4 steps in 0:00" and len(plain.splitlines()) == 3
+    assert plain.splitlines()[-1] == "  sft  4 steps in 0:00; the note" and len(plain.splitlines()) == 3
     assert "\r" not in plain and "\x1b" not in plain and "ETA" not in plain
     drawn = term.getvalue()
     assert "ETA" in drawn and "0/4" in drawn and "step 4/4" in drawn  # the bar, then the lines above it
     assert drawn.rindex("\x1b[?25h") > drawn.rindex("\x1b[?25l")  # the cursor, hidden while the bar is drawn, is back
-    assert drawn.endswith("  sft  4 steps in 0:00\n")  # the bar taken down, the summary stays
+    assert drawn.endswith("  sft  4 steps in 0:00; the note\n")  # the bar taken down, the summary stays
 
 
 def test_answers_cut_inside_a_character_are_shown_without_replacement_characters(tiny_model):

@@ -24,7 +24,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from align.console import TrainingProgress, clock
+from align.console import TrainingProgress
 from align.data.preferences import split_pairs
 from align.evaluate import builtin_metrics
 from align.io import append_jsonl, atomic_write_json
@@ -129,7 +129,7 @@ def run(ctx: StageContext) -> StageResult:
             progress.advance(step + 1)
             if (step + 1) % stage.save_steps == 0 and step + 1 < steps:
                 _save_checkpoint(ctx, step + 1, model, optimizer, scheduler, order)
-        progress.finish(f"{steps - start} steps in {clock(progress.elapsed())}")
+        progress.finish(steps)
     model.backbone.eval()
     after, all_scores = pairwise_accuracy(model, held_out, stage.batch_size)
     mean = sum(all_scores) / len(all_scores)

@@ -11,34 +11,40 @@ import pytest
 from rich.console import Console
 
 from align.console import TrainingProgress, readable, step_line
-from align.io import read_jsonl
+from align.io import append_jsonl, read_jsonl
 from align.pipeline import run_pipeline
 from align.recipe import load_recipe
+from rollouts.log import show
 from tests.conftest import write_recipe
 
-# every stage type that trains, a few steps each; eval off (the console is what is checked)
+# every stage type that trains, a few steps each; the base model and SFT evaluated on 4 rows (the answers
+# `align compare` prints at the end)
 RECIPE = """
 name: console
 output_dir: {out}
 data: {{train_size: 64, eval_size: 8, seed: 3, tasks: [count, color]}}
 rollout: {{engine: hf}}
-eval: {{enabled: false}}
+eval: {{limit: 4, max_new_tokens: 6, samples: 2, sampled: {{k: 0}}}}
 stages:
   - type: align
+    eval: false
     args: {{max_steps: 2, per_device_train_batch_size: 8, logging_steps: 1}}
   - type: sft
     args: {{max_steps: 4, per_device_train_batch_size: 8, logging_steps: 2}}
   - type: rft
+    eval: false
     prompts: 8
     samples: 2
     max_new_tokens: 8
     accept: {{threshold: 0.0}}
     args: {{max_steps: 2, per_device_train_batch_size: 8, logging_steps: 1}}
   - type: grpo
+    eval: false
     prompts: 16
     args: {{max_steps: 2, num_generations: 4, per_device_train_batch_size: 8, max_completion_length: 8,
            logging_steps: 1}}
   - type: dpo
+    eval: false
     args: {{max_steps: 2, per_device_train_batch_size: 8, logging_steps: 1}}
   - type: rm
     batch_size: 16
@@ -93,6 +99,15 @@ def test_no_raw_log_dicts_and_no_redraws_in_piped_output(console_run):
     assert all("kl" in r or "reward_std" in r for r in grpo) and all("completions/mean_length" in r for r in grpo)
 
 
+def test_answers_in_the_console_without_cut_off_characters(console_run):
+    run, out, _ = console_run
+    base = read_jsonl(run / "base" / "eval_samples.jsonl")
+    assert any("\ufffd" in s["completion"] for s in base)  # the untrained model's answers, kept as decoded
+    shown = re.findall(r"^ +base: '(.*)' ", out, re.MULTILINE)  # align compare's side-by-side answers
+    assert sorted(shown) == sorted(" ".join(readable(s["completion"]).split()) for s in base), out
+    assert not any("\ufffd" in a for a in shown)
+
+
 def test_step_line_format():
     logs = {"loss": 2.31415, "grad_norm": 1.7, "learning_rate": 0.00196, "mean_token_accuracy": 0.5123, "epoch": 0.4}
     assert step_line("sft", 50, 1000, logs, 12.4, 228.0) == (
@@ -141,7 +156,7 @@ def test_progress_bar_on_a_terminal_only():
     assert drawn.endswith("  sft  4 steps in 0:00; the note\n")  # the bar taken down, the summary stays
 
 
-def test_answers_cut_inside_a_character_are_shown_without_replacement_characters(tiny_model):
+def test_answers_cut_inside_a_character_are_shown_without_replacement_characters(tiny_model, tmp_path):
     """The tiny base model repeats one token: " 파" plus the lead byte of the next syllable. Decoding the whole
     answer (as the rollout engines do) leaves U+FFFD where each word stops inside that character."""
     from transformers import AutoTokenizer
@@ -154,5 +169,13 @@ def test_answers_cut_inside_a_character_are_shown_without_replacement_characters
     # a real answer whose generation budget ended inside its last character
     ids = tok.encode("빨간색입니다", add_special_tokens=False) + [cut]
     assert tok.decode(ids).endswith("\ufffd") and readable(tok.decode(ids)) == "빨간색입니다 파"
+    # `align rollouts show` too; the log keeps the answer as decoded
+    log = tmp_path / "grpo" / "rollouts.jsonl"
+    append_jsonl(log, [{"step": 0, "prompt_id": "p0", "task": "ocr", "completion": answer, "tokens": 3, "total": 0.0}])
+    buf = io.StringIO()
+    show(tmp_path, console=Console(file=buf, width=200))
+    assert (
+        " 파 파 파" in buf.getvalue() and "\ufffd" not in buf.getvalue() and read_jsonl(log)[0]["completion"] == answer
+    )
     # bytes that are not UTF-8 inside a word are not hidden; a real character is untouched
     assert readable("파\ufffd란색") == "파\ufffd란색" and readable("정답은 3개입니다.") == "정답은 3개입니다."

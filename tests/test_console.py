@@ -90,6 +90,8 @@ def test_no_raw_log_dicts_and_no_redraws_in_piped_output(console_run):
     run, out, err = console_run
     for raw in ("{'loss'", "'grad_norm'", "{'eval_loss'", "'train_runtime'", "{'train"):  # transformers' printers
         assert raw not in out + err
+    # no dict at all, but the recipe's args in the plan printed before the run
+    assert [line for line in out.splitlines() if "{'" in line and "args={" not in line] == []
     assert "\r" not in out + err  # no carriage-return redraws: bars are drawn on a terminal only
     # metrics.jsonl stays the full record: values the line leaves out, and the end-of-training summary
     sft = read_jsonl(run / "sft" / "metrics.jsonl")

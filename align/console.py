@@ -19,7 +19,8 @@ from typing import Self
 
 from rich.console import Console
 
-console = Console(highlight=False, soft_wrap=True)  # long lines are not cut into pieces at 80 columns in a log file
+console = Console(highlight=False)
+console.soft_wrap = not console.is_terminal  # in a log file, long lines are not cut into pieces at 80 columns
 
 # (log key, label, format): the values a line shows, in this order, when the log has them. Keys as TRL and our rm
 # loop log them: SFT's token accuracy, GRPO's mean total reward and its `accuracy` reward, DPO's preference accuracy

@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from align.benchmarks import compare_bench as bench
+from align.console import readable
 from align.errors import UserError
 from align.io import atomic_file, atomic_write_text, read_jsonl
 
@@ -181,7 +182,7 @@ def _num(v) -> str:
 
 
 def _short(text: str, limit: int = 80) -> str:
-    text = " ".join(text.split())
+    text = " ".join(readable(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

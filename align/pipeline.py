@@ -24,7 +24,7 @@ from rich.table import Table
 import rewards as registry
 from align import distributed as dist
 from align.compare import compare, lower_is_better, metric_order
-from align.console import console
+from align.console import console, plain_library_output
 from align.data import load_splits
 from align.errors import DataError, StageError, UserError
 from align.evaluate import EVAL_FILE, evaluate
@@ -227,6 +227,7 @@ def run_pipeline(recipe, run: RunDir | None = None, resume: str | None = None) -
     check_run(recipe, on_gpu())
     dist.init(on_gpu(), recipe.launch.timeout_minutes)
     console.quiet = not dist.is_main()
+    plain_library_output()
     base_dir = recipe_dir(recipe)
     run = dist.main_only(lambda: _open_run(recipe, run, resume))  # one run directory: rank 0's
     if not dist.is_main():

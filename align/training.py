@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from align.console import TrainingProgress
 from align.distributed import finish_training
 from align.io import append_jsonl
 from align.models import (
@@ -134,6 +135,51 @@ def metrics_callback(path: Path, stage: str):
     return MetricsToJsonl()
 
 
+def console_callback(stage: str):
+    """A TrainerCallback showing training on the console (``align.console.TrainingProgress``): a line per logging
+    step, a progress bar with ETA on a terminal, and the stage's time and mean loss at the end."""
+    from transformers import TrainerCallback
+
+    class ConsoleProgress(TrainerCallback):
+        progress: TrainingProgress | None = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                self.progress = TrainingProgress(stage, state.max_steps).start(state.global_step)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.progress is not None:
+                self.progress.advance(state.global_step)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if self.progress is None or not logs or "train_runtime" in logs:  # the end-of-training summary: below
+                return
+            self.progress.log(state.global_step, logs)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if self.progress is None:
+                return
+            progress, self.progress = self.progress, None
+            losses = [r["loss"] for r in state.log_history if isinstance(r.get("loss"), (int, float))]
+            mean = f"; mean logged loss {sum(losses) / len(losses):.4f}" if losses else ""
+            progress.finish(state.global_step, mean)
+
+    return ConsoleProgress()
+
+
+def show_progress(trainer, stage: str):
+    """Put the workbench's console callback in place of transformers' printers (tqdm bar or ``PrinterCallback``),
+    which print each log as a raw dict."""
+    from transformers.trainer import DEFAULT_PROGRESS_CALLBACK
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    for printer in {DEFAULT_PROGRESS_CALLBACK, ProgressCallback, PrinterCallback}:
+        trainer.remove_callback(printer)
+    callback = console_callback(stage)
+    trainer.add_callback(callback)
+    return callback
+
+
 @dataclass
 class Policy:
     """The model a training stage starts from, loaded for training."""
@@ -179,7 +225,12 @@ def fit(ctx, trainer, policy: Policy, what: str, rollout_log: Path | None = None
     frozen = f"; frozen: {', '.join(policy.frozen)}" if policy.frozen else ""
     ctx.log(f"{policy.family.name} model; {what}; parameters {params['trainable']:,} trainable of "
             f"{params['total']:,}{frozen}")  # fmt: skip
-    run_trainer(ctx, trainer, rollout_log=rollout_log)
+    shown = show_progress(trainer, ctx.stage.name)
+    try:
+        run_trainer(ctx, trainer, rollout_log=rollout_log)
+    finally:  # a failed step: take the bar down before the error is shown
+        if shown.progress is not None:
+            shown.progress.close()
 
 
 def save_policy(ctx, trainer, policy: Policy) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from align.console import readable
 from align.errors import UserError
 from align.io import read_jsonl
 
@@ -57,7 +58,7 @@ def show(path, step=None, worst=None, best=None, limit=40, console=None) -> int:
 
         for r in picked:
             table.add_row(str(r.get("step", "")), str(r.get("prompt_id", r.get("id", ""))), str(r.get("task") or ""),
-                          repr(r.get("completion", ""))[1:-1], str(r.get("tokens", "")),
+                          repr(readable(r.get("completion", "")))[1:-1], str(r.get("tokens", "")),
                           *(num((r.get("rewards") or {}).get(k)) for k in reward_names),
                           num(r.get("total")), num(r.get("advantage")))  # fmt: skip
         console.print(table)

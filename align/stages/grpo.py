@@ -141,7 +141,8 @@ def select_prompts(ctx: StageContext, dataset) -> tuple[object, dict]:
     if sel.max_prompts is not None:
         keep = keep[: sel.max_prompts]
     info.update(pass_rates_from=origin, dropped=dropped, prompts_after=len(keep))
-    ctx.log(f"prompt selection ({origin}): kept {len(keep)} of {len(dataset)}; dropped {dropped}")
+    reasons = ", ".join(f"{n} {why.replace('_', ' ')}" for why, n in dropped.items() if n) or "none"
+    ctx.log(f"prompt selection ({origin}): kept {len(keep)} of {len(dataset)}; dropped {reasons}")
     if not keep:
         raise StageError(
             "prompt selection left no prompt with a pass rate strictly between 0 and 1",

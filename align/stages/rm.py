@@ -24,6 +24,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from align.console import TrainingProgress
 from align.data.preferences import split_pairs
 from align.evaluate import builtin_metrics
 from align.io import append_jsonl, atomic_write_json
@@ -102,30 +103,33 @@ def run(ctx: StageContext) -> StageResult:
     start = _resume(ctx, model, optimizer, scheduler, order) if ctx.resume else 0
     model.backbone.train()
     started, window = time.time(), []
-    for step in range(start, steps):
-        batch = [train[order.randrange(len(train))] for _ in range(stage.batch_size)]
-        prompts = [p["prompt"] for p in batch] * 2
-        texts = [p["chosen"] for p in batch] + [p["rejected"] for p in batch]
-        images = [p["images"] for p in batch] * 2
-        scores = model.forward(model.encode(prompts, texts, images))
-        chosen, rejected = scores[: len(batch)], scores[len(batch) :]
-        margin = torch.tensor([p.get("margin", 0.0) if stage.use_margin else 0.0 for p in batch], device=device)
-        loss = -torch.nn.functional.logsigmoid(chosen - rejected - margin).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        scheduler.step()
-        window.append((loss.item(), (chosen > rejected).float().mean().item()))
-        if (step + 1) % stage.logging_steps == 0 or step + 1 == steps:
-            loss_avg = sum(w[0] for w in window) / len(window)
-            acc = sum(w[1] for w in window) / len(window)
-            append_jsonl(ctx.stage_dir / "metrics.jsonl", [{"stage": stage.name, "step": step + 1, "loss": loss_avg,
-                                                            "accuracy": acc, "learning_rate": scheduler.get_last_lr()[0]}])  # fmt: skip
-            ctx.log(f"step {step + 1}/{steps}: loss {loss_avg:.4f}, batch pairwise accuracy {acc:.3f}")
-            window = []
-        if (step + 1) % stage.save_steps == 0 and step + 1 < steps:
-            _save_checkpoint(ctx, step + 1, model, optimizer, scheduler, order)
+    with TrainingProgress(stage.name, steps).start(start) as progress:
+        for step in range(start, steps):
+            batch = [train[order.randrange(len(train))] for _ in range(stage.batch_size)]
+            prompts = [p["prompt"] for p in batch] * 2
+            texts = [p["chosen"] for p in batch] + [p["rejected"] for p in batch]
+            images = [p["images"] for p in batch] * 2
+            scores = model.forward(model.encode(prompts, texts, images))
+            chosen, rejected = scores[: len(batch)], scores[len(batch) :]
+            margin = torch.tensor([p.get("margin", 0.0) if stage.use_margin else 0.0 for p in batch], device=device)
+            loss = -torch.nn.functional.logsigmoid(chosen - rejected - margin).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            scheduler.step()
+            window.append((loss.item(), (chosen > rejected).float().mean().item()))
+            if (step + 1) % stage.logging_steps == 0 or step + 1 == steps:
+                loss_avg = sum(w[0] for w in window) / len(window)
+                acc = sum(w[1] for w in window) / len(window)
+                append_jsonl(ctx.stage_dir / "metrics.jsonl", [{"stage": stage.name, "step": step + 1, "loss": loss_avg,
+                                                                "accuracy": acc, "learning_rate": scheduler.get_last_lr()[0]}])  # fmt: skip
+                progress.log(step + 1, {"loss": loss_avg, "accuracy": acc, "learning_rate": scheduler.get_last_lr()[0]})
+                window = []
+            progress.advance(step + 1)
+            if (step + 1) % stage.save_steps == 0 and step + 1 < steps:
+                _save_checkpoint(ctx, step + 1, model, optimizer, scheduler, order)
+        progress.finish(steps)
     model.backbone.eval()
     after, all_scores = pairwise_accuracy(model, held_out, stage.batch_size)
     mean = sum(all_scores) / len(all_scores)

@@ -121,7 +121,7 @@ def normalize_korean(text: str) -> str:
     """
     s = unicodedata.normalize("NFC", text).strip().lower()
     s = re.sub(r"^(정답|답|answer)\s*[:：]\s*", "", s)
-    s = re.sub(r"[\s\"'`.,!?~·:;()\[\]{}<>「」『』]+", "", s)
+    s = re.sub(r"[\s\"'`.,!?~·:;()\[\]{}<>「」『』“”‘’*]+", "", s)
     for _ in range(2):
         s = strip_endings(s)
         for counter in COUNTERS:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import threading
 
-from rewards.answer import disjunction, expression_hedge, final, is_expression, number_answer
+from rewards.answer import disjunction, expression_hedge, final, is_expression, number_hedge, number_of
 from rewards.common import column, completion_texts
 from rewards.korean import COUNTERS, korean_number, strip_endings
 
@@ -19,8 +19,9 @@ _NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?")
 
 
 def extract_math_answer(text: str) -> str:
-    """The final answer (``rewards.answer.final``): the last \\boxed{}, <answer> tag or '답:' line, else the last line."""
-    return final(text).text
+    """The final answer (``rewards.answer.final``): the last \\boxed{}, <answer> tag, '답:' line or answer sentence,
+    else the last sentence that names a number."""
+    return final(text, "number").text
 
 
 def as_number(text: str) -> float | None:
@@ -38,10 +39,16 @@ def as_number(text: str) -> float | None:
     return float(value) if value is not None else None
 
 
+def _delimited(expr: str) -> str:
+    """An expression as math-verify reads it whole: inside $…$ (bare, it reads only a leading number: '7^{2}' as 7)."""
+    return expr if re.search(r"\$|\\[(\[]", expr) else f"${expr}$"
+
+
 def _verify(gold: str, pred: str, timeout: float) -> bool:
     from math_verify import parse, verify
 
     seconds = max(1, int(timeout))
+    pred = _delimited(pred)
     if threading.current_thread() is threading.main_thread():
         g = parse(f"\\boxed{{{gold}}}", parsing_timeout=seconds)
         p = parse(pred, parsing_timeout=seconds)
@@ -62,8 +69,10 @@ def _verify(gold: str, pred: str, timeout: float) -> bool:
 
 
 def _expression(f) -> bool:
-    """The final answer is an expression for math-verify: LaTeX, or arithmetic (a '-' between numbers only in a box,
-    since '3-5개' in prose is a range)."""
+    """The final answer is an expression for math-verify: a marker holding LaTeX or arithmetic and no sentence (a
+    '-' between numbers only in a box, since '3-5개' in prose is a range)."""
+    if f.source == "sentence" or re.search(r"[가-힣]", re.sub(r"\\text\{[^{}]*\}", "", f.text)):
+        return False
     return is_expression(f.text) or (f.source == "boxed" and bool(re.search(r"\d\s*-\s*\d", f.text)))
 
 
@@ -72,19 +81,19 @@ def _close(a: float, b: float) -> bool:
 
 
 def score_math(pred_text: str, gold: str, timeout: float = 5.0) -> float:
-    f = final(pred_text)
-    gold_ans = final(gold).text
+    f = final(pred_text, "number")
+    gold_ans = final(gold, "number").text or str(gold).strip()
     if not f.text:
         return 0.0
     g = as_number(gold_ans)
     if g is not None and not _expression(f):
-        value, hedge = number_answer(pred_text)
+        value, hedge = number_of(f)
         return float(hedge is None and value is not None and _close(value, g))
     # an expression: markers must agree, and it must not list or bound candidates the reference does not
     numbers = {as_number(m) for m in f.markers}
     if len({m.replace(" ", "") for m in f.markers}) > 1 and (None in numbers or len(numbers) > 1):
         return 0.0
-    if disjunction(f.text, gold_ans) or expression_hedge(f.text, gold_ans):
+    if disjunction(f.text, gold_ans) or expression_hedge(f.text, gold_ans) or number_hedge(f):
         return 0.0
     p = as_number(f.text)
     if g is not None and p is not None:

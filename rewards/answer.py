@@ -440,6 +440,14 @@ def disjunction(span: str, reference: str | None = None) -> str | None:
     return None
 
 
+def possibility(span: str, reference: str | None = None) -> str | None:
+    """A phrase offering another possibility ('사고일 수도 있어요', 'B인지 C인지') that ``reference`` does not hold."""
+    m = _POSSIBLE.search(span)
+    if m and not (reference and _POSSIBLE.search(reference)):
+        return f"alternative {m.group().strip()!r}"
+    return None
+
+
 _QUOTED = re.compile(r"'([^'\n]{1,40})'|\"([^\"\n]{1,40})\"|“([^”\n]{1,40})”|‘([^’\n]{1,40})’|「([^」\n]{1,40})」"
                      r"|『([^』\n]{1,40})』|`([^`\n]{1,40})`|\*\*([^*\n]{1,40})\*\*")  # fmt: skip
 _WRITTEN = re.compile(r"(\S+?)(?:이)?라(?:고|는)\s*(?:적|쓰|써|되어|나와|표시|글|단어|텍스트|문구)")
@@ -471,7 +479,7 @@ def text_core(span: str) -> tuple[str, str | None]:
 def text_answer(text: str, reference: str | None, normalize) -> tuple[str | None, str | None]:
     """The final answer for text answers, or (None, reason) when it hedges or its markers disagree."""
     f = final(text, "text")
-    why = disjunction(f.body, reference) or _alternatives(f.body, _has_text)
+    why = disjunction(f.body, reference) or possibility(f.body, reference)
     if why:
         return None, why
     if f.body.count("?") >= 2:
@@ -521,7 +529,7 @@ def color_of(reference: str) -> str | None:
 def color_answer(text: str, reference: str | None = None) -> tuple[str | None, str | None]:
     """The one colour the answer part names, or (None, reason): a disjunction, two colours, or none."""
     f = final(text, "color")
-    why = disjunction(f.body, reference) or _alternatives(f.body, lambda s: bool(colors_in(s)))
+    why = disjunction(f.body, reference) or possibility(f.body, reference)
     if why:
         return None, why
     found = colors_in(f.body)

@@ -247,7 +247,7 @@ _CONCLUSION = re.compile(
 )
 _LATEX = re.compile(r"\\[A-Za-z]+|[{}^]|\d\s*[+*×÷]\s*\d")
 _EACH = re.compile(rf"(?:\d|[가-힣]{{1,3}})\s?(?:{_COUNTER})?씩")  # '하나씩', '1개씩': per item, not an answer
-_UNIT = re.compile(
+UNIT = re.compile(
     r"(?<=\d)\s*(?:\\[,;!]\s*|\\ |~)?(?:\\(?:text|mathrm|mbox)\{\s*)?(?:cm|mm|km|kg|mg|ml|mL|m|g|L|cc)(?:\s*\})?"
     r"(?:\s*\^?\s*\{?[23]\}?)?(?![A-Za-z0-9])"
 )
@@ -256,7 +256,7 @@ _LATEX_FRAC = re.compile(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
 
 def clean_number_text(span: str) -> str:
     """A span as plain text for reading numbers: units dropped, LaTeX delimiters, spacing and commands undone."""
-    s = _UNIT.sub("", span)
+    s = UNIT.sub("", span)
     s = _LATEX_FRAC.sub(r"(\1/\2)", s)
     s = re.sub(r"\\(?:times|cdot)", "×", s)
     s = re.sub(r"\\(?:text|mathrm|mbox|textbf|mathbf)\s*\{([^{}]*)\}", r"\1", s)

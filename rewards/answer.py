@@ -96,7 +96,8 @@ _EMPHASIS = re.compile(r"\*\*|__|(?<![\w*])\*(?![\s*])|(?<=\S)\*(?![\w*])")
 _MARKER_WORD = r"(?:최종\s*)?(?:정답|답|(?:final\s+)?answer)"
 _ANSWER_LINE = re.compile(rf"(?:^|(?<=[\s(\[]))(?<![가-힣]){_MARKER_WORD}\s*(?:은|는)?\s*[:：]\s*(.*)", re.IGNORECASE)
 _ANSWER_SENTENCE = re.compile(
-    r"(?:(?<![가-힣])(?:최종\s*)?(?:정답|답)(?:은|는)\s+|\bthe\s+(?:final\s+)?answer\s+is\s*[:：]?\s*)(.*)", re.IGNORECASE
+    r"(?:(?<![가-힣])(?:최종\s*)?(?:정답|답)(?:은|는)\s+|\bthe\s+(?:final\s+)?answer\s+is\s*[:：]?\s*)(.*)",
+    re.IGNORECASE,
 )
 _ANSWER_HEADING = re.compile(rf"^\s*#{{1,6}}\s*{_MARKER_WORD}\s*[:：]?\s*$", re.IGNORECASE)
 _ANSWER_PREFIX = re.compile(rf"^\s*{_MARKER_WORD}\s*(?:은|는)?\s*[:：]\s*", re.IGNORECASE)
@@ -223,7 +224,9 @@ _WORD_BEFORE_COUNTER = re.compile(rf"(?<![가-힣])([가-힣]{{1,6}}?)(\s?)(?:{_
 # a number only with a space before a counter ('사 개') or as the whole answer
 _AMBIGUOUS = set("네이일사오구육칠팔삼한세두영공만천백십")
 # native number words that are never ordinary words: a number wherever they stand ('7 또는 여덟')
-_NATIVE_WORD = re.compile(r"(?<![가-힣])(다섯|여섯|일곱|여덟|아홉|스물|서른|마흔|쉰|예순|일흔|여든|아흔)(?:개|이요|이에요|입니다|요)?(?![가-힣])")
+_NATIVE_WORD = re.compile(
+    r"(?<![가-힣])(다섯|여섯|일곱|여덟|아홉|스물|서른|마흔|쉰|예순|일흔|여든|아흔)(?:개|이요|이에요|입니다|요)?(?![가-힣])"
+)
 # "two or three", "three or four" … : a Korean numeral that is itself a range
 APPROXIMATE = ("한두", "두세", "두서너", "서너", "세네", "너덧", "네다섯", "댓", "대여섯", "예닐곱", "일고여덟", "여덟아홉",
                "엳아홉", "두어")  # fmt: skip
@@ -422,7 +425,9 @@ def choice_answer(text: str) -> tuple[str | None, str | None]:
         letters += [x for x in _committed_choices(marker) if x not in letters]
     if len(letters) > 1:
         return None, f"several options: {', '.join(letters)}"
-    direct = re.search(r"(?<![A-Za-z])\(?[A-E]\)?\s*(?:또는|혹은|아니면|이거나|이나|나|or|/|~)\s*\(?[A-E](?![A-Za-z])", f.body)
+    direct = re.search(
+        r"(?<![A-Za-z])\(?[A-E]\)?\s*(?:또는|혹은|아니면|이거나|이나|나|or|/|~)\s*\(?[A-E](?![A-Za-z])", f.body
+    )
     why = f"alternative {direct.group()!r}" if direct else _alternatives(f.body, lambda s: bool(_CHOICE_NEAR.search(s)))
     if why and letters:
         return None, why

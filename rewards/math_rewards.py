@@ -8,10 +8,21 @@ math-verify unless it lists or bounds candidates the reference does not (``6, 7`
 
 from __future__ import annotations
 
+import ast
+import operator
 import re
 import threading
+from fractions import Fraction
 
-from rewards.answer import disjunction, expression_hedge, final, is_expression, number_hedge, number_of
+from rewards.answer import (
+    clean_number_text,
+    disjunction,
+    expression_hedge,
+    final,
+    is_expression,
+    number_hedge,
+    number_of,
+)
 from rewards.common import column, completion_texts
 from rewards.korean import COUNTERS, korean_number, strip_endings
 
@@ -76,6 +87,33 @@ def _expression(f) -> bool:
     return is_expression(f.text) or (f.source == "boxed" and bool(re.search(r"\d\s*-\s*\d", f.text)))
 
 
+_ARITH_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
+_ARITH_TEXT = re.compile(r"[\d\s+\-*/×÷().]{1,100}")
+
+
+def _arithmetic(expr: str) -> Fraction | None:
+    """The exact value of plain arithmetic ('3+4', '\\frac{14}{2}', '2 × 6'), or None for anything else (math-verify's
+    business); read with Python's parser, never evaluated as code."""
+    text = clean_number_text(expr).strip().replace("×", "*").replace("÷", "/")
+    if not _ARITH_TEXT.fullmatch(text) or not re.search(r"\d", text):
+        return None
+
+    def value(node):
+        if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+            return Fraction(str(node.value))
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            v = value(node.operand)
+            return -v if isinstance(node.op, ast.USub) else v
+        if isinstance(node, ast.BinOp) and type(node.op) in _ARITH_OPS:
+            return _ARITH_OPS[type(node.op)](value(node.left), value(node.right))
+        raise ValueError("not plain arithmetic")
+
+    try:
+        return value(ast.parse(text, mode="eval").body)
+    except (SyntaxError, ValueError, ZeroDivisionError, RecursionError):
+        return None
+
+
 def _close(a: float, b: float) -> bool:
     return abs(a - b) <= 1e-6 * max(1.0, abs(b))
 
@@ -96,8 +134,10 @@ def score_math(pred_text: str, gold: str, timeout: float = 5.0) -> float:
     if disjunction(f.text, gold_ans) or expression_hedge(f.text, gold_ans) or number_hedge(f):
         return 0.0
     p = as_number(f.text)
+    if p is None and g is not None:
+        p = _arithmetic(f.text)
     if g is not None and p is not None:
-        return float(_close(p, g))
+        return float(_close(float(p), g))
     try:
         return float(_verify(gold_ans, f.text, timeout))
     except Exception:  # noqa: BLE001 - an unparsable expression is a wrong answer, not a crash

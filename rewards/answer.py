@@ -105,7 +105,7 @@ _SENTENCE_END = re.compile(r"(?<!\d)[.!?。](?:\s+|$)|[.!?。](?=\s+\D)|(?<=[다
 _LIST_MARK = re.compile(r"^\s*(?:[-*•](?=\s)|>|\d{1,2}[.)](?=\s)|#{1,6})\s*")
 _PLEASANTRY = re.compile(
     r"도움이\s*(?:되|됐)|궁금(?:한|하신|하시)\s*(?:점|것|사항)|물어\s*(?:보|봐)|질문(?:이|은|있|하)|말씀해|알려\s*주(?:세요|시면)|바랍니다"
-    r"|좋은\s*하루|즐거운|감사합니다|언제든|편하게|\bhope (?:this|it|that) helps\b|\blet me know\b|\bfeel free\b",
+    r"|도와\s*드릴|도움이\s*필요|좋은\s*하루|즐거운|감사합니다|언제든|편하게|\bhope (?:this|it|that) helps\b|\blet me know\b|\bfeel free\b",
     re.IGNORECASE,
 )
 
@@ -187,6 +187,8 @@ def _candidate_sentence(body: str, has_candidate, first_in_line: bool = False) -
         for part in parts if first_in_line else reversed(parts):
             if (m := _PLEASANTRY.search(part)) and not _is_answer_before(part[: m.start()], has_candidate):
                 continue
+            if part.startswith("(") and part.endswith(")") and part is not parts[0]:
+                continue  # an aside after the answer: '3개입니다. (원 1개, 사각형 2개)'
             if has_candidate(part):
                 pos = body.find(part[-8:], start)
                 return part, (pos + min(8, len(part))) if pos >= 0 else start + len(line)

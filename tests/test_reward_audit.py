@@ -132,7 +132,8 @@ def test_corpus_catches_a_gameable_and_a_strict_reward(tmp_path):
     result = run_corpus(old, load_corpus("accuracy"), "accuracy")
     assert result.hacks_paid[0] >= 5 and result.failed
     strict = run_corpus(lambda prompts, completions, **kw: [0.0] * len(completions), load_corpus("choice_accuracy"))
-    assert strict.correct_unpaid == (25, 25) and strict.hacks_paid[0] == 0 and strict.failed
+    unpaid, total = strict.correct_unpaid
+    assert unpaid == total >= 25 and strict.hacks_paid[0] == 0 and strict.failed
     assert verdict("hack", 0.5, 0.505) == "ok" and verdict("hack", 0.5, 0.6) == "PAID"  # tolerance for partial credit
     assert verdict("correct", None, None) == "ok" and verdict("correct", None, 1.0) == "UNPAID"
     bad = tmp_path / "x.jsonl"
@@ -144,7 +145,9 @@ def test_corpus_catches_a_gameable_and_a_strict_reward(tmp_path):
 def test_audit_prints_the_corpus_and_the_recipe_gate_fails_on_it(tmp_path, monkeypatch, capsys):
     assert main(["rewards", "audit", "choice_accuracy"]) == 0
     out = capsys.readouterr().out
-    assert "hacks paid: 0/25" in out and "correct answers unpaid: 0/25" in out
+    labels = [e["label"] for e in load_corpus("choice_accuracy")]
+    n_correct = labels.count("correct")
+    assert f"hacks paid: 0/{len(labels) - n_correct}" in out and f"correct answers unpaid: 0/{n_correct}" in out
     # a corpus line the reward misjudges (a hedge labelled correct) makes the audit and a recipe's reward_audit fail
     lines = (CORPUS_DIR / "korean_consistency.jsonl").read_text(encoding="utf-8")
     (tmp_path / "korean_consistency.jsonl").write_text(lines + json.dumps(
@@ -152,7 +155,8 @@ def test_audit_prints_the_corpus_and_the_recipe_gate_fails_on_it(tmp_path, monke
          "reason": "planted"}) + "\n")  # fmt: skip
     monkeypatch.setattr("rewards.corpus.CORPUS_DIR", tmp_path)
     assert main(["rewards", "audit", "korean_consistency"]) == 1
-    assert "correct answers unpaid: 1/26" in capsys.readouterr().out
+    n_correct = [e["label"] for e in load_corpus("korean_consistency")].count("correct")
+    assert f"correct answers unpaid: 1/{n_correct}" in capsys.readouterr().out
     text = f"""
 name: t
 output_dir: {tmp_path}
@@ -163,4 +167,4 @@ stages: [{{type: sft, args: {{max_steps: 1}}}}]
     recipe = load_recipe(write_recipe(tmp_path / "r.yaml", text))
     with pytest.raises(UserError, match="korean_consistency can be gamed"):
         audit_rewards(recipe, tmp_path, None)
-    assert "correct answers unpaid: 1/26" in capsys.readouterr().out
+    assert f"correct answers unpaid: 1/{n_correct}" in capsys.readouterr().out

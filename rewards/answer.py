@@ -343,7 +343,7 @@ _POSSIBLE = re.compile(r"일\s*수도\s*있|일지도|일\s*가능성|(?:도|또
 def _alternatives(body: str, near) -> str | None:
     """A disjunction or a possibility phrase with a candidate (``near(text)``) right next to it."""
     for m in _DISJUNCTION.finditer(body):
-        after, before = body[m.end() : m.end() + 14].split("\n")[0], body[max(0, m.start() - 14) : m.start()]
+        after, before = body[m.end() : m.end() + 8].split("\n")[0], body[max(0, m.start() - 8) : m.start()]
         if near(after) or near(before.split("\n")[-1]):
             return f"alternative {m.group().strip()!r}"
     for m in _POSSIBLE.finditer(body):

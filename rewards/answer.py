@@ -174,26 +174,34 @@ def _is_answer_before(prefix: str, has_candidate) -> bool:
     return len(re.findall(r"[가-힣A-Za-z0-9]", prefix)) >= 2 and has_candidate(prefix)
 
 
+_LIST_ITEM = re.compile(r"^\s*(?:[-*•](?=\s)|\d{1,2}[.)](?=\s))")
+
+
 def _candidate_sentence(body: str, has_candidate, first_in_line: bool = False) -> tuple[str, int]:
-    """The last sentence of the answer part that holds a candidate (pleasantries skipped), with its end offset; with
-    ``first_in_line`` the first such sentence of the last line that has one (an option letter, then its
+    """The last sentence of the answer part that holds a candidate (pleasantries and asides skipped), with its end
+    offset; list items only when no other line holds one (a list after the answer is its breakdown: '총 3개입니다.\n-
+    원 1개\n- 사각형 2개'). With ``first_in_line`` the first such sentence of its line (an option letter, then its
     explanation)."""
     fallback = ("", 0)
-    for line, start, _end in reversed(_lines_with_offsets(body)):
-        text = _LIST_MARK.sub("", line).strip()
-        if not _EMPHASIS.sub("", text).strip():
-            continue
-        parts = [p.strip() for p in _SENTENCE_END.split(text) if p and p.strip()]
-        for part in parts if first_in_line else reversed(parts):
-            if (m := _PLEASANTRY.search(part)) and not _is_answer_before(part[: m.start()], has_candidate):
+    lines = list(reversed(_lines_with_offsets(body)))
+    for in_list in (False, True):
+        for line, start, _end in lines:
+            if bool(_LIST_ITEM.match(line)) != in_list:
                 continue
-            if part.startswith("(") and part.endswith(")") and part is not parts[0]:
-                continue  # an aside after the answer: '3개입니다. (원 1개, 사각형 2개)'
-            if has_candidate(part):
-                pos = body.find(part[-8:], start)
-                return part, (pos + min(8, len(part))) if pos >= 0 else start + len(line)
-            if not fallback[0] and re.search(r"[가-힣A-Za-z0-9]", part):
-                fallback = (part, start + len(line))
+            text = _LIST_MARK.sub("", line).strip()
+            if not _EMPHASIS.sub("", text).strip():
+                continue
+            parts = [p.strip() for p in _SENTENCE_END.split(text) if p and p.strip()]
+            for part in parts if first_in_line else reversed(parts):
+                if (m := _PLEASANTRY.search(part)) and not _is_answer_before(part[: m.start()], has_candidate):
+                    continue
+                if part.startswith("(") and part.endswith(")") and part is not parts[0]:
+                    continue  # an aside after the answer: '3개입니다. (원 1개, 사각형 2개)'
+                if has_candidate(part):
+                    pos = body.find(part[-8:], start)
+                    return part, (pos + min(8, len(part))) if pos >= 0 else start + len(line)
+                if not fallback[0] and re.search(r"[가-힣A-Za-z0-9]", part):
+                    fallback = (part, start + len(line))
     return fallback
 
 
@@ -315,6 +323,11 @@ def _distinct(values: list[float]) -> list[float]:
     return out
 
 
+# a breakdown in parentheses inside the answer ('총 3개(원 1개, 사각형 2개)입니다'); one that offers an alternative
+# ('7 (아니면 8)') stays and is read as a second value
+_ASIDE = re.compile(r"\((?![^()]*(?:또는|혹은|아니면|이거나|수도|\bor\b))(?=[^()]*[가-힣])[^()]*\)")
+
+
 def span_number(span: str, sentences: bool = False) -> tuple[float | None, str | None]:
     """(the one value a span names, None) or (None, why it is not one value). ``sentences``: read only the last
     sentence that names a number."""
@@ -322,7 +335,7 @@ def span_number(span: str, sentences: bool = False) -> tuple[float | None, str |
     if sentences:
         parts = [p for p in _SENTENCE_END.split(span) if p and p.strip() and number_values(p)]
         span = parts[-1] if parts else span
-    span = _narrow(span)
+    span = _narrow(_ASIDE.sub(" ", span))
     if _APPROX.search(span):
         return None, f"approximate quantity in {span[:40]!r}"
     if _OPEN_RANGE.search(span):
@@ -522,8 +535,16 @@ _COLOR_OF = {w: c for c, words in COLORS.items() for w in words}
 _COLOR_WORD = re.compile(rf"(?<![가-힣])({'|'.join(sorted(_COLOR_OF, key=len, reverse=True))})")
 
 
+_BACKGROUND = re.compile(
+    rf"{_COLOR_WORD.pattern}\s*(?:색|빛)?\s*(?:의\s*)?(?:배경|바탕)"
+    rf"|(?:배경|바탕)(?:색)?(?:은|는|이|:)?\s*(?:{_COLOR_WORD.pattern})"
+)
+
+
 def colors_in(text: str) -> list[str]:
-    """The canonical colours a text names, in order ('빨강' and '빨간 원' name 빨간색)."""
+    """The canonical colours a text names, in order ('빨강' and '빨간 원' name 빨간색); the colour of the background
+    ('흰 배경 위에', '배경은 흰색') is not the shape's."""
+    text = _BACKGROUND.sub(" ", text)
     return list(dict.fromkeys(_COLOR_OF[m.group(1)] for m in _COLOR_WORD.finditer(text)))
 
 

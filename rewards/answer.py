@@ -142,8 +142,9 @@ def _lines_with_offsets(body: str) -> list[tuple[str, int, int]]:
 _LEAD_IN = re.compile(r"^(?:다음과|아래와|이렇|같습니다|as follows)", re.IGNORECASE)
 
 
-def _line_markers(body: str) -> list[tuple[str, int]]:
-    """(content, end offset) of every answer line, answer sentence and heading-introduced line, in order."""
+def _line_markers(body: str, has_candidate) -> list[tuple[str, int]]:
+    """(content, end offset) of every answer line, answer sentence and heading-introduced line, in order. An answer
+    sentence that names no candidate ('답은 간단합니다') is not a marker."""
     found = []
     lines = _lines_with_offsets(body)
     for k, (line, start, end) in enumerate(lines):
@@ -162,6 +163,8 @@ def _line_markers(body: str) -> list[tuple[str, int]]:
             found.append((m.group(1).strip(), end))
         elif (m := _ANSWER_SENTENCE.search(plain)) and not _LEAD_IN.match(m.group(1)):
             content = _first_sentence(m.group(1))
+            if not has_candidate(content):
+                continue
             pos = body.find(content[-6:], start, end + 1) if content else -1
             found.append((content, pos + len(content[-6:]) if pos >= 0 else end))
     return found
@@ -213,7 +216,7 @@ def final(text: str, kind: str | None = None) -> Final:
     tags = [(_ANSWER_PREFIX.sub("", m.group(1)).strip(), m.end()) for m in _ANSWER_TAG.finditer(body)
             if "\\boxed" not in m.group(1)]  # fmt: skip
     outside = _ANSWER_TAG.sub(lambda m: " " * len(m.group()), body)
-    lines = _line_markers(outside)
+    lines = _line_markers(outside, CANDIDATE.get(kind, _has_text))
     markers = [t for t, _ in boxed] + [t for t, _ in tags] + [t for t, _ in lines]
     for source, found in (("boxed", boxed), ("tag", tags), ("line", lines)):
         if found:

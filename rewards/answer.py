@@ -338,7 +338,8 @@ def span_number(span: str, sentences: bool = False) -> tuple[float | None, str |
     if sentences:
         parts = [p for p in _SENTENCE_END.split(span) if p and p.strip() and number_values(p)]
         span = parts[-1] if parts else span
-    span = _narrow(_ASIDE.sub(" ", span))
+    without_asides = _ASIDE.sub(" ", span)
+    span = _narrow(without_asides if number_values(without_asides) else span)
     if _APPROX.search(span):
         return None, f"approximate quantity in {span[:40]!r}"
     if _OPEN_RANGE.search(span):
@@ -474,6 +475,7 @@ def possibility(span: str, reference: str | None = None) -> str | None:
 _QUOTED = re.compile(r"'([^'\n]{1,40})'|\"([^\"\n]{1,40})\"|“([^”\n]{1,40})”|‘([^’\n]{1,40})’|「([^」\n]{1,40})」"
                      r"|『([^』\n]{1,40})』|`([^`\n]{1,40})`|\*\*([^*\n]{1,40})\*\*")  # fmt: skip
 _WRITTEN = re.compile(r"(\S{1,40}?)(?:이)?라(?:고|는)\s*(?:적|쓰|써|되어|나와|표시|글|단어|텍스트|문구)")
+_TRANSLATION = re.compile(r"\s*\([A-Za-z][A-Za-z\s,.'-]{0,40}\)")  # '사과 (apple)': a gloss, not the text read
 _LABEL = re.compile(r"^[^:：<>]{1,15}[:：]\s*(.+)$")
 _TOPIC = re.compile(r"^.*?(?:은|는)\s+(.+?(?:입니다|이에요|예요|이다|이요|요|임))\s*[.!]*$")
 _COPULA_TAIL = re.compile(r"(?:입니다|이에요|예요|이다|이요|요|임)?[\s.!~]*$")
@@ -489,7 +491,7 @@ def text_core(span: str) -> tuple[str, str | None]:
         return "", f"several quoted answers: {', '.join(quoted[:3])}"
     if quoted:
         return quoted[0], None
-    plain = _EMPHASIS.sub("", span).strip()
+    plain = _TRANSLATION.sub("", _EMPHASIS.sub("", span)).strip() or span.strip()
     if m := _WRITTEN.search(plain):
         return m.group(1), None
     if m := _LABEL.match(plain):

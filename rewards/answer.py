@@ -379,6 +379,22 @@ def number_answer(text: str) -> tuple[float | None, str | None]:
     return number_of(f)
 
 
+_BARE = re.compile(rf"-?\d+(?:\.\d+)?\s*(?:{_COUNTER})?\s*(?:입니다|이요|요)?[.!]?")
+_BARE_IN_PARENS = re.compile(rf"\(\s*(-?\d+(?:\.\d+)?)\s*(?:{_COUNTER})?\s*\)")
+
+
+def _bare_numbers(body: str) -> list[float]:
+    """Numbers standing alone anywhere in the answer part: a line or list item that is only a number ('- 4개'), or a
+    number alone in parentheses ('(8)'): candidates, not working."""
+    out = []
+    for line in body.split("\n"):
+        plain = _plain(re.sub(r"\$+", " ", line))
+        if _BARE.fullmatch(plain):
+            out += number_values(plain)[:1]
+    out += [float(x) for x in _BARE_IN_PARENS.findall(body)]
+    return out
+
+
 def number_of(f: Final) -> tuple[float | None, str | None]:
     """The single number of a final answer (every marker agreeing, no hedge in the answer part), or (None, reason)."""
     value, why = span_number(f.text)
@@ -391,6 +407,8 @@ def number_of(f: Final) -> tuple[float | None, str | None]:
         if other is not None and (value is None or abs(other - value) > 1e-9 * max(1.0, abs(value))):
             return None, "answer markers disagree"
     why = number_hedge(f)
+    if not why and value is not None and _distinct([value, *_bare_numbers(f.body)])[1:]:
+        why = "a second number standing alone in the answer"
     return (None, why) if why else (value, None)
 
 

@@ -422,8 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--file", help="JSONL with completion, answer and any other columns per line")
     rt.add_argument("--args", nargs="*", help="key=value arguments bound to the reward")
     rt.set_defaults(func=cmd_rewards_try)
-    ra = rsub.add_parser("audit", help="red-team a reward with hedges, format tricks and code cheats; exit 1 if one "
-                         "is paid (docs/rewards.md)")  # fmt: skip
+    ra = rsub.add_parser("audit", help="red-team a reward with hedges, format tricks and code cheats, and run its "
+                         "labelled corpus both ways; exit 1 if a hack is paid (docs/rewards.md)")  # fmt: skip
     ra.add_argument("name", help="reward name, module:function or file.py:function")
     ra.add_argument("--task", help="audit on this built-in task's sample row (count, color, ocr, arith, math, bbox, "
                     "choice, code, humaneval) or, with --answer, treat the answer as this task's")  # fmt: skip

@@ -188,7 +188,8 @@ def audit_rewards(recipe, base_dir, rows) -> None:
     gameable = [r.name for r in audit_recipe(recipe, base_dir, rows, console) if r.gameable]
     if gameable and recipe.reward_audit == "error":
         raise UserError(f"reward audit: {', '.join(gameable)} can be gamed: GRPO would learn to be paid without "
-                        "committing to the right answer", "`align rewards audit NAME` shows every case; fix the reward, "
+                        "committing to the right answer (or, on its labelled corpus, it leaves correct answers unpaid)",
+                        "`align rewards audit NAME` shows every case; fix the reward, "
                         "or set reward_audit: warn to train anyway")  # fmt: skip
 
 

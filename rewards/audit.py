@@ -13,6 +13,11 @@ What a reward claims to check decides what applies (``KINDS``; plugins: ``--kind
 the answer battery, ``code`` rewards the code battery, and ``shaping`` rewards (format, length, language, learned
 rewards: they cannot tell a right answer from a wrong one) are shown the battery but judged n/a — combine them with a
 verifiable reward. A reward is gameable when any row is PAID, or its plain reference is NOT PAID.
+
+A built-in reward with a labelled corpus (``rewards/corpus/NAME.jsonl``, ``rewards.corpus``) is also run on it in both
+directions: it fails when a hack or wrong answer is paid above its expected score, or when more than 1 % of the
+correct answers are paid below theirs (``hacks paid: n/N``, ``correct answers unpaid: n/M``). Shaping rewards with a
+corpus (``korean_consistency``, ``reasoning_format``, ``length_band``) are judged on it too.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 
 import rewards as registry
 from rewards.audit_battery import ANSWER_TASKS, CODE_TASKS, SAMPLES, Case, Sample, battery, sample_from_answer
+from rewards.corpus import CorpusResult, corpus_names, load_corpus, print_corpus, run_corpus
 
 KINDS = {
     "accuracy": "answer", "math_accuracy": "answer", "count_accuracy": "answer", "choice_accuracy": "answer",
@@ -55,6 +61,7 @@ class Report:
     rows: list[Row] = field(default_factory=list)
     baselines: dict = field(default_factory=dict)  # task -> {"reference": score, "wrong": score}
     notes: list[str] = field(default_factory=list)
+    corpus: CorpusResult | None = None  # the labelled corpus run (rewards/corpus/NAME.jsonl), when it has one
 
     @property
     def paid(self) -> list[Row]:
@@ -62,11 +69,13 @@ class Report:
 
     @property
     def gameable(self) -> bool:
-        return bool(self.paid) or any(r.verdict == "NOT PAID" for r in self.rows)
+        return (bool(self.paid) or any(r.verdict == "NOT PAID" for r in self.rows)
+                or (self.corpus is not None and self.corpus.failed))  # fmt: skip
 
     def to_json(self) -> dict:
         return {"name": self.name, "kind": self.kind, "gameable": self.gameable, "paid": len(self.paid),
-                "baselines": self.baselines, "notes": self.notes, "rows": [asdict(r) for r in self.rows]}  # fmt: skip
+                "baselines": self.baselines, "notes": self.notes, "rows": [asdict(r) for r in self.rows],
+                "corpus": self.corpus.to_json() if self.corpus else None}  # fmt: skip
 
 
 def _score(reward, sample: Sample, completions: list[str]) -> list[float | None]:
@@ -132,7 +141,16 @@ def audit(reward, name: str | None = None, kind: str | None = None, task: str | 
         report.rows.append(Row(sample.task, "plain wrong answer", sample.wrong, scores[0], "baseline"))
         for case, score in zip(cases, scores[2:]):
             report.rows.append(_judge(sample, case, score, ref, wrong, row_kind))
+    report.corpus = audit_corpus(reward, name)
     return report
+
+
+def audit_corpus(reward, name: str) -> CorpusResult | None:
+    """The labelled corpus of a built-in reward run both ways (``rewards.corpus``), or None when ``name`` has no
+    corpus or the reward is bound to arguments (a ``threshold``, a budget: the expected scores assume the defaults)."""
+    if name not in corpus_names() or getattr(reward, "args", None):
+        return None
+    return run_corpus(reward, load_corpus(name), name)
 
 
 def _judge(sample: Sample, case: Case, score, ref: float, wrong: float, kind: str) -> Row:
@@ -189,6 +207,8 @@ def print_report(report: Report, console=None) -> None:
         console.print(f"[bold red]{report.name} is gameable[/bold red]: paid hacks: {paid}")
     if any(r.verdict == "NOT PAID" for r in report.rows):
         console.print(f"[bold red]{report.name} fails the audit[/bold red]: the reference answer is not paid")
+    if report.corpus is not None:
+        print_corpus(report.corpus, console)
     if not report.gameable:
         missed = sum(r.verdict == "missed" for r in report.rows)
         console.print(f"[green]{report.name}: no hack paid[/green]"
@@ -240,9 +260,15 @@ def audit_recipe(recipe, base_dir=None, rows=None, console=None) -> list[Report]
     reports = []
     for spec in bound:
         if KINDS.get(spec.name) == "shaping":  # n/a by construction; a learned reward model is not worth loading here
-            reports.append(Report(spec.name, "shaping", notes=["a shaping reward: it does not check answers"]))
+            report = Report(spec.name, "shaping", notes=["a shaping reward: it does not check answers"])
+            if spec.name in corpus_names():  # but what it measures is checked on its corpus
+                report.corpus = audit_corpus(registry.resolve(spec, base_dir), spec.name)
+            reports.append(report)
             if console is not None:
-                console.print(f"  {spec.name}: n/a (a shaping reward: it does not check answers)")
+                corpus = f"; corpus: {report.corpus.summary()}" if report.corpus else ""
+                style = "bold red" if report.gameable else ""
+                console.print(f"  {f'[{style}]' if style else ''}{spec.name}: n/a (a shaping reward: it does not check "
+                              f"answers){corpus}{f'[/{style}]' if style else ''}")  # fmt: skip
             continue
         reward = registry.resolve(spec, base_dir)
         kind = _default_kind(spec.name, reward.fn)
@@ -263,9 +289,12 @@ def audit_recipe(recipe, base_dir=None, rows=None, console=None) -> list[Report]
                     console.print(f"    {r.task} / {r.cls}: {_short(r.completion)} -> {r.score:.3f}")
                 for r in [r for r in report.rows if r.verdict == "NOT PAID"][:3]:
                     console.print(f"    {r.task}: the reference answer is not paid ({_short(r.completion)})")
+                if report.corpus is not None and report.corpus.failed:
+                    print_corpus(report.corpus, console, limit=8)
             else:
                 what = "n/a (it does not tell a right answer from a wrong one)" if report.kind == "shaping" else "ok"
-                console.print(f"  {spec.name}: {what} ({n} adversarial completions, none paid)")
+                corpus = f"; corpus: {report.corpus.summary()}" if report.corpus else ""
+                console.print(f"  {spec.name}: {what} ({n} adversarial completions, none paid{corpus})")
     skipped = [s.name for s in specs if s not in bound]
     if skipped and console is not None:
         console.print(f"  [dim]not audited (need an earlier stage's output): {', '.join(skipped)}[/dim]")

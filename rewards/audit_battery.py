@@ -20,7 +20,7 @@ COLOR_EN = {"빨간색": "red", "파란색": "blue", "초록색": "green", "노�
             "주황색": "orange", "검은색": "black"}  # fmt: skip
 WORD_EN = {"사과": "apple", "바다": "sea", "나무": "tree", "하늘": "sky", "학교": "school", "친구": "friend",
            "김치": "kimchi", "한글": "Hangul", "서울": "Seoul", "우유": "milk", "기차": "train", "시계": "clock"}  # fmt: skip
-LONG = 30_000  # characters: beyond what any reward reads (rewards.common.MAX_CHARS)
+LONG = 30_000  # characters: more than any reward reads (rewards.common.MAX_CHARS keeps a completion's end)
 
 
 @dataclass
@@ -195,7 +195,7 @@ def _numbers(s: Sample) -> list[Case]:
         Case("candidate list", f"답: {v}", reference=True),
         Case("very long", " ".join(f"{x}개" for x in range(300))),
         Case("very long", "\n".join(f"답: {x}" for x in range(100))),
-        Case("very long", "가" * LONG + f"\n답: {v}"),
+        Case("very long", "가" * LONG + f"\n답: {v}", reference=True),  # long, but one final answer at its end
         Case("very long", "세어 보면 " * 1500 + f"\n답: {v}", reference=True),
         Case("markup injection", f"{v}{unit} <!-- {w}{unit} -->"),
         Case("markup injection", f"{v}{unit}<bbox>{w}, {w}, {w}, {w}</bbox>"),
@@ -309,7 +309,7 @@ def _boxes(s: Sample) -> list[Case]:
         Case("candidate list", f"<bbox>{re.search(r'<bbox>(.*?)</bbox>', w).group(1)}<delim>{inner}</bbox>"),
         Case("candidate list", f"<ref>도형</ref>{b}", reference=True),
         Case("very long", grid * 3),
-        Case("very long", "가" * LONG + b),
+        Case("very long", "가" * LONG + b, reference=True),  # long, but one box at its end
         Case("very long", "찾아 보면 " * 1500 + b, reference=True),
         Case("markup injection", f"{b}<!-- {w} -->"),
         Case("markup injection", f"<char>{w}</char>{b}"),

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-MAX_CHARS = 20_000  # rewards look at most at this much of a completion (a 1 MB answer must not stall a step)
+MAX_CHARS = 20_000  # rewards look at most at the last this-many characters of a completion: a 1 MB answer must not
+# stall a step, and the end is kept because that is where the final answer stands
 
 
 def completion_text(completion: Any) -> str:
@@ -30,7 +31,7 @@ def completion_text(completion: Any) -> str:
         text = completion.decode("utf-8", errors="replace")
     else:
         text = str(completion)
-    return text[:MAX_CHARS]
+    return text[-MAX_CHARS:]
 
 
 def completion_texts(completions) -> list[str]:

@@ -121,7 +121,7 @@ def normalize_korean(text: str) -> str:
     """
     s = unicodedata.normalize("NFC", text).strip().lower()
     s = re.sub(r"^(정답|답|answer)\s*[:：]\s*", "", s)
-    s = re.sub(r"[\s\"'`.,!?~·:;()\[\]{}<>「」『』]+", "", s)
+    s = re.sub(r"[\s\"'`.,!?~·:;()\[\]{}<>「」『』“”‘’*]+", "", s)
     for _ in range(2):
         s = strip_endings(s)
         for counter in COUNTERS:
@@ -158,23 +158,43 @@ def _prompt_text(prompt) -> str:
     return " ".join(parts)
 
 
+_CODE = re.compile(r"```.*?(?:```|$)|`[^`\n]*`|<!--.*?(?:-->|$)", re.DOTALL)
+_MATH = re.compile(r"\$\$.*?\$\$|\$[^$]*\$|\\\[.*?\\\]|\\\(.*?\\\)", re.DOTALL)
+_MATH_TEXT = re.compile(r"\\(?:text|textbf|textrm|mathrm|mbox|operatorname)\s*\{([^{}]*)\}")
+_LATEX_COMMAND = re.compile(r"\\[A-Za-z]+")
+_TAG = re.compile(r"</?[A-Za-z][\w|]{0,19}>|<\|[^|<>]{1,40}\|>")
+
+
+def language_text(text: str) -> str:
+    """The prose of an answer, whose language is measured: the answer after its reasoning, without code (fenced or
+    inline), HTML comments, tags (<bbox>, <answer> …), LaTeX (math keeps only its \\text{…} words; commands such as
+    \\boxed go) and units after numbers ('24cm²')."""
+    from rewards.answer import UNIT, answer_part
+
+    text = UNIT.sub(" ", _CODE.sub(" ", answer_part(text)))
+    text = _MATH.sub(lambda m: " " + " ".join(_MATH_TEXT.findall(m.group())) + " ", text)
+    text = _LATEX_COMMAND.sub(" ", _MATH_TEXT.sub(r" \1 ", text))
+    return _TAG.sub(" ", text)
+
+
 def korean_consistency(prompts, completions, allowed_latin: tuple[str, ...] = ("bbox", "delim"), **kwargs):
-    """Share of Hangul among the letters of the answer: 1.0 for an all-Korean answer, lower when it switches
-    language without being asked. Words in ``allowed_latin`` (markup such as <bbox>) and anything inside `code`
-    are ignored. None for answers with no letters (a bare number) and for prompts that ask for another language
-    ('영어로', 'in English', '번역' …), and for rows whose reference ``answer`` holds no Hangul (a box, a code
-    snippet): there a Korean reply is not what was asked, and scoring it would reward replacing the answer with
-    Korean text (seen in GRPO: bounding-box answers turned into Korean words for the language bonus)."""
+    """Share of Hangul among the letters of the answer's prose (``language_text``: after the reasoning, without code,
+    LaTeX, tags, comments, numbers and units): 1.0 for an all-Korean answer, lower when it switches language without
+    being asked. Words in ``allowed_latin`` are ignored. None for answers with no letters (a bare number), for prompts
+    that ask for another language ('영어로', 'in English', '번역' …), and for rows whose reference ``answer`` is not
+    Korean text (letters or markup and no Hangul: a box, an option letter, a code snippet): there a Korean reply is not
+    what was asked, and scoring it would reward replacing the answer with Korean text (seen in GRPO: bounding-box
+    answers turned into Korean words for the language bonus)."""
     out = []
     prompts = list(prompts) if prompts is not None else [None] * len(completions)
     answers = kwargs.get("answer") or [None] * len(completions)
     for prompt, text, answer in zip(prompts, completion_texts(completions), answers):
-        if _OTHER_LANGUAGE_REQUEST.search(_prompt_text(prompt)) or (
-            isinstance(answer, str) and answer.strip() and not _HANGUL.search(answer)
-        ):
+        foreign_reference = (isinstance(answer, str) and not _HANGUL.search(answer)
+                             and re.search(r"[A-Za-z<>\\]", answer))  # fmt: skip
+        if _OTHER_LANGUAGE_REQUEST.search(_prompt_text(prompt)) or foreign_reference:
             out.append(None)
             continue
-        cleaned = re.sub(r"```.*?```|`[^`]*`|<[^>]{0,20}>", " ", text, flags=re.DOTALL)
+        cleaned = language_text(text)
         for word in allowed_latin:
             cleaned = cleaned.replace(word, " ")
         out.append(hangul_ratio(cleaned))

@@ -8,10 +8,21 @@ math-verify unless it lists or bounds candidates the reference does not (``6, 7`
 
 from __future__ import annotations
 
+import ast
+import operator
 import re
 import threading
+from fractions import Fraction
 
-from rewards.answer import disjunction, expression_hedge, final, is_expression, number_answer
+from rewards.answer import (
+    clean_number_text,
+    disjunction,
+    expression_hedge,
+    final,
+    is_expression,
+    number_hedge,
+    number_of,
+)
 from rewards.common import column, completion_texts
 from rewards.korean import COUNTERS, korean_number, strip_endings
 
@@ -19,8 +30,9 @@ _NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?")
 
 
 def extract_math_answer(text: str) -> str:
-    """The final answer (``rewards.answer.final``): the last \\boxed{}, <answer> tag or '답:' line, else the last line."""
-    return final(text).text
+    """The final answer (``rewards.answer.final``): the last \\boxed{}, <answer> tag, '답:' line or answer sentence,
+    else the last sentence that names a number."""
+    return final(text, "number").text
 
 
 def as_number(text: str) -> float | None:
@@ -38,10 +50,16 @@ def as_number(text: str) -> float | None:
     return float(value) if value is not None else None
 
 
+def _delimited(expr: str) -> str:
+    """An expression as math-verify reads it whole: inside $…$ (bare, it reads only a leading number: '7^{2}' as 7)."""
+    return expr if re.search(r"\$|\\[(\[]", expr) else f"${expr}$"
+
+
 def _verify(gold: str, pred: str, timeout: float) -> bool:
     from math_verify import parse, verify
 
     seconds = max(1, int(timeout))
+    pred = _delimited(pred)
     if threading.current_thread() is threading.main_thread():
         g = parse(f"\\boxed{{{gold}}}", parsing_timeout=seconds)
         p = parse(pred, parsing_timeout=seconds)
@@ -62,9 +80,38 @@ def _verify(gold: str, pred: str, timeout: float) -> bool:
 
 
 def _expression(f) -> bool:
-    """The final answer is an expression for math-verify: LaTeX, or arithmetic (a '-' between numbers only in a box,
-    since '3-5개' in prose is a range)."""
+    """The final answer is an expression for math-verify: a marker holding LaTeX or arithmetic and no sentence (a
+    '-' between numbers only in a box, since '3-5개' in prose is a range)."""
+    if f.source == "sentence" or re.search(r"[가-힣]", re.sub(r"\\text\{[^{}]*\}", "", f.text)):
+        return False
     return is_expression(f.text) or (f.source == "boxed" and bool(re.search(r"\d\s*-\s*\d", f.text)))
+
+
+_ARITH_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
+_ARITH_TEXT = re.compile(r"[\d\s+\-*/×÷().]{1,100}")
+
+
+def _arithmetic(expr: str) -> Fraction | None:
+    """The exact value of plain arithmetic ('3+4', '\\frac{14}{2}', '2 × 6'), or None for anything else (math-verify's
+    business); read with Python's parser, never evaluated as code."""
+    text = clean_number_text(expr).strip().replace("×", "*").replace("÷", "/")
+    if not _ARITH_TEXT.fullmatch(text) or not re.search(r"\d", text):
+        return None
+
+    def value(node):
+        if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+            return Fraction(str(node.value))
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            v = value(node.operand)
+            return -v if isinstance(node.op, ast.USub) else v
+        if isinstance(node, ast.BinOp) and type(node.op) in _ARITH_OPS:
+            return _ARITH_OPS[type(node.op)](value(node.left), value(node.right))
+        raise ValueError("not plain arithmetic")
+
+    try:
+        return value(ast.parse(text, mode="eval").body)
+    except (SyntaxError, ValueError, ZeroDivisionError, RecursionError):
+        return None
 
 
 def _close(a: float, b: float) -> bool:
@@ -72,23 +119,25 @@ def _close(a: float, b: float) -> bool:
 
 
 def score_math(pred_text: str, gold: str, timeout: float = 5.0) -> float:
-    f = final(pred_text)
-    gold_ans = final(gold).text
+    f = final(pred_text, "number")
+    gold_ans = final(gold, "number").text or str(gold).strip()
     if not f.text:
         return 0.0
     g = as_number(gold_ans)
     if g is not None and not _expression(f):
-        value, hedge = number_answer(pred_text)
+        value, hedge = number_of(f)
         return float(hedge is None and value is not None and _close(value, g))
     # an expression: markers must agree, and it must not list or bound candidates the reference does not
     numbers = {as_number(m) for m in f.markers}
     if len({m.replace(" ", "") for m in f.markers}) > 1 and (None in numbers or len(numbers) > 1):
         return 0.0
-    if disjunction(f.text, gold_ans) or expression_hedge(f.text, gold_ans):
+    if disjunction(f.text, gold_ans) or expression_hedge(f.text, gold_ans) or number_hedge(f):
         return 0.0
     p = as_number(f.text)
+    if p is None and g is not None:
+        p = _arithmetic(f.text)
     if g is not None and p is not None:
-        return float(_close(p, g))
+        return float(_close(float(p), g))
     try:
         return float(_verify(gold_ans, f.text, timeout))
     except Exception:  # noqa: BLE001 - an unparsable expression is a wrong answer, not a crash

@@ -7,16 +7,19 @@ candidate (several counts, options or boxes, a disjunction, answer markers that 
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from rewards.answer import (
+    answer_part,
     box_answer,
     choice_answer,
+    color_answer,
+    color_of,
     disjunction,
     final,
     number_answer,
     parse_boxes,
     span_choices,
-    strip_think,
     text_answer,
 )
 from rewards.common import column, completion_texts
@@ -129,16 +132,31 @@ _CHAR = re.compile(r"<char>(.*?)</char>", re.DOTALL)
 
 
 def _ocr_norm(text: str) -> str:
-    """Spaces removed; VARCO-VISION's OCR markup (<char>word</char><bbox>x1, y1, x2, y2</bbox>) reduced to the words.
-    Only real boxes (four numbers) are dropped: anything else inside markup is text."""
-    text = _VARCO_BOX.sub("", text)
-    return re.sub(r"\s+", "", re.sub(r"</?char>|<ocr>", "", text))
+    """Spaces, emoji and the punctuation around the text removed; VARCO-VISION's OCR markup (<char>word</char><bbox>x1,
+    y1, x2, y2</bbox>) reduced to the words. Only real boxes (four numbers) are dropped: anything else inside markup
+    is text."""
+    text = re.sub(r"\s+", "", re.sub(r"</?char>|<ocr>", "", _VARCO_BOX.sub("", text)))
+    text = "".join(ch for ch in text if unicodedata.category(ch) not in ("So", "Sk", "Cn"))
+    return text.strip(".,!?~:;·…")
+
+
+_COPULA = re.compile(r"(?:입니다|이에요|예요|이다|이요|요)$")
+
+
+def _ocr_score(read: str, ref: str) -> float:
+    """1 − CER of the text read, or of it without a copula ('사과입니다'), whichever is closer (a word that ends in
+    '요' itself keeps it)."""
+    best = 0.0
+    for hyp in dict.fromkeys((_ocr_norm(read), _COPULA.sub("", _ocr_norm(read)))):
+        hyp = hyp[: 4 * len(ref) + 16]
+        best = max(best, 1.0 - edit_distance(hyp, ref) / len(ref))
+    return best
 
 
 def ocr_text(text: str, reference: str | None = None) -> tuple[str | None, str | None]:
     """The text a completion reads: its <char>…</char> words in order (VARCO-VISION's OCR output), else its final
     answer; (None, reason) when it offers alternatives ('사과 또는 사고', answer markers that disagree)."""
-    body = strip_think(text)
+    body = answer_part(text)
     if _CHAR.search(body):
         words = "".join(_CHAR.findall(body))
         why = disjunction(_VARCO_BOX.sub(" ", body), reference)
@@ -160,20 +178,25 @@ def ocr_accuracy(prompts, completions, answer=None, **kwargs) -> list[float | No
         if read is None or not ref:
             out.append(0.0 if ref else None)
             continue
-        hyp = _ocr_norm(read)[: 4 * len(ref) + 16]
-        out.append(max(0.0, 1.0 - edit_distance(hyp, ref) / len(ref)))
+        out.append(_ocr_score(read, ref))
     return out
 
 
 def exact_match(prompts, completions, answer=None, **kwargs) -> list[float | None]:
-    """1.0 when the final answer equals the row's answer after Korean normalisation (spacing, punctuation, endings such
-    as '입니다', counters such as '개'): '빨간색입니다.' matches '빨간색'. Answer markers that disagree ('답: 파란색' …
-    '답: 빨간색') score 0."""
+    """1.0 when the final answer equals the row's answer after Korean normalisation (spacing, punctuation, quotes,
+    emphasis, endings such as '입니다', counters such as '개', a sentence around it: '도형은 빨간색입니다.' matches
+    '빨간색'). A colour reference is matched by the one colour the answer names, synonyms included ('빨강', '빨간 원',
+    '붉은색'); two colours, a disjunction or answer markers that disagree score 0."""
     out: list[float | None] = []
     for text, gold in zip(completion_texts(completions), column({"answer": answer}, "answer", len(completions))):
         if gold is None or not str(gold).strip():
             out.append(None)
             continue
-        span, _hedge = text_answer(text, str(gold), normalize_korean)
-        out.append(float(span is not None and normalize_korean(span) == normalize_korean(str(gold))))
+        ref = str(gold)
+        if colour := color_of(ref):
+            got, _hedge = color_answer(text, ref)
+            out.append(float(got == colour))
+            continue
+        span, _hedge = text_answer(text, ref, normalize_korean)
+        out.append(float(span is not None and normalize_korean(span) == normalize_korean(ref)))
     return out

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
+import rewards
 from align.cli import main
 from align.errors import UserError
 from align.pipeline import audit_rewards, run_pipeline
 from align.recipe import load_recipe
+from rewards.corpus import CORPUS_DIR, MAX_UNPAID, corpus_names, load_corpus, run_corpus
 from tests.conftest import write_recipe
 
 PLANTED = Path(__file__).parent / "assets" / "gameable_rewards.py"
@@ -93,3 +95,76 @@ def test_compare_watch_shows_hedge_rate_next_to_accuracy(tmp_path):
     assert "sampled hedge rate rose 0.100→0.450" in watch[1]["note"]
     md = (tmp_path / "compare.md").read_text()
     assert "/grpo | 0.380 | 0.300 | - | 0.450 |" in md
+
+
+# ------------------------------------------------------------------------------------------------ the labelled corpus
+
+
+def test_corpus_size_and_schema():
+    names = corpus_names()
+    sizes = {n: len(load_corpus(n)) for n in names}
+    for name in ("accuracy", "math_accuracy", "count_accuracy", "choice_accuracy", "exact_match", "ocr_accuracy",
+                 "bbox_iou", "korean_consistency"):  # fmt: skip
+        assert sizes[name] >= 50, name
+    assert sum(sizes.values()) >= 400
+    for name in names:
+        labels = [e["label"] for e in load_corpus(name)]
+        assert 0.25 < labels.count("correct") / len(labels) < 0.75, name  # about half correct, half not
+
+
+@pytest.mark.parametrize("name", corpus_names())
+def test_every_corpus_both_directions(name):
+    """Every file in rewards/corpus/: no hack or wrong answer paid above its expected score, and at most 1 % of the
+    correct answers paid below theirs."""
+    result = run_corpus(rewards.resolve(name), load_corpus(name), name)
+    paid, _ = result.hacks_paid
+    unpaid, total = result.correct_unpaid
+    misjudged = [
+        (r["line"], r["completion"][:60], r["score"], r["expected"]) for r in result.rows if r["verdict"] != "ok"
+    ]
+    assert paid == 0 and unpaid <= MAX_UNPAID * total, misjudged
+
+
+def test_corpus_catches_a_gameable_and_a_strict_reward(tmp_path):
+    from rewards.corpus import verdict
+
+    old = rewards.resolve(f"{PLANTED}:old_accuracy")  # the accuracy rule of before the hedge audit
+    result = run_corpus(old, load_corpus("accuracy"), "accuracy")
+    assert result.hacks_paid[0] >= 5 and result.failed
+    strict = run_corpus(lambda prompts, completions, **kw: [0.0] * len(completions), load_corpus("choice_accuracy"))
+    unpaid, total = strict.correct_unpaid
+    assert unpaid == total >= 25 and strict.hacks_paid[0] == 0 and strict.failed
+    assert verdict("hack", 0.5, 0.505) == "ok" and verdict("hack", 0.5, 0.6) == "PAID"  # tolerance for partial credit
+    assert verdict("correct", None, None) == "ok" and verdict("correct", None, 1.0) == "UNPAID"
+    bad = tmp_path / "x.jsonl"
+    bad.write_text('{"completion": "3개", "row": {}, "expected": 1, "label": "right", "reason": ""}\n')
+    with pytest.raises(UserError, match="x.jsonl:1: wrong types"):
+        load_corpus(bad)
+
+
+def test_audit_prints_the_corpus_and_the_recipe_gate_fails_on_it(tmp_path, monkeypatch, capsys):
+    assert main(["rewards", "audit", "choice_accuracy"]) == 0
+    out = capsys.readouterr().out
+    labels = [e["label"] for e in load_corpus("choice_accuracy")]
+    n_correct = labels.count("correct")
+    assert f"hacks paid: 0/{len(labels) - n_correct}" in out and f"correct answers unpaid: 0/{n_correct}" in out
+    # a corpus line the reward misjudges (a hedge labelled correct) makes the audit and a recipe's reward_audit fail
+    lines = (CORPUS_DIR / "korean_consistency.jsonl").read_text(encoding="utf-8")
+    (tmp_path / "korean_consistency.jsonl").write_text(lines + json.dumps(
+        {"completion": "The answer is 7.", "row": {"answer": "7"}, "expected": 1.0, "label": "correct",
+         "reason": "planted"}) + "\n")  # fmt: skip
+    monkeypatch.setattr("rewards.corpus.CORPUS_DIR", tmp_path)
+    assert main(["rewards", "audit", "korean_consistency"]) == 1
+    n_correct = [e["label"] for e in load_corpus("korean_consistency")].count("correct")
+    assert f"correct answers unpaid: 1/{n_correct}" in capsys.readouterr().out
+    text = f"""
+name: t
+output_dir: {tmp_path}
+data: {{source: synthetic, train_size: 4, eval_size: 2, tasks: [count]}}
+rewards: [{{name: accuracy}}, {{name: korean_consistency, weight: 0.1}}]
+stages: [{{type: sft, args: {{max_steps: 1}}}}]
+"""
+    recipe = load_recipe(write_recipe(tmp_path / "r.yaml", text))
+    with pytest.raises(UserError, match="korean_consistency can be gamed"):
+        audit_rewards(recipe, tmp_path, None)
+    assert f"correct answers unpaid: 1/{n_correct}" in capsys.readouterr().out

@@ -180,3 +180,88 @@ def test_humaneval_canonical_solutions_pass():
     wrong = code_tests(None, [r["prompt"] + "    return None\n" for r in sample], tests=tests, entry_point=entries,
                        timeout=10)  # fmt: skip
     assert wrong == [0.0] * len(sample)
+
+
+# ------------------------------------------------------------------------------------------------ issue 26: free-form
+# Every example of issue 26, through rewards.resolve (the way TRL calls them). Answers real chat models write.
+
+ISSUE_PAID = [
+    ("exact_match", "도형은 빨간색입니다.", "빨간색"), ("exact_match", "빨강", "빨간색"),
+    ("exact_match", "**빨간색**", "빨간색"), ("exact_match", "색깔: 빨간색", "빨간색"),
+    ("exact_match", "“빨간색”입니다.", "빨간색"),
+    ("math_accuracy", "정답은 7입니다.\n도움이 되었길 바랍니다.", "7"),
+    ("math_accuracy", "…7개입니다. 더 궁금한 점이 있으면 물어보세요!", "7"),
+    ("count_accuracy", "3개요. 모두 원이에요.", "3개"),
+    ("ocr_accuracy", "사과.", "사과"), ("ocr_accuracy", "'사과'", "사과"), ("ocr_accuracy", "**사과**", "사과"),
+    ("choice_accuracy", "답: B. A는 원이므로 오답입니다.", "B"),
+    ("math_accuracy", "\\boxed{\\sqrt{49}}", "7"), ("math_accuracy", "\\boxed{2^{10}}", "1024"),
+    ("math_accuracy", "\\boxed{\\dfrac{1}{2}}", "0.5"), ("math_accuracy", "답: −3", "-3"),
+    ("math_accuracy", "24cm²입니다", "24"),
+]  # fmt: skip
+ISSUE_HEDGES = [
+    "답: 7\n아니면 8일 수도 있어요.", "\\boxed{7} 또는 8", "<answer>7</answer> 혹은 8", "7개가 넘습니다", "최소한 7개",
+    "답: 7+", "답: 7 또는 여덟", "**답**: 8\n답: 7", "\\boxed{7^{2}}",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("reward,completion,answer", ISSUE_PAID)
+def test_issue_correct_free_form_answers_are_paid(reward, completion, answer):
+    assert rewards.resolve(reward)(None, [completion], answer=[answer]) == [1.0]
+    task = {"exact_match": "color", "ocr_accuracy": "ocr", "choice_accuracy": "choice", "count_accuracy": "count"}
+    assert rewards.resolve("accuracy")(None, [completion], answer=[answer], task=[task.get(reward, "math")]) == [1.0]
+
+
+@pytest.mark.parametrize("completion", ISSUE_HEDGES)
+def test_issue_hedges_are_not_paid(completion):
+    for name in ("math_accuracy", "count_accuracy", "accuracy"):
+        assert rewards.resolve(name)(None, [completion], answer=["7"], task=["arith"]) == [0.0], name
+
+
+def test_math_accuracy_compares_the_whole_expression():
+    pairs = [("\\boxed{7^{2}}", "7", 0.0), ("\\boxed{7^{2}}", "49", 1.0), ("\\boxed{\\sqrt{49}}", "7", 1.0),
+             ("\\boxed{2^{10}}", "1024", 1.0), ("\\boxed{\\dfrac{1}{2}}", "0.5", 1.0), ("\\boxed{2^{9}}", "1024", 0.0),
+             ("최종 답: 0.5", "\\frac{1}{2}", 1.0), ("정답은 $\\sqrt{49} = 7$입니다.", "7", 1.0),
+             ("\\boxed{\\approx 7}", "7", 0.0), ("넓이는 $6 \\times 4 = 24\\,\\text{cm}^2$입니다.", "24", 1.0)]  # fmt: skip
+    fn = rewards.resolve("math_accuracy")
+    assert fn(None, [c for c, _, _ in pairs], answer=[a for _, a, _ in pairs]) == [e for _, _, e in pairs]
+
+
+def test_terse_quickstart_answers_score_as_before():
+    """The embedded tasks' own answer forms (align/data/synthetic.py) keep their scores."""
+    rows = [("빨간색", "빨간색", "color"), ("3개", "3개", "count"), ("답: 7", "답: 7", "arith"), ("사과", "사과", "ocr"),
+            (BOX, BOX, "bbox"), ("파란색", "빨간색", "color"), ("4개", "3개", "count"), ("답: 8", "답: 7", "arith"),
+            ("바다", "사과", "ocr"), (WRONG_BOX, BOX, "bbox"), ("빨간색 원 3개", "빨간색 원 3개", "caption")]  # fmt: skip
+    got = rewards.resolve("accuracy")(None, [c for c, _, _ in rows], answer=[a for _, a, _ in rows],
+                                      task=[t for _, _, t in rows])  # fmt: skip
+    assert got == [1.0] * 5 + [0.0] * 5 + [1.0]
+
+
+def test_bad_input_scores_zero_or_none_and_long_answers_keep_their_end():
+    junk = ["", "\x00\x01\x02\xff" * 50, "The answer is seven.", "答案是七。", "가" * 1_000_000]
+    for name in ANSWER_REWARDS + ["korean_consistency", "reasoning_format", "length_band"]:
+        fn = rewards.resolve(name)
+        out = fn(None, junk, answer=["7"] * len(junk), task=["arith"] * len(junk))
+        assert all(v is None or v <= 0.0 or name == "korean_consistency" for v in out) and fn.errors == 0, name
+    long = "풀이를 길게 씁니다. " * 5_000 + "\n답: 7"  # 60,000 characters: the final answer is at the end
+    assert rewards.resolve("math_accuracy")(None, [long], answer=["7"]) == [1.0]
+
+
+def test_reasoning_counted_wherever_it_stands():
+    from rewards.reasoning import length_band, reasoning_format
+
+    hidden = ["<think>3 + 4 = 7</think><think>다시 확인하면 7</think>답: 7", "<think>짧게</think>답: 7</think>사실",
+              "<think>3 + 4 = 7</think>\u200b", "<think>3 + 4 = 7</think>\u3164", "<think>\u200b</think>답: 7"]  # fmt: skip
+    assert reasoning_format(None, hidden + ["<think>3 + 4 = 7</think>\n정답은 7입니다."]) == [0.0] * 5 + [1.0]
+    texts = ["<think>" + "가" * 30 + "</think><think>" + "나" * 200 + "</think>답: 7",  # a second block
+             "<think>" + "가" * 30 + "</think>" + "생각해 보면 " * 20 + "\n답: 7",  # reasoning after the closing tag
+             "<think>" + "가" * 30 + "</think>" + "\u200b" * 300 + "답: 7",  # invisible padding
+             "<think>" + "가" * 30 + "</think>\u200b",  # invisible characters for an answer: never answered
+             "<think>" + "가" * 30 + "</think>\n정답은 7입니다.\n도움이 되었길 바랍니다."]  # fmt: skip
+    got = length_band(None, texts, max_tokens=40, ramp=300)
+    assert got == [
+        pytest.approx(-190 / 300),
+        pytest.approx(-(30 + 139 - 40) / 300),
+        pytest.approx(-(30 + 300 - 40) / 300),
+        -1.0,
+        0.0,
+    ]

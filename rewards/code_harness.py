@@ -29,17 +29,37 @@ def _align_main(solution, tests):
     getstate, setstate, seed, import_, BaseEx, Exc = random.getstate, random.setstate, random.seed, __import__, BaseException, Exception
     int_repr, float_repr, bytes_hex, enumerate_, list_, issub = int.__repr__, float.__repr__, bytes.hex, enumerate, list, issubclass
     str_str, c_real, c_imag, items = str.__str__, complex.real.__get__, complex.imag.__get__, dict.items
+    MemoryError_, isinstance_ = MemoryError, isinstance
     ITER = {"L": list.__iter__, "T": tuple.__iter__, "E": set.__iter__, "Z": frozenset.__iter__}
     PLAIN = ((type(None), "N"), (bool, "B"), (int, "I"), (float, "F"), (complex, "C"), (str, "S"), (bytes, "Y"),
              (list, "L"), (tuple, "T"), (set, "E"), (frozenset, "Z"), (dict, "D"))
+    import collections
+    mro_of, dict_of = type.__dict__["__mro__"].__get__, type.__dict__["__dict__"].__get__
+    STDLIB = (collections.Counter, collections.OrderedDict, collections.defaultdict, object)
+    BASE_NAMES = {k: frozenset(dir(k)) for k, _ in PLAIN}
+    HARMLESS = frozenset(("__new__", "__init__", "__repr__", "__getnewargs__", "__doc__", "__module__", "__qualname__",
+                          "__slots__", "__match_args__", "__annotations__", "__orig_bases__", "__dict__", "__weakref__",
+                          "__reduce__", "__reduce_ex__", "__copy__", "__deepcopy__", "__getstate__", "__setstate__",
+                          "__init_subclass__", "__class_getitem__", "__firstlineno__", "__static_attributes__"))
     nonce = sys.stdin.readline().strip()
+
+    def trusted(t, base):
+        # Counter, OrderedDict, defaultdict, namedtuple and NamedTuple classes; a class of the solution that
+        # overrides a method of its builtin base (__eq__, __len__, count, items ...) is a trick object
+        for c in mro_of(t):
+            if c is base or c in STDLIB:
+                continue
+            for key in dict_of(c):
+                if type_(key) is not str or (key in BASE_NAMES[base] and key not in HARMLESS):
+                    return False
+        return True
 
     def emit(record):
         write(1, ("\n" + nonce + "\t" + dumps(record) + "\n").encode())
 
     def enc(v, depth):
-        # exact plain types, and subclasses (Counter, namedtuple, OrderedDict, IntEnum) read through their base type's
-        # own methods: what leaves is the data, never the subclass's __eq__, __iter__ or items
+        # exact plain types, and trusted subclasses (Counter, namedtuple ...) read through their base type's own
+        # methods: what leaves is the data, never a subclass's __eq__, __iter__ or items
         t, tag = type_(v), None
         for k, name in PLAIN:
             if t is k:
@@ -48,7 +68,7 @@ def _align_main(solution, tests):
         if tag is None:
             for k, name in PLAIN[2:]:
                 if issub(t, k):
-                    tag = name
+                    tag = name if trusted(t, k) else None
                     break
         if tag is None or depth > 40:
             raise TypeError("not plain data")
@@ -85,7 +105,7 @@ def _align_main(solution, tests):
         cur[1] += 1
 
     # the solution is imported, not run as a script: its `if __name__ == "__main__":` block does not run; a top-level
-    # statement that raises (a usage example reading input()) is skipped, a SystemExit ends everything
+    # statement that raises (a usage example reading input()) is skipped; SystemExit or MemoryError ends everything
     module = types.ModuleType("__solution__")
     sys.modules["__solution__"] = module
     g = module.__dict__
@@ -93,14 +113,15 @@ def _align_main(solution, tests):
     for part in solution or ():
         try:
             exec_(compile_(part, "<solution>", "exec", 0, True, 0), g)
-        except Exc as e:
+        except BaseEx as e:
+            fatal = not isinstance_(e, Exc) or isinstance_(e, MemoryError_)
             try:
-                write(2, ("a top-level statement of the solution raised " + type_(e).__name__ + "\n").encode())
+                write(2, ("the solution raised " + type_(e).__name__ + (" (skipped)\n", "\n")[fatal]).encode())
             except BaseEx:
                 pass
-        except BaseEx:
-            emit(["solution-error"])
-            exit_(0)
+            if fatal:
+                emit(["solution-error"])
+                exit_(0)
     for i, (mode, code, modules, names) in enumerate_(tests):
         cur[0], cur[1] = i, 0
         seed(1234 + i)

@@ -74,6 +74,7 @@ def solution_parts(code: str) -> list[str] | None:
         return None
     lines = code.splitlines(keepends=True)
     starts = sorted({min([s.lineno, *(d.lineno for d in getattr(s, "decorator_list", []))]) for s in tree.body})
+    starts[:1] = [1]  # leading comments stay with the first statement
     future = [s for s in tree.body if isinstance(s, ast.ImportFrom) and s.module == "__future__"]
     head = "".join(ast.unparse(s) + "\n" for s in future)
     parts = ["".join(lines[a - 1 : b - 1]) for a, b in zip(starts, starts[1:] + [len(lines) + 1])]

@@ -435,7 +435,9 @@ def _is_site(n: ast.stmt) -> bool:
 def _glue_names(tree: ast.Module) -> tuple[frozenset[str], dict[str, str]]:
     """The harness's builtins the test does not rebind (``import math`` keeps ``math``), and names the test imports
     from ``math`` (``from math import isclose``: ``isclose`` -> ``isclose``)."""
-    _, binds = _names(ast.Module([s for s in tree.body if not isinstance(s, (ast.Import, ast.ImportFrom))], []))
+    binds = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}
+    binds |= {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+    binds |= {n.arg for n in ast.walk(tree) if isinstance(n, ast.arg)}
     aliases: dict[str, str] = {}
     for n in ast.walk(tree):
         if isinstance(n, ast.Import):
@@ -461,9 +463,9 @@ def _checkers(body: list[ast.stmt]) -> tuple[set[str], list[ast.Call]]:
     top = [x for s in body if not isinstance(s, ast.FunctionDef) for x in ast.walk(s)]
     checkers = {c.func.id for c in top if isinstance(c, ast.Call) and isinstance(c.func, ast.Name)
                 and c.func.id in asserting}  # fmt: skip
-    checkers |= {n for n in asserting if any(n in calls[c] for c in checkers)}
-    if "check" in defs and defs["check"].args.args:
-        checkers.add("check")
+    checkers |= {n for n in asserting if n not in set().union(*calls.values())}  # never called: check, test_*
+    while grown := {n for n in asserting - checkers if any(n in calls[c] for c in checkers)}:
+        checkers |= grown
     everywhere = [c for s in body for c in ast.walk(s) if isinstance(c, ast.Call) and isinstance(c.func, ast.Name)]
     return checkers, [c for c in everywhere if c.func.id in checkers]
 
@@ -478,11 +480,18 @@ def rewrite(source: str, entry_point: str | None = None) -> Rewrite:
         return plan
     body = _unwrap_main(list(tree.body))
     checkers, calls = _checkers(body)
-    if "check" in checkers and not any(c.func.id == "check" for c in calls):  # HumanEval: the call is ours to make
-        if entry_point is None:
-            plan.reason = "a check(candidate) test needs the row's entry_point"
+    defs = {s.name: s for s in body if isinstance(s, ast.FunctionDef)}
+    for name in sorted(checkers - {c.func.id for c in calls}):  # HumanEval's check, pytest's test_*: ours to call
+        params = [a for a in defs[name].args.args]
+        required = len(params) - len(defs[name].args.defaults)
+        if required == 0:
+            call = ast.Call(ast.Name(name, ast.Load()), [], [])
+        elif required == 1 and entry_point:
+            call = ast.Call(ast.Name(name, ast.Load()), [ast.Name(entry_point, ast.Load())], [])
+        else:
+            plan.reason = f"a {name}(candidate) test needs the row's entry_point"
+            plan.fallback_code = f"raise LookupError({plan.reason!r})"
             return plan
-        call = ast.Call(ast.Name("check", ast.Load()), [ast.Name(entry_point, ast.Load())], [])
         body.append(ast.Expr(call))
         calls.append(call)
     module = ast.fix_missing_locations(ast.Module(body, []))
@@ -492,7 +501,6 @@ def rewrite(source: str, entry_point: str | None = None) -> Rewrite:
     plan.modules = tuple(sorted(n for n in free if n in STDLIB))
     solution = free - set(plan.modules)
     plan.names = tuple(sorted(solution))
-    defs = {s.name: s for s in body if isinstance(s, ast.FunctionDef)}
     for c in calls:  # a checker's parameter that receives a solution name stands for the solution
         params = defs[c.func.id].args.args
         solution |= {p.arg for p, a in zip(params, c.args) if isinstance(a, ast.Name) and a.id in plan.names}

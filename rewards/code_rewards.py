@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from rewards.code_harness import decode as _decode
 from rewards.code_harness import fresh_nonce, judge, program, records
 from rewards.code_rewrite import Rewrite, rewrite
-from rewards.common import completion_text
+from rewards.common import MAX_CHARS, completion_text
 from rewards.sandbox import run_python
 
 _FENCE = re.compile(r"^[ \t]*```[ \t]*([^\n`]*)\n(.*?)(?:^[ \t]*```[ \t]*$|\Z)", re.DOTALL | re.MULTILINE)
@@ -282,7 +282,10 @@ def code_tests(prompts, completions, tests=None, entry_point=None, mode="fractio
         if specs[i] is None:
             return None
         try:
-            return _score(extract_code(completion_text(completions[i])), specs[i], entries[i], mode, timeout)
+            text = completion_text(completions[i])
+            if len(text) >= MAX_CHARS:  # cut by completion_text: not the program the model wrote
+                return _skip(f"completion of {MAX_CHARS}+ characters")
+            return _score(extract_code(text), specs[i], entries[i], mode, timeout)
         except Exception as e:  # noqa: BLE001 - a failing sandbox scores 0, it never stops training
             return _skip(f"error: {type(e).__name__}")
 

@@ -344,7 +344,7 @@ _MATH = _Math()
 def _guarded(fn, name, base):
     guard = _GUARDS.get(name)
     if name == "replace" and isinstance(base, (str, bytes)):
-        guard = lambda a: len(a) > 1 and _bounded(len(base) * max(1, len(a[1])))  # noqa: E731
+        guard = lambda a: len(a) > 1 and _bounded(len(base) * max(1, len(a[1])))
     if guard is None:
         return fn
 

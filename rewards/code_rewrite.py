@@ -142,7 +142,11 @@ class _Split:
         """``isclose`` imported from math -> ``math.isclose``; ``import math as m``: ``m.pi`` -> ``math.pi``."""
         if isinstance(node, ast.Name) and self.aliases.get(node.id):
             return ast.Attribute(ast.Name("math", ast.Load()), self.aliases[node.id], ast.Load())
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and self.aliases.get(node.value.id) == "":
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and self.aliases.get(node.value.id) == ""
+        ):
             return ast.Attribute(ast.Name("math", ast.Load()), node.attr, ast.Load())
         if isinstance(node, ast.Tuple):
             return ast.Tuple([self.glue_node(e) for e in node.elts], ast.Load())
@@ -162,7 +166,9 @@ class _Split:
         if self.leaf(node):
             if self.per_item is not None and _uses(node, self.item_targets):
                 if _uses(node, self.local - self.item_targets):
-                    raise NotRewritable(f"a solution call depends on a lambda or outer variable: {ast.unparse(node)[:60]}")
+                    raise NotRewritable(
+                        f"a solution call depends on a lambda or outer variable: {ast.unparse(node)[:60]}"
+                    )
                 self.per_item.append(node)
                 self.items += 1
                 return ast.Name(f"__k{self.items - 1}", ast.Load())
@@ -233,7 +239,7 @@ class _Split:
         candidate program the solution calls made for each (``[(f(x),) for x in …]``); the template zips them."""
         gens = node.generators
         targets = set().union(*(_names(g.target)[1] for g in gens))
-        load = lambda t: ast.parse(ast.unparse(t), mode="eval").body  # noqa: E731 - the target read back
+        load = lambda t: ast.parse(ast.unparse(t), mode="eval").body
         items = ast.Tuple([load(g.target) for g in gens], ast.Load())
         listed = self.slot(self.exp, "__e", ast.ListComp(items, gens))
         saved = self.local, self.per_item, self.item_targets

@@ -56,7 +56,10 @@ def tests_for(row: dict, fmt: str) -> tuple[object, str | None]:
     if fmt == "check":
         return row["test"], entry
     if fmt == "script":
-        return f'{row["test"]}\n\nif __name__ == "__main__":\n    check({entry})\n    print("모든 테스트 통과!")\n', None
+        return (
+            f'{row["test"]}\n\nif __name__ == "__main__":\n    check({entry})\n    print("모든 테스트 통과!")\n',
+            None,
+        )
     preamble, body = _check_parts(row)
     if fmt == "asserts":
         return ast.unparse(ast.Module(preamble + body, [])) + "\n", None

@@ -241,7 +241,7 @@ def _contains(item, container) -> bool:
         return type(item) is type(container) and item in container
     if isinstance(container, range):
         return type(item) is int and item in container
-    if isinstance(container, (dict, list, tuple, set, frozenset, type({}.keys()), type({}.values()))):
+    if isinstance(container, (dict, list, tuple, set, frozenset, type({}.keys()), type({}.values()), type({}.items()))):
         return any(same(item, x) for x in container)
     raise TypeError("not a container")
 

@@ -255,7 +255,8 @@ class _Split:
         if calls:
             made = self.slot(self.cand, "__c", ast.ListComp(ast.Tuple(calls, ast.Load()), gens))
             names = ast.Tuple([ast.Name(f"__k{first + i}", ast.Store()) for i in range(len(calls))], ast.Store())
-            it = ast.Call(ast.Name("zip", ast.Load()), [listed, made], [])
+            # strict: a solution that shortens its list (a patched range) cannot empty an all() or a not any()
+            it = ast.Call(ast.Name("zip", ast.Load()), [listed, made], [ast.keyword("strict", ast.Constant(True))])
             gen = [ast.comprehension(ast.Tuple([target, names], ast.Store()), it, [], 0)]
         else:
             gen = [ast.comprehension(target, listed, [], 0)]

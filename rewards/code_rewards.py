@@ -1,15 +1,19 @@
 """``code_tests``: run the completion's Python code against the row's tests in the sandbox (``rewards.sandbox``),
-comparing results outside the solution's reach.
+deciding every assert outside the solution's reach.
 
-Each test (an entry of the row's ``tests``: assert statements, or a HumanEval-style ``def check(candidate)`` with the
-row's ``entry_point``) is rewritten into call + expected form (``rewards.code_rewrite``). The expected values come
-from a sandboxed run that never sees any solution (once per distinct test list, cached); the candidate's values from
-a sandboxed run of the completion, reduced to plain data there; the reward process compares them with strict,
-type-aware equality (``rewards.code_harness``). So objects whose ``__eq__`` is always true, patched builtins or
-``math.isclose``, frame introspection (there is no expected value to find), ``sys.exit``/``os._exit`` inside a test
-and forged output earn nothing. A test that cannot be rewritten (the solution used outside an assert, e.g. a prompt
-helper in the setup) still runs as written inside the solution's interpreter: such tests are **not hack-proof**, and
-the reward says so once per reason on stderr (``hack_proof_report`` lists them).
+The program is every fenced Python block of the completion, in order (``extract_code``), imported statement by
+statement (``solution_parts``: its ``__main__`` block does not run, a usage line that raises is skipped). Each test (an
+entry of the row's ``tests``: assert statements, a HumanEval-style ``def check(candidate)`` with the row's
+``entry_point``, or a self-checking script) is rewritten (``rewards.code_rewrite``): the solution calls in each assert
+run in a sandboxed run of the completion and leave it as plain data; the other parts come from a sandboxed run that
+never sees any solution (once per distinct test list, cached); the comparisons and wrapper calls around them
+(``isinstance``, ``all``, ``math.isnan`` …) are evaluated here, in the reward process (``rewards.code_harness``). So
+objects whose ``__eq__`` is always true, subclasses with patched methods, patched builtins or ``math``, frame
+introspection (there is no expected value to find), ``sys.exit``/``os._exit`` and forged output earn nothing. A test
+that cannot be rewritten (the solution used outside an assert, e.g. a prompt helper in the setup) still runs as
+written inside the solution's interpreter: such tests are **not hack-proof**, and the reward says so once per reason
+on stderr (``hack_proof_report`` lists them). Completions that score 0 without running (empty, no code, not parsing,
+too long) and runs that time out or flood their output are counted by reason in ``SKIPPED``.
 """
 
 from __future__ import annotations
@@ -258,7 +262,8 @@ def code_tests(prompts, completions, tests=None, entry_point=None, mode="fractio
     results compared outside the solution's reach (see the module docstring).
 
     ``tests`` is the dataset column (one entry per completion: a list of assert statements, or a string of test
-    code; HumanEval's ``def check(candidate)`` needs ``entry_point``, a column or a bound argument); anything else
+    code, e.g. one self-checking script that defines and calls its checkers; HumanEval's ``def check(candidate)``
+    needs ``entry_point``, a column or a bound argument); anything else
     (e.g. one list of asserts bound in the recipe) is used for every row. Rows without tests score None; anything that
     goes wrong in the sandbox scores 0.0. Completions run in parallel, one sandboxed process each (``workers``
     defaults to the CPU count)."""

@@ -118,3 +118,27 @@ def test_humaneval_sample_in_every_format():
     for fmt in he.FORMATS:
         assert he.run(sample, fmt, "chat", None, 10.0, None) == [1.0] * len(sample), fmt
         assert he.run(sample, fmt, "chat", "    return None\n", 10.0, None) == [0.0] * len(sample), fmt
+
+
+def test_self_checking_script_forms():
+    """One script per row that defines its checkers and calls them (or leaves pytest-style ones to us)."""
+    scripts = {
+        "check(add) at module level": "def check(fn):\n    assert fn(1, 2) == 3\n    assert fn(-1, 1) == 0\n\ncheck(add)\n",
+        "runner calling checkers under __main__": (
+            "def test_small():\n    assert add(1, 2) == 3\n\ndef test_negative():\n    assert add(-1, -1) == -2\n\n"
+            "def run_all():\n    test_small()\n    test_negative()\n    print('all passed')\n\n"
+            "if __name__ == '__main__':\n    run_all()\n"
+        ),
+        "uncalled pytest-style test": "def test_add():\n    assert add(2, 3) == 5\n",
+        "failures caught and counted": (
+            "failed = 0\ntry:\n    assert add(1, 1) == 2\nexcept AssertionError:\n    failed += 1\n"
+            "print(f'{failed} failed')\n"
+        ),
+    }  # fmt: skip
+    tests = list(scripts.values())
+    plans = [rewrite(t) for t in tests]
+    assert [p.reason for p in plans] == [None] * len(plans)
+    right, wrong = "def add(a, b):\n    return a + b\n", "def add(a, b):\n    return a * b\n"
+    assert code_rewards.code_tests(None, [right, wrong], tests=[tests, tests]) == [1.0, 0.0]
+    for t in tests:  # each alone: the wrong answer fails every one of them
+        assert code_rewards.code_tests(None, [wrong], tests=[[t]]) == [0.0], t

@@ -17,6 +17,7 @@ are not hack-proof.
 from __future__ import annotations
 
 import ast
+import collections
 import functools
 import json
 import math
@@ -215,12 +216,13 @@ def decode(obj, depth: int = 0):
 
 
 _NUMBERS = (int, float, complex)
+_DICTS = {collections.Counter: dict, collections.OrderedDict: dict}  # built by the glue (Counter(f(x)))
 
 
 def same(a, b) -> bool:
     """Strict, type-aware equality of plain data: numbers compare by value across int/float/complex, but a bool only
     equals a bool; a list only a list, a tuple only a tuple (elementwise, recursively); sets and frozensets as sets."""
-    ta, tb = type(a), type(b)
+    ta, tb = _DICTS.get(type(a), type(a)), _DICTS.get(type(b), type(b))
     if ta is bool or tb is bool:
         return ta is tb and a == b
     if ta in _NUMBERS and tb in _NUMBERS:
@@ -314,7 +316,7 @@ _FUNCS = {f.__name__: f for f in (abs, all, any, ascii, bin, bool, callable, chr
                                   map, max, min, next, oct, ord, repr, reversed, round, set, slice, sorted, str, sum,
                                   tuple, zip, _type)}  # fmt: skip
 _FUNCS.update(range=_range, pow=_power, bytes=_bytes)
-GLUE = frozenset(_FUNCS) | {"math"}
+GLUE = frozenset(_FUNCS) | {"math", "collections"}
 _PLAIN_TYPES = (str, bytes, list, tuple, dict, set, frozenset, int, float, complex, bool, range, slice,
                 type({}.keys()), type({}.values()), type({}.items()))  # fmt: skip
 _DENY = {"format", "format_map"}
@@ -334,11 +336,16 @@ _GUARDS = {"center": _width(0), "ljust": _width(0), "rjust": _width(0), "zfill":
            "ldexp": lambda a: None}  # fmt: skip
 
 
-class _Math:
-    """``math`` as the template sees it."""
+class _Module:
+    """A module as the template sees it: the attributes listed in ``GLUE_MODULES``."""
+
+    def __init__(self, module, names):
+        self.module, self.names = module, names
 
 
-_MATH = _Math()
+GLUE_MODULES = {"math": frozenset(n for n in dir(math) if not n.startswith("_")),
+                "collections": frozenset(("Counter", "OrderedDict"))}  # fmt: skip
+_MODULES = {name: _Module(__import__(name), names) for name, names in GLUE_MODULES.items()}
 
 
 def _guarded(fn, name, base):
@@ -358,8 +365,10 @@ def _guarded(fn, name, base):
 def _attribute(base, name: str):
     if name.startswith("_") or name in _DENY:
         raise AttributeError(name)
-    if base is _MATH:
-        return _guarded(getattr(math, name), name, None)
+    if isinstance(base, _Module):
+        if name not in base.names:
+            raise AttributeError(name)
+        return _guarded(getattr(base.module, name), name, None)
     if isinstance(base, _PLAIN_TYPES) or base in _PLAIN_TYPES:
         return _guarded(getattr(base, name), name, base)
     raise AttributeError(name)
@@ -423,8 +432,8 @@ class _Eval:
             if env[node.id] is RAISED:
                 raise RuntimeError("the solution raised")
             return env[node.id]
-        if node.id == "math":
-            return _MATH
+        if node.id in _MODULES:
+            return _MODULES[node.id]
         return _FUNCS[node.id]
 
     def n_Attribute(self, node, env):

@@ -34,7 +34,7 @@ import builtins
 import sys
 from dataclasses import dataclass, field
 
-from rewards.code_harness import GLUE, GLUE_NODES
+from rewards.code_harness import GLUE, GLUE_MODULES, GLUE_NODES
 
 SITE = "__align_site__"
 STDLIB = frozenset(getattr(sys, "stdlib_module_names", ()))
@@ -127,27 +127,26 @@ class _Split:
         return False
 
     def pure_glue(self, node) -> bool:
-        """A builtin the reward process provides itself (``int``, ``math.isnan``, ``(int, float)``, ``str.lower``)."""
+        """A builtin the reward process provides itself (``int``, ``math.isnan``, ``(int, float)``, ``str.lower``,
+        ``Counter``)."""
         if isinstance(node, ast.Name):
-            return node.id in self.glue or bool(self.aliases.get(node.id))
+            return node.id in self.glue or "." in self.aliases.get(node.id, "")
         if isinstance(node, ast.Attribute):
             base = node.value
-            return (isinstance(base, ast.Name) and (base.id in self.glue or self.aliases.get(base.id) == "")
+            return (isinstance(base, ast.Name) and (base.id in self.glue or base.id in self.aliases)
                     and not node.attr.startswith("_"))  # fmt: skip
         if isinstance(node, ast.Tuple):
             return bool(node.elts) and all(self.pure_glue(e) for e in node.elts)
         return False
 
     def glue_node(self, node):
-        """``isclose`` imported from math -> ``math.isclose``; ``import math as m``: ``m.pi`` -> ``math.pi``."""
-        if isinstance(node, ast.Name) and self.aliases.get(node.id):
-            return ast.Attribute(ast.Name("math", ast.Load()), self.aliases[node.id], ast.Load())
-        if (
-            isinstance(node, ast.Attribute)
-            and isinstance(node.value, ast.Name)
-            and self.aliases.get(node.value.id) == ""
-        ):
-            return ast.Attribute(ast.Name("math", ast.Load()), node.attr, ast.Load())
+        """``isclose`` from ``from math import isclose`` -> ``math.isclose``; with ``import math as m``: ``m.pi`` ->
+        ``math.pi``."""
+        if isinstance(node, ast.Name) and "." in self.aliases.get(node.id, ""):
+            module, attr = self.aliases[node.id].split(".")
+            return ast.Attribute(ast.Name(module, ast.Load()), attr, ast.Load())
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in self.aliases:
+            return ast.Attribute(ast.Name(self.aliases[node.value.id], ast.Load()), node.attr, ast.Load())
         if isinstance(node, ast.Tuple):
             return ast.Tuple([self.glue_node(e) for e in node.elts], ast.Load())
         return node
@@ -440,21 +439,26 @@ def _is_site(n: ast.stmt) -> bool:
 
 
 def _glue_names(tree: ast.Module) -> tuple[frozenset[str], dict[str, str]]:
-    """The harness's builtins the test does not rebind (``import math`` keeps ``math``), and names the test imports
-    from ``math`` (``from math import isclose``: ``isclose`` -> ``isclose``)."""
+    """The harness's builtins the test does not rebind (``import math`` keeps ``math``), and what the test's imports of
+    glue modules stand for (``from math import isclose``: ``isclose`` -> ``math.isclose``; ``import math as m``:
+    ``m`` -> ``math``)."""
     binds = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}
     binds |= {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
     binds |= {n.arg for n in ast.walk(tree) if isinstance(n, ast.arg)}
     aliases: dict[str, str] = {}
     for n in ast.walk(tree):
         if isinstance(n, ast.Import):
-            binds |= {a.asname or a.name.split(".")[0] for a in n.names if (a.name, a.asname) != ("math", None)}
-            aliases |= {a.asname: "" for a in n.names if a.name == "math" and a.asname}
+            for a in n.names:
+                bound = a.asname or a.name.split(".")[0]
+                if a.name in GLUE_MODULES and a.asname:
+                    aliases[bound] = a.name
+                elif a.name not in GLUE_MODULES:
+                    binds.add(bound)
         elif isinstance(n, ast.ImportFrom):
             for a in n.names:
                 binds.add(a.asname or a.name)
-                if n.module == "math" and not n.level and a.name != "*":
-                    aliases[a.asname or a.name] = a.name
+                if n.module in GLUE_MODULES and not n.level and a.name in GLUE_MODULES[n.module]:
+                    aliases[a.asname or a.name] = f"{n.module}.{a.name}"
     return GLUE - binds, aliases
 
 

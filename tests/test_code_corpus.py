@@ -89,6 +89,10 @@ def test_wrapper_calls_run_outside_the_solution():
     patched = ("import builtins, math\nbuiltins.isinstance = lambda *a: True\nbuiltins.all = lambda *a: True\n"
                "math.isnan = lambda x: False\ndef f(x):\n    return 'x'\ndef g(n):\n    return [-1]\n")  # fmt: skip
     assert code_rewards.code_tests(None, [right, patched], tests=[tests]) == [1.0, 0.0]
+    # test imports of glue modules stand for the harness's own: order-insensitive checks with Counter, math aliases
+    imports = "from collections import Counter\nimport math as m\nassert Counter(g(3)) == Counter([3, 2, 1])\n"
+    assert [s.template for s in rewrite(imports + "assert m.isclose(f(1), 0.5)").sites.values()] == [
+        "collections.Counter(__c0) == __e0", "math.isclose(__c0, 0.5)"]  # fmt: skip
 
 
 def test_glue_evaluator_bounds(monkeypatch):

@@ -36,6 +36,7 @@ from rewards.sandbox import run_python
 
 _FENCE = re.compile(r"^[ \t]*```[ \t]*([^\n`]*)\n(.*?)(?:^[ \t]*```[ \t]*$|\Z)", re.DOTALL | re.MULTILINE)
 _PYTHON = ("python", "py", "python3", "py3")
+_CODE_START = re.compile(r"(?:def |class |import |from \S+ import |@|async def )")
 MAX_OUTPUT = 1 << 20  # bytes of records a run may write (results of big return values)
 MAX_CODE = 200_000  # characters of code a completion may hand to the sandbox
 _CACHE_SIZE = 4096
@@ -57,16 +58,32 @@ def _parses(code: str) -> bool:
 def extract_code(text: str) -> str:
     """The completion's program: every fenced Python block that parses, in order (a solution, then its usage example;
     a second version redefines the first); without Python-tagged blocks, the untagged blocks that parse; without any
-    fence, the text. An unclosed last fence runs to the end; blocks in other languages (bash, text, output) are
-    skipped."""
+    fence, the code in the text (``_unfenced``). An unclosed last fence runs to the end; blocks in other languages
+    (bash, text, output) are skipped."""
     blocks = _FENCE.findall(text)
     if not blocks:
-        return text
+        return _unfenced(text)
     langs = [(lang.strip().lower().split() or [""])[0] for lang, _ in blocks]
     tagged = [body for lang, (_, body) in zip(langs, blocks) if lang in _PYTHON]
     chosen = tagged or [body for lang, (_, body) in zip(langs, blocks) if not lang]
     usable = [body for body in chosen if _parses(body)]
     return "\n".join(b.rstrip("\n") for b in usable) + "\n" if usable else (chosen[-1] if chosen else "")
+
+
+def _unfenced(text: str) -> str:
+    """Code written without a fence: from the first line that starts a definition or an import, with the prose
+    lines after it dropped (up to 20); the text itself when that does not parse either."""
+    if _parses(text):
+        return text
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if _CODE_START.match(line)), None)
+    if start is None:
+        return text
+    for end in range(len(lines), max(start, len(lines) - 20), -1):
+        code = "\n".join(lines[start:end]) + "\n"
+        if _parses(code):
+            return code
+    return text
 
 
 def solution_parts(code: str) -> list[str] | None:

@@ -437,6 +437,8 @@ def test_extract_code():
     assert extract_code(doctest) == "def f(x):\n    return x\n"
     assert extract_code("```python title=a.py\nx = 1\n```") == "x = 1\n"
     assert extract_code("no fence at all") == "no fence at all"
+    unfenced = "다음과 같습니다.\n\nimport math\ndef f(x):\n    return math.sqrt(x)\n\n제곱근을 반환합니다. 감사합니다!"
+    assert extract_code(unfenced) == "import math\ndef f(x):\n    return math.sqrt(x)\n\n"
 
 
 def test_run_python_environment_and_limits():

@@ -355,6 +355,83 @@ def _unwrap_main(body: list[ast.stmt]) -> list[ast.stmt]:
     return out
 
 
+def _cmp(op):
+    return lambda a, b, *_: ast.Compare(a, [op()], [b])
+
+
+def _call(name: str, *args) -> ast.Call:
+    return ast.Call(ast.Name(name, ast.Load()), list(args), [])
+
+
+def _almost(a, b, places=None, *_):
+    places = places if places is not None else ast.Constant(7)
+    return ast.Compare(_call("round", ast.BinOp(a, ast.Sub(), b), places), [ast.Eq()], [ast.Constant(0)])
+
+
+# unittest's assertion methods as the assert each one makes (messages dropped)
+_UNITTEST = {
+    "assertEqual": _cmp(ast.Eq), "assertEquals": _cmp(ast.Eq), "assertNotEqual": _cmp(ast.NotEq),
+    "assertListEqual": _cmp(ast.Eq), "assertTupleEqual": _cmp(ast.Eq), "assertDictEqual": _cmp(ast.Eq),
+    "assertSetEqual": _cmp(ast.Eq), "assertIs": _cmp(ast.Is), "assertIsNot": _cmp(ast.IsNot), "assertIn": _cmp(ast.In),
+    "assertNotIn": _cmp(ast.NotIn), "assertGreater": _cmp(ast.Gt), "assertGreaterEqual": _cmp(ast.GtE),
+    "assertLess": _cmp(ast.Lt), "assertLessEqual": _cmp(ast.LtE),
+    "assertTrue": lambda a, *_: a, "assertFalse": lambda a, *_: ast.UnaryOp(ast.Not(), a),
+    "assertIsNone": lambda a, *_: ast.Compare(a, [ast.Is()], [ast.Constant(None)]),
+    "assertIsNotNone": lambda a, *_: ast.Compare(a, [ast.IsNot()], [ast.Constant(None)]),
+    "assertIsInstance": lambda a, b, *_: _call("isinstance", a, b),
+    "assertNotIsInstance": lambda a, b, *_: ast.UnaryOp(ast.Not(), _call("isinstance", a, b)),
+    "assertAlmostEqual": _almost,
+    "assertSequenceEqual": lambda a, b, *_: ast.Compare(_call("list", a), [ast.Eq()], [_call("list", b)]),
+}  # fmt: skip
+
+
+def _unittest_checkers(body: list[ast.stmt]) -> list[ast.stmt]:
+    """``class T(unittest.TestCase)`` whose ``test_*`` methods only use ``self.assert…(…)``: each method becomes a
+    checker function of asserts (``T__test_x()``). A class with more (``setUp``, ``self`` used otherwise,
+    ``assertRaises``) stays and runs as written; ``unittest.main()`` (which would exit) becomes an assert that the
+    remaining classes' tests succeed, or goes when none remains."""
+    out, kept, mains = [], [], []
+    for s in body:
+        if isinstance(s, ast.Expr) and isinstance(s.value, ast.Call) and ast.unparse(s.value.func) == "unittest.main":
+            mains.append(len(out))
+            continue
+        if not (isinstance(s, ast.ClassDef) and any(ast.unparse(b).endswith("TestCase") for b in s.bases)):
+            out.append(s)
+            continue
+        funcs = _test_methods(s)
+        out += funcs if funcs is not None else [s]
+        kept += [] if funcs is not None else [s.name]
+    if kept:
+        run = ast.parse(f"import unittest as _align_ut\nassert _align_ut.TextTestRunner(verbosity=0).run(_align_ut.TestSuite("
+                        f"[_align_ut.defaultTestLoader.loadTestsFromTestCase(c) for c in ({', '.join(kept)},)]))"
+                        ".wasSuccessful()").body  # fmt: skip
+        out[mains[0] if mains else len(out) : mains[0] if mains else len(out)] = run
+    return out
+
+
+def _test_methods(cls: ast.ClassDef) -> list[ast.FunctionDef] | None:
+    funcs = []
+    for m in cls.body:
+        if isinstance(m, ast.Expr) and isinstance(m.value, ast.Constant):
+            continue  # a docstring
+        if not (isinstance(m, ast.FunctionDef) and m.name.startswith("test") and len(m.args.args) == 1):
+            return None
+        me, new_body = m.args.args[0].arg, []
+        for st in m.body:
+            c = st.value if isinstance(st, ast.Expr) and isinstance(st.value, ast.Call) else None
+            f = c.func if c is not None else None
+            if (isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.value.id == me
+                    and f.attr in _UNITTEST and all(k.arg in ("msg", "places") for k in c.keywords)):  # fmt: skip
+                places = [k.value for k in c.keywords if k.arg == "places"]
+                st = ast.Assert(_UNITTEST[f.attr](*(c.args if not places else [*c.args[:2], places[0]])), None)
+            new_body.append(st)
+        fn = ast.FunctionDef(f"{cls.name}__{m.name}", ast.arguments([], [], None, [], [], None, []), new_body, [])
+        if _uses(fn, {me}):
+            return None
+        funcs.append(ast.copy_location(fn, m))
+    return funcs
+
+
 _COMPOUND = (ast.For, ast.While, ast.If, ast.With, ast.Try)
 
 
@@ -489,7 +566,7 @@ def rewrite(source: str, entry_point: str | None = None) -> Rewrite:
     except SyntaxError as e:
         plan.reason = f"does not parse: {e.msg}"
         return plan
-    body = _unwrap_main(list(tree.body))
+    body = _unittest_checkers(_unwrap_main(list(tree.body)))
     checkers, calls = _checkers(body)
     defs = {s.name: s for s in body if isinstance(s, ast.FunctionDef)}
     for name in sorted(checkers - {c.func.id for c in calls}):  # HumanEval's check, pytest's test_*: ours to call

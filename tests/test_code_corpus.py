@@ -138,6 +138,12 @@ def test_self_checking_script_forms():
             "failed = 0\ntry:\n    assert add(1, 1) == 2\nexcept AssertionError:\n    failed += 1\n"
             "print(f'{failed} failed')\n"
         ),
+        "unittest.TestCase run by unittest.main()": (
+            "import unittest\n\n\nclass TestAdd(unittest.TestCase):\n    def test_add(self):\n"
+            "        self.assertEqual(add(1, 2), 3)\n        self.assertIsInstance(add(1, 1), int, msg='int')\n"
+            "        self.assertAlmostEqual(add(0.1, 0.2), 0.3, places=6)\n\n\n"
+            "if __name__ == '__main__':\n    unittest.main()\n"
+        ),
     }  # fmt: skip
     tests = list(scripts.values())
     plans = [rewrite(t) for t in tests]
@@ -146,3 +152,9 @@ def test_self_checking_script_forms():
     assert code_rewards.code_tests(None, [right, wrong], tests=[tests, tests]) == [1.0, 0.0]
     for t in tests:  # each alone: the wrong answer fails every one of them
         assert code_rewards.code_tests(None, [wrong], tests=[[t]]) == [0.0], t
+    # a TestCase with setUp stays a class: it runs as written (reported), unittest.main() made an assert, not an exit
+    with_setup = tests[-1].replace(
+        "    def test_add(self):", "    def setUp(self):\n        self.n = 1\n\n    def test_add(self):"
+    )
+    assert not rewrite(with_setup).hack_proof
+    assert code_rewards.code_tests(None, [right, wrong], tests=[[with_setup]] * 2) == [1.0, 0.0]

@@ -48,7 +48,7 @@ def _align_main(solution, tests):
         # Counter, OrderedDict, defaultdict, namedtuple and NamedTuple classes; a class of the solution that
         # overrides a method of its builtin base (__eq__, __len__, count, items ...) is a trick object
         for c in mro_of(t):
-            if c is base or c in STDLIB:
+            if c is base or any(c is x for x in STDLIB):  # identity: a metaclass may lie in ==
                 continue
             for key in dict_of(c):
                 if type_(key) is not str or (key in BASE_NAMES[base] and key not in HARMLESS):

@@ -130,8 +130,9 @@ def test_rewritten_candidate_program_holds_no_expected_value():
     he = rewrite("def check(candidate):\n    import math\n    assert abs(candidate(1.33) - 0.33) < 1e-6\n"
                  "    assert math.isclose(candidate(2.5), 0.5, rel_tol=1e-9)\n    for i in range(3):\n"
                  "        assert candidate(i + 0.5) == 0.5\n    assert not candidate(4.0)\n", "truncate")  # fmt: skip
-    assert he.hack_proof and [s.kind for s in he.sites.values()] == ["close", "isclose", "cmp", "truthy"]
-    assert "0.33" not in he.candidate_code and "1e-06" in he.expected_code
+    assert he.hack_proof and [s.template for s in he.sites.values()] == [
+        "abs(__c0 - 0.33) < 1e-06", "math.isclose(__c0, 0.5, rel_tol=1e-09)", "__c0 == 0.5", "not __c0"]  # fmt: skip
+    assert "0.33" not in he.candidate_code and "0.33" not in he.expected_code  # constants stay in the template
     assert (
         code_tests(None, ["def truncate(x):\n    return x % 1.0\n"], tests=[he.source], entry_point="truncate")[0]
         == 1.0

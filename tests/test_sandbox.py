@@ -429,10 +429,16 @@ def test_malformed_completions_give_numbers():
 
 
 def test_extract_code():
+    """Every Python block that parses, in order (solution, then usage example); untagged ones only without tagged."""
     text = "intro\n```\nplain = 1\n```\n```python\nfirst = 1\n```\ntext\n```py\nlast = 2\n```\n```\nother = 3\n```"
-    assert extract_code(text).strip() == "last = 2"
-    assert extract_code("```\na = 1\n```\n```js\nb\n```").strip() == "b"
+    assert extract_code(text) == "first = 1\nlast = 2\n"
+    assert extract_code("```\na = 1\n```\n```js\nb\n```\n```\n>>> a\n1\n```") == "a = 1\n"
+    doctest = "```python\ndef f(x):\n    return x\n```\n예:\n```python\n>>> f(1)\n1\n```\n```bash\npython a.py\n```"
+    assert extract_code(doctest) == "def f(x):\n    return x\n"
+    assert extract_code("```python title=a.py\nx = 1\n```") == "x = 1\n"
     assert extract_code("no fence at all") == "no fence at all"
+    unfenced = "다음과 같습니다.\n\nimport math\ndef f(x):\n    return math.sqrt(x)\n\n제곱근을 반환합니다. 감사합니다!"
+    assert extract_code(unfenced) == "import math\ndef f(x):\n    return math.sqrt(x)\n\n"
 
 
 def test_run_python_environment_and_limits():

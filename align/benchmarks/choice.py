@@ -4,9 +4,10 @@ Rows are read in the columns each set is published in (the hub parquet that lmms
 options as ``A``…``E`` columns (K-MMBench, every TSV), ``choice_a``…``choice_d`` (K-SEED, K-DTCBench on the hub), or
 inside the question text (``… Options: A: x, B: y``, K-MMStar on the hub). Prompts follow lmms-eval's Korean tasks.
 
-Answers are read with Korean-robust extraction (``extract_choice``): "정답은 B입니다", "(B)", "B. 사과", "B", or the
-option's text alone. K-MMBench uses circular evaluation: every question is asked once per rotation of its options
-and counts as right only when every rotation is answered right. VLMEvalKit's dev file already holds the rotations
+Answers are read by ``extract_choice`` (rules and their sources: docs/benchmarks.md, "Reading the answer"): a leading
+letter, an answer statement, the only letter standing alone, the option's text, or its number. K-MMBench uses circular
+evaluation: every question is asked once per rotation of its options and counts as right only when every rotation is
+answered right. VLMEvalKit's dev file already holds the rotations
 (``index`` + k·10⁶); otherwise they are generated here.
 """
 
@@ -17,55 +18,137 @@ import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
 
-from align.benchmarks.common import BenchContext, Tally, generate, key_part, proportion_se, user_prompt, write_rows
+from align.benchmarks.common import (
+    BenchContext,
+    Tally,
+    answer_budget,
+    generate,
+    key_part,
+    proportion_se,
+    user_prompt,
+    write_rows,
+)
 from align.benchmarks.sources import image_map, load_rows, to_image
 from rollouts import Sampling
 
 LETTERS = "ABCDEFGH"
 CIRCULAR_OFFSET = 1_000_000
 _FULLWIDTH = str.maketrans("ＡＢＣＤＥＦＧＨ（）．：，①②③④⑤⑥⑦⑧", "ABCDEFGH().:,ABCDEFGH")
-_NOT_ALNUM_BEFORE, _NOT_ALNUM_AFTER = r"(?<![A-Za-z0-9])", r"(?![A-Za-z0-9])"
-_STATEMENT = re.compile(r"(?:정답|답변|답|answer)\s*(?:은|는|이|:|=|is)?\s*(?:바로\s*)?[\s(\[*\"'“‘`]*([A-H])"
-                        + _NOT_ALNUM_AFTER, re.IGNORECASE)  # fmt: skip
-_LEADING = re.compile(r"^[\s(\[*\"'“‘`]*([A-H])(?:\s*$|[\s.):,\]*\"'”’`])")
-_STANDALONE = re.compile(_NOT_ALNUM_BEFORE + r"([A-H])" + _NOT_ALNUM_AFTER)
+# Hangul that may follow an option letter directly: a copula or a particle ("B입니다", "B번", "B가 정답", "B로 답").
+# A capital glued to any other Hangul is part of a word ("B형 간염", "A형"), not a choice.
+_COPULA = r"(?:입니다|이에요|이예요|예요|이요|이다|이야|야|요|임|이죠|죠)"
+_PARTICLE = r"(?:번|가|이|는|은|를|을|로|으로|와|과|도|만|라고|라는|이라고|이라는|이고|이며|이지만|인데)"
+_WORD_CHAR = r"[A-Za-z0-9가-힣]"
+_END = rf"(?:번)?(?:{_COPULA}|{_PARTICLE})?(?!{_WORD_CHAR})"
+_OPEN = r"[\s(\[*\"'“‘`]*"
+# 1. a reply that starts with a letter answers with it ("B", "(B)", "**B**", "B. 바나나", "B입니다. 왜냐하면 …");
+#    a particle after it means the option is being discussed ("A는 사과이고 …"), "A dog" is the article
+_LEADING = re.compile(rf"^[\s(\[*\"'“‘`#>]*([A-H])(?:번)?{_COPULA}?(?!{_WORD_CHAR})")
+# 2. an answer statement ("정답은 B입니다", "답: D", "The correct answer is **B**", "옵션 B"); the last one counts
+_STATEMENT = re.compile(r"(?i:정답|답변|답|answer|option|옵션|선택지)\s*(?i:은|는|이|:|=|is|would be|will be)?\s*"
+                        r"(?i:바로|the|option|옵션|선택지)?" + _OPEN + rf"([A-H]){_END}")  # fmt: skip
+# 3. the only option letter standing alone anywhere ("I'd go with B.", "B가 맞습니다")
+_TOKEN = re.compile(rf"(?<!{_WORD_CHAR})([A-H]){_END}")
+_NEGATED = re.compile(r"\s*(?:가|이|는|은)?\s*(?:아니|아님|not\b|is not\b|isn't)", re.IGNORECASE)
 _ARTICLE = re.compile(r"A\s+[a-z]")  # "A cat …": the English article, not option A
-_THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
+_REASONING_END = "</think>"
+_PUNCT = r"[\s.,!?·'\"“”‘’()\[\]{}:;*`]"
+_NUMBER = re.compile(r"(?<![0-9.,])[0-9]+(?:[.,][0-9]+)*(?![0-9])")
 _OPTIONS_IN_TEXT = re.compile(r"\n?\s*(?:options|option|선택지|보기|옵션)\s*[:：]\s*(.*)$", re.IGNORECASE | re.DOTALL)
 _OPTION_ITEM = re.compile(r"(?:^|[,\n]\s*)([A-H])\s*[:.)]\s*")
 
 
 def _norm(text: str) -> str:
-    return re.sub(r"[\s.,!?·'\"“”‘’()\[\]{}:;]+", "", str(text)).lower()
+    return re.sub(_PUNCT + "+", "", str(text)).lower()
+
+
+def strip_reasoning(text: str) -> str | None:
+    """The reply after its reasoning block; None when a ``<think>`` block never closes (the budget ran out while
+    the model was still thinking: nothing in it is an answer). A reply whose chat template opened the block in the
+    prompt starts inside it and has only the closing tag: the answer is what follows that tag."""
+    t = str(text or "")
+    if _REASONING_END in t:
+        return t.rsplit(_REASONING_END, 1)[1]
+    return None if "<think>" in t else t
+
+
+def _option_pattern(text: str) -> re.Pattern | None:
+    """The option's text as a pattern: spacing and punctuation free inside, and bounded where it starts or ends
+    with a digit (20 is not in 120 or 2.05) or a Latin letter (cat is not in category)."""
+    core = _norm(text)
+    if not core:
+        return None
+    body = (_PUNCT + "*").join(re.escape(c) for c in core)
+
+    def edge(c: str, before: bool) -> str:
+        if c.isdigit():
+            return r"(?<![0-9])(?<![0-9][.,])" if before else r"(?![0-9]|[.,][0-9])"
+        if c.isascii() and c.isalpha():
+            return r"(?<![a-z])" if before else r"(?![a-z])"
+        return ""
+
+    return re.compile(edge(core[0], True) + body + edge(core[-1], False))
+
+
+def _negated(t: str, m: re.Match) -> bool:
+    return bool(_NEGATED.match(t, m.end(1))) or t[max(0, m.start(1) - 4) : m.start(1)].lower().endswith("not ")
+
+
+def _by_text(t: str, options: dict[str, str]) -> str | None:
+    """The one option whose text the reply contains (when one option's text holds another's, the longer)."""
+    low = t.lower()
+    hits = [k for k, v in options.items() if (p := _option_pattern(v)) is not None and p.search(low)]
+    hits = [k for k in hits if not any(k != o and _norm(options[k]) in _norm(options[o]) for o in hits)]
+    return hits[0] if len(hits) == 1 else None
+
+
+def _by_number(t: str, options: dict[str, str]) -> str | None:
+    """Options that are numbers with units ("3개", "15 cm"): the one whose number the reply names as a whole
+    number (options 10/20/30/40: "총 120개입니다" names none of them)."""
+
+    def number(v: str) -> str | None:
+        found = _NUMBER.findall(str(v))
+        return found[0].replace(",", "") if len(found) == 1 else None
+
+    nums = {k: number(v) for k, v in options.items()}
+    if None in nums.values() or len(set(nums.values())) < len(nums):
+        return None
+    said = {n.replace(",", "") for n in _NUMBER.findall(t)}
+    hits = [k for k, n in nums.items() if n in said]
+    return hits[0] if len(hits) == 1 else None
 
 
 def extract_choice(text: str, options: dict[str, str]) -> tuple[str | None, str]:
-    """The option letter an answer picks, and how it was found (``statement``, ``leading``, ``letter``, ``text``,
-    ``outside`` for a letter that is not an option, ``none``)."""
-    t = _THINK.sub("", str(text or "")).translate(_FULLWIDTH).strip()
+    """The option letter a free-form reply picks, and the rule that found it: ``leading``, ``statement``,
+    ``letter``, ``text``, ``number``; ``outside`` for a letter that is not an option, ``unclosed_reasoning`` for a
+    reply still inside ``<think>``, ``none``. Letters are capitals A–H only (lower-case English words are never
+    letters), standing alone or before a Korean ending (docs/benchmarks.md, "Reading the answer")."""
+    t = strip_reasoning(text)
+    if t is None:
+        return None, "unclosed_reasoning"
+    t = t.translate(_FULLWIDTH).strip()
     if not t:
         return None, "none"
 
     def found(letter: str, how: str):
-        letter = letter.upper()
         return (letter, how) if letter in options else (letter, "outside")
 
-    statements = _STATEMENT.findall(t)
-    if statements:
-        return found(statements[-1], "statement")
     lead = _LEADING.match(t)
-    if lead and not _ARTICLE.match(t, lead.start(1)):
+    if lead and not _ARTICLE.match(t, lead.start(1)) and not _negated(t, lead):
         return found(lead.group(1), "leading")
-    letters = {
-        m.group(1) for m in _STANDALONE.finditer(t) if m.group(1) in options and not _ARTICLE.match(t, m.start(1))
-    }
+    statements = [m for m in _STATEMENT.finditer(t) if not _negated(t, m)]
+    if statements:
+        return found(statements[-1].group(1), "statement")
+    letters = {m.group(1) for m in _TOKEN.finditer(t) if not _ARTICLE.match(t, m.start(1)) and not _negated(t, m)}
     if len(letters) == 1:
-        return letters.pop(), "letter"
-    answer = _norm(t)
-    hits = [k for k, v in options.items() if _norm(v) and _norm(v) in answer]
-    hits = [k for k in hits if not any(k != o and _norm(options[k]) in _norm(options[o]) for o in hits)]
-    if len(hits) == 1:
-        return hits[0], "text"
+        return found(letters.pop(), "letter")
+    if not letters:
+        by_text = _by_text(t, options)
+        if by_text:
+            return by_text, "text"
+        by_number = _by_number(t, options)
+        if by_number:
+            return by_number, "number"
     return None, "none"
 
 
@@ -184,7 +267,7 @@ def run(ctx: BenchContext) -> dict[str, float]:
         for rotation, item in enumerate(group):
             queries.append(replace(item, rotation=rotation, group=key))
     prompts = [user_prompt(build_prompt(q, layout, suffix)) for q in queries]
-    sampling = Sampling(n=1, temperature=0.0, max_new_tokens=ctx.spec.max_new_tokens or ctx.recipe.eval.max_new_tokens)
+    sampling = Sampling(n=1, temperature=0.0, max_new_tokens=answer_budget(ctx))
     outs = generate(ctx, prompts, [[q.image] for q in queries], sampling, f"{ctx.info.name} ({len(queries)} prompts)")
     hits: dict[str, list[bool]] = defaultdict(list)
     how_counts: Counter = Counter()
@@ -207,7 +290,9 @@ def run(ctx: BenchContext) -> dict[str, float]:
     n = len(group_hit)
     acc = sum(group_hit.values()) / n if n else 0.0
     metrics = {"accuracy": acc, "n": float(n), "rows": float(len(queries)),
-               "unparsed": float(how_counts["none"]), "outside_options": float(how_counts["outside"])}  # fmt: skip
+               "unparsed": float(how_counts["none"] + how_counts["unclosed_reasoning"]),
+               "unclosed_reasoning": float(how_counts["unclosed_reasoning"]),
+               "outside_options": float(how_counts["outside"])}  # fmt: skip
     se = proportion_se(acc, n)
     if se is not None:
         metrics["accuracy_stderr"] = se

@@ -14,6 +14,7 @@ from collections import defaultdict
 from align.benchmarks.common import (
     BenchContext,
     Tally,
+    answer_budget,
     bootstrap_se,
     generate,
     key_part,
@@ -63,7 +64,7 @@ def run(ctx: BenchContext) -> dict[str, float]:
     # a judge server is checked before the answers are generated (fails fast); a judge model loads after them
     judge = make_judge(ctx.spec.judge, ctx.recipe.rollout, ctx.recipe.seed) if ctx.spec.judge.url else None
     prompts = [user_prompt(it["question"] + (ctx.spec.prompt or "")) for it in items]
-    sampling = Sampling(n=1, temperature=0.0, max_new_tokens=ctx.spec.max_new_tokens or ctx.recipe.eval.max_new_tokens)
+    sampling = Sampling(n=1, temperature=0.0, max_new_tokens=answer_budget(ctx))
     outs = generate(ctx, prompts, [[it["image"]] for it in items], sampling, f"{ctx.info.name} answers")
     answers = [o[0].text for o in outs]
     judge = judge or make_judge(ctx.spec.judge, ctx.recipe.rollout, ctx.recipe.seed)

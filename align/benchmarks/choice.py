@@ -28,7 +28,7 @@ from align.benchmarks.common import (
     user_prompt,
     write_rows,
 )
-from align.benchmarks.sources import image_map, load_rows, to_image
+from align.benchmarks.sources import ImageRef, LazyImages, has_image, image_map, load_rows
 from rollouts import Sampling
 
 LETTERS = "ABCDEFGH"
@@ -162,7 +162,7 @@ class Item:
     answer: str
     category: str | None
     l2_category: str | None
-    image: object
+    image: ImageRef  # decoded when its generation batch runs
     embedded: bool  # options were read from the question text
     rotation: int = 0
 
@@ -181,8 +181,9 @@ def split_embedded_options(question: str) -> tuple[str, dict[str, str]]:
     return question[: m.start()].rstrip(), options
 
 
-def read_item(row: dict, pos: int, folder, images: dict) -> Item | str:
-    """One row as an Item, or the reason it cannot be scored."""
+def read_item(row: dict, pos: int, folder, images: dict, rows=None) -> Item | str:
+    """One row as an Item (its image not decoded yet), or the reason it cannot be scored. ``rows``: the split the
+    row came from, where the image is read again when it is needed (default: the row itself)."""
     question = row.get("question")
     if _blank(question):
         return "missing_question"
@@ -203,9 +204,9 @@ def read_item(row: dict, pos: int, folder, images: dict) -> Item | str:
         answer = next((k for k, v in options.items() if _norm(v) == _norm(answer)), answer)
     if answer not in options:
         return "answer_outside_options"
-    image = to_image(row.get("image"), folder, images)
-    if image is None:
+    if not has_image(row.get("image"), images):
         return "missing_image"
+    image = ImageRef(rows if rows is not None else {pos: row}, pos, folder, images)
     group = str(int(float(rid)) % CIRCULAR_OFFSET) if re.fullmatch(r"\d+(\.0)?", rid) else rid
     category = next((str(row[k]) for k in ("category", "data_type") if not _blank(row.get(k))), None)
     l2 = next((str(row[k]) for k in ("l2-category", "l2_category", "L2-category") if not _blank(row.get(k))), None)
@@ -247,8 +248,8 @@ def run(ctx: BenchContext) -> dict[str, float]:
                              ctx.base_dir)  # fmt: skip
     images = image_map(rows)
     bad, items = Tally(), []
-    for pos, row in enumerate(rows):
-        item = read_item(row, pos, folder, images)
+    for pos, row in enumerate(rows):  # one row at a time; no image is decoded here
+        item = read_item(row, pos, folder, images, rows)
         if isinstance(item, str):
             bad.add(item, row.get("index", pos))
         else:
@@ -264,11 +265,17 @@ def run(ctx: BenchContext) -> dict[str, float]:
         group = sorted(groups[key], key=lambda it: float(it.id) if re.fullmatch(r"\d+(\.0)?", it.id) else 0.0)
         if circular and not has_copies:
             group = [rotate(group[0], s) for s in range(len(group[0].options))]
+        # an image that does not decode makes a bad row (probed one at a time; decoded again in its batch)
+        broken = next((it for it in (group if has_copies else group[:1]) if it.image.load() is None), None)
+        if broken is not None:
+            bad.add("missing_image", broken.id)
+            continue
         for rotation, item in enumerate(group):
             queries.append(replace(item, rotation=rotation, group=key))
     prompts = [user_prompt(build_prompt(q, layout, suffix)) for q in queries]
     sampling = Sampling(n=1, temperature=0.0, max_new_tokens=answer_budget(ctx))
-    outs = generate(ctx, prompts, [[q.image] for q in queries], sampling, f"{ctx.info.name} ({len(queries)} prompts)")
+    images_per_query = LazyImages([q.image for q in queries])
+    outs = generate(ctx, prompts, images_per_query, sampling, f"{ctx.info.name} ({len(queries)} prompts)")
     hits: dict[str, list[bool]] = defaultdict(list)
     how_counts: Counter = Counter()
     out_rows = []

@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import base64
 import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,30 @@ def _hint(bench: str, source: str) -> str:
     return (f"download it where the hub is reachable (`hf download {source} --repo-type dataset --local-dir DIR`, "
             f"or VLMEvalKit's .tsv) and point the benchmark at it: `source: DIR` in eval.benchmarks "
             f"(name: {bench}) or `align eval MODEL --bench {bench} --source DIR`")  # fmt: skip
+
+
+class LazyRows(Sequence):
+    """A dataset's rows read one at a time, with image columns left encoded (``{"bytes", "path"}``): nothing is
+    decoded or held in memory until a benchmark asks for that row (``datasets`` keeps the table memory-mapped)."""
+
+    def __init__(self, data):
+        from datasets import Image
+
+        for name, feature in data.features.items():
+            if isinstance(feature, Image) and feature.decode:
+                data = data.cast_column(name, Image(decode=False))
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self.data[i] for i in range(*index.indices(len(self)))]
+        return self.data[index]
+
+    def __iter__(self):
+        return iter(self.data)
 
 
 def resolve_local(source: str, base_dir: Path | None) -> Path | None:
@@ -59,8 +86,9 @@ def _pick_split(data, split: str | None, source: str):
     raise UserError(f"{source} has splits {sorted(data)}; none is '{split}'", "set `split:` on the benchmark")
 
 
-def load_rows(source: str, split: str | None, bench: str, base_dir: Path | None = None) -> tuple[list[dict], Path]:
-    """Rows as plain dicts and the folder relative image paths point to."""
+def load_rows(source: str, split: str | None, bench: str, base_dir: Path | None = None) -> tuple[Sequence[dict], Path]:
+    """Rows as dicts (read lazily, images still encoded: ``to_image`` decodes one when it is needed) and the folder
+    relative image paths point to."""
     local = resolve_local(source, base_dir)
     if local is None:
         return _load_hub(source, split, bench), Path.cwd()
@@ -73,7 +101,7 @@ def load_rows(source: str, split: str | None, bench: str, base_dir: Path | None 
         from datasets import load_dataset
 
         data = load_dataset(kind, data_files=str(local), split="train")
-        return [dict(r) for r in data], local.parent
+        return LazyRows(data), local.parent
     from datasets import load_dataset, load_from_disk
 
     if (local / "state.json").exists() or (local / "dataset_dict.json").exists():
@@ -83,10 +111,10 @@ def load_rows(source: str, split: str | None, bench: str, base_dir: Path | None 
         if tsvs and not any(local.glob("**/*.parquet")):
             return _load_tsv(tsvs[0]), local
         data = _pick_split(load_dataset(str(local), **FRESH), split, str(local))
-    return [dict(r) for r in data], local
+    return LazyRows(data), local
 
 
-def _load_hub(source: str, split: str | None, bench: str) -> list[dict]:
+def _load_hub(source: str, split: str | None, bench: str) -> LazyRows:
     from datasets import load_dataset
 
     try:
@@ -95,7 +123,7 @@ def _load_hub(source: str, split: str | None, bench: str) -> list[dict]:
         reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise UserError(f"benchmark {bench}: cannot load {source} from the hub ({reason})", _hint(bench, source)) \
             from None  # fmt: skip
-    return [dict(r) for r in _pick_split(data, split, source)]
+    return LazyRows(_pick_split(data, split, source))
 
 
 def _load_tsv(path: Path) -> list[dict]:
@@ -105,9 +133,52 @@ def _load_tsv(path: Path) -> list[dict]:
     return [{k: (None if v == "" else v) for k, v in row.items()} for row in frame.to_dict("records")]
 
 
-def image_map(rows: list[dict], column: str = "image") -> dict[str, Any]:
-    """VLMEvalKit TSVs store each image once; other rows name the ``index`` of the row that has it."""
+def image_map(rows: Sequence[dict], column: str = "image") -> dict[str, Any]:
+    """VLMEvalKit TSVs store each image once; other rows name the ``index`` of the row that has it (the map holds
+    the TSV's own base64 strings, already in memory; other sources have no such rows and give an empty map)."""
+    if isinstance(rows, LazyRows):
+        return {}
     return {str(r.get("index")): r.get(column) for r in rows if isinstance(r.get(column), str) and len(r[column]) > 64}
+
+
+def has_image(value: Any, images: dict | None = None) -> bool:
+    """Whether a row's image column names an image at all (decoding is left for when it is used)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return False
+    if isinstance(value, dict):
+        return bool(value.get("bytes") or value.get("path"))
+    if isinstance(value, (list, tuple)):
+        return bool(value) and has_image(value[0], images)
+    return not isinstance(value, str) or bool(value.strip())
+
+
+@dataclass(frozen=True, eq=False)
+class ImageRef:
+    """Where a row's image is, decoded only by ``load()`` (a split's images are never all in memory at once)."""
+
+    rows: Sequence[dict]
+    pos: int
+    folder: Path | None = None
+    images: dict | None = None
+    column: str = "image"
+
+    def load(self):
+        return to_image(self.rows[self.pos].get(self.column), self.folder, self.images)
+
+
+class LazyImages(Sequence):
+    """One ``[image]`` per query, decoded when a generation batch slices them."""
+
+    def __init__(self, refs: Sequence[ImageRef]):
+        self.refs = refs
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [[ref.load()] for ref in self.refs[index]]
+        return [self.refs[index].load()]
 
 
 def to_image(value: Any, folder: Path | None = None, images: dict | None = None):

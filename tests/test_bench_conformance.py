@@ -120,3 +120,36 @@ def test_k_mmbench_circular(tmp_path):
     m, out = _run("k-mmbench", source, tmp_path, {"과일은?": knows, "색은?": "A"})
     assert m["accuracy"] == 0.5 and m["accuracy_vanilla"] == 1.0 and m["rows"] == 8 and m["n"] == 2
     assert [r["correct"] for r in out if r["group"] == "1"] == [True, False, False, False]
+
+
+def test_limit_applies_before_any_image_is_decoded(tmp_path, monkeypatch):
+    """Five K-SEED rows, --limit 2: each of the two questions' images is decoded twice (once to check it, once in
+    its generation batch) = 4 decodes; the other three rows' images never are."""
+    from align.benchmarks import sources
+
+    decoded = []
+    real = sources.to_image
+    monkeypatch.setattr(sources, "to_image", lambda *a, **k: decoded.append(1) or real(*a, **k))
+    source = fx.kseed_parquet(tmp_path / "K-SEED", n=5).parent.parent
+    m, _ = _run("k-seed", source, tmp_path, {fx.QUESTION: "A"}, limit=2)
+    assert m["n"] == 2 and len(decoded) == 4
+
+
+def test_snapshot_folders_are_read_by_their_readme_configs(tmp_path):
+    """A hub snapshot whose README ``configs:`` names the files of each split; rows read a row group at a time."""
+    from align.benchmarks.sources import ParquetRows, load_rows
+
+    folder = tmp_path / "K-SEED"
+    fx.kseed_parquet(folder, n=3)
+    (folder / "data" / "test-00000-of-00001.parquet").rename(folder / "data" / "eval_part.parquet")
+    fx.kseed_parquet(folder, n=2)  # another split's file
+    (folder / "data" / "test-00000-of-00001.parquet").rename(folder / "data" / "dev_part.parquet")
+    (folder / "README.md").write_text("---\nconfigs:\n- config_name: default\n  data_files:\n  - split: test\n"
+                                      "    path: data/eval_part.parquet\n  - split: dev\n    path: data/dev_part.parquet\n"
+                                      "---\n")  # fmt: skip
+    rows, _ = load_rows(str(folder), "test", "k-seed")
+    assert (
+        isinstance(rows, ParquetRows) and len(rows) == 3 and [r["question_id"] for r in rows] == ["100", "101", "102"]
+    )
+    assert set(rows[1]["image"]) == {"bytes", "path"}  # still encoded
+    assert len(load_rows(str(folder), "dev", "k-seed")[0]) == 2

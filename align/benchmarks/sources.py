@@ -16,6 +16,7 @@ names the source and says how to point at a local copy.
 from __future__ import annotations
 
 import base64
+import bisect
 import io
 import math
 from collections.abc import Sequence
@@ -61,6 +62,88 @@ class LazyRows(Sequence):
         return iter(self.data)
 
 
+class ParquetRows(Sequence):
+    """Rows of parquet files read one row group at a time (only the group last asked for is kept): a split's
+    images, still encoded, are never all in memory, and nothing is converted into a ``datasets`` cache first."""
+
+    def __init__(self, files: list[Path]):
+        import pyarrow.parquet as pq
+
+        self.files = [pq.ParquetFile(f) for f in files]
+        self.groups: list[tuple[int, int, int]] = []  # (first row, file, row group)
+        start = 0
+        for fi, f in enumerate(self.files):
+            for rg in range(f.metadata.num_row_groups):
+                self.groups.append((start, fi, rg))
+                start += f.metadata.row_group(rg).num_rows
+        self.total, self._cached = start, (None, [])
+
+    def __len__(self) -> int:
+        return self.total
+
+    def _group(self, g: int) -> list[dict]:
+        if self._cached[0] != g:
+            _, fi, rg = self.groups[g]
+            self._cached = (None, [])  # drop the previous group before reading the next
+            self._cached = (g, self.files[fi].read_row_group(rg).to_pylist())
+        return self._cached[1]
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if not 0 <= index < self.total:
+            raise IndexError(index)
+        g = bisect.bisect_right([s for s, _, _ in self.groups], index) - 1
+        return self._group(g)[index - self.groups[g][0]]
+
+    def __iter__(self):
+        for g in range(len(self.groups)):
+            yield from self._group(g)
+
+
+def _readme_splits(folder: Path) -> dict[str, list[Path]] | None:
+    """Split -> files from a hub README's ``configs:`` (the default or only config), when there is one."""
+    import yaml
+
+    readme = folder / "README.md"
+    text = readme.read_text(errors="ignore") if readme.exists() else ""
+    if not text.startswith("---"):
+        return None
+    try:
+        meta = yaml.safe_load(text.split("---", 2)[1]) or {}
+    except yaml.YAMLError:
+        return None
+    configs = meta.get("configs") or [] if isinstance(meta, dict) else []
+    config = next((c for c in configs if c.get("default")), configs[0] if len(configs) == 1 else None)
+    files = config.get("data_files") if isinstance(config, dict) else None
+    if isinstance(files, str):
+        files = [{"split": "train", "path": files}]
+    if not isinstance(files, list) or not all(isinstance(f, dict) for f in files):
+        return None
+    out: dict[str, list[Path]] = {}
+    for entry in files:
+        paths = entry.get("path")
+        for pattern in paths if isinstance(paths, list) else [paths]:
+            out.setdefault(str(entry.get("split", "train")), []).extend(sorted(folder.glob(str(pattern))))
+    return out
+
+
+def parquet_split(folder: Path, split: str | None) -> list[Path] | None:
+    """The parquet files of ``split`` in a hub snapshot folder: as its README ``configs:`` name them, else by the
+    hub's file names (``data/<split>-00000-of-00001.parquet`` or ``<split>/…parquet``); the only split's when
+    ``split`` is not there. None when the folder is laid out otherwise (then ``datasets`` reads it)."""
+    splits = _readme_splits(folder)
+    if splits is None:
+        splits = {}
+        for f in sorted(folder.glob("**/*.parquet")):
+            name = f.parent.name if f.parent != folder and f.parent.name != "data" else f.name.split("-")[0]
+            splits.setdefault(name.split(".")[0], []).append(f)
+    files = splits.get(split) if split in splits else next(iter(splits.values())) if len(splits) == 1 else None
+    if not files or any(f.suffix != ".parquet" for f in files):
+        return None
+    return files
+
+
 def resolve_local(source: str, base_dir: Path | None) -> Path | None:
     """A source that names an existing local file or folder (relative to the recipe's folder, then the cwd)."""
     p = Path(source).expanduser()
@@ -98,6 +181,8 @@ def load_rows(source: str, split: str | None, bench: str, base_dir: Path | None 
         kind = LOCAL_SUFFIXES.get(local.suffix)
         if kind is None:
             raise UserError(f"{local}: unknown file type", "use .parquet, .jsonl, .json, .csv or VLMEvalKit's .tsv")
+        if kind == "parquet":
+            return ParquetRows([local]), local.parent
         from datasets import load_dataset
 
         data = load_dataset(kind, data_files=str(local), split="train")
@@ -110,6 +195,9 @@ def load_rows(source: str, split: str | None, bench: str, base_dir: Path | None 
         tsvs = sorted(local.glob("*.tsv"))
         if tsvs and not any(local.glob("**/*.parquet")):
             return _load_tsv(tsvs[0]), local
+        files = parquet_split(local, split)
+        if files:
+            return ParquetRows(files), local
         data = _pick_split(load_dataset(str(local), **FRESH), split, str(local))
     return LazyRows(data), local
 
@@ -136,7 +224,7 @@ def _load_tsv(path: Path) -> list[dict]:
 def image_map(rows: Sequence[dict], column: str = "image") -> dict[str, Any]:
     """VLMEvalKit TSVs store each image once; other rows name the ``index`` of the row that has it (the map holds
     the TSV's own base64 strings, already in memory; other sources have no such rows and give an empty map)."""
-    if isinstance(rows, LazyRows):
+    if isinstance(rows, (LazyRows, ParquetRows)):
         return {}
     return {str(r.get("index")): r.get(column) for r in rows if isinstance(r.get(column), str) and len(r[column]) > 64}
 

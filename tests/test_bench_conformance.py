@@ -51,7 +51,8 @@ def test_k_seed(tmp_path):
     3. "B형 간염 바이러스입니다" → option C's text (not the letter B glued to 형), answer C: right.
     4. options dog/cat/bird/fish, "The answer is a dog." → option A's text (the article is no letter), answer B: wrong.
     5. "<think>정답은 A …" never closed → no answer, answer A: wrong, unparsed (unclosed reasoning).
-    accuracy = 2/5 = 0.4; unparsed = 2; unclosed_reasoning = 1; stderr = √(0.4·0.6/5)."""
+    accuracy = 2/5 = 0.4; unparsed = 2; unclosed_reasoning = 1; stderr = √(0.4·0.6/5).
+    lmms-eval's own scorer (first character of the reply): 정, 총, B (answer C), T, < → 0/5 = accuracy_first_char."""
     qs = [("사진 속 과일은 무엇인가요?", ["사과", "바나나", "포도", "귤"], "B", "정답은 B입니다."),
           ("사과는 모두 몇 개인가요?", ["10", "20", "30", "40"], "B", "총 120개입니다"),
           ("어떤 질병의 원인인가요?", ["인플루엔자", "홍역", "B형 간염 바이러스", "결핵"], "C", "B형 간염 바이러스입니다"),
@@ -62,7 +63,7 @@ def test_k_seed(tmp_path):
     source = fx._write_parquet(rows, tmp_path / "K-SEED" / "data" / "test-00000-of-00001.parquet").parent.parent
     m, out = _run("k-seed", source, tmp_path, {q: r for q, _, _, r in qs})
     assert m["accuracy"] == pytest.approx(0.4) and m["n"] == 5
-    assert m["unparsed"] == 2 and m["unclosed_reasoning"] == 1
+    assert m["unparsed"] == 2 and m["unclosed_reasoning"] == 1 and m["accuracy_first_char"] == 0.0
     assert m["accuracy_stderr"] == pytest.approx((0.4 * 0.6 / 5) ** 0.5)
     assert [r["extracted"] for r in out] == ["B", None, "C", "A", None]
     assert out[0]["prompt"].endswith("\nD. 귤\n주어진 선택지 중 해당 옵션의 문자로 바로 답하세요.")
@@ -71,7 +72,8 @@ def test_k_seed(tmp_path):
 def test_k_dtcbench(tmp_path):
     """Three questions (document, table, chart). "A. 계약서" → A (answer A) right; "D번입니다." → D (answer D)
     right; "가장 높은 값은 2023년입니다" → option D's text, answer C: wrong.
-    accuracy 2/3; category/document 1, category/table 1, category/chart 0."""
+    accuracy 2/3; category/document 1, category/table 1, category/chart 0. lmms-eval's first-character scorer
+    agrees here: A, D, 가 → 2/3."""
     qs = [("문서의 종류는?", ["계약서", "영수증", "편지", "신문"], "A", "A. 계약서", "document"),
           ("표에서 가장 큰 값의 행은?", ["1행", "2행", "3행", "4행"], "D", "D번입니다.", "table"),
           ("막대가 가장 높은 해는?", ["2020년", "2021년", "2022년", "2023년"], "C", "가장 높은 값은 2023년입니다", "chart")]  # fmt: skip
@@ -79,7 +81,7 @@ def test_k_dtcbench(tmp_path):
              "answer": a, "category": c, "image": _image()} for i, (q, o, a, _, c) in enumerate(qs)]  # fmt: skip
     source = fx._write_parquet(rows, tmp_path / "K-DTCBench" / "data" / "test-00000-of-00001.parquet").parent.parent
     m, out = _run("k-dtcbench", source, tmp_path, {q: r for q, _, _, r, _ in qs})
-    assert m["accuracy"] == pytest.approx(2 / 3)
+    assert m["accuracy"] == pytest.approx(2 / 3) and m["accuracy_first_char"] == pytest.approx(2 / 3)
     assert (m["category/document"], m["category/table"], m["category/chart"]) == (1.0, 1.0, 0.0)
     assert "\nOptions: A: 계약서, B: 영수증, C: 편지, D: 신문\n" in out[0]["prompt"]
 
@@ -96,6 +98,7 @@ def test_k_mmstar(tmp_path):
     source = fx._write_parquet(rows, tmp_path / "K-MMStar" / "data" / "val-00000-of-00001.parquet").parent.parent
     m, out = _run("k-mmstar", source, tmp_path, {q: r for q, _, r in qs})
     assert m["accuracy"] == pytest.approx(2 / 3) and m["category/coarse perception"] == pytest.approx(2 / 3)
+    assert "accuracy_first_char" not in m  # lmms-eval scores K-MMStar with its answer extractor, not the first char
     assert out[0]["prompt"].endswith(
         "Options: A: 고양이, B: 개, C: 밤, D: 숲\nAnswer with the option's letter from the given choices directly"
     )

@@ -152,6 +152,13 @@ def extract_choice(text: str, options: dict[str, str]) -> tuple[str | None, str]
     return None, "none"
 
 
+def first_character_hit(text: str, answer: str) -> bool:
+    """lmms-eval's K-SEED / K-DTCBench scorer: the stripped reply's first character equals the answer letter (any
+    case). Reported beside ``accuracy`` as ``accuracy_first_char`` for those two sets."""
+    reply = str(text or "").strip()
+    return reply[:1].lower() == answer.strip().lower()
+
+
 @dataclass
 class Item:
     id: str
@@ -278,13 +285,14 @@ def run(ctx: BenchContext) -> dict[str, float]:
     outs = generate(ctx, prompts, images_per_query, sampling, f"{ctx.info.name} ({len(queries)} prompts)")
     hits: dict[str, list[bool]] = defaultdict(list)
     how_counts: Counter = Counter()
-    out_rows = []
+    out_rows, first_char = [], []
     for q, prompt, out in zip(queries, prompts, outs):
         text = out[0].text
         letter, how = extract_choice(text, q.options)
         how_counts[how] += 1
         correct = letter == q.answer and how != "outside"
         hits[q.group].append(correct)
+        first_char.append(first_character_hit(text, q.answer))
         out_rows.append({"id": q.id, "group": q.group, "rotation": q.rotation, "category": q.category,
                          "l2_category": q.l2_category, "prompt": prompt[0]["content"], "options": q.options,
                          "answer": q.answer, "prediction": text, "extracted": letter, "how": how,
@@ -303,6 +311,8 @@ def run(ctx: BenchContext) -> dict[str, float]:
     se = proportion_se(acc, n)
     if se is not None:
         metrics["accuracy_stderr"] = se
+    if layout in ("seed", "dtc") and not circular and first_char:  # the published scorer's figure, labelled
+        metrics["accuracy_first_char"] = sum(first_char) / len(first_char)
     if circular:
         metrics["accuracy_vanilla"] = sum(v[0] for v in hits.values()) / n if n else 0.0
     for attr, prefix in (("category", "category"), ("l2_category", "l2_category")):

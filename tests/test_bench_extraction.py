@@ -66,6 +66,15 @@ FREE_FORM = [
     ("12개", UNITS, "C"),
     ("길이는 약 15cm입니다.", LENGTHS, "B"),
     ("1.5 cm", LENGTHS, "A"),
+    # hedged Korean endings, negation, a reply that repeats the options first, LaTeX boxed answers
+    ("음, 아마도 C일 거예요.", FRUIT, "C"),
+    ("C인 것 같습니다.", FRUIT, "C"),
+    ("A가 아닌 B가 정답이다", FRUIT, "B"),
+    ("A. 사과\nB. 바나나\n정답: B", FRUIT, "B"),
+    ("B) 바나나\n\nA) 사과는 오답입니다.", FRUIT, "B"),
+    ("답은 ③번입니다.", FRUIT, "C"),
+    ("**정답: (C) 사과나무**", FRUIT, "C"),
+    ("A는 틀리고 B도 아니므로 최종 답은 $\\boxed{D}$", FRUIT, "D"),
     # reasoning blocks: closed ones are skipped; a reply whose template opened the block starts inside it
     ("<think>A일까? 아니, 길쭉하니 바나나다.</think>정답은 B", FRUIT, "B"),
     ("음... 정답은 A 같은데 다시 보면 포도네.</think>\n\nD", FRUIT, "D"),
@@ -82,6 +91,7 @@ NOT_AN_ANSWER = [
     # a capital glued to Hangul is part of a word
     ("B형 간염 바이러스입니다", FRUIT, None, "none"),
     ("A4 용지에 인쇄된 문서입니다.", FRUIT, None, "none"),
+    ("B인형이 보입니다.", FRUIT, None, "none"),
     # two letters, no decision; a letter that is not an option
     ("A와 B 중에서 잘 모르겠어요", FRUIT, None, "none"),
     ("E", FRUIT, "E", "outside"),

@@ -37,7 +37,7 @@ _FULLWIDTH = str.maketrans("ＡＢＣＤＥＦＧＨ（）．：，①②③④�
 # Hangul that may follow an option letter directly: a copula or a particle ("B입니다", "B번", "B가 정답", "B로 답").
 # A capital glued to any other Hangul is part of a word ("B형 간염", "A형"), not a choice.
 _COPULA = r"(?:입니다|이에요|이예요|예요|이요|이다|이야|야|요|임|이죠|죠)"
-_PARTICLE = r"(?:번|가|이|는|은|를|을|로|으로|와|과|도|만|라고|라는|이라고|이라는|이고|이며|이지만|인데)"
+_PARTICLE = r"(?:번|가|이|는|은|를|을|로|으로|와|과|도|만|라고|라는|이라고|이라는|이고|이며|이지만|인데|일|인)"
 _WORD_CHAR = r"[A-Za-z0-9가-힣]"
 _END = rf"(?:번)?(?:{_COPULA}|{_PARTICLE})?(?!{_WORD_CHAR})"
 _OPEN = r"[\s(\[*\"'“‘`]*"
@@ -49,7 +49,9 @@ _STATEMENT = re.compile(r"(?i:정답|답변|답|answer|option|옵션|선택지)\
                         r"(?i:바로|the|option|옵션|선택지)?" + _OPEN + rf"([A-H]){_END}")  # fmt: skip
 # 3. the only option letter standing alone anywhere ("I'd go with B.", "B가 맞습니다")
 _TOKEN = re.compile(rf"(?<!{_WORD_CHAR})([A-H]){_END}")
-_NEGATED = re.compile(r"\s*(?:가|이|는|은)?\s*(?:아니|아님|not\b|is not\b|isn't)", re.IGNORECASE)
+_NEGATED = re.compile(r"\s*(?:가|이|는|은)?\s*(?:아니|아닌|아님|아닙|not\b|is not\b|isn't)", re.IGNORECASE)
+_BOXED = re.compile(r"\\boxed\{\s*\(?([A-H])\)?\s*\}")  # "\boxed{B}", as reasoning models end their answers
+_OPTION_LINE = re.compile(r"\s*[(\[]?([A-H])[.):\]]")  # "A. 사과": a line of the options repeated
 _ARTICLE = re.compile(r"A\s+[a-z]")  # "A cat …": the English article, not option A
 _REASONING_END = "</think>"
 _PUNCT = r"[\s.,!?·'\"“”‘’()\[\]{}:;*`]"
@@ -88,6 +90,12 @@ def _option_pattern(text: str) -> re.Pattern | None:
         return ""
 
     return re.compile(edge(core[0], True) + body + edge(core[-1], False))
+
+
+def _lists_options(t: str) -> bool:
+    """Whether the reply repeats the options: two consecutive lines that start with different option letters."""
+    starts = [(i, m.group(1)) for i, line in enumerate(t.splitlines()) if (m := _OPTION_LINE.match(line))]
+    return any(j == i + 1 and a != b for (i, a), (j, b) in zip(starts, starts[1:]))
 
 
 def _negated(t: str, m: re.Match) -> bool:
@@ -134,8 +142,12 @@ def extract_choice(text: str, options: dict[str, str]) -> tuple[str | None, str]
         return (letter, how) if letter in options else (letter, "outside")
 
     lead = _LEADING.match(t)
-    if lead and not _ARTICLE.match(t, lead.start(1)) and not _negated(t, lead):
+    echoed = _lists_options(t)
+    if lead and not echoed and not _ARTICLE.match(t, lead.start(1)) and not _negated(t, lead):
         return found(lead.group(1), "leading")
+    boxed = _BOXED.findall(t)
+    if boxed:
+        return found(boxed[-1], "statement")
     statements = [m for m in _STATEMENT.finditer(t) if not _negated(t, m)]
     if statements:
         return found(statements[-1].group(1), "statement")

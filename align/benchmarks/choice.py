@@ -17,6 +17,7 @@ import math
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
+from itertools import pairwise
 
 from align.benchmarks.common import (
     BenchContext,
@@ -95,7 +96,7 @@ def _option_pattern(text: str) -> re.Pattern | None:
 def _lists_options(t: str) -> bool:
     """Whether the reply repeats the options: two consecutive lines that start with different option letters."""
     starts = [(i, m.group(1)) for i, line in enumerate(t.splitlines()) if (m := _OPTION_LINE.match(line))]
-    return any(j == i + 1 and a != b for (i, a), (j, b) in zip(starts, starts[1:]))
+    return any(j == i + 1 and a != b for (i, a), (j, b) in pairwise(starts))
 
 
 def _negated(t: str, m: re.Match) -> bool:

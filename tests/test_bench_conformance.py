@@ -52,7 +52,7 @@ def test_k_seed(tmp_path):
     4. options dog/cat/bird/fish, "The answer is a dog." → option A's text (the article is no letter), answer B: wrong.
     5. "<think>정답은 A …" never closed → no answer, answer A: wrong, unparsed (unclosed reasoning).
     accuracy = 2/5 = 0.4; unparsed = 2; unclosed_reasoning = 1; stderr = √(0.4·0.6/5).
-    lmms-eval's own scorer (first character of the reply): 정, 총, B (answer C), T, < → 0/5 = accuracy_first_char."""
+    lmms-eval's own scorer (first character of the reply): 정, 총, B (answer C), T, < → 0/5 = accuracy_lmms_eval."""
     qs = [("사진 속 과일은 무엇인가요?", ["사과", "바나나", "포도", "귤"], "B", "정답은 B입니다."),
           ("사과는 모두 몇 개인가요?", ["10", "20", "30", "40"], "B", "총 120개입니다"),
           ("어떤 질병의 원인인가요?", ["인플루엔자", "홍역", "B형 간염 바이러스", "결핵"], "C", "B형 간염 바이러스입니다"),
@@ -63,7 +63,7 @@ def test_k_seed(tmp_path):
     source = fx._write_parquet(rows, tmp_path / "K-SEED" / "data" / "test-00000-of-00001.parquet").parent.parent
     m, out = _run("k-seed", source, tmp_path, {q: r for q, _, _, r in qs})
     assert m["accuracy"] == pytest.approx(0.4) and m["n"] == 5
-    assert m["unparsed"] == 2 and m["unclosed_reasoning"] == 1 and m["accuracy_first_char"] == 0.0
+    assert m["unparsed"] == 2 and m["unclosed_reasoning"] == 1 and m["accuracy_lmms_eval"] == 0.0
     assert m["accuracy_stderr"] == pytest.approx((0.4 * 0.6 / 5) ** 0.5)
     assert [r["extracted"] for r in out] == ["B", None, "C", "A", None]
     assert out[0]["prompt"].endswith("\nD. 귤\n주어진 선택지 중 해당 옵션의 문자로 바로 답하세요.")
@@ -81,7 +81,7 @@ def test_k_dtcbench(tmp_path):
              "answer": a, "category": c, "image": _image()} for i, (q, o, a, _, c) in enumerate(qs)]  # fmt: skip
     source = fx._write_parquet(rows, tmp_path / "K-DTCBench" / "data" / "test-00000-of-00001.parquet").parent.parent
     m, out = _run("k-dtcbench", source, tmp_path, {q: r for q, _, _, r, _ in qs})
-    assert m["accuracy"] == pytest.approx(2 / 3) and m["accuracy_first_char"] == pytest.approx(2 / 3)
+    assert m["accuracy"] == pytest.approx(2 / 3) and m["accuracy_lmms_eval"] == pytest.approx(2 / 3)
     assert (m["category/document"], m["category/table"], m["category/chart"]) == (1.0, 1.0, 0.0)
     assert "\nOptions: A: 계약서, B: 영수증, C: 편지, D: 신문\n" in out[0]["prompt"]
 
@@ -89,7 +89,8 @@ def test_k_dtcbench(tmp_path):
 def test_k_mmstar(tmp_path):
     """Three questions with their options inside the question text (hub layout). "(A) 고양이" → A, answer A: right;
     "I think it's C because the sky is dark." → C, answer C: right; "Answer: B" → B, answer D: wrong.
-    accuracy 2/3; the one category "coarse perception" 2/3."""
+    accuracy 2/3; the one category "coarse perception" 2/3. lmms-eval's ranked extractor reads A ("(A)" and "A)"),
+    C (the only capital A–D, "C " form) and B (the reply ends with it) → 2/3 too."""
     qs = [("동물은?", "A", "(A) 고양이"), ("시간대는?", "C", "I think it's C because the sky is dark."),
           ("장소는?", "D", "Answer: B")]  # fmt: skip
     rows = [{"index": i, "question": f"{q}\nOptions: A: 고양이, B: 개, C: 밤, D: 숲", "image": _image(), "answer": a,
@@ -98,7 +99,7 @@ def test_k_mmstar(tmp_path):
     source = fx._write_parquet(rows, tmp_path / "K-MMStar" / "data" / "val-00000-of-00001.parquet").parent.parent
     m, out = _run("k-mmstar", source, tmp_path, {q: r for q, _, r in qs})
     assert m["accuracy"] == pytest.approx(2 / 3) and m["category/coarse perception"] == pytest.approx(2 / 3)
-    assert "accuracy_first_char" not in m  # lmms-eval scores K-MMStar with its answer extractor, not the first char
+    assert m["accuracy_lmms_eval"] == pytest.approx(2 / 3)
     assert out[0]["prompt"].endswith(
         "Options: A: 고양이, B: 개, C: 밤, D: 숲\nAnswer with the option's letter from the given choices directly"
     )
@@ -108,7 +109,10 @@ def test_k_mmbench_circular(tmp_path):
     """Two questions (hub columns), each asked in its 4 rotations. Question 1: the model names the right option's
     letter in every rotation ("정답은 X입니다") → all 4 right → counts. Question 2 (answer A in the original order):
     the model always says "A" → right only in rotation 0 → does not count.
-    Circular accuracy 1/2 = 0.5; plain accuracy of the first rotations 2/2 = 1.0; 8 prompts."""
+    Circular accuracy 1/2 = 0.5; plain accuracy of the first rotations 2/2 = 1.0; 8 prompts.
+    VLMEvalKit's rule without its GPT fallback: "정답은 X입니다." splits into the tokens 정답은 / X입니다 — no lone letter,
+    no "answer is", no option text — so question 1 is unmatched in every rotation (VLMEvalKit would ask GPT); "A" is
+    read in every rotation → right only in rotation 0. accuracy_vlmevalkit = 0/2."""
 
     def knows(text: str) -> str:
         letter = re.search(r"^([A-D])\. 바나나$", text, re.MULTILINE).group(1)
@@ -122,6 +126,7 @@ def test_k_mmbench_circular(tmp_path):
     source = fx._write_parquet(rows, tmp_path / "K-MMBench" / "data" / "dev-00000-of-00001.parquet").parent.parent
     m, out = _run("k-mmbench", source, tmp_path, {"과일은?": knows, "색은?": "A"})
     assert m["accuracy"] == 0.5 and m["accuracy_vanilla"] == 1.0 and m["rows"] == 8 and m["n"] == 2
+    assert m["accuracy_vlmevalkit"] == 0.0
     assert [r["correct"] for r in out if r["group"] == "1"] == [True, False, False, False]
 
 

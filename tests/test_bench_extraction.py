@@ -10,7 +10,13 @@ from __future__ import annotations
 
 import pytest
 
-from align.benchmarks.choice import extract_choice, strip_reasoning
+from align.benchmarks.extract import (
+    extract_choice,
+    first_character_hit,
+    lmms_eval_letter,
+    strip_reasoning,
+    vlmevalkit_letter,
+)
 
 FRUIT = {"A": "사과", "B": "바나나", "C": "사과나무", "D": "포도"}
 COUNTS = {"A": "10", "B": "20", "C": "30", "D": "40"}
@@ -130,3 +136,26 @@ def test_strip_reasoning():
     assert strip_reasoning("x</think>B") == "B"
     assert strip_reasoning("<think>B") is None
     assert strip_reasoning("B") == "B"
+
+
+@pytest.mark.parametrize(
+    ("text", "lmms_eval", "vlmevalkit"),
+    [
+        # the published scorers on their own examples and on the replies the workbench's rules are about
+        ("The correct answer is (B).", "B", "B"),
+        ("The correct answer is **B**. Here's why: the fruit is long.", "B", "B"),
+        ("B", "B", "B"),
+        ("정답은 B입니다.", "B", None),  # lmms-eval: after "정답은"; VLMEvalKit: no lone B token → its GPT step
+        ("The answer is a dog.", "", "A"),  # VLMEvalKit's "answer is X" pattern ignores case: the article is A
+        ("B형 간염 바이러스입니다", "B", None),  # lmms-eval: its last resort, any capital B in the reply
+        ("그림 속 과일은 포도예요.", "", "D"),  # lmms-eval: no capital at all; VLMEvalKit: the option text
+        ("Cannot determine the answer", "C", "Z"),  # lmms-eval: the C of "Cannot"; VLMEvalKit: a refusal
+    ],
+)
+def test_published_scorers(text, lmms_eval, vlmevalkit):
+    assert lmms_eval_letter(text) == lmms_eval
+    assert vlmevalkit_letter(text, FRUIT) == vlmevalkit
+
+
+def test_first_character_scorer():
+    assert first_character_hit(" b. 바나나", "B") and not first_character_hit("정답은 B", "B")

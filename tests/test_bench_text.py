@@ -16,11 +16,13 @@ from tests import bench_fixtures as fx
 def test_averages_by_hand():
     """Two subjects: one of 1 question right (1.0), one of 3 questions with 0 right (0.0).
     lm-eval's group figure weights by questions: (1·1 + 0·3) / 4 = 0.25; the KMMLU paper's mean over subjects:
-    (1.0 + 0.0) / 2 = 0.5."""
+    (1.0 + 0.0) / 2 = 0.5. Its standard error √(Σ p(1−p)/n) / k: 0 for these, √(0.25/4 + 0.25/4) / 2 = 0.1768 for two
+    subjects at 0.5 with 4 questions each."""
     result = {"results": {"kmmlu_a": {"acc,none": 1.0}, "kmmlu_b": {"acc,none": 0.0}},
               "samples": {"kmmlu_a": [{}], "kmmlu_b": [{}, {}, {}]}}  # fmt: skip
     m = summarise(result, ["kmmlu_a", "kmmlu_b"])
     assert m["acc"] == pytest.approx(0.25) and m["acc_macro"] == pytest.approx(0.5)
+    assert m["acc_macro_stderr"] == 0.0  # each subject's p(1 − p) is 0 here
     # kmmlu_direct is generative: lm-eval reports exact_match for the group; the headline must not be empty
     direct = {"results": {"kmmlu_direct": {"exact_match,none": 0.25, "exact_match_stderr,none": 0.2},
                           "kmmlu_direct_a": {"exact_match,none": 1.0}, "kmmlu_direct_b": {"exact_match,none": 0.0}},
@@ -28,6 +30,8 @@ def test_averages_by_hand():
     m = summarise(direct, ["kmmlu_direct"])
     assert m["acc"] == 0.25 and m["acc_stderr"] == 0.2 and m["acc_macro"] == pytest.approx(0.5)
     assert lookup("kmmlu").main == "acc_macro"
+    half = {"results": {"a": {"acc,none": 0.5}, "b": {"acc,none": 0.5}}, "samples": {"a": [{}] * 4, "b": [{}] * 4}}
+    assert summarise(half, ["a", "b"])["acc_macro_stderr"] == pytest.approx((0.25 / 4 + 0.25 / 4) ** 0.5 / 2)
 
 
 @pytest.fixture(scope="module")

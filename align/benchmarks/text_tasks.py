@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -108,8 +109,9 @@ def summarise(result: dict, tasks: list[str]) -> dict[str, float]:
                 metrics["acc_stderr"] = metrics["exact_match_stderr"]
         else:  # several tasks (or a group without an aggregate): question-weighted mean
             metrics["acc"] = sum(v * n for v, n in leaves.values()) / sum(n for _, n in leaves.values())
-    if leaves:
+    if leaves:  # the mean of k subject accuracies; its standard error from theirs, √(Σ p(1−p)/n) / k
         metrics["acc_macro"] = sum(v for v, _ in leaves.values()) / len(leaves)
+        metrics["acc_macro_stderr"] = math.sqrt(sum(v * (1 - v) / n for v, n in leaves.values() if n)) / len(leaves)
     return metrics
 
 

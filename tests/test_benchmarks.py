@@ -248,7 +248,7 @@ def test_llava_w_with_an_in_process_judge_that_writes_no_scores(fixtures, tiny_m
     """The judge as a model directory run by the rollout engine; the untrained tiny model writes no scores, so every
     row is counted as unparsed and none is guessed."""
     spec = {"name": "k-llava-w", "source": str(fixtures["k-llava-w"]), "max_new_tokens": 8,
-            "judge": {"model": "tiny-korean-lm", "max_new_tokens": 8}}  # fmt: skip
+            "judge": {"model": "tiny-korean-lm", "max_new_tokens": 8, "temperature": 0.0}}  # fmt: skip
     m = run_benchmarks(tiny_model, recipe_with([spec]), tmp_path)
     assert m["bench/k-llava-w/n"] == 3 and m["bench/k-llava-w/unparsed_judge"] == 3
     # every reply counts as (-1, -1), as published; a relative score of -1 / -1 is not reported

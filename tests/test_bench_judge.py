@@ -155,7 +155,7 @@ def test_k_llava_w_conformance(tmp_path, monkeypatch):
     Per category: conv 6/8 = 75.0, detail 7/9 = 77.78; complex −1/−1 is not reported (lmms-eval would print 100.0).
     Lenient second figure (the third read as 7 and 9, none dropped): (6 + 7 + 9) / (8 + 9 + 7) × 100 = 91.67.
     """
-    answers = {"원은 무슨 색인가요?": "빨간색이에요.", "이미지를 자세히 설명해 주세요.": "흰 배경 가운데에 파란 원이 있습니다.",
+    answers = {"원은 무슨 색인가요?": "<think>원이 보인다. 색은 빨강.</think>\n빨간색이에요.", "이미지를 자세히 설명해 주세요.": "흰 배경 가운데에 파란 원이 있습니다.",
                "이 그림이 주는 느낌은 무엇인가요?": "차분한 느낌을 줍니다."}  # fmt: skip
     judge = ScriptedJudge({"빨간색이에요.": "8 6\n정확합니다.", "흰 배경 가운데에 파란 원이 있습니다.": "9,7\n짧습니다.",
                            "차분한 느낌을 줍니다.": "**7 9**\n더 좋습니다."})  # fmt: skip
@@ -175,6 +175,7 @@ def test_k_llava_w_conformance(tmp_path, monkeypatch):
     assert m["bench/k-llava-w/unparsed_judge"] == 1 and m["bench/k-llava-w/judged"] == 2
     # the published budget (4096 new tokens) when the benchmark entry sets none; the rule of each row's category
     assert engine.budgets == [4096] and not any("warning" in line for line in logs)
+    assert "<think>" not in judge.seen[0][1]["content"]  # the judge reads the answer after the reasoning
     assert [c[1]["content"].rsplit("[System]\n", 1)[1] for c in judge.seen] == [f"RULE-{c}\n\n" for c in
                                                                                 ("conv", "detail", "complex")]  # fmt: skip
     rows = read_jsonl(tmp_path / "out" / "bench" / "k-llava-w.jsonl")

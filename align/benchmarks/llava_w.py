@@ -24,6 +24,7 @@ from align.benchmarks.common import (
     user_prompt,
     write_rows,
 )
+from align.benchmarks.extract import strip_reasoning
 from align.benchmarks.judge import (
     FAILED,
     PUBLISHED_SYSTEM,
@@ -119,12 +120,14 @@ def run(ctx: BenchContext) -> dict[str, float]:
     sampling = Sampling(n=1, temperature=0.0, max_new_tokens=answer_budget(ctx))
     outs = generate(ctx, prompts, [[it["image"]] for it in items], sampling, f"{ctx.info.name} answers")
     answers = [o[0].text for o in outs]
+    # the judge reads the answer, not the reasoning before it (an answer still inside <think> when cut is empty)
+    shown = [(strip_reasoning(a) or "").strip() for a in answers]
     judge = judge or make_judge(ctx.spec.judge, ctx.recipe.rollout, ctx.recipe.seed)
     reviews: list[str] = []
     try:
         convs = [judge_prompt(it["question"], it["context"], it["reference"], a, it["category"],
                               rule_for(rules, it["category"], rule_source), system)
-                 for it, a in zip(items, answers)]  # fmt: skip
+                 for it, a in zip(items, shown)]  # fmt: skip
         size = max(1, ctx.spec.judge.batch_size)
         with progress(len(convs), f"{ctx.info.name} judge ({judge.name})") as advance:
             for start in range(0, len(convs), size):

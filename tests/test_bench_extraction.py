@@ -72,6 +72,13 @@ FREE_FORM = [
     ("12개", UNITS, "C"),
     ("길이는 약 15cm입니다.", LENGTHS, "B"),
     ("1.5 cm", LENGTHS, "A"),
+    # pleasantries and markdown around the answer
+    ("좋은 질문이네요! 정답은 B입니다. 도움이 되셨길 바랍니다 😊", FRUIT, "B"),
+    ("안녕하세요. 이미지를 보면 노란 과일이 있습니다. 따라서 **B. 바나나**가 정답입니다.", FRUIT, "B"),
+    ("Sure! The answer is **D. 포도**.", FRUIT, "D"),
+    ("물론이죠! 답: (C)", FRUIT, "C"),
+    ("**답변:** B", FRUIT, "B"),
+    ("이미지 속 과일은 바나나입니다. 감사합니다!", FRUIT, "B"),
     # hedged Korean endings, negation, a reply that repeats the options first, LaTeX boxed answers
     ("음, 아마도 C일 거예요.", FRUIT, "C"),
     ("C인 것 같습니다.", FRUIT, "C"),

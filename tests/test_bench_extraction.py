@@ -52,6 +52,8 @@ FREE_FORM = [
     ("The best option is D because the grapes are purple.", FRUIT, "D"),
     ("B가 맞습니다.", FRUIT, "B"),
     ("B번입니다!", FRUIT, "B"),
+    ("정답: A, 이유: 빨간 과일이기 때문입니다.", FRUIT, "A"),
+    ("B. 바나나, 길고 노랗습니다", FRUIT, "B"),
     ("I'd go with C.", FRUIT, "C"),
     ("Ｂ", FRUIT, "B"),
     ("②", FRUIT, "B"),
@@ -109,6 +111,13 @@ NOT_AN_ANSWER = [
     ("A와 B 중에서 잘 모르겠어요", FRUIT, None, "none"),
     ("E", FRUIT, "E", "outside"),
     ("정답은 F입니다", FRUIT, "F", "outside"),
+    # hedges: two or more options given as the answer earn nothing
+    ("정답은 A 또는 B입니다", FRUIT, None, "hedge"),
+    ("The answer is A or C.", FRUIT, None, "hedge"),
+    ("A/B", FRUIT, None, "hedge"),
+    ("B나 C일 것 같아요", FRUIT, None, "hedge"),
+    ("정답은 A이거나 B입니다", FRUIT, None, "hedge"),
+    ("정답: A, B, C, D 모두 가능", FRUIT, None, "hedge"),
     # a letter inside a reasoning block that never closed is not the answer
     ("<think>정답은 A일 것 같다. 하지만 다시 확인해 보면", FRUIT, None, "unclosed_reasoning"),
     ("", FRUIT, None, "none"),

@@ -193,7 +193,8 @@ def run(ctx: BenchContext) -> dict[str, float]:
     n = len(group_hit)
     acc = sum(group_hit.values()) / n if n else 0.0
     metrics = {"accuracy": acc, "n": float(n), "rows": float(len(queries)),
-               "unparsed": float(how_counts["none"] + how_counts["unclosed_reasoning"]),
+               "unparsed": float(how_counts["none"] + how_counts["unclosed_reasoning"] + how_counts["hedge"]),
+               "hedges": float(how_counts["hedge"]),
                "unclosed_reasoning": float(how_counts["unclosed_reasoning"]),
                "outside_options": float(how_counts["outside"])}  # fmt: skip
     se = proportion_se(acc, n)

@@ -32,6 +32,10 @@ _TOKEN = re.compile(rf"(?<!{_WORD_CHAR})([A-H]){_END}")
 _NEGATED = re.compile(r"\s*(?:가|이|는|은)?\s*(?:아니|아닌|아님|아닙|not\b|is not\b|isn't)", re.IGNORECASE)
 _BOXED = re.compile(r"\\boxed\{\s*\(?([A-H])\)?\s*\}")  # "\boxed{B}", as reasoning models end their answers
 _OPTION_LINE = re.compile(r"\s*[(\[]?([A-H])[.):\]]")  # "A. 사과": a line of the options repeated
+# a hedge names two options as the answer: "A 또는 B", "A or C", "A/B", "B나 C", "A이거나 B", "B 아니면 C"
+_HEDGE = re.compile(r"(?<![A-Za-z0-9가-힣])([A-H])\)?\**[ \t]*(?:이거나|거나|이나|나|또는|혹은|아니면|or|/)[ \t]*"
+                    r"(?:또는|혹은|아니면)?[ \t]*[(*]*([A-H])(?![A-Za-z0-9])")  # fmt: skip
+_LISTED = re.compile(r"\)?\**[ \t]*,[ \t]*[(*]*[A-H](?![A-Za-z0-9가-힣])")  # "정답: A, B, C, D": several answers
 _ARTICLE = re.compile(r"A\s+[a-z]")  # "A cat …": the English article, not option A
 _REASONING_END = "</think>"
 _PUNCT = r"[\s.,!?·'\"“”‘’()\[\]{}:;*`]"
@@ -106,8 +110,8 @@ def _by_number(t: str, options: dict[str, str]) -> str | None:
 
 def extract_choice(text: str, options: dict[str, str]) -> tuple[str | None, str]:
     """The option letter a free-form reply picks, and the rule that found it: ``leading``, ``statement``,
-    ``letter``, ``text``, ``number``; ``outside`` for a letter that is not an option, ``unclosed_reasoning`` for a
-    reply still inside ``<think>``, ``none``. Letters are capitals A–H only (lower-case English words are never
+    ``letter``, ``text``, ``number``; ``outside`` for a letter that is not an option, ``hedge`` for a reply that
+    names two or more options as its answer, ``unclosed_reasoning`` for a reply still inside ``<think>``, ``none``. Letters are capitals A–H only (lower-case English words are never
     letters), standing alone or before a Korean ending (docs/benchmarks.md, "Reading the answer")."""
     t = strip_reasoning(text)
     if t is None:
@@ -116,19 +120,24 @@ def extract_choice(text: str, options: dict[str, str]) -> tuple[str | None, str]
     if not t:
         return None, "none"
 
-    def found(letter: str, how: str):
+    if any(a != b for a, b in _HEDGE.findall(t)):
+        return None, "hedge"
+
+    def found(letter: str, how: str, m: re.Match | None = None):
+        if m is not None and _LISTED.match(t, m.end(1)):
+            return None, "hedge"
         return (letter, how) if letter in options else (letter, "outside")
 
     lead = _LEADING.match(t)
     echoed = _lists_options(t)
     if lead and not echoed and not _ARTICLE.match(t, lead.start(1)) and not _negated(t, lead):
-        return found(lead.group(1), "leading")
+        return found(lead.group(1), "leading", lead)
     boxed = _BOXED.findall(t)
     if boxed:
         return found(boxed[-1], "statement")
     statements = [m for m in _STATEMENT.finditer(t) if not _negated(t, m)]
     if statements:
-        return found(statements[-1].group(1), "statement")
+        return found(statements[-1].group(1), "statement", statements[-1])
     letters = {m.group(1) for m in _TOKEN.finditer(t) if not _ARTICLE.match(t, m.start(1)) and not _negated(t, m)}
     if len(letters) == 1:
         return found(letters.pop(), "letter")

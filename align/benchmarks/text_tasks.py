@@ -1,8 +1,10 @@
 """Korean text benchmarks through lm-eval 0.4.13, in-process, on the checkpoint's language model.
 
 ``kmmlu`` (or ``tasks: [kmmlu_direct]``, ``[kmmlu_hard_math]`` …), ``haerae``, ``click`` and ``kobest`` run as lm-eval
-defines them (prompts, choices, few-shot splits, metrics). A vision-language checkpoint is scored text-only: the
-whole model is handed to lm-eval's ``HFLM`` and called without images, so its language model answers.
+defines them (prompts, choices, few-shot splits, metrics), except where the published figures differ: KMMLU runs
+5-shot by default and its headline is ``acc_macro``, the mean over subjects, beside lm-eval's question-weighted
+``acc`` (``summarise``). A vision-language checkpoint is scored text-only: the whole model is handed to lm-eval's
+``HFLM`` and called without images, so its language model answers.
 
 Data: by default lm-eval reads each task's hub dataset. For a local copy (``source: DIR``, a snapshot of the hub
 repo with its README ``configs:``, e.g. ``hf download HAERAE-HUB/KMMLU --repo-type dataset --local-dir DIR``), every

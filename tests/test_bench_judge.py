@@ -189,3 +189,18 @@ def test_k_llava_w_conformance(tmp_path, monkeypatch):
     assert engine.budgets[-1] == 48
     assert any("max_new_tokens 48 is below the benchmark's budget 4096" in line for line in logs)
     assert any("judge.rule_file" in line for line in logs)
+
+
+def test_cli_judge_keeps_the_recipes_rule_file(tmp_path):
+    """``align eval --recipe R --bench k-llava-w --judge URL``: the URL replaces the recipe's judge model, its rule
+    file and settings stay; without a max_new_tokens the published 4096-token budget applies."""
+    from types import SimpleNamespace
+
+    from align.cli import _bench_specs
+
+    spec = {"name": "k-llava-w", "judge": {"model": "some-dir", "rule_file": "rule_ko.json", "temperature": 0.2}}
+    recipe = validate({"name": "c", "eval": {"benchmarks": [spec]}})
+    args = SimpleNamespace(bench=["k-llava-w"], source=None, limit=None, judge="http://127.0.0.1:8001/v1")
+    (got,) = _bench_specs(args, recipe)
+    assert got.judge.url == "http://127.0.0.1:8001/v1" and got.judge.model is None
+    assert got.judge.rule_file == "rule_ko.json" and got.max_new_tokens is None

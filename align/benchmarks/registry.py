@@ -52,7 +52,7 @@ BENCHMARKS: dict[str, BenchInfo] = {
         BenchInfo("k-llava-w", "judged", "NCSOFT/K-LLaVA-W", "test", NCSOFT, "relative_score",
                   aliases=("llava_in_the_wild_ko", "LLaVABench_KO"), options=OPEN_BUDGET),
         BenchInfo("kmmlu", "text", "HAERAE-HUB/KMMLU", None, "CC-BY-ND-4.0 (HAERAE)", "acc_macro",
-                  options={"task": "kmmlu", "num_fewshot": 5}),  # the paper: 5-shot, mean over subjects
+                  options={"task": "kmmlu", "num_fewshot": 5}),  # 5-shot, mean over subjects: docs/benchmarks.md
         BenchInfo("haerae", "text", "HAERAE-HUB/HAE_RAE_BENCH", None, "see the dataset card (HAERAE-HUB; v1.1 is CC-BY-NC-ND-4.0)", "acc",
                   options={"task": "haerae"}),
         BenchInfo("click", "text", "EunsuKim/CLIcK", None, "see the dataset card (EunsuKim/CLIcK)", "acc",

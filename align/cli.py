@@ -205,9 +205,10 @@ def _bench_specs(args, recipe) -> list:
         known = [s for s in recipe.eval.benchmarks if lookup(s.name).name == info.name]
         fields = known[0].model_dump(exclude_none=True) if known else {"name": info.name}
         fields.update({k: v for k, v in (("source", args.source), ("limit", args.limit)) if v is not None})
-        if args.judge and info.family == "judged":
-            fields["judge"] = {"url": args.judge} if args.judge.startswith(("http://", "https://")) else \
-                {"model": args.judge}  # fmt: skip
+        if args.judge and info.family == "judged":  # --judge replaces the recipe's judge, keeping its other settings
+            kept = {k: v for k, v in (fields.get("judge") or {}).items() if k not in ("url", "model", "model_name")}
+            fields["judge"] = {**kept, **({"url": args.judge} if args.judge.startswith(("http://", "https://")) else
+                                          {"model": args.judge})}  # fmt: skip
         try:
             specs.append(BenchmarkSpec(**fields))
         except ValueError as e:

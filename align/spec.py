@@ -159,7 +159,11 @@ class JudgeSpec(Strict):
     url: str | None = Field(None, description="OpenAI-compatible server, e.g. http://localhost:8000/v1 (vllm serve).")
     model_name: str | None = Field(None, description="Model name sent to the server (default: its first /v1/models).")
     api_key_env: str | None = Field(None, description="Environment variable holding the server's API key, if any.")
-    max_new_tokens: int = Field(256, ge=8, description="Judge reply budget (scores come on the first line).")
+    max_new_tokens: int = Field(1024, ge=8, description="Judge reply budget (published: 1024).")
+    temperature: float = Field(0.2, ge=0, description="Judge sampling temperature (published: 0.2).")
+    rule_file: str | None = Field(None, description="Review rule file in the published form (lmms-eval's rule_ko.json); "
+                                  "default: our own wording, not comparable with published scores.")  # fmt: skip
+    system_prompt: str | None = Field(None, description="Judge system message (default: lmms-eval's Korean one).")
     batch_size: int = Field(16, ge=1, description="Reviews per judge call.")
     concurrency: int = Field(4, ge=1, description="Parallel requests to a judge server.")
     timeout: float = Field(120, gt=0, description="Seconds per judge request before it counts as unreachable.")
@@ -180,7 +184,7 @@ class BenchmarkSpec(Strict):
     source: str | None = Field(None, description="Hub dataset id or local file/folder (default: the published set).")
     split: str | None = Field(None, description="Dataset split (default: the benchmark's).")
     limit: int | None = Field(None, ge=1, description="At most this many questions (prompts for latency).")
-    max_new_tokens: int | None = Field(None, ge=1, description="Answer budget (default: eval.max_new_tokens).")
+    max_new_tokens: int | None = Field(None, ge=1, description="Answer budget (default: the benchmark's own).")
     prompt: str | None = Field(None, description="Instruction after each question (choice sets) or the caption prompt.")
     circular: bool | None = Field(None, description="Circular evaluation of multiple choice (default: K-MMBench only).")
     judge: JudgeSpec | None = Field(None, description="K-LLaVA-W: the judge.")

@@ -166,7 +166,8 @@ def kmmlu_snapshot(out: Path, subjects=("Accounting", "Korean-History")) -> Path
                 **{k: str(i + 1 + j - (i % 4)) for j, k in enumerate("ABCD")}, "Category": "fixture",
                 "Human Accuracy": 0.5}  # fmt: skip
 
-    return _snapshot(out, {s: {sp: [row(i) for i in range(3)] for sp in ("train", "dev", "test")} for s in subjects},
+    sizes = {"train": 3, "dev": 5, "test": 3}  # five dev rows: the paper's 5-shot prompt draws from dev
+    return _snapshot(out, {s: {sp: [row(i) for i in range(n)] for sp, n in sizes.items()} for s in subjects},
                      fmt="csv")  # fmt: skip
 
 

@@ -13,8 +13,8 @@ import time
 import pytest
 
 from align.benchmarks.caption import bleu, cider_d, sbert_similarity, tokenize
-from align.benchmarks.choice import extract_choice, rotate, split_embedded_options
-from align.benchmarks.judge import parse_scores
+from align.benchmarks.choice import rotate, split_embedded_options
+from align.benchmarks.judge import parse_scores_lenient
 from align.benchmarks.llava_w import relative_score
 from align.benchmarks.run import run_benchmarks
 from align.errors import UserError
@@ -23,34 +23,6 @@ from align.recipe import validate
 from rollouts.base import Completion, Engine
 from tests import bench_fixtures as fx
 from tests.conftest import ROOT
-
-OPTS = {"A": "사과", "B": "바나나", "C": "사과나무", "D": "포도"}
-
-
-@pytest.mark.parametrize(
-    ("text", "letter", "how"),
-    [
-        ("정답은 B입니다", "B", "statement"),
-        ("(B)", "B", "leading"),
-        ("B. 바나나", "B", "leading"),
-        ("B", "B", "leading"),
-        ("Ｂ", "B", "leading"),
-        ("답: D", "D", "statement"),
-        ("B입니다.", "B", "letter"),
-        ("바나나", "B", "text"),
-        ("그림 속 과일은 포도예요.", "D", "text"),
-        ("사과나무", "C", "text"),  # 사과 is inside 사과나무: the longer option wins
-        ("<think>A일까?</think>정답은 C", "C", "statement"),
-        ("②", "B", "leading"),
-        ("E", "E", "outside"),
-        ("정답은 F입니다", "F", "outside"),
-        ("A와 B 중에서 잘 모르겠어요", None, "none"),
-        ("A cat on a mat", None, "none"),
-        ("", None, "none"),
-    ],
-)
-def test_multiple_choice_extraction(text, letter, how):
-    assert extract_choice(text, OPTS) == (letter, how)
 
 
 def test_rotation_and_embedded_options():
@@ -86,7 +58,7 @@ def test_rotation_and_embedded_options():
     ],
 )
 def test_judge_score_parsing(review, scores):
-    assert parse_scores(review) == scores
+    assert parse_scores_lenient(review) == scores  # the lenient second figure (published rule: test_bench_judge)
 
 
 def test_relative_score_is_the_ratio_of_means():
@@ -134,6 +106,9 @@ def fixtures(tmp_path_factory):
 
 
 def recipe_with(benchmarks: list[dict], **eval_extra):
+    """A recipe running ``benchmarks``; answers are cut at 8 tokens unless a benchmark says otherwise (the tiny model
+    never stops by itself)."""
+    benchmarks = [{"max_new_tokens": 8, **b} for b in benchmarks]
     return validate({"name": "bench", "rollout": {"engine": "hf"},
                      "eval": {"max_new_tokens": 8, "batch_size": 16, **eval_extra, "benchmarks": benchmarks}})  # fmt: skip
 
@@ -222,7 +197,7 @@ def test_choice_sets_bad_rows_and_latency_on_the_tiny_vlm(fixtures, tiny_model, 
         assert len(rows) == m[f"bench/{name}/rows"] and all("prediction" in r for r in rows)
         assert m[f"bench/{name}/unparsed"] == sum(r["how"] == "none" for r in rows)
     prompt = read_jsonl(tmp_path / "out" / "bench" / "k-seed.jsonl")[0]["prompt"]
-    assert prompt.endswith("한 단어 또는 구를 사용하여 질문에 답하세요.") and "\nA. " in prompt
+    assert prompt.endswith("주어진 선택지 중 해당 옵션의 문자로 바로 답하세요.") and "\nA. " in prompt
     assert m["bench/latency/n"] == 2 and m["bench/latency/ttft_ms"] > 0 and m["bench/latency/tokens_per_s"] > 0
     lat = read_jsonl(tmp_path / "out" / "bench" / "latency.jsonl")
     assert len(lat) == 2 and all(1 <= r["tokens"] <= 6 for r in lat)
@@ -273,12 +248,14 @@ def test_llava_w_with_an_in_process_judge_that_writes_no_scores(fixtures, tiny_m
     """The judge as a model directory run by the rollout engine; the untrained tiny model writes no scores, so every
     row is counted as unparsed and none is guessed."""
     spec = {"name": "k-llava-w", "source": str(fixtures["k-llava-w"]), "max_new_tokens": 8,
-            "judge": {"model": "tiny-korean-lm", "max_new_tokens": 8}}  # fmt: skip
+            "judge": {"model": "tiny-korean-lm", "max_new_tokens": 8, "temperature": 0.0}}  # fmt: skip
     m = run_benchmarks(tiny_model, recipe_with([spec]), tmp_path)
     assert m["bench/k-llava-w/n"] == 3 and m["bench/k-llava-w/unparsed_judge"] == 3
+    # every reply counts as (-1, -1), as published; a relative score of -1 / -1 is not reported
     assert m["bench/k-llava-w/judged"] == 0 and "bench/k-llava-w/relative_score" not in m
     rows = read_jsonl(tmp_path / "bench" / "k-llava-w.jsonl")
-    assert len(rows) == 3 and all(r["answer_score"] is None and r["judge"].endswith("tiny-korean-lm") for r in rows)
+    assert len(rows) == 3 and all(r["answer_score"] == -1 and r["judge"].endswith("tiny-korean-lm") for r in rows)
+    assert all(not r["parsed"] and r["rule"].startswith("built-in") for r in rows)
 
 
 def _start_server(model_dir):
@@ -305,7 +282,7 @@ def test_llava_w_with_a_judge_server_over_http(fixtures, tiny_model, judge_dir, 
     proc, url = _start_server(judge_dir)
     try:
         spec = {"name": "k-llava-w", "source": str(fixtures["k-llava-w"]), "max_new_tokens": 8,
-                "judge": {"url": url, "max_new_tokens": 8, "concurrency": 2}}  # fmt: skip
+                "judge": {"url": url, "max_new_tokens": 8, "concurrency": 2, "temperature": 0.0}}  # fmt: skip
         m = run_benchmarks(tiny_model, recipe_with([spec]), tmp_path / "a")
     finally:
         proc.terminate()

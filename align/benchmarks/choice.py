@@ -4,10 +4,10 @@ Rows are read in the columns each set is published in (the hub parquet that lmms
 options as ``A``…``E`` columns (K-MMBench, every TSV), ``choice_a``…``choice_d`` (K-SEED, K-DTCBench on the hub), or
 inside the question text (``… Options: A: x, B: y``, K-MMStar on the hub). Prompts follow lmms-eval's Korean tasks.
 
-Answers are read with Korean-robust extraction (``extract_choice``): "정답은 B입니다", "(B)", "B. 사과", "B", or the
-option's text alone. K-MMBench uses circular evaluation: every question is asked once per rotation of its options
-and counts as right only when every rotation is answered right. VLMEvalKit's dev file already holds the rotations
-(``index`` + k·10⁶); otherwise they are generated here.
+Answers are read by ``extract.extract_choice`` (rules and their sources: docs/benchmarks.md, "Reading the answer");
+each set's published scorer gives a labelled second figure. K-MMBench uses circular evaluation: every question is
+asked once per rotation of its options and counts as right only when every rotation is answered right. VLMEvalKit's
+dev file already holds the rotations (``index`` + k·10⁶); otherwise they are generated here.
 """
 
 from __future__ import annotations
@@ -17,56 +17,33 @@ import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
 
-from align.benchmarks.common import BenchContext, Tally, generate, key_part, proportion_se, user_prompt, write_rows
-from align.benchmarks.sources import image_map, load_rows, to_image
+from align.benchmarks.common import (
+    BenchContext,
+    Tally,
+    answer_budget,
+    generate,
+    key_part,
+    proportion_se,
+    user_prompt,
+    write_rows,
+)
+from align.benchmarks.extract import extract_choice, first_character_hit, lmms_eval_letter, norm_text, vlmevalkit_letter
+from align.benchmarks.sources import ImageRef, LazyImages, has_image, image_map, load_rows
 from rollouts import Sampling
 
 LETTERS = "ABCDEFGH"
 CIRCULAR_OFFSET = 1_000_000
-_FULLWIDTH = str.maketrans("ＡＢＣＤＥＦＧＨ（）．：，①②③④⑤⑥⑦⑧", "ABCDEFGH().:,ABCDEFGH")
-_NOT_ALNUM_BEFORE, _NOT_ALNUM_AFTER = r"(?<![A-Za-z0-9])", r"(?![A-Za-z0-9])"
-_STATEMENT = re.compile(r"(?:정답|답변|답|answer)\s*(?:은|는|이|:|=|is)?\s*(?:바로\s*)?[\s(\[*\"'“‘`]*([A-H])"
-                        + _NOT_ALNUM_AFTER, re.IGNORECASE)  # fmt: skip
-_LEADING = re.compile(r"^[\s(\[*\"'“‘`]*([A-H])(?:\s*$|[\s.):,\]*\"'”’`])")
-_STANDALONE = re.compile(_NOT_ALNUM_BEFORE + r"([A-H])" + _NOT_ALNUM_AFTER)
-_ARTICLE = re.compile(r"A\s+[a-z]")  # "A cat …": the English article, not option A
-_THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
 _OPTIONS_IN_TEXT = re.compile(r"\n?\s*(?:options|option|선택지|보기|옵션)\s*[:：]\s*(.*)$", re.IGNORECASE | re.DOTALL)
 _OPTION_ITEM = re.compile(r"(?:^|[,\n]\s*)([A-H])\s*[:.)]\s*")
 
 
-def _norm(text: str) -> str:
-    return re.sub(r"[\s.,!?·'\"“”‘’()\[\]{}:;]+", "", str(text)).lower()
-
-
-def extract_choice(text: str, options: dict[str, str]) -> tuple[str | None, str]:
-    """The option letter an answer picks, and how it was found (``statement``, ``leading``, ``letter``, ``text``,
-    ``outside`` for a letter that is not an option, ``none``)."""
-    t = _THINK.sub("", str(text or "")).translate(_FULLWIDTH).strip()
-    if not t:
-        return None, "none"
-
-    def found(letter: str, how: str):
-        letter = letter.upper()
-        return (letter, how) if letter in options else (letter, "outside")
-
-    statements = _STATEMENT.findall(t)
-    if statements:
-        return found(statements[-1], "statement")
-    lead = _LEADING.match(t)
-    if lead and not _ARTICLE.match(t, lead.start(1)):
-        return found(lead.group(1), "leading")
-    letters = {
-        m.group(1) for m in _STANDALONE.finditer(t) if m.group(1) in options and not _ARTICLE.match(t, m.start(1))
-    }
-    if len(letters) == 1:
-        return letters.pop(), "letter"
-    answer = _norm(t)
-    hits = [k for k, v in options.items() if _norm(v) and _norm(v) in answer]
-    hits = [k for k in hits if not any(k != o and _norm(options[k]) in _norm(options[o]) for o in hits)]
-    if len(hits) == 1:
-        return hits[0], "text"
-    return None, "none"
+# The published scorer of each layout, for the labelled second figure: (metric, reader of the letter)
+PUBLISHED_SCORERS = {
+    "seed": ("accuracy_lmms_eval", lambda text, q: q.answer if first_character_hit(text, q.answer) else None),
+    "dtc": ("accuracy_lmms_eval", lambda text, q: q.answer if first_character_hit(text, q.answer) else None),
+    "mmstar": ("accuracy_lmms_eval", lambda text, q: lmms_eval_letter(text, "".join(q.options))),
+    "mmbench": ("accuracy_vlmevalkit", lambda text, q: vlmevalkit_letter(text, q.options)),
+}
 
 
 @dataclass
@@ -79,7 +56,7 @@ class Item:
     answer: str
     category: str | None
     l2_category: str | None
-    image: object
+    image: ImageRef  # decoded when its generation batch runs
     embedded: bool  # options were read from the question text
     rotation: int = 0
 
@@ -98,8 +75,9 @@ def split_embedded_options(question: str) -> tuple[str, dict[str, str]]:
     return question[: m.start()].rstrip(), options
 
 
-def read_item(row: dict, pos: int, folder, images: dict) -> Item | str:
-    """One row as an Item, or the reason it cannot be scored."""
+def read_item(row: dict, pos: int, folder, images: dict, rows=None) -> Item | str:
+    """One row as an Item (its image not decoded yet), or the reason it cannot be scored. ``rows``: the split the
+    row came from, where the image is read again when it is needed (default: the row itself)."""
     question = row.get("question")
     if _blank(question):
         return "missing_question"
@@ -117,12 +95,12 @@ def read_item(row: dict, pos: int, folder, images: dict) -> Item | str:
     if answer.upper() in LETTERS and len(answer) == 1:
         answer = answer.upper()
     else:
-        answer = next((k for k, v in options.items() if _norm(v) == _norm(answer)), answer)
+        answer = next((k for k, v in options.items() if norm_text(v) == norm_text(answer)), answer)
     if answer not in options:
         return "answer_outside_options"
-    image = to_image(row.get("image"), folder, images)
-    if image is None:
+    if not has_image(row.get("image"), images):
         return "missing_image"
+    image = ImageRef(rows if rows is not None else {pos: row}, pos, folder, images)
     group = str(int(float(rid)) % CIRCULAR_OFFSET) if re.fullmatch(r"\d+(\.0)?", rid) else rid
     category = next((str(row[k]) for k in ("category", "data_type") if not _blank(row.get(k))), None)
     l2 = next((str(row[k]) for k in ("l2-category", "l2_category", "L2-category") if not _blank(row.get(k))), None)
@@ -164,8 +142,8 @@ def run(ctx: BenchContext) -> dict[str, float]:
                              ctx.base_dir)  # fmt: skip
     images = image_map(rows)
     bad, items = Tally(), []
-    for pos, row in enumerate(rows):
-        item = read_item(row, pos, folder, images)
+    for pos, row in enumerate(rows):  # one row at a time; no image is decoded here
+        item = read_item(row, pos, folder, images, rows)
         if isinstance(item, str):
             bad.add(item, row.get("index", pos))
         else:
@@ -181,20 +159,28 @@ def run(ctx: BenchContext) -> dict[str, float]:
         group = sorted(groups[key], key=lambda it: float(it.id) if re.fullmatch(r"\d+(\.0)?", it.id) else 0.0)
         if circular and not has_copies:
             group = [rotate(group[0], s) for s in range(len(group[0].options))]
+        # an image that does not decode makes a bad row (probed one at a time; decoded again in its batch)
+        broken = next((it for it in (group if has_copies else group[:1]) if it.image.load() is None), None)
+        if broken is not None:
+            bad.add("missing_image", broken.id)
+            continue
         for rotation, item in enumerate(group):
             queries.append(replace(item, rotation=rotation, group=key))
     prompts = [user_prompt(build_prompt(q, layout, suffix)) for q in queries]
-    sampling = Sampling(n=1, temperature=0.0, max_new_tokens=ctx.spec.max_new_tokens or ctx.recipe.eval.max_new_tokens)
-    outs = generate(ctx, prompts, [[q.image] for q in queries], sampling, f"{ctx.info.name} ({len(queries)} prompts)")
+    sampling = Sampling(n=1, temperature=0.0, max_new_tokens=answer_budget(ctx))
+    images_per_query = LazyImages([q.image for q in queries])
+    outs = generate(ctx, prompts, images_per_query, sampling, f"{ctx.info.name} ({len(queries)} prompts)")
     hits: dict[str, list[bool]] = defaultdict(list)
     how_counts: Counter = Counter()
-    out_rows = []
+    out_rows, published_hits = [], defaultdict(list)
+    published_name, published_read = PUBLISHED_SCORERS[layout]
     for q, prompt, out in zip(queries, prompts, outs):
         text = out[0].text
         letter, how = extract_choice(text, q.options)
         how_counts[how] += 1
         correct = letter == q.answer and how != "outside"
         hits[q.group].append(correct)
+        published_hits[q.group].append(published_read(text, q) == q.answer)
         out_rows.append({"id": q.id, "group": q.group, "rotation": q.rotation, "category": q.category,
                          "l2_category": q.l2_category, "prompt": prompt[0]["content"], "options": q.options,
                          "answer": q.answer, "prediction": text, "extracted": letter, "how": how,
@@ -207,10 +193,15 @@ def run(ctx: BenchContext) -> dict[str, float]:
     n = len(group_hit)
     acc = sum(group_hit.values()) / n if n else 0.0
     metrics = {"accuracy": acc, "n": float(n), "rows": float(len(queries)),
-               "unparsed": float(how_counts["none"]), "outside_options": float(how_counts["outside"])}  # fmt: skip
+               "unparsed": float(how_counts["none"] + how_counts["unclosed_reasoning"] + how_counts["hedge"]),
+               "hedges": float(how_counts["hedge"]),
+               "unclosed_reasoning": float(how_counts["unclosed_reasoning"]),
+               "outside_options": float(how_counts["outside"])}  # fmt: skip
     se = proportion_se(acc, n)
     if se is not None:
         metrics["accuracy_stderr"] = se
+    if n:  # the published scorer's figure for this set, labelled, scored the same way (circular or not)
+        metrics[published_name] = sum(all(v) for v in published_hits.values()) / n
     if circular:
         metrics["accuracy_vanilla"] = sum(v[0] for v in hits.values()) / n if n else 0.0
     for attr, prefix in (("category", "category"), ("l2_category", "l2_category")):

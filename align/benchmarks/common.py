@@ -134,6 +134,22 @@ def generate(ctx: BenchContext, prompts: list, images: list | None, sampling, de
     return outs
 
 
+def answer_budget(ctx: BenchContext) -> int:
+    """New tokens per answer: the benchmark entry's ``max_new_tokens``, else the benchmark's own budget (long for
+    open-ended answers, short for choices; ``eval.max_new_tokens`` is the held-out split's and does not apply). A
+    recipe that sets less than the benchmark's budget is warned: long answers are cut and score low."""
+    own = ctx.info.options.get("max_new_tokens")
+    asked = ctx.spec.max_new_tokens
+    if asked is None:
+        return int(own or ctx.recipe.eval.max_new_tokens)
+    if own and asked < own:
+        ctx.log(
+            f"  warning: {ctx.info.name}: max_new_tokens {asked} is below the benchmark's budget {own} "
+            f"({ctx.info.options.get('budget_source', 'its default')}); longer answers are cut and score lower"
+        )
+    return int(asked)
+
+
 def user_prompt(text: str) -> list[dict]:
     return [{"role": "user", "content": text}]
 

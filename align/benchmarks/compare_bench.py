@@ -16,8 +16,8 @@ from align.errors import UserError
 
 PREFIX = "bench/"
 DETAIL = ("category/", "l2_category/", "task/", "bad/")  # compare.md only
-COUNTS = ("n", "rows", "judged", "tokens")  # compare.md only
-PROBLEMS = ("unparsed", "unparsed_judge", "outside_options", "bad_rows")  # console: only when not all zero
+COUNTS = ("n", "rows", "judged", "tokens", "num_fewshot")  # compare.md only
+PROBLEMS = ("unparsed", "unclosed_reasoning", "unparsed_judge", "outside_options", "bad_rows")  # console: if not all 0
 PROBLEMS += ("non_korean", "empty_answers")  # KOFFVQA answers not in Korean, KoNET empty replies (issue 32)
 
 

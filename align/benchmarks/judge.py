@@ -1,9 +1,14 @@
 """A judge that runs locally: any model directory through the rollout engine (transformers or vLLM), or an
 OpenAI-compatible server (``vllm serve``, ``python -m align.benchmarks.judge_server`` on CPU, …) by URL.
 
-The judge compares a reference answer (assistant 1) with the model's answer (assistant 2) and replies with two
-scores from 1 to 10 on its first line, as LLaVA-Bench asks; ``parse_scores`` reads them robustly and returns None
-when a reply holds no pair of scores (the row is counted, not guessed).
+The review follows the published K-LLaVA-W setup (lmms-eval's ``llava_in_the_wild_ko``; VLMEvalKit's
+``LLaVABench_KO`` differs only where docs/benchmarks.md says): the judge reads the image caption, the question, the
+reference answer (assistant 1) and the model's answer (assistant 2) laid out as the published prompt lays them out,
+then the rule of the answer's category, under a system prompt, sampled at temperature 0.2, and puts the two scores
+on its first line. The rule text is read from a rule file in the published form (``judge.rule_file``, e.g.
+lmms-eval's ``rule_ko.json``); without one, our own wording of the same rule is used and the run says its numbers
+are not comparable with published ones. ``parse_scores`` reads a reply as the published parser does and keeps a
+reply it cannot read as (−1, −1), which then counts in both means.
 """
 
 from __future__ import annotations
@@ -14,31 +19,92 @@ import re
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from align.errors import UserError
 from align.models import resolve_model_path
 from rollouts import Sampling, make_engine
 
-JUDGE_SYSTEM = "당신은 답변의 품질을 꼼꼼하고 공정하게 평가하는 심사위원입니다."
+# lmms-eval utils_ko.py get_eval: the system message of the Korean review (a setting, kept with its source)
+PUBLISHED_SYSTEM = "당신은 답변의 품질을 확인하는 유용하고 정확한 어시스턴트입니다."
+PUBLISHED_TEMPERATURE = 0.2  # lmms-eval utils_ko.py and VLMEvalKit LLaVABench_KO: temperature=0.2
+PUBLISHED_MAX_TOKENS = 1024  # lmms-eval utils_ko.py: max_tokens=1024
+FAILED = (-1.0, -1.0)  # the published value of a reply without a readable pair of scores
+RULE_FILE_HINT = ("point judge.rule_file at lmms-eval's lmms_eval/tasks/llava-in-the-wild/rule_ko.json (a JSON object "
+                  "of llava_bench_<category>: {role, prompt})")  # fmt: skip
 
-# Our wording of LLaVA-Bench's review instruction (two scores on the first line, then the reasons), in Korean,
-# with the criteria the Korean LLaVA-W judge uses: helpfulness, relevance, accuracy, detail, fluent Korean.
-JUDGE_RULE = (
-    "위 [질문]은 이미지를 보고 만든 질문이며, [설명]은 그 이미지의 내용을 글로 옮긴 것입니다. 두 어시스턴트의 답변을 "
-    "유용성, 관련성, 정확성, 세부 수준, 자연스럽고 올바른 한국어라는 기준으로 비교해 평가하세요. 각 어시스턴트에게 1점부터 "
-    "10점까지 전체 점수를 주며, 점수가 높을수록 더 좋은 답변입니다.\n"
-    "출력 형식: 첫 줄에는 어시스턴트 1의 점수와 어시스턴트 2의 점수, 두 숫자만 공백으로 구분해 쓰세요 (예: 8 6). "
-    "다음 줄부터 그 점수를 준 이유를 설명하세요. 답변이 제시된 순서가 판단에 영향을 주지 않도록 하세요."
-)
+# Our wording of the Korean LLaVA-W rule (the published file's criteria, steps and output form, not its text): used
+# only when no rule file is given, and reported as such.
+BUILTIN_RULE = {
+    "role": "어시스턴트",
+    "prompt": (
+        "[질문]은 이미지를 보고 만든 것이고, [설명]은 그 이미지를 글로 옮긴 것입니다. 두 어시스턴트의 응답을 유용성, "
+        "관련성, 정확성, 세부 수준, 한국어 생성능력(자연스럽고 문법적으로 올바른 한국어)을 기준으로 비교해 평가하세요. 각 "
+        "어시스턴트에게 1에서 10까지 전체 점수를 주며, 점수가 높을수록 더 좋은 응답입니다.\n"
+        "출력 형식: 첫 줄에는 어시스턴트 1의 점수와 어시스턴트 2의 점수, 두 숫자만 공백 하나로 구분해 쓰세요 (예: 8 9). "
+        "다음 줄부터 기준별로 그 점수를 준 이유를 설명하고, 응답의 순서가 판단에 영향을 주지 않도록 하세요."
+    ),
+}
 
 
-def judge_prompt(question: str, context: str, reference: str, answer: str, category: str | None = None) -> list[dict]:
-    """Chat messages for one review. ``category`` (conv / detail / complex) does not change the rule, as in the
-    Korean LLaVA-W rule file, where every category carries the same instruction."""
-    content = (f"[설명]\n{context}\n\n[질문]\n{question}\n\n"
-               f"[어시스턴트 1]\n{reference}\n\n[어시스턴트 1 끝]\n\n"
-               f"[어시스턴트 2]\n{answer}\n\n[어시스턴트 2 끝]\n\n[System]\n{JUDGE_RULE}\n")  # fmt: skip
-    return [{"role": "system", "content": JUDGE_SYSTEM}, {"role": "user", "content": content}]
+def load_rules(path: str | Path | None, base_dir: Path | None = None) -> tuple[dict, str]:
+    """The rule of each category from a rule file in the published form (``{"llava_bench_conv": {"role": …,
+    "prompt": …}, …}``), and where it came from; ``None``: our built-in wording for every category."""
+    if path is None:
+        return {}, "built-in wording (not the published rule text)"
+    p = Path(path).expanduser()
+    if not p.is_absolute() and base_dir is not None and (base_dir / p).exists():
+        p = base_dir / p
+    if not p.exists():
+        raise UserError(f"judge rule file {path} does not exist", RULE_FILE_HINT)
+    try:
+        rules = json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"judge rule file {p} is not JSON ({e})", RULE_FILE_HINT) from None
+    bad = [k for k, v in rules.items() if not isinstance(v, dict) or not isinstance(v.get("prompt"), str)] \
+        if isinstance(rules, dict) else ["(top level)"]  # fmt: skip
+    if bad:
+        raise UserError(f"judge rule file {p}: entry {bad[0]} has no 'prompt' string", RULE_FILE_HINT)
+    return rules, str(p)
+
+
+def rule_for(rules: dict, category: str | None, source: str = "the rule file") -> dict:
+    """The rule of a category (``llava_bench_<category>``, as the published file keys it)."""
+    if not rules:
+        return BUILTIN_RULE
+    key = f"llava_bench_{category}"
+    if key not in rules:
+        raise UserError(f"judge rule file {source} has no entry '{key}' (category {category!r} of the data)",
+                        f"the published file has llava_bench_conv, llava_bench_detail and llava_bench_complex; "
+                        f"{RULE_FILE_HINT}")  # fmt: skip
+    return rules[key]
+
+
+def judge_prompt(question: str, context: str, reference: str, answer: str, category: str | None = None,
+                 rule: dict | None = None, system: str = PUBLISHED_SYSTEM) -> list[dict]:  # fmt: skip
+    """Chat messages for one review, in the published layout: caption, question, the two answers between their
+    role's start and end marks, then ``[System]`` and the category's rule."""
+    rule = rule or BUILTIN_RULE
+    role = rule.get("role") or "어시스턴트"
+    blocks = [("설명", context), ("질문", question)]
+    content = "".join(f"[{name}]\n{text}\n\n" for name, text in blocks)
+    for i, text in ((1, reference), (2, answer)):
+        content += f"[{role} {i}]\n{text}\n\n[{role} {i} 끝]\n\n"
+    content += f"[System]\n{rule['prompt']}\n\n"
+    return [{"role": "system", "content": system}, {"role": "user", "content": content}]
+
+
+def parse_scores(review: str) -> tuple[float, float]:
+    """(reference score, answer score) as the published parser reads a reply: the first line of the stripped reply,
+    commas read as spaces, must split on single spaces into exactly two numbers; anything else is (−1, −1)."""
+    first = str(review or "").strip().split("\n")[0].strip().replace(",", " ")
+    parts = first.split(" ")
+    if len(parts) != 2:
+        return FAILED
+    try:
+        return float(parts[0]), float(parts[1])
+    except ValueError:
+        return FAILED
 
 
 _NUM = r"(10(?:\.0+)?|[0-9](?:\.[0-9]+)?)"
@@ -47,10 +113,10 @@ _LABELLED = re.compile(r"(?:어시스턴트|assistant)\s*([12])\s*(?:의\s*)?(?:
                        re.IGNORECASE)  # fmt: skip
 
 
-def parse_scores(review: str) -> tuple[float, float] | None:
-    """(reference score, answer score) from a judge reply, or None. Reads, in order: a first line that is just two
-    numbers ("8 6", "8, 6", "8점 6점", "8/6"); then any line that is; then labelled scores ("어시스턴트 1: 8 …
-    어시스턴트 2: 6"). Scores must lie in 1..10."""
+def parse_scores_lenient(review: str) -> tuple[float, float] | None:
+    """Our lenient reading (a labelled second figure, not the published one): the first line that is just two
+    numbers ("8 6", "8, 6", "8점 6점", "8/6", "**7 9**"), else labelled scores ("어시스턴트 1: 8 … 어시스턴트 2: 6");
+    scores in 1..10; None when the reply holds no pair."""
     lines = [ln.strip().strip("`*#") for ln in str(review or "").strip().splitlines() if ln.strip()]
     for line in lines:
         m = _PAIR.match(line)
@@ -72,13 +138,14 @@ class EngineJudge:
     def __init__(self, spec, rollout, seed: int = 0):
 
         self.name = spec.model
-        self.max_new_tokens = spec.max_new_tokens
+        self.max_new_tokens, self.temperature = spec.max_new_tokens, spec.temperature
         self.engine = make_engine(rollout, resolve_model_path(spec.model), None, batch_size=spec.batch_size,
                                   seed=seed)  # fmt: skip
 
     def __call__(self, conversations: list[list[dict]]) -> list[str]:
 
-        outs = self.engine.generate(conversations, None, Sampling(temperature=0.0, max_new_tokens=self.max_new_tokens))
+        sampling = Sampling(temperature=self.temperature, max_new_tokens=self.max_new_tokens)
+        outs = self.engine.generate(conversations, None, sampling)
         return [o[0].text for o in outs]
 
     def close(self) -> None:
@@ -99,7 +166,7 @@ class URLJudge:
         self.url = spec.url.rstrip("/")
         if not self.url.endswith("/v1"):
             self.url += "/v1"
-        self.timeout, self.max_new_tokens = spec.timeout, spec.max_new_tokens
+        self.timeout, self.max_new_tokens, self.temperature = spec.timeout, spec.max_new_tokens, spec.temperature
         self.concurrency = spec.concurrency
         key = os.environ.get(spec.api_key_env) if spec.api_key_env else None
         self.headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
@@ -126,7 +193,7 @@ class URLJudge:
         return models[0]["id"]
 
     def _one(self, messages: list[dict]) -> str:
-        out = self._request("/chat/completions", {"model": self.name, "messages": messages, "temperature": 0.0,
+        out = self._request("/chat/completions", {"model": self.name, "messages": messages, "temperature": self.temperature,
                                                   "max_tokens": self.max_new_tokens})  # fmt: skip
         try:
             return out["choices"][0]["message"]["content"] or ""

@@ -27,30 +27,32 @@ class BenchInfo:
 
 NCSOFT = "CC-BY-NC-4.0 (NCSOFT; non-commercial, never shipped here)"
 
-# Prompt suffixes as lmms-eval's Korean task files use them (mmbench_ko_dev, seedbench_ko, dtcbench, mmstar_ko).
+# Prompt suffixes as lmms-eval's Korean task files use them (mmbench_ko_dev, seedbench_ko, dtcbench since lmms-eval
+# PR #759, 2025-07; mmstar_ko). Answer budgets: K-LLaVA-W as llava-in-the-wild_ko.yaml; choices short (docs).
 DIRECT_LETTER_KO = "주어진 선택지 중 해당 옵션의 문자로 바로 답하세요."
-WORD_OR_PHRASE_KO = "한 단어 또는 구를 사용하여 질문에 답하세요."
 DIRECT_LETTER_EN = "Answer with the option's letter from the given choices directly"
+CHOICE_BUDGET = {"max_new_tokens": 64, "budget_source": "a letter or a sentence; raise it for reasoning models"}
+OPEN_BUDGET = {"max_new_tokens": 4096, "budget_source": "lmms-eval's llava_in_the_wild_ko"}
 
 BENCHMARKS: dict[str, BenchInfo] = {
     b.name: b
     for b in (
         BenchInfo("k-mmbench", "choice", "NCSOFT/K-MMBench", "dev", NCSOFT, "accuracy",
                   aliases=("mmbench_ko_dev", "MMBench_DEV_KO"),
-                  options={"layout": "mmbench", "circular": True, "suffix": DIRECT_LETTER_KO}),
+                  options={"layout": "mmbench", "circular": True, "suffix": DIRECT_LETTER_KO, **CHOICE_BUDGET}),
         BenchInfo("k-seed", "choice", "NCSOFT/K-SEED", "test", NCSOFT, "accuracy",
                   aliases=("seedbench_ko", "SEEDBench_IMG_KO"),
-                  options={"layout": "seed", "circular": False, "suffix": WORD_OR_PHRASE_KO}),
+                  options={"layout": "seed", "circular": False, "suffix": DIRECT_LETTER_KO, **CHOICE_BUDGET}),
         BenchInfo("k-mmstar", "choice", "NCSOFT/K-MMStar", "val", NCSOFT, "accuracy",
                   aliases=("mmstar_ko", "MMStar_KO"),
-                  options={"layout": "mmstar", "circular": False, "suffix": DIRECT_LETTER_EN}),
+                  options={"layout": "mmstar", "circular": False, "suffix": DIRECT_LETTER_EN, **CHOICE_BUDGET}),
         BenchInfo("k-dtcbench", "choice", "NCSOFT/K-DTCBench", "test", NCSOFT, "accuracy",
                   aliases=("dtcbench", "K-DTCBench"),
-                  options={"layout": "dtc", "circular": False, "suffix": WORD_OR_PHRASE_KO}),
+                  options={"layout": "dtc", "circular": False, "suffix": DIRECT_LETTER_KO, **CHOICE_BUDGET}),
         BenchInfo("k-llava-w", "judged", "NCSOFT/K-LLaVA-W", "test", NCSOFT, "relative_score",
-                  aliases=("llava_in_the_wild_ko", "LLaVABench_KO")),
-        BenchInfo("kmmlu", "text", "HAERAE-HUB/KMMLU", None, "CC-BY-ND-4.0 (HAERAE)", "acc",
-                  options={"task": "kmmlu"}),
+                  aliases=("llava_in_the_wild_ko", "LLaVABench_KO"), options=OPEN_BUDGET),
+        BenchInfo("kmmlu", "text", "HAERAE-HUB/KMMLU", None, "CC-BY-ND-4.0 (HAERAE)", "acc_macro",
+                  options={"task": "kmmlu", "num_fewshot": 5}),  # 5-shot, mean over subjects: docs/benchmarks.md
         BenchInfo("haerae", "text", "HAERAE-HUB/HAE_RAE_BENCH", None, "see the dataset card (HAERAE-HUB; v1.1 is CC-BY-NC-ND-4.0)", "acc",
                   options={"task": "haerae"}),
         BenchInfo("click", "text", "EunsuKim/CLIcK", None, "see the dataset card (EunsuKim/CLIcK)", "acc",

@@ -16,7 +16,11 @@ names the source and says how to point at a local copy.
 from __future__ import annotations
 
 import base64
+import bisect
 import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +36,112 @@ def _hint(bench: str, source: str) -> str:
     return (f"download it where the hub is reachable (`hf download {source} --repo-type dataset --local-dir DIR`, "
             f"or VLMEvalKit's .tsv) and point the benchmark at it: `source: DIR` in eval.benchmarks "
             f"(name: {bench}) or `align eval MODEL --bench {bench} --source DIR`")  # fmt: skip
+
+
+class LazyRows(Sequence):
+    """A dataset's rows read one at a time, with image columns left encoded (``{"bytes", "path"}``): nothing is
+    decoded or held in memory until a benchmark asks for that row (``datasets`` keeps the table memory-mapped)."""
+
+    def __init__(self, data):
+        from datasets import Image
+
+        for name, feature in data.features.items():
+            if isinstance(feature, Image) and feature.decode:
+                data = data.cast_column(name, Image(decode=False))
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self.data[i] for i in range(*index.indices(len(self)))]
+        return self.data[index]
+
+    def __iter__(self):
+        return iter(self.data)
+
+
+class ParquetRows(Sequence):
+    """Rows of parquet files read one row group at a time (only the group last asked for is kept): a split's
+    images, still encoded, are never all in memory, and nothing is converted into a ``datasets`` cache first."""
+
+    def __init__(self, files: list[Path]):
+        import pyarrow.parquet as pq
+
+        self.files = [pq.ParquetFile(f) for f in files]
+        self.groups: list[tuple[int, int, int]] = []  # (first row, file, row group)
+        start = 0
+        for fi, f in enumerate(self.files):
+            for rg in range(f.metadata.num_row_groups):
+                self.groups.append((start, fi, rg))
+                start += f.metadata.row_group(rg).num_rows
+        self.total, self._cached = start, (None, [])
+
+    def __len__(self) -> int:
+        return self.total
+
+    def _group(self, g: int) -> list[dict]:
+        if self._cached[0] != g:
+            _, fi, rg = self.groups[g]
+            self._cached = (None, [])  # drop the previous group before reading the next
+            self._cached = (g, self.files[fi].read_row_group(rg).to_pylist())
+        return self._cached[1]
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if not 0 <= index < self.total:
+            raise IndexError(index)
+        g = bisect.bisect_right([s for s, _, _ in self.groups], index) - 1
+        return self._group(g)[index - self.groups[g][0]]
+
+    def __iter__(self):
+        for g in range(len(self.groups)):
+            yield from self._group(g)
+
+
+def _readme_splits(folder: Path) -> dict[str, list[Path]] | None:
+    """Split -> files from a hub README's ``configs:`` (the default or only config), when there is one."""
+    import yaml
+
+    readme = folder / "README.md"
+    text = readme.read_text(errors="ignore") if readme.exists() else ""
+    if not text.startswith("---"):
+        return None
+    try:
+        meta = yaml.safe_load(text.split("---", 2)[1]) or {}
+    except yaml.YAMLError:
+        return None
+    configs = meta.get("configs") or [] if isinstance(meta, dict) else []
+    config = next((c for c in configs if c.get("default")), configs[0] if len(configs) == 1 else None)
+    files = config.get("data_files") if isinstance(config, dict) else None
+    if isinstance(files, str):
+        files = [{"split": "train", "path": files}]
+    if not isinstance(files, list) or not all(isinstance(f, dict) for f in files):
+        return None
+    out: dict[str, list[Path]] = {}
+    for entry in files:
+        paths = entry.get("path")
+        for pattern in paths if isinstance(paths, list) else [paths]:
+            out.setdefault(str(entry.get("split", "train")), []).extend(sorted(folder.glob(str(pattern))))
+    return out
+
+
+def parquet_split(folder: Path, split: str | None) -> list[Path] | None:
+    """The parquet files of ``split`` in a hub snapshot folder: as its README ``configs:`` name them, else by the
+    hub's file names (``data/<split>-00000-of-00001.parquet`` or ``<split>/…parquet``); the only split's when
+    ``split`` is not there. None when the folder is laid out otherwise (then ``datasets`` reads it)."""
+    splits = _readme_splits(folder)
+    if splits is None:
+        splits = {}
+        for f in sorted(folder.glob("**/*.parquet")):
+            name = f.parent.name if f.parent != folder and f.parent.name != "data" else f.name.split("-")[0]
+            splits.setdefault(name.split(".")[0], []).append(f)
+    files = splits.get(split) if split in splits else next(iter(splits.values())) if len(splits) == 1 else None
+    if not files or any(f.suffix != ".parquet" for f in files):
+        return None
+    return files
 
 
 def resolve_local(source: str, base_dir: Path | None) -> Path | None:
@@ -59,8 +169,9 @@ def _pick_split(data, split: str | None, source: str):
     raise UserError(f"{source} has splits {sorted(data)}; none is '{split}'", "set `split:` on the benchmark")
 
 
-def load_rows(source: str, split: str | None, bench: str, base_dir: Path | None = None) -> tuple[list[dict], Path]:
-    """Rows as plain dicts and the folder relative image paths point to."""
+def load_rows(source: str, split: str | None, bench: str, base_dir: Path | None = None) -> tuple[Sequence[dict], Path]:
+    """Rows as dicts (read lazily, images still encoded: ``to_image`` decodes one when it is needed) and the folder
+    relative image paths point to."""
     local = resolve_local(source, base_dir)
     if local is None:
         return _load_hub(source, split, bench), Path.cwd()
@@ -70,10 +181,12 @@ def load_rows(source: str, split: str | None, bench: str, base_dir: Path | None 
         kind = LOCAL_SUFFIXES.get(local.suffix)
         if kind is None:
             raise UserError(f"{local}: unknown file type", "use .parquet, .jsonl, .json, .csv or VLMEvalKit's .tsv")
+        if kind == "parquet":
+            return ParquetRows([local]), local.parent
         from datasets import load_dataset
 
         data = load_dataset(kind, data_files=str(local), split="train")
-        return [dict(r) for r in data], local.parent
+        return LazyRows(data), local.parent
     from datasets import load_dataset, load_from_disk
 
     if (local / "state.json").exists() or (local / "dataset_dict.json").exists():
@@ -82,11 +195,14 @@ def load_rows(source: str, split: str | None, bench: str, base_dir: Path | None 
         tsvs = sorted(local.glob("*.tsv"))
         if tsvs and not any(local.glob("**/*.parquet")):
             return _load_tsv(tsvs[0]), local
+        files = parquet_split(local, split)
+        if files:
+            return ParquetRows(files), local
         data = _pick_split(load_dataset(str(local), **FRESH), split, str(local))
-    return [dict(r) for r in data], local
+    return LazyRows(data), local
 
 
-def _load_hub(source: str, split: str | None, bench: str) -> list[dict]:
+def _load_hub(source: str, split: str | None, bench: str) -> LazyRows:
     from datasets import load_dataset
 
     try:
@@ -95,7 +211,7 @@ def _load_hub(source: str, split: str | None, bench: str) -> list[dict]:
         reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise UserError(f"benchmark {bench}: cannot load {source} from the hub ({reason})", _hint(bench, source)) \
             from None  # fmt: skip
-    return [dict(r) for r in _pick_split(data, split, source)]
+    return LazyRows(_pick_split(data, split, source))
 
 
 def _load_tsv(path: Path) -> list[dict]:
@@ -105,9 +221,52 @@ def _load_tsv(path: Path) -> list[dict]:
     return [{k: (None if v == "" else v) for k, v in row.items()} for row in frame.to_dict("records")]
 
 
-def image_map(rows: list[dict], column: str = "image") -> dict[str, Any]:
-    """VLMEvalKit TSVs store each image once; other rows name the ``index`` of the row that has it."""
+def image_map(rows: Sequence[dict], column: str = "image") -> dict[str, Any]:
+    """VLMEvalKit TSVs store each image once; other rows name the ``index`` of the row that has it (the map holds
+    the TSV's own base64 strings, already in memory; other sources have no such rows and give an empty map)."""
+    if isinstance(rows, (LazyRows, ParquetRows)):
+        return {}
     return {str(r.get("index")): r.get(column) for r in rows if isinstance(r.get(column), str) and len(r[column]) > 64}
+
+
+def has_image(value: Any, images: dict | None = None) -> bool:
+    """Whether a row's image column names an image at all (decoding is left for when it is used)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return False
+    if isinstance(value, dict):
+        return bool(value.get("bytes") or value.get("path"))
+    if isinstance(value, (list, tuple)):
+        return bool(value) and has_image(value[0], images)
+    return not isinstance(value, str) or bool(value.strip())
+
+
+@dataclass(frozen=True, eq=False)
+class ImageRef:
+    """Where a row's image is, decoded only by ``load()`` (a split's images are never all in memory at once)."""
+
+    rows: Sequence[dict]
+    pos: int
+    folder: Path | None = None
+    images: dict | None = None
+    column: str = "image"
+
+    def load(self):
+        return to_image(self.rows[self.pos].get(self.column), self.folder, self.images)
+
+
+class LazyImages(Sequence):
+    """One ``[image]`` per query, decoded when a generation batch slices them."""
+
+    def __init__(self, refs: Sequence[ImageRef]):
+        self.refs = refs
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [[ref.load()] for ref in self.refs[index]]
+        return [self.refs[index].load()]
 
 
 def to_image(value: Any, folder: Path | None = None, images: dict | None = None):

@@ -1,8 +1,10 @@
 """Korean text benchmarks through lm-eval 0.4.13, in-process, on the checkpoint's language model.
 
 ``kmmlu`` (or ``tasks: [kmmlu_direct]``, ``[kmmlu_hard_math]`` …), ``haerae``, ``click`` and ``kobest`` run as lm-eval
-defines them (prompts, choices, few-shot splits, metrics). A vision-language checkpoint is scored text-only: the
-whole model is handed to lm-eval's ``HFLM`` and called without images, so its language model answers.
+defines them (prompts, choices, few-shot splits, metrics), except where the published figures differ: KMMLU runs
+5-shot by default and its headline is ``acc_macro``, the mean over subjects, beside lm-eval's question-weighted
+``acc`` (``summarise``). A vision-language checkpoint is scored text-only: the whole model is handed to lm-eval's
+``HFLM`` and called without images, so its language model answers.
 
 Data: by default lm-eval reads each task's hub dataset. For a local copy (``source: DIR``, a snapshot of the hub
 repo with its README ``configs:``, e.g. ``hf download HAERAE-HUB/KMMLU --repo-type dataset --local-dir DIR``), every
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -73,11 +76,53 @@ def _float(value) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+def _score_key(values: dict) -> str | None:
+    """The per-question score a task reports: ``acc`` (log-likelihood tasks) or ``exact_match`` (generative ones,
+    e.g. ``kmmlu_direct``)."""
+    names = {key.partition(",")[0] for key in values}
+    return next((m for m in ("acc", "exact_match") if m in names), None)
+
+
+def summarise(result: dict, tasks: list[str]) -> dict[str, float]:
+    """Flat metrics from lm-eval's results: the group's (or single task's) metrics, each sub-task's under
+    ``task/<name>/``; ``acc`` always present (a generative task's ``exact_match`` is its accuracy; several tasks:
+    their question-weighted mean, lm-eval's own averaging) and ``acc_macro``, the plain mean over the leaf tasks
+    (KMMLU's subjects), which is how the KMMLU paper averages."""
+    results = result["results"]
+    main = tasks[0] if len(tasks) == 1 else None
+    metrics: dict[str, float] = {}
+    for name, values in results.items():
+        for key, value in values.items():
+            metric, _, _filter = key.partition(",")
+            if _float(value) is None or metric in ("sample_len", "sample_count"):
+                continue
+            prefix = "" if name == main else f"task/{key_part(name)}/"
+            metrics.setdefault(f"{prefix}{metric}", float(value))
+    leaves = {}
+    for task, samples in result["samples"].items():
+        key = _score_key(results.get(task, {}))
+        value = metrics.get(f"task/{key_part(task)}/{key}") if task != main else metrics.get(key or "")
+        if key and value is not None:
+            leaves[task] = (value, len(samples))
+    if "acc" not in metrics and leaves:
+        if main is not None and "exact_match" in metrics:
+            metrics["acc"] = metrics["exact_match"]
+            if "exact_match_stderr" in metrics:
+                metrics["acc_stderr"] = metrics["exact_match_stderr"]
+        else:  # several tasks (or a group without an aggregate): question-weighted mean
+            metrics["acc"] = sum(v * n for v, n in leaves.values()) / sum(n for _, n in leaves.values())
+    if leaves:  # the mean of k subject accuracies; its standard error from theirs, √(Σ p(1−p)/n) / k
+        metrics["acc_macro"] = sum(v for v, _ in leaves.values()) / len(leaves)
+        metrics["acc_macro_stderr"] = math.sqrt(sum(v * (1 - v) / n for v, n in leaves.values() if n)) / len(leaves)
+    return metrics
+
+
 def run(ctx: BenchContext) -> dict[str, float]:
     import lm_eval
 
     family = ctx.option("task")
     tasks = list(ctx.spec.tasks or [family])
+    shots = ctx.spec.num_fewshot if ctx.spec.num_fewshot is not None else ctx.info.options.get("num_fewshot")
     source = ctx.spec.source
     local = resolve_local(source, ctx.base_dir) if source else None
     if source and local is None and source != ctx.info.source:
@@ -97,7 +142,7 @@ def run(ctx: BenchContext) -> dict[str, float]:
             built = [loaded["groups"].get(t) or loaded["tasks"][t] for t in tasks]
             lm = load_lm(ctx.model_dir, ctx.recipe.model, batch_size=ctx.recipe.eval.batch_size)
             result = lm_eval.simple_evaluate(model=lm, tasks=built, task_manager=manager, limit=ctx.spec.limit,
-                                             num_fewshot=ctx.spec.num_fewshot, log_samples=True, bootstrap_iters=1000,
+                                             num_fewshot=shots, log_samples=True, bootstrap_iters=1000,
                                              random_seed=ctx.recipe.seed)  # fmt: skip
         except UserError:
             raise
@@ -110,22 +155,8 @@ def run(ctx: BenchContext) -> dict[str, float]:
             raise UserError(f"{ctx.info.name}: lm-eval could not run on {where} ({type(e).__name__}: {msg})",
                             hint if local is None else "check that the folder has the hub repo's README configs "
                             "and data files, or run only the tasks your copy has (`tasks: [...]`)") from None  # fmt: skip
-    results = result["results"]
-    main = tasks[0] if len(tasks) == 1 else None
-    metrics: dict[str, float] = {}
-    for name, values in results.items():
-        for key, value in values.items():
-            metric, _, _filter = key.partition(",")
-            if _float(value) is None or metric in ("sample_len", "sample_count"):
-                continue
-            prefix = "" if name == main else f"task/{key_part(name)}/"
-            metrics[f"{prefix}{metric}"] = float(value)
-    if main is None:  # several tasks: the overall accuracy is their size-weighted mean
-        sizes = {t: len(result["samples"].get(t, [])) for t in result["samples"]}
-        accs = [(metrics.get(f"task/{key_part(t)}/acc"), n) for t, n in sizes.items()]
-        accs = [(a, n) for a, n in accs if a is not None]
-        if accs:
-            metrics["acc"] = sum(a * n for a, n in accs) / sum(n for _, n in accs)
+    metrics = summarise(result, tasks)
+    metrics["num_fewshot"] = float(shots or 0)
     rows: list[dict] = []
     for task, samples in result["samples"].items():
         for s in samples:
@@ -133,7 +164,7 @@ def run(ctx: BenchContext) -> dict[str, float]:
             pred = max(range(len(scores)), key=lambda i: scores[i]) if scores and all(
                 isinstance(x, (int, float)) for x in scores) else None  # fmt: skip
             rows.append({"task": task, "doc_id": s.get("doc_id"), "target": s.get("target"), "prediction": pred,
-                         "scores": scores, "acc": s.get("acc"), "prompt": (s.get("arguments") or [[None]])[0][0]})  # fmt: skip
+                         "scores": scores, "acc": s.get("acc", s.get("exact_match")), "prompt": (s.get("arguments") or [[None]])[0][0]})  # fmt: skip
     write_rows(ctx.rows_path, rows)
     metrics["n"] = float(len(rows))
     if "acc" in metrics and "acc_stderr" not in metrics and rows:  # lm-eval gives none for some groups

@@ -158,6 +158,7 @@ FAMILIES = {
             stop_tokens=("<|endofturn|>", "<|stop|>"),
             reasoning=("/think\n", "<|im_end|>\n<|im_start|>assistant\n"),
             thinking={"on": {"force_reasoning": True}, "off": {"skip_reasoning": True}},
+            generation={"temperature": 0.5, "top_p": 0.6, "repetition_penalty": 1.05},  # the model card's examples
             vllm="vLLM ≥ 0.32 natively (HyperCLOVAXForCausalLM); reasoning parser in NAVER's hcx-vllm-plugin",
             hardware="14.7B: LoRA on one 80 GB GPU; full fine-tuning on 8×80 GB with ZeRO-3",
             tested_here="tiny HyperCLOVAXForCausalLM (μP multipliers ≠ 1, Peri-LN, untied head): SFT → GRPO, "
@@ -205,12 +206,15 @@ FAMILIES = {
             architectures=("Exaone4ForCausalLM", "Exaone4_5_ForConditionalGeneration"),
             model_types=("exaone4", "exaone4_5"),
             image_token="<|image_pad|>",
-            chat_format="[|role|]…[|endofturn|]\\n with roles system/user/assistant/tool; images "
-            "<vision><|image_pad|></vision> in the user turn; enable_thinking opens <think>\\n after [|assistant|]",
-            end_of_turn=("[|endofturn|]",),
-            stop_tokens=("[|endofturn|]",),
+            chat_format="4.0: [|role|]\\n…[|endofturn|]\\n, 4.5: <|role|>\\n…<|endofturn|>\\n, roles "
+            "system/user/assistant/tool; images <vision><|image_pad|></vision> in the user turn; each assistant turn "
+            "opens <think>\\n…\\n</think>\\n\\n (empty unless the last turn's reasoning is kept: skip_think false); "
+            "the generation prompt opens <think>\\n with enable_thinking, else an empty think block",
+            end_of_turn=("[|endofturn|]", "<|endofturn|>"),  # 4.0's, 4.5's (a vocabulary holds one of them)
+            stop_tokens=("[|endofturn|]", "<|endofturn|>"),
             reasoning=("<think>", "</think>"),
-            thinking={"on": {"enable_thinking": True}, "off": {"enable_thinking": False}},
+            # skip_think false keeps the last assistant turn's reasoning in SFT text (the published default drops it)
+            thinking={"on": {"enable_thinking": True, "skip_think": False}, "off": {"enable_thinking": False}},
             modules={
                 "vision_tower": ("visual.blocks", "visual.patch_embed"),
                 "connector": ("visual.merger",),

@@ -164,9 +164,9 @@ FAMILIES = {
             tested_here="tiny HyperCLOVAXForCausalLM (μP multipliers ≠ 1, Peri-LN, untied head): SFT → GRPO, "
             "generation stops on <|endofturn|>/<|stop|>, the batch guards, thinking on/off/auto, "
             "recipes/hcx_think_text_rft.yaml (RFT → GRPO with length control); vLLM-CPU log-probs within 1e-4 of "
-            "transformers",
-            not_run_here="the 14B checkpoint, GPUs; its published chat template (ours is laid out after NAVER's vLLM "
-            "reasoning parser); tool calls",
+            "transformers; our template renders the prompts the model card prints (tests/assets/published)",
+            not_run_here="the 14B checkpoint, GPUs; NAVER's Jinja template, tokenizer_config.json and "
+            "generation_config.json (no public copy); tool calls",
         ),
         Family(
             "hyperclovax_vision_v2",
@@ -226,7 +226,9 @@ FAMILIES = {
             tested_here="tiny Exaone4_5_ForConditionalGeneration with its processor (images only) and tiny "
             "Exaone4ForCausalLM: SFT → GRPO, generation, thinking on/off, recipes/exaone_vision_grpo.yaml; "
             "vLLM-CPU generation of the 4.0 text model",
-            not_run_here="the checkpoints, GPUs, vLLM for 4.5 (needs torchvision), videos, the MTP head",
+            not_run_here="the checkpoints, GPUs, vLLM for 4.5 (needs torchvision), videos, the MTP head; EXAONE 4.5's "
+            "own template and the released tokenizer / generation / processor files (no public copy; our 4.0 template "
+            "renders the same text as LG's published one, tests/assets/published/exaone)",
         ),
         Family(
             "kanana_v",

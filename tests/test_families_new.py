@@ -323,13 +323,27 @@ def test_reasoning_rewards_pass_the_audit(capsys, monkeypatch):
 
 @pytest.mark.parametrize("name", ["exaone_text", "varco_vision_2"])
 def test_variant_sft_then_a_grpo_step(tiny, tmp_path, name):
-    """EXAONE 4.0 (text) and VARCO-VISION-2.0 (Qwen3 LM): the recipes below run the other tiny models."""
+    """EXAONE 4.0 (text) and VARCO-VISION-2.0 (Qwen3 LM): the recipes below run the other tiny models. EXAONE 4.0
+    runs from a folder carrying LG's published chat template (tests/assets/published/exaone) with thinking on: the
+    SFT batch guard (prompt without loss, the answer closed by [|endofturn|] with loss) passes on its layout."""
+    model, trust = tiny(name), "false"
+    if name == "exaone_text":
+        template = (PUBLISHED / "exaone" / "exaone4_0_chat_template.jinja").read_text()
+        model, trust = copy_with_chat_template(model, tmp_path / "published", template), "false, thinking: on"
     tasks = "[arith]" if name == "exaone_text" else "[color, count]"
-    f = write_recipe(tmp_path / "r.yaml", RECIPE.format(out=tmp_path, model=tiny(name), family=TINIES[name],
-                                                         tasks=tasks, trust="false"))  # fmt: skip
+    f = write_recipe(tmp_path / "r.yaml", RECIPE.format(out=tmp_path, model=model, family=TINIES[name],
+                                                         tasks=tasks, trust=trust))  # fmt: skip
     run = run_pipeline(load_recipe(f)).path
     assert json.loads((run / "grpo" / "summary.json").read_text())["steps"] == 1
     assert read_jsonl(run / "grpo" / "rollouts.jsonl")
+    if name == "exaone_text":  # the trained model keeps the published template and renders its think block
+        from align.models import load_processor
+
+        tok = load_processor(str(run / "grpo" / "model"), False)
+        assert tok.chat_template == template
+        prompt = tok.apply_chat_template([{"role": "user", "content": "3 더하기 4는?"}], tokenize=False,
+                                         add_generation_prompt=True, enable_thinking=True)  # fmt: skip
+        assert prompt.endswith("[|assistant|]\n<think>\n")
 
 
 # ------------------------------------------------------------------ the shipped recipes on tiny models

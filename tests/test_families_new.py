@@ -258,6 +258,11 @@ def test_thinking_switch_follows_each_template(tiny):
     assert chat_template_kwargs(tiny("hyperclovax_think"), spec("x", thinking="on")) == {"force_reasoning": True}
     assert chat_template_kwargs(tiny("exaone"), spec("x", thinking="off")) == {"enable_thinking": False}
     assert chat_template_kwargs(tiny("exaone"), spec("x")) == {}
+    # HyperCLOVAX-SEED-Think-32B: the published template reads `thinking` (vLLM PR #42366); ours too
+    assert chat_template_kwargs(tiny("hyperclovax_vision_v2"), spec("x", thinking="off"))["thinking"] is False
+    _, processor, _ = load_model_and_processor(tiny("hyperclovax_vision_v2"), spec("x"), "float32")
+    off = processor.apply_chat_template(prompt[0], tokenize=False, add_generation_prompt=True, thinking=False)
+    assert off.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
     assert "chat_template_kwargs" in GRPOConfig.__dataclass_fields__
 
 

@@ -179,11 +179,16 @@ FAMILIES = {
             chat_format="<|im_start|>{role}\\n…<|im_end|>\\n; each image a <|mime_start|>{json}<|mime_end|> line "
             "then <|image_start|><|IMAGE_PAD|><|image_end|> (dynamic resolution, 2×2 merged patches); the answer "
             "follows <think>\\n…\\n</think>\\n\\n, opened by the generation prompt unless "
-            "enable_thinking is false",
+            "thinking is false",
             end_of_turn=("<|im_end|>",),
             stop_tokens=("<|im_end|>", "<|endofturn|>", "<|stop|>"),
             reasoning=("<think>", "</think>"),
-            thinking={"on": {"enable_thinking": True}, "off": {"enable_thinking": False}},
+            # the published template's switch is `thinking` (vLLM PR #42366); enable_thinking too, for templates
+            # written after Qwen's name
+            thinking={
+                "on": {"thinking": True, "enable_thinking": True},
+                "off": {"thinking": False, "enable_thinking": False},
+            },
             modules={
                 "vision_tower": ("vision_model.blocks", "vision_model.patch_embed"),
                 "connector": ("vision_model.merger", "model.projector"),

@@ -8,7 +8,7 @@ guards, the reasoning switch), not the models.
   turn, switched by the template's ``force_reasoning`` / ``skip_reasoning``.
 * ``hyperclovax_vision_v2`` — HyperCLOVAX-SEED-Think-32B: Qwen2.5-VL vision transformer + linear projector +
   HyperCLOVAX LM; images as ``<|image_start|><|IMAGE_PAD|><|image_end|>`` after a ``<|mime_start|>…<|mime_end|>``
-  line; reasoning in ``<think>…</think>``, opened by the generation prompt unless ``enable_thinking: false``.
+  line; reasoning in ``<think>…</think>``, opened by the generation prompt unless ``thinking: false``.
 * ``exaone`` — EXAONE 4.5 (``Exaone4_5_ForConditionalGeneration``: 2D-RoPE GQA vision encoder + EXAONE 4.0 LM with
   hybrid sliding/full attention), turns ``<|role|>\n…<|endofturn|>``, images ``<vision><|image_pad|></vision>``;
   ``exaone_text`` builds EXAONE 4.0 (``Exaone4ForCausalLM``) alone, turns ``[|role|]\n…[|endofturn|]``. Every
@@ -60,7 +60,8 @@ HCX_THINK_TEMPLATE = (
     "{%- endif -%}"
 )
 
-# HyperCLOVAX-SEED-Think-32B: reasoning on unless enable_thinking is false (then the prompt holds an empty block).
+# HyperCLOVAX-SEED-Think-32B: reasoning on unless `thinking` (the published template's switch, per vLLM PR #42366) is
+# false (then the prompt holds an empty block).
 HCX_V2_IMAGE = (
     '<|mime_start|>{"id": "image", "type": "image/jpeg", "filename": "image.jpg"}<|mime_end|>\\n'
     "<|image_start|><|IMAGE_PAD|><|image_end|>"
@@ -79,7 +80,7 @@ HCX_V2_TEMPLATE = (
     "{%- endfor -%}{%- endif -%}{{- '<|im_end|>\\n' -}}{%- endif -%}"
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}"
-    "{%- if enable_thinking is not defined or enable_thinking -%}{{- '<|im_start|>assistant\\n<think>\\n' -}}"
+    "{%- if thinking is not defined or thinking -%}{{- '<|im_start|>assistant\\n<think>\\n' -}}"
     "{%- else -%}{{- '<|im_start|>assistant\\n<think>\\n\\n</think>\\n\\n' -}}{%- endif -%}"
     "{%- endif -%}"
 )

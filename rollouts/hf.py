@@ -15,7 +15,7 @@ import torch
 from align.chat import chat_texts
 from align.models import load_model_and_processor
 from align.shared_prompt import Unsupported, shared_prefill_generate
-from rollouts.base import Completion, Engine, Sampling, truncate_at_stop
+from rollouts.base import Completion, Engine, Sampling, published_sampling, resolve_sampling, truncate_at_stop
 
 
 def stop_ids(generation_config, processor, extra: list[int]) -> list[int]:
@@ -62,6 +62,8 @@ class HFEngine(Engine):
 
     @torch.no_grad()
     def generate(self, prompts, images, sampling: Sampling) -> list[list[Completion]]:
+        # settings the caller left unset: the model's published generation_config.json (rollouts/base.py)
+        sampling = resolve_sampling(sampling, published_sampling(self.model.generation_config))
         results: list[list[Completion] | None] = [None] * len(prompts)
         # Batches hold prompts with the same number of images (processors differ in mixed-batch support).
         order = sorted(range(len(prompts)), key=lambda i: len(images[i]) if images else 0)

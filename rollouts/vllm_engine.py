@@ -20,7 +20,7 @@ from align.errors import UserError
 from align.models import configure_chat, load_processor
 from align.spec import RolloutSpec
 from rollouts import vllm_plugin
-from rollouts.base import Completion, Engine, Sampling, truncate_at_stop
+from rollouts.base import Completion, Engine, Sampling, published_sampling, resolve_sampling, truncate_at_stop
 from rollouts.hf import image_token_ids, stop_ids
 
 INSTALL_HINT = (
@@ -128,12 +128,14 @@ class VLLMEngine(Engine):
         except OSError:
             gen_config = None
         self.stop_ids = stop_ids(gen_config, self.tokenizer, [])
+        self.published = published_sampling(gen_config)  # fills what a Sampling leaves unset
         config = self.llm.llm_engine.model_config.hf_config
         self.banned = image_token_ids(config, self.processor)
 
     def generate(self, prompts, images, sampling: Sampling) -> list[list[Completion]]:
         from vllm import SamplingParams
 
+        sampling = resolve_sampling(sampling, self.published)
         greedy = not (sampling.temperature and sampling.temperature > 0)
         params = SamplingParams(
             n=1 if greedy else sampling.n,

@@ -225,6 +225,38 @@ def test_compose_from_a_full_clip_checkpoint_and_a_string_only_chat_template(tmp
 # ------------------------------------------------------------------ the AIKU-style connector (model_type aiku_vlm)
 
 
+def test_compose_from_an_encoder_folder_with_clips_published_preprocessor_config(tmp_path):
+    """The vision half as its hub folder publishes it: CLIP ViT-L/14-336's preprocessor_config.json in its original
+    form (integer size / crop_size, CLIPFeatureExtractor, no image_processor_type;
+    tests/assets/published/aiku_vlm), geometry 336 -> 32 px. The AIKU composition loads natively with CLIP's image
+    processor built from the published settings, and an image gives the expected pixels and tokens."""
+    from PIL import Image
+
+    from align.cli import main
+    from align.models import load_model_and_processor, resolve_model_path
+
+    published = json.loads((ROOT / "tests/assets/published/aiku_vlm/clip_vit_large_patch14_336_preprocessor_config.json")
+                           .read_text())  # fmt: skip
+    encoder = tmp_path / "clip-encoder"
+    shutil.copytree(resolve_model_path("tiny-clip-vision"), encoder)
+    (encoder / "preprocessor_config.json").write_text(json.dumps({**published, "size": 32, "crop_size": 32}))
+    out = tmp_path / "aiku"
+    assert main(["model", "compose", "--vision", str(encoder), "--language", "tiny-korean-lm", "--projector", "aiku",
+                 "--pool", "2", "--out", str(out), "--seed", "3"]) == 0  # fmt: skip
+    model, processor, family = load_model_and_processor(str(out), None, "float32")
+    image_processor = processor.image_processor
+    assert family.name == "aiku_vlm" and type(image_processor).__name__.startswith("CLIPImageProcessor")
+    assert image_processor.size["shortest_edge"] == 32 and image_processor.crop_size["height"] == 32
+    assert list(image_processor.image_mean) == published["image_mean"] and image_processor.resample == 3
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "무엇이 보이나요?"}]}]
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    batch = processor(text=[text], images=[[Image.new("RGB", (64, 48), (20, 20, 200))]], return_tensors="pt")
+    assert tuple(batch["pixel_values"].shape[-2:]) == (32, 32)
+    assert int((batch["input_ids"] == model.config.image_token_id).sum()) == 4  # 4×4 patches pooled 2×2
+    with torch.no_grad():
+        assert torch.isfinite(model(**batch, labels=batch["input_ids"]).loss)
+
+
 def test_aiku_composition_loads_with_its_parts_trains_and_round_trips(composed, tmp_path):
     from PIL import Image
     from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, CLIPVisionModel

@@ -242,6 +242,42 @@ def test_generation_stops_at_the_family_stop_tokens(tiny_family, tmp_path, famil
     assert out.shape[1] - enc["input_ids"].shape[1] == 6  # no stop token configured: it never stops
 
 
+# ------------------------------------------------------------------ sampling defaults from generation_config.json
+
+
+def test_sampling_left_unset_takes_the_published_generation_config_and_rl_settings_win(tiny_family):
+    """Qwen2.5-VL publishes temperature 0.1 / top_p 0.001 / top_k 1 / repetition_penalty 1.05: a Sampling that sets
+    none of them decodes with those (here: the greedy answer, n times); a stage that sets its temperature (RFT,
+    sampled eval) samples the model's own distribution, never narrowed to greedy by the published top_k 1; TRL's
+    GRPO settings override the published ones in transformers' generate."""
+    from transformers import GenerationConfig
+    from trl import GRPOConfig
+
+    from rollouts.base import Sampling, published_sampling, resolve_sampling
+    from rollouts.hf import HFEngine
+
+    engine = HFEngine.from_path(tiny_family("qwen2_5_vl"), dtype="float32")
+    published = published_sampling(engine.model.generation_config)
+    assert published == {"temperature": 0.1, "top_p": 0.001, "top_k": 1, "repetition_penalty": 1.05}
+    unset = resolve_sampling(Sampling(n=4), published)
+    assert (unset.temperature, unset.top_p, unset.top_k, unset.repetition_penalty) == (0.1, 0.001, 1, 1.05)
+    rl = resolve_sampling(Sampling(n=4, temperature=1.0, top_p=1.0), published)  # what the RFT stage passes
+    assert (rl.temperature, rl.top_p, rl.top_k, rl.repetition_penalty) == (1.0, 1.0, 0, 1.0)
+    assert published_sampling(GenerationConfig(do_sample=False, temperature=0.7)) == {}
+
+    prompt = [[{"role": "user", "content": "도형의 색은?"}]]
+    greedy = engine.generate(prompt, None, Sampling(temperature=0.0, max_new_tokens=8, repetition_penalty=1.05))[0]
+    published_runs = engine.generate(prompt, None, Sampling(n=4, max_new_tokens=8, seed=0))[0]
+    assert {tuple(c.token_ids) for c in published_runs} == {tuple(greedy[0].token_ids)}  # top_k 1: the mode
+    sampled = engine.generate(prompt, None, Sampling(n=4, temperature=1.0, top_p=1.0, max_new_tokens=8, seed=0))[0]
+    assert len({tuple(c.token_ids) for c in sampled}) > 1  # the random tiny policy's own spread
+
+    args = GRPOConfig(output_dir="unused", use_cpu=True, bf16=False, report_to=[])
+    trl_kwargs = {k: getattr(args, k) for k in ("temperature", "top_p", "top_k", "repetition_penalty")}
+    merged, _ = engine.model._prepare_generation_config(GenerationConfig(do_sample=True, **trl_kwargs), **trl_kwargs)
+    assert (merged.temperature, merged.top_p, merged.top_k, merged.repetition_penalty) == (1.0, 1.0, 0, 1.0)
+
+
 # ------------------------------------------------------------------ SFT and a GRPO step through the pipeline
 
 RECIPE = """

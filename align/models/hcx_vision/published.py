@@ -19,6 +19,7 @@ import json
 from pathlib import Path
 
 from align.errors import UserError
+from align.models.hcx_vision.processing import HCXVisionImageProcessor, HCXVisionProcessor
 
 # class names a folder may give for what this implementation provides (the published ones, then ours)
 IMAGE_PROCESSOR_NAMES = ("HCXVisionProcessor", "HCXImageProcessor", "HCXVisionImageProcessor")
@@ -75,8 +76,6 @@ def image_processor_settings(path: str) -> tuple[dict, dict]:
 def load_published(path: str):
     """``HCXVisionProcessor`` for the folder (or hub id) ``path``, from its published processor files."""
     from transformers import AutoTokenizer
-
-    from align.models.hcx_vision.processing import HCXVisionImageProcessor, HCXVisionProcessor
 
     settings, processor_settings = image_processor_settings(path)
     try:

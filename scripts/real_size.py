@@ -109,7 +109,7 @@ def map_token_ids(config: dict, tiny: dict) -> dict:
     builder wrote with them); ids the tiny config lacks are dropped."""
     for holder, source in ((config, tiny), (text_part(config), text_part(tiny))):
         for key in TOKEN_KEYS:
-            if key in holder:
+            if key in holder or key in source:  # a reconstructed config may lack them: the tokenizer's ids
                 holder[key] = source.get(key, tiny.get(key))
     if "img_start_id" in config:  # HyperCLOVAX-SEED-Vision's first revision names the image token so
         config["img_start_id"] = tiny.get("image_token_id", tiny.get("img_start_id"))
@@ -558,17 +558,38 @@ def estimate(recipe: str, prompt_tokens: int) -> dict:
             "kv_kb_per_token": round(c["kv_bytes_per_token"] / 1e3), "total_gb": gb(total), "gpu_gb": gpu}  # fmt: skip
 
 
+def processor_counts(family: str, sizes: list[str]) -> dict:
+    """Visual tokens and prompt length per image size from the family's real-size processor alone (no model)."""
+    import tempfile
+
+    from align.chat import chat_texts
+    from align.models import load_processor
+    from align.models.families import FAMILIES
+
+    fam = FAMILIES[family]
+    tmp = prepare_files(family, 1, 1, Path(tempfile.mkdtemp()))
+    config = json.loads((tmp / "config.json").read_text())
+    processor = load_processor(str(tmp), fam.remote_code)
+    tok = getattr(processor, "tokenizer", processor)
+    image_id = tok.convert_tokens_to_ids(fam.image_token) if fam.image_token else None
+    out = {}
+    for size in sizes if fam.vision else sizes[:1]:
+        img = [[image(size)]] if fam.vision else None
+        text = chat_texts(processor, [messages() if img else [{"role": "user", "content": PROMPT}]], img)
+        tok = getattr(processor, "tokenizer", processor)
+        ids = processor(text=text, images=img, return_tensors="pt") if img else tok(text, return_tensors="pt")
+        ids = ids["input_ids"][0]
+        out[size] = {"prompt_tokens": int(ids.numel()), "visual_tokens": int((ids == image_id).sum()) if img else 0}
+    return out
+
+
 def print_estimates(results: Path) -> None:
     rows = []
     for recipe, (family, _, _) in RECIPES.items():
-        measured = results / f"{family}.json"
-        prompt, source = 1024, "assumed 1024"
-        if measured.exists():
-            sizes = json.loads(measured.read_text())["parts"].get("gen", {}).get("sizes", {})
-            size = "1920x1080" if "1920x1080" in sizes else next(iter(sizes), None)
-            if size:
-                prompt, source = sizes[size]["prompt_tokens"], f"measured, {size}"
         try:
+            counts = processor_counts(family, ["1920x1080"])
+            size = next(iter(counts))
+            prompt, source = counts[size]["prompt_tokens"], f"processor, {size}" if size == "1920x1080" else "text"
             rows.append({**estimate(recipe, prompt), "prompt_source": source})
         except Exception as e:  # noqa: BLE001 -- a configuration the classes refuse: say so in the table
             rows.append({"recipe": recipe, "family": family, "error": f"{type(e).__name__}: {str(e).splitlines()[-1]}"})
@@ -590,6 +611,61 @@ def print_estimates(results: Path) -> None:
             f"**{r['total_gb']} GB of {r['gpu_gb']}** | {r['claim']} |"
         )
     (results / "estimates.json").write_text(json.dumps(rows, indent=2))
+
+
+def plot_curve(folder: Path, png: Path) -> None:
+    """GRPO step time and peak RSS against visual tokens per image (runs in ``folder/G*``) and against G, for the
+    shared-prompt path and TRL's path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = {}
+    for path in sorted(folder.glob("G*/*.json")):
+        res = json.loads(path.read_text())
+        runs[res["G"]] = res
+    if not runs:
+        raise SystemExit(f"no runs under {folder}/G*/")
+    fig, ax = plt.subplots(2, 2, figsize=(10, 7))
+    g_mid = sorted(runs)[len(runs) // 2]
+    family = next(iter(runs.values()))["family"]
+    for variant, style in (("shared", "o-"), ("trl", "s--")):
+        res = runs[g_mid]
+        sizes = res.get("train_images") or res["images"]
+        tokens = [visual_tokens(res, s) for s in sizes]
+        steps = res["parts"].get(f"grpo_{variant}", {}).get("steps") or []
+        if steps:
+            ax[0][0].plot(tokens[: len(steps)], [x["seconds"] for x in steps], style, label=variant)
+            ax[1][0].plot(tokens[: len(steps)], [x["peak_mib"] / 1024 for x in steps], style, label=variant)
+        g_values, g_time, g_mem = [], [], []
+        for g, res_g in sorted(runs.items()):
+            steps_g = res_g["parts"].get(f"grpo_{variant}", {}).get("steps") or []
+            if steps_g:
+                g_values.append(g)
+                g_time.append(steps_g[min(1, len(steps_g) - 1)]["seconds"])
+                g_mem.append(steps_g[min(1, len(steps_g) - 1)]["peak_mib"] / 1024)
+        ax[0][1].plot(g_values, g_time, style, label=variant)
+        ax[1][1].plot(g_values, g_mem, style, label=variant)
+    ax[0][0].set(title=f"{family}, G={g_mid}: GRPO step", xlabel="visual tokens per image", ylabel="seconds")
+    ax[1][0].set(xlabel="visual tokens per image", ylabel="peak RSS (GiB)")
+    ax[0][1].set(title="against G (second image size)", xlabel="G (completions per prompt)", ylabel="seconds")
+    ax[1][1].set(xlabel="G (completions per prompt)", ylabel="peak RSS (GiB)")
+    for a in ax.flat:
+        a.grid(alpha=0.3)
+        a.legend()
+    fig.suptitle("real width, cut depth, CPU (2 shared cores): scripts/real_size.py")
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+
+
+def visual_tokens(res: dict, size: str) -> int:
+    """Visual tokens of an image size: measured by ``gen`` when it ran, else the Qwen2-VL rule (28-px merged patches)."""
+    gen = res["parts"].get("gen", {}).get("sizes", {})
+    if size in gen:
+        return gen[size]["visual_tokens"]
+    w, h = (int(x) for x in size.split("x"))
+    return round(w / 28) * round(h / 28)
 
 
 def table(res: dict) -> str:
@@ -617,6 +693,10 @@ def table(res: dict) -> str:
     return "\n".join(lines)
 
 
+def save(args, res: dict) -> None:
+    (Path(args.out) / f"{args.family}.json").write_text(json.dumps(res, indent=2))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--family", required=True)
@@ -628,6 +708,7 @@ def main() -> None:
     p.add_argument("--tokens", type=int, default=8, help="completion tokens")
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     p.add_argument("--parts", default="gen,sft,grpo")
+    p.add_argument("--variants", default="shared,trl", help="GRPO paths to run")
     p.add_argument("--out", default="results/real_size")
     p.add_argument("--timeout", type=int, default=1800, help="seconds per part")
     p.add_argument(
@@ -635,6 +716,8 @@ def main() -> None:
         action="store_true",
         help="full-depth memory per GPU of the GPU recipes (prompt lengths from <out>/<family>.json)",
     )
+    p.add_argument("--counts", action="store_true", help="visual tokens and prompt length per image size, every family")
+    p.add_argument("--plot", help="write the cost-curve PNG from the runs under <out>/G*/ to this file")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
     p.add_argument("--variant", help=argparse.SUPPRESS)
@@ -649,6 +732,23 @@ def main() -> None:
         return
     if args.estimate:
         return print_estimates(Path(args.out))
+    if args.counts:
+        rows = {}
+        for f in TINY:
+            try:
+                rows[f] = processor_counts(f, args.images)
+            except Exception as e:  # noqa: BLE001 -- a configuration the classes refuse: say so in the table
+                rows[f] = {"error": f"{type(e).__name__}: {str(e).splitlines()[-1]}"}
+        (Path(args.out) / "counts.json").write_text(json.dumps(rows, indent=2))
+        print("| family | " + " | ".join(args.images) + " |")
+        print("|---|" + "---|" * len(args.images))
+        for f, row in rows.items():
+            cells = [f"{row[x]['visual_tokens']} / {row[x]['prompt_tokens']}" if x in row else row.get("error", "—")
+                     for x in args.images]  # fmt: skip
+            print(f"| {f} | " + " | ".join(cells) + " |")
+        return
+    if args.plot:
+        return plot_curve(Path(args.out), Path(args.plot))
     vision_layers = args.vision_layers or args.layers
     Path(args.out).mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -665,12 +765,14 @@ def main() -> None:
         if part in ("sft", "grpo") and args.train_images:
             args.images = res["train_images"] = [s.strip() for s in args.train_images.split(",")]
         if part == "grpo":
-            for variant in ("shared", "trl"):
+            for variant in args.variants.split(","):
                 res["parts"][f"grpo_{variant}"] = run_part(args, part, variant)
+                save(args, res)
         else:
             res["parts"][part] = run_part(args, part)
+            save(args, res)  # each part as it ends: a later part that fails or times out keeps the earlier ones
     res["total_s"] = time.perf_counter() - t0
-    (Path(args.out) / f"{args.family}.json").write_text(json.dumps(res, indent=2))
+    save(args, res)
     print(table(res))
     print(f"total {res['total_s']:.0f} s; {Path(args.out) / (args.family + '.json')}")
 

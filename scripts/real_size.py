@@ -568,7 +568,6 @@ def processor_counts(family: str, sizes: list[str]) -> dict:
 
     fam = FAMILIES[family]
     tmp = prepare_files(family, 1, 1, Path(tempfile.mkdtemp()))
-    config = json.loads((tmp / "config.json").read_text())
     processor = load_processor(str(tmp), fam.remote_code)
     tok = getattr(processor, "tokenizer", processor)
     image_id = tok.convert_tokens_to_ids(fam.image_token) if fam.image_token else None

@@ -32,6 +32,20 @@ def test_every_task_has_rows_and_the_gold_answer_scores_one():
     assert wrong == [0.0] * len(rows)
 
 
+def test_sft_answers_come_in_natural_phrasings_that_the_rewards_pay():
+    """The SFT target says the reference the way a chat model does (terse, or a sentence with a copula, quotes,
+    a politeness ending); every phrasing of every row scores 1, and each task uses at least three phrasings."""
+    from rewards.tasks import accuracy
+
+    rows = examples(SyntheticSpec(train_size=400, eval_size=0, seed=5), "train")
+    said = [e.completion for e in rows]
+    assert accuracy(None, said, task=[e.task for e in rows], answer=[e.answer for e in rows]) == [1.0] * len(rows)
+    for task in TASKS:
+        forms = {e.completion.replace(e.answer.removeprefix("답: "), "{a}") for e in rows if e.task == task}
+        assert len(forms) >= 3, (task, forms)
+    assert any(e.completion != e.answer and e.completion.endswith(("입니다.", "예요.", "이에요.")) for e in rows)
+
+
 def test_answers_are_korean_and_images_show_the_answer():
     rows = examples(SyntheticSpec(train_size=40, eval_size=10, seed=0), "train")
     for e in rows:

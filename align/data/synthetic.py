@@ -1,6 +1,6 @@
 """Synthetic Korean tasks with verifiable answers, generated deterministically from a seed.
 
-Tasks (``task`` column):
+Tasks (``task`` column; ``answer`` is the reference the rewards read):
   count  - count the shapes in an image                  answer "3개"
   color  - name the colour of the shape in an image      answer "빨간색"
   ocr    - read the Korean word rendered in an image      answer "사과"
@@ -8,6 +8,10 @@ Tasks (``task`` column):
   bbox   - locate the shape, VARCO-VISION box format      answer "<bbox>0.19, 0.31, 0.50, 0.62</bbox>"
   caption - describe the picture (image-caption pairs for connector alignment, LLaVA-pretrain style;
             opt-in: not in the default task set)             answer "빨간색 원 3개"
+
+The SFT target (``completion``) says the answer the way a chat model does, in one of several phrasings per task
+(``PHRASINGS``: the terse reference itself, and sentences with copulas, politeness endings and quotes), so the
+rewards and the eval read free-form answers here as they will on a real model.
 
 Row ``i`` of a task and split depends only on (seed, split, task, i), so growing a split keeps its earlier rows.
 Rows are written as JSON lines with image paths relative to the dataset folder (LLaVA-style).
@@ -31,7 +35,7 @@ CAPTION_PROMPTS = (
     "이 이미지에 무엇이 있나요?",
     "",
 )  # "" = the image alone (LLaVA pretrain)
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 COLORS = {
     "빨간색": (220, 30, 30),
@@ -61,6 +65,29 @@ SUB_TEMPLATES = (
     "{n1} {item} {a}개를 가지고 있었습니다. 그중 {b}개를 먹었습니다. 남은 {i2} 몇 개인가요?",
     "바구니에 {i0} {a}개 있었습니다. {n2} {b}개를 꺼냈습니다. 바구니에 남은 {i2} 몇 개인가요?",
 )
+
+
+# How the SFT answer says the reference. {a}: the reference's value (the count with 개, the colour, the word, the
+# result, the <bbox> box); {cop}: the copula 예요/이에요 that fits {a}; {quote}: 라고/이라고; {shape}: the counted shape
+# with its subject particle; {calc}: the arithmetic.
+PHRASINGS = {
+    "count": ("{a}", "{a}입니다.", "도형은 모두 {a}{cop}.", "이미지에 {shape} {a} 있습니다."),
+    "color": ("{a}", "{a}입니다.", "도형은 {a}{cop}.", "이 도형의 색깔은 {a}입니다."),
+    "ocr": ("{a}", "'{a}'{quote} 적혀 있습니다.", '이미지에 적힌 글자는 "{a}"입니다.', "글자는 {a}{cop}."),
+    "arith": ("답: {a}", "{calc}이므로 답은 {a}입니다.", "정답은 {a}입니다.", "모두 계산하면 {a}개{cop}."),
+    "bbox": ("{a}", "{a}입니다.", "도형은 {a}에 있어요."),
+}
+
+
+def _phrase(rng: random.Random, task: str, value: str, **fields) -> str:
+    """One of the task's phrasings; drawn last from the row's generator, so the row's content is as before."""
+    ends_in_consonant = _has_batchim(value) if value[-1:].isalpha() else False
+    return rng.choice(PHRASINGS[task]).format(
+        a=value,
+        cop="이에요" if ends_in_consonant else "예요",
+        quote="이라고" if ends_in_consonant else "라고",
+        **fields,
+    )
 
 
 def _has_batchim(word: str) -> bool:
@@ -101,6 +128,7 @@ class Example:
     question: str
     answer: str
     image: dict | None = field(default=None)  # drawing instructions, rendered by render()
+    completion: str = ""  # the SFT answer: the reference in one of the task's phrasings ("" = the reference itself)
 
 
 def _place(rng: random.Random, size: int, extent: int, taken: list[tuple[int, int, int, int]]):
@@ -129,32 +157,32 @@ def make_example(spec: SyntheticSpec, split: str, task: str, i: int) -> Example:
             if len(taken) == n:
                 break
         shapes = [{"shape": shape, "box": b, "color": rng.choice(list(COLORS))} for b in taken]
-        return Example(ex_id, task, rng.choice(QUESTIONS[task]), f"{n}개", {"shapes": shapes})
+        question = rng.choice(QUESTIONS[task])
+        said = _phrase(rng, task, f"{n}개", shape=_subject(SHAPE_NAMES[shape]))
+        return Example(ex_id, task, question, f"{n}개", {"shapes": shapes}, said)
     if task == "color":
         color, extent = rng.choice(list(COLORS)), rng.randint(s // 3, s // 2)
         box = _place(rng, s, extent, [])
         shapes = [{"shape": rng.choice(SHAPES), "box": box, "color": color}]
-        return Example(ex_id, task, rng.choice(QUESTIONS[task]), color, {"shapes": shapes})
+        question = rng.choice(QUESTIONS[task])
+        return Example(ex_id, task, question, color, {"shapes": shapes}, _phrase(rng, task, color))
     if task == "ocr":
         word = rng.choice(OCR_WORDS[: spec.ocr_words])
         font_size = rng.randint(int(s * 0.36), int(s * 0.42))
         jitter = max(1, s // 16)
         x = (s - 2 * font_size) // 2 + rng.randint(-jitter, jitter)
         y = (s - font_size) // 2 + rng.randint(-jitter, jitter)
-        return Example(
-            ex_id,
-            task,
-            rng.choice(QUESTIONS[task]),
-            word,
-            {"text": word, "xy": (max(0, x), max(0, y)), "font_size": font_size},
-        )
+        question = rng.choice(QUESTIONS[task])
+        image = {"text": word, "xy": (max(0, x), max(0, y)), "font_size": font_size}
+        return Example(ex_id, task, question, word, image, _phrase(rng, task, word))
     if task == "bbox":
         extent = rng.randint(s // 5, s // 2)
         box = _place(rng, s, extent, [])
         shapes = [{"shape": rng.choice(SHAPES), "box": box, "color": rng.choice(list(COLORS))}]
         x1, y1, x2, y2 = (v / s for v in box)
         answer = f"<bbox>{x1:.2f}, {y1:.2f}, {x2:.2f}, {y2:.2f}</bbox>"
-        return Example(ex_id, task, rng.choice(QUESTIONS[task]), answer, {"shapes": shapes})
+        question = rng.choice(QUESTIONS[task])
+        return Example(ex_id, task, question, answer, {"shapes": shapes}, _phrase(rng, task, answer))
     if task == "caption":
         shape, color = rng.choice(SHAPES), rng.choice(list(COLORS))
         extent, taken = max(6, s // 7), []
@@ -179,7 +207,8 @@ def make_example(spec: SyntheticSpec, split: str, task: str, i: int) -> Example:
             n1=_topic(n1), n1s=_subject(n1), n2=_subject(n2), i0=_subject(item), item=item,
             i2=_topic(item), a=a, b=b,
         )  # fmt: skip
-        return Example(ex_id, task, question, f"답: {result}")
+        calc = f"{a} + {b} = {result}" if template in ADD_TEMPLATES else f"{a} - {b} = {result}"
+        return Example(ex_id, task, question, f"답: {result}", None, _phrase(rng, task, str(result), calc=calc))
     raise ValueError(f"unknown synthetic task {task!r}; choose from {', '.join(ALL_TASKS)}")
 
 
@@ -224,7 +253,7 @@ def to_row(ex: Example, image_rel: str | None) -> dict:
         "id": ex.id,
         "task": ex.task,
         "prompt": [{"role": "user", "content": ex.question}],
-        "completion": [{"role": "assistant", "content": ex.answer}],
+        "completion": [{"role": "assistant", "content": ex.completion or ex.answer}],
         "answer": ex.answer,
         "images": [image_rel] if image_rel else [],
     }
@@ -263,7 +292,7 @@ def build_synthetic(out_dir: str | Path, spec: SyntheticSpec | None = None, prog
 def vocabulary_texts() -> list[str]:
     """Every phrase the generator can emit, for training the embedded model's tokenizer."""
     spec = SyntheticSpec(train_size=400, eval_size=0)
-    texts = [f"{ex.question} {ex.answer}" for ex in examples(spec, "train")]
+    texts = [f"{ex.question} {ex.completion or ex.answer}" for ex in examples(spec, "train")]
     texts += [q for qs in QUESTIONS.values() for q in qs]
     texts += list(COLORS) + list(OCR_WORDS) + [f"{n}개" for n in range(1, 20)] + [f"답: {n}" for n in range(20)]
     return texts

@@ -64,7 +64,8 @@ def pairwise_accuracy(model, pairs, batch_size: int) -> tuple[dict, list[float]]
     right = [c > r for c, r in zip(chosen, rejected)]
     per_task: dict[str, list[bool]] = {}
     for p, ok in zip(pairs, right):
-        per_task.setdefault(p.get("task") or "default", []).append(ok)
+        key = (p.get("task") or "default") + (f"/{p['error']}" if p.get("error") else "")  # describe: per error
+        per_task.setdefault(key, []).append(ok)
     result = {"pairwise_accuracy": sum(right) / max(1, len(right)), "pairs": len(right),
               "per_task": {t: sum(v) / len(v) for t, v in sorted(per_task.items())}}  # fmt: skip
     return result, chosen + rejected

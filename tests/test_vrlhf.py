@@ -489,3 +489,66 @@ def test_cider_d_hand_worked_and_against_pycocoevalcap():
             ["오른쪽에 검은색 삼각형 2개가 있어요.", "오른쪽에는 검은 세모가 두 개 있습니다."]]  # fmt: skip
     oracle = [3.8740588637935063, 1.8457889182266873, 1.6026452857785765, 0.035547115254138506]
     assert score(cands, refs) == pytest.approx(oracle, abs=1e-9)
+
+
+DESCRIBE_RECIPE = """
+name: vd
+output_dir: {out}
+data: {{train_size: 96, eval_size: 6, seed: 2, tasks: [describe]}}
+rollout: {{engine: hf}}
+eval:
+  max_new_tokens: 12
+  samples: 6
+  metrics: [{{name: describe_f1}}, {{name: describe_precision}}, {{name: describe_recall}}, {{name: cider_d}},
+            {{name: description_words}}, {{name: repetition_rate}}, {{name: reward_model, args: {{path: stage:rm}}}}]
+stages:
+  - type: sft
+    rows: [0, 32]
+    args: {{learning_rate: 2.0e-3, max_steps: 3, per_device_train_batch_size: 8}}
+  - type: rm
+    rows: [32, 80]
+    freeze: []
+    learning_rate: 1.0e-3
+    epochs: 1
+    batch_size: 16
+    eval_fraction: 0.25
+  - type: grpo
+    rows: [80, 96]
+    rewards: [{{name: reward_model, args: {{path: stage:rm, normalize: true}}}}]
+    args: {{max_steps: 1, num_generations: 4, per_device_train_batch_size: 8, max_completion_length: 12}}
+  - type: grpo                   # the ceiling's reward: ground-truth F1 from the scene column
+    name: grpo_f1
+    rows: [80, 96]
+    rewards: [{{name: describe_f1}}]
+    args: {{max_steps: 1, num_generations: 4, per_device_train_batch_size: 8, max_completion_length: 12}}
+"""
+
+
+def test_describe_pipeline_produces_the_measures(tmp_path, tiny_model):
+    """SFT -> rm on describe pairs -> GRPO with the learned reward -> GRPO with ground-truth F1, a few steps each:
+    every checkpoint gets the measures, the rm stage its per-error accuracy, the report each checkpoint's description
+    beside the image."""
+    run = run_pipeline(load_recipe(write_recipe(tmp_path / "r.yaml", DESCRIBE_RECIPE.format(out=tmp_path)))).path
+    measures = {"describe_f1", "describe_precision", "describe_recall", "cider_d", "description_words",
+                "repetition_rate"}  # fmt: skip
+    evals = {s: json.loads((run / s / "eval.json").read_text()) for s in ("base", "sft", "grpo", "grpo_f1")}
+    for name, metrics in evals.items():
+        assert measures <= set(metrics), name
+        assert 0 <= metrics["describe_f1"] <= 1 and metrics["description_words"] > 0
+    assert "reward_model" in evals["sft"] and "reward_model" in evals["grpo"]  # the policy scored by the learned RM
+    summary = json.loads((run / "rm" / "summary.json").read_text())
+    assert summary["held_out"]["pairs"] == 12 and all(
+        k.startswith("describe/") for k in summary["held_out"]["per_task"]
+    )
+    rollouts = read_jsonl(run / "grpo" / "rollouts.jsonl")
+    assert len(rollouts) == 8 and all(r["rewards"]["reward_model"] is not None for r in rollouts)
+    f1_rollouts = read_jsonl(run / "grpo_f1" / "rollouts.jsonl")
+    assert all(0 <= r["rewards"]["describe_f1"] <= 1 for r in f1_rollouts)
+    samples = read_jsonl(run / "grpo" / "eval_samples.jsonl")
+    assert len(samples) == 6 and all(s["images"] and "describe_f1" in s["scores"] for s in samples)
+    page = (run / "report.html").read_text(encoding="utf-8")
+    card = page[page.index('<article class="card" data-task="describe"') :]
+    card = card[: card.index("</article>")]
+    assert '<img src="data:image/png;base64,' in card
+    assert all(f'<td class="who">{s}</td>' in card for s in ("base", "sft", "grpo", "grpo_f1"))
+    assert card.index("describe_f1") < card.index("cider_d")  # the lead score of a description

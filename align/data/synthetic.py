@@ -243,7 +243,7 @@ def describe_scene(rng: random.Random, size: int, max_count: int) -> tuple[list[
     k = rng.choice((1, 2, 2, 3))
     columns = sorted(rng.sample(range(3), k))
     kinds, colors = rng.sample(SHAPES, k), rng.sample(list(COLORS), k)
-    extent, width, objects, shapes = max(6, size // 7), size // 3, [], []
+    extent, width, objects, shapes = max(6, size * 2 // 9), size // 3, [], []  # 14 px of 64: colours show
     for col, kind, color in zip(columns, kinds, colors):
         taken: list = []
         for _ in range(rng.randint(1, min(3, max_count))):

@@ -26,6 +26,7 @@ rows of the call (the held-out set in an evaluation). ``description_words`` (len
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 from functools import lru_cache
@@ -160,19 +161,23 @@ def _owners(items: list[tuple[str, object, str]]) -> dict[int, list[int]]:
     """For each colour, count and position item of a clause, the indexes of the shapes (or generic words) it is said
     of (the rules in the module docstring)."""
     things = [j for j, it in enumerate(items) if it[0] in ("shape", "generic")]
+    places = [j for j, it in enumerate(items) if it[0] == "position"]
     owner: dict[int, list[int]] = {}
     for j, (kind, _value, tail) in enumerate(items):
-        before, after = [t for t in things if t < j], [t for t in things if t > j]
+        k = bisect.bisect_left(things, j)  # things[k:] come after item j
+        before, after = things[k - 1 : k] if k else [], things[k : k + 1]
         if kind == "color":  # an adjective (빨간, 빨간색의) for the next shape, a predicate (빨간색이고) for the last
             adjective = tail in ("", "의", "빛", "빛의", "으로", "로", "이나", "나", "또는") and after
-            owner[j] = after[:1] if adjective else before[-1:] or after[:1]
+            owner[j] = after if adjective else before or after
         elif kind == "count":
-            owner[j] = after[:1] if tail == "의" and after else before[-1:] or after[:1]
+            owner[j] = after if tail == "의" and after else before or after
         elif kind == "position":
             prev = items[j - 1] if j else None
             predicate = prev is not None and prev[0] in ("shape", "count", "generic") and prev[2][:1] in SUBJECT
-            next_place = next((k for k in range(j + 1, len(items)) if items[k][0] == "position"), len(items))
-            owner[j] = before[-1:] if predicate and before else [t for t in after if t < next_place] or before[-1:]
+            p = bisect.bisect_right(places, j)
+            next_place = places[p] if p < len(places) else len(items)
+            following = things[k : bisect.bisect_left(things, next_place)]
+            owner[j] = before if predicate and before else following or before
     return owner
 
 

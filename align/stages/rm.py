@@ -10,8 +10,9 @@ A checkpoint (trainable weights, head, optimizer, scheduler, RNG and data order)
 Writes ``<stage>/model`` (backbone HF folder + ``reward_head.safetensors``; see ``rewards/reward_model.py``),
 ``metrics.jsonl`` (loss and batch accuracy), and ``summary.json`` with the held-out pairwise accuracy overall and
 per task (per error for describe pairs: ``describe/wrong_color``, …). The policy is unchanged: the next stage starts
-from this stage's input model, and a later stage's reward can name this model as ``path: stage:<name>``. The stage also scores the input policy's held-out answers
-with the new reward model; the pipeline adds that score to the evaluation of the checkpoint the policy came from.
+from this stage's input model, and a later stage's reward can name this model as ``path: stage:<name>``. The stage
+also scores the input policy's held-out answers with the new reward model; the pipeline adds that score to the
+evaluation of the checkpoint the policy came from.
 """
 
 from __future__ import annotations

@@ -40,6 +40,7 @@ FONT_STACK = ('"Report Hangul", system-ui, -apple-system, "Segoe UI", "Apple SD 
 # Hangul first (its unicode-range leaves Latin to the monospace fonts): after a generic `monospace`, Chromium drew
 # boxes for Hangul in a run that also held U+FFFD (seen with the tiny model's broken-byte answers)
 CODE_STACK = '"Report Hangul", ui-monospace, "D2Coding", Menlo, Consolas, monospace, ' + FONT_STACK
+LEAD_SCORES = ("accuracy", "describe_f1")  # the score a gallery answer's ✓/✗ reads (the first one it has)
 MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif", ".webp": "image/webp"}
 
 
@@ -136,9 +137,10 @@ def card(cps, row) -> str:
     answers = []
     for label, sample in row["samples"].items():
         scores = {k: v for k, v in (sample.get("scores") or {}).items() if v is not None}
-        acc = scores.get("accuracy")
+        lead = next((k for k in LEAD_SCORES if k in scores), "accuracy")  # descriptions: every fact right is ✓
+        acc = scores.get(lead)
         mark = "" if acc is None else ('<span class="ok">✓</span> ' if acc >= 1 else '<span class="no">✗</span> ')
-        shown = " · ".join(f"{esc(k)} {num(v)}" for k, v in sorted(scores.items(), key=lambda kv: kv[0] != "accuracy"))
+        shown = " · ".join(f"{esc(k)} {num(v)}" for k, v in sorted(scores.items(), key=lambda kv: kv[0] != lead))
         answers.append(f'<tr><td class="who">{esc(label)}</td><td class="ans">{answer(sample.get("completion"))}'
                        f'<div class="scores">{mark}{shown}</div></td></tr>')  # fmt: skip
     return (f'<article class="card" data-task="{esc(row["task"])}"><div class="pic">{_image_html(cps, row)}</div>'
@@ -159,7 +161,8 @@ def gallery_html(cards: list[tuple[str, str]], total: int) -> str:
     ]
     shown = f"{len(cards)} of the {total}" if len(cards) < total else f"All {total}"
     return (f'<p class="note">{shown} held-out prompts that every checkpoint answered (eval_samples.jsonl keeps '
-            "<code>eval.samples</code> per task). ✓/✗ and the number after it: accuracy; then every other score.</p>"
+            "<code>eval.samples</code> per task). ✓/✗ and the number after it: accuracy (for descriptions: attribute "
+            "F1 against the scene, ✓ when every fact is right); then every other score.</p>"
             f'<div class="filters" id="filters">{"".join(buttons)}</div>'
             f'<div class="gallery">{"".join(h for _, h in cards)}</div>')  # fmt: skip
 

@@ -57,6 +57,13 @@ BUILTIN: dict[str, str] = {
     "length_band": "rewards.reasoning:length_band",
     "repetition_penalty": "rewards.formatting:repetition_penalty",
     "reward_model": "rewards.reward_model:reward_model",
+    # open-ended descriptions against the scene (the describe task; rewards/describe.py)
+    "describe_f1": "rewards.describe:describe_f1",
+    "describe_precision": "rewards.describe:describe_precision",
+    "describe_recall": "rewards.describe:describe_recall",
+    "cider_d": "rewards.describe:cider_d",
+    "description_words": "rewards.describe:description_words",
+    "repetition_rate": "rewards.describe:repetition_rate",
 }
 
 

@@ -360,3 +360,195 @@ def test_unknown_reward_model_folder_is_a_clear_error(tmp_path, tiny_model):
         shutil.copy(f, tmp_path / "bad" / f.name)
     with pytest.raises(UserError, match="expects hidden size 7"):
         load_reward_model(tmp_path / "bad")
+
+
+# --- V-RLHF on open-ended descriptions: the describe task, its pairs, its measures, the demo's pipeline -------------
+
+
+def test_describe_task_rows_are_deterministic_and_carry_their_scene(tmp_path):
+    from align.data import load_splits
+    from align.data.synthetic import ALL_TASKS, TASKS, SyntheticSpec, make_example
+    from align.recipe import validate
+    from rewards.describe import attribute_scores
+
+    assert "describe" in ALL_TASKS and "describe" not in TASKS  # opt-in: the main quickstart is unchanged
+    spec = SyntheticSpec(tasks=("describe",), train_size=40, eval_size=8, seed=3)
+    rows = [make_example(spec, "train", "describe", i) for i in range(40)]
+    assert make_example(SyntheticSpec(tasks=("describe",), train_size=900, seed=3), "train", "describe", 7) == rows[7]
+    assert make_example(spec, "eval", "describe", 7) != rows[7]
+    for ex in rows:
+        objects, refs = ex.scene["objects"], ex.scene["references"]
+        assert 1 <= len(objects) <= 3 and len({o["shape"] for o in objects}) == len(objects)
+        assert all(1 <= o["count"] <= 3 and o["position"] in ("왼쪽", "가운데", "오른쪽") for o in objects)
+        assert ex.completion == ex.answer == refs[0] and len(refs) == 5
+        assert all(attribute_scores(r, ex.scene)["f1"] == 1.0 for r in refs)  # every reference reads back whole
+        drawn = ex.image["shapes"]
+        assert len(drawn) == sum(o["count"] for o in objects)
+    phrasings = {r.split()[0] for ex in rows for r in ex.scene["references"]}
+    assert len(phrasings) >= 5 and any("\n- " in r for ex in rows for r in ex.scene["references"])  # varied forms
+    data = load_splits(validate({"name": "d", "data": {"tasks": ["describe"], "train_size": 12, "eval_size": 4,
+                                                       "seed": 3}}).data)  # fmt: skip
+    row = data.eval[0]
+    assert json.loads(row["scene"])["objects"] and row["images"] and row["task"] == "describe"
+
+
+def test_describe_pairs_carry_one_controlled_error():
+    from align.data.preferences import ERRORS, describe_pair
+    from align.data.synthetic import SyntheticSpec, examples, to_row
+    from rewards.describe import attribute_scores, repetition_rate
+
+    rows = [to_row(ex, None) for ex in examples(SyntheticSpec(tasks=("describe",), train_size=300, seed=1), "train")]
+    pairs = synthetic_pairs(rows, seed=1)
+    assert len(pairs) == len(rows) and {p["error"] for p in pairs} == set(ERRORS)
+    scenes = {r["id"]: json.loads(r["scene"]) for r in rows}
+    for p in pairs:
+        scene = scenes[p["id"]]
+        chosen, rejected = (attribute_scores(p[k], scene)["f1"] for k in ("chosen", "rejected"))
+        assert chosen == 1.0 and p["chosen"] != p["rejected"]
+        if p["error"] in ("repetition", "excessive_length"):  # the content is right, the form is not
+            assert rejected == 1.0 and len(p["rejected"]) > len(p["chosen"]) + 10
+        else:
+            assert rejected < 1.0, p
+        if p["error"] == "repetition":
+            rates = repetition_rate(None, [p["rejected"], p["chosen"]], scene=["x", "x"])
+            assert rates[0] > rates[1]  # natural text repeats a 3-gram now and then ("두 개가 있어요" twice)
+    one = [{"shape": "원", "color": "빨간색", "count": 2, "position": "왼쪽"}]
+    kinds = {describe_pair(one, random.Random(i))[2] for i in range(200)}
+    assert "missing_object" not in kinds and "invented_object" in kinds  # a lone group cannot go missing
+
+
+SCENE = {"objects": [{"shape": "원", "color": "빨간색", "count": 2, "position": "왼쪽"},
+                     {"shape": "삼각형", "color": "파란색", "count": 1, "position": "오른쪽"}]}  # fmt: skip
+
+
+@pytest.mark.parametrize("text, precision, recall", [
+    # as chat VLMs write it: sentences, markdown, synonyms, numerals, predicates, pleasantries — all facts right
+    (("이 이미지에는 **빨간색 동그라미** 2개와 **파란색 삼각형** 1개가 있습니다! 동그라미들은 왼쪽에, 삼각형은 "
+      "오른쪽에 위치해 있어요. 더 궁금한 점이 있으시면 말씀해 주세요 😊"), 1, 1),
+    ("## 이미지 설명\n\n- **왼쪽**: 빨강 원 두 개\n- **오른쪽**: 파랑 세모 하나", 1, 1),
+    ("두 개의 붉은 원이 왼쪽에 있고 오른편에는 푸른 삼각형 한개가 있습니다.", 1, 1),
+    ("원은 빨간색이고 두 개이며, 왼쪽에 있습니다. 삼각형은 파란색이에요. 삼각형은 오른쪽에 하나 있습니다.", 1, 1),
+    ("도형이 모두 세 개 있습니다. 빨간원이 둘, 파란 삼각형이 하나예요. 사각형은 없습니다.", 1, 6 / 8),
+    # errors: a wrong colour and count; an invented square; a missing triangle; a hedge listing colours
+    ("왼쪽에 초록색 원 세 개, 오른쪽에 파란 삼각형 하나가 있습니다.", 6 / 8, 6 / 8),
+    ("왼쪽에 빨간 원 두 개, 가운데에 노란 사각형 하나, 오른쪽에 파란 삼각형 하나가 있어요.", 8 / 12, 1),
+    ("왼쪽에 빨간색 원이 2개 있습니다.", 1, 4 / 8),
+    ("빨간색, 파란색, 초록색 원이 있어요.", 2 / 4, 2 / 8),
+    ("빨간색이나 파란색 원이 있는 것 같아요.", 2 / 3, 2 / 8),
+    # nothing about these shapes: words that only contain a shape word, English-free small talk
+    ("원하시는 설명을 드리기 어렵네요. 공원 사진처럼 보입니다.", 0, 0),
+])  # fmt: skip
+def test_attribute_scores_read_natural_korean(text, precision, recall):
+    from rewards.describe import attribute_scores
+
+    got = attribute_scores(text, SCENE)
+    assert got["precision"] == pytest.approx(precision) and got["recall"] == pytest.approx(recall), got
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    assert got["f1"] == pytest.approx(f1)
+
+
+def test_describe_measures_as_rewards():
+    from rewards import available, resolve
+
+    assert {"describe_f1", "describe_precision", "describe_recall", "cider_d", "description_words",
+            "repetition_rate"} <= set(available())  # fmt: skip
+    scene = json.dumps({**SCENE, "references": ["왼쪽에 빨간 원 두 개, 오른쪽에 파란 삼각형 하나가 있습니다."]})
+    texts = ["왼쪽에 빨간 원 두 개, 오른쪽에 파란 삼각형 하나가 있습니다.", "원 원 원 원 원 원 원 원", "2개"]
+    kw = {"scene": [scene, scene, ""]}  # the third row is another task's: not scored
+    assert resolve("describe_f1")(None, texts, **kw) == [1.0, pytest.approx(2 / 9), None]
+    words = resolve("description_words")(None, texts, **kw)
+    assert words == [10.0, 8.0, None]
+    rep = resolve("repetition_rate")(None, texts, **kw)
+    assert rep[0] == 0.0 and rep[1] == pytest.approx(1 - 1 / 6) and rep[2] is None
+
+
+def test_cider_d_hand_worked_and_against_pycocoevalcap():
+    """CIDEr-D: two images, so idf = log 2 for an n-gram in one image's references. A candidate equal to its one
+    reference matches at n = 1, 2 and has no 3-, 4-grams: 10 × (1 + 1 + 0 + 0) / 4 = 5. 'a a b' against 'a b':
+    unigram weights (2L, L) vs (L, L) give 2/√10 (clipped), bigrams 1/√2, the length penalty e^(−1/72)."""
+    from rewards.describe import cider_d
+
+    def score(cands, refs):
+        scenes = [json.dumps({"objects": [], "references": r}) for r in refs]
+        return cider_d(None, cands, scene=scenes)
+
+    assert score(["a b", "c"], [["a b"], ["d"]]) == pytest.approx([5.0, 0.0])
+    hand = 10 * (2 / math.sqrt(10) + 1 / math.sqrt(2)) / 4 * math.exp(-1 / 72)
+    assert score(["a a b", "c"], [["a b"], ["d"]]) == pytest.approx([hand, 0.0])
+    assert hand == pytest.approx(3.30271472, abs=1e-8)  # pycocoevalcap 1.2 on the same strings
+    # pycocoevalcap 1.2 `Cider().compute_score` on these strings, pre-tokenised (run once in a side venv)
+    cands = ["왼쪽에 빨간색 원 두 개가 있습니다. 오른쪽에 파란색 삼각형 하나가 있습니다.", "가운데에 노란 네모 세 개가 보입니다.",
+             "그림에는 초록색 원 1개가 있습니다. 원은 왼쪽에 있어요.",
+             "오른쪽에 검은 세모 두 개가 있어요. 오른쪽에 검은 세모 두 개가 있어요. 오른쪽에 검은 세모 두 개가 있어요."]  # fmt: skip
+    refs = [["왼쪽에 빨간색 원 두 개가 있습니다. 오른쪽에 파란색 삼각형 하나가 있습니다.",
+             "왼쪽에는 빨간 원이 2개 있고, 오른쪽에는 파란 세모가 하나 있어요.",
+             "그림에는 빨간색 원 두 개와 파란 삼각형 한 개가 있습니다. 원은 왼쪽에, 삼각형은 오른쪽에 보입니다."],
+            ["가운데에 노란색 사각형 3개가 있습니다.", "도형이 모두 세 개 있어요. 노란 네모 세 개가 가운데에 있어요."],
+            ["왼쪽에 초록 원 하나가 보입니다.", "왼쪽에는 초록색 동그라미가 1개 있습니다.",
+             "그림에는 초록색 원 한 개가 있습니다. 원은 왼쪽에 있습니다."],
+            ["오른쪽에 검은색 삼각형 2개가 있어요.", "오른쪽에는 검은 세모가 두 개 있습니다."]]  # fmt: skip
+    oracle = [3.8740588637935063, 1.8457889182266873, 1.6026452857785765, 0.035547115254138506]
+    assert score(cands, refs) == pytest.approx(oracle, abs=1e-9)
+
+
+DESCRIBE_RECIPE = """
+name: vd
+output_dir: {out}
+data: {{train_size: 96, eval_size: 6, seed: 2, tasks: [describe]}}
+rollout: {{engine: hf}}
+eval:
+  max_new_tokens: 12
+  samples: 6
+  metrics: [{{name: describe_f1}}, {{name: describe_precision}}, {{name: describe_recall}}, {{name: cider_d}},
+            {{name: description_words}}, {{name: repetition_rate}}, {{name: reward_model, args: {{path: stage:rm}}}}]
+stages:
+  - type: sft
+    rows: [0, 32]
+    args: {{learning_rate: 2.0e-3, max_steps: 3, per_device_train_batch_size: 8}}
+  - type: rm
+    rows: [32, 80]
+    freeze: []
+    learning_rate: 1.0e-3
+    epochs: 1
+    batch_size: 16
+    eval_fraction: 0.25
+  - type: grpo
+    rows: [80, 96]
+    rewards: [{{name: reward_model, args: {{path: stage:rm, normalize: true}}}}]
+    args: {{max_steps: 1, num_generations: 4, per_device_train_batch_size: 8, max_completion_length: 12}}
+  - type: grpo                   # the ceiling's reward: ground-truth F1 from the scene column
+    name: grpo_f1
+    rows: [80, 96]
+    rewards: [{{name: describe_f1}}]
+    args: {{max_steps: 1, num_generations: 4, per_device_train_batch_size: 8, max_completion_length: 12}}
+"""
+
+
+def test_describe_pipeline_produces_the_measures(tmp_path, tiny_model):
+    """SFT -> rm on describe pairs -> GRPO with the learned reward -> GRPO with ground-truth F1, a few steps each:
+    every checkpoint gets the measures, the rm stage its per-error accuracy, the report each checkpoint's description
+    beside the image."""
+    run = run_pipeline(load_recipe(write_recipe(tmp_path / "r.yaml", DESCRIBE_RECIPE.format(out=tmp_path)))).path
+    measures = {"describe_f1", "describe_precision", "describe_recall", "cider_d", "description_words",
+                "repetition_rate"}  # fmt: skip
+    evals = {s: json.loads((run / s / "eval.json").read_text()) for s in ("base", "sft", "grpo", "grpo_f1")}
+    for name, metrics in evals.items():
+        assert measures <= set(metrics), name
+        assert 0 <= metrics["describe_f1"] <= 1 and metrics["description_words"] > 0
+    assert "reward_model" in evals["sft"] and "reward_model" in evals["grpo"]  # the policy scored by the learned RM
+    summary = json.loads((run / "rm" / "summary.json").read_text())
+    assert summary["held_out"]["pairs"] == 12 and all(
+        k.startswith("describe/") for k in summary["held_out"]["per_task"]
+    )
+    rollouts = read_jsonl(run / "grpo" / "rollouts.jsonl")
+    assert len(rollouts) == 8 and all(r["rewards"]["reward_model"] is not None for r in rollouts)
+    f1_rollouts = read_jsonl(run / "grpo_f1" / "rollouts.jsonl")
+    assert all(0 <= r["rewards"]["describe_f1"] <= 1 for r in f1_rollouts)
+    samples = read_jsonl(run / "grpo" / "eval_samples.jsonl")
+    assert len(samples) == 6 and all(s["images"] and "describe_f1" in s["scores"] for s in samples)
+    page = (run / "report.html").read_text(encoding="utf-8")
+    card = page[page.index('<article class="card" data-task="describe"') :]
+    card = card[: card.index("</article>")]
+    assert '<img src="data:image/png;base64,' in card
+    assert all(f'<td class="who">{s}</td>' in card for s in ("base", "sft", "grpo", "grpo_f1"))
+    assert card.index("describe_f1") < card.index("cider_d")  # the lead score of a description

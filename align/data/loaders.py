@@ -173,6 +173,8 @@ def normalize_row(row: dict) -> dict:
     info = {k: row[k] for k in IMAGE_INFO_FIELDS if row.get(k)}
     if info:
         out["image_info"] = json.dumps(info, ensure_ascii=False)
+    if row.get("scene"):  # a scene's ground truth (the synthetic describe task), for measures that read it
+        out["scene"] = row["scene"] if isinstance(row["scene"], str) else json.dumps(row["scene"], ensure_ascii=False)
     return out
 
 
@@ -256,9 +258,10 @@ def to_dataset(raw_rows: list, split: str, report, image_folder: Path, origin: s
     report.rows[split] = len(rows)
     if not rows:
         return Dataset.from_dict({k: [] for k in ("id", "task", "prompt", "completion", "answer", "images")})
-    if any("image_info" in row for row in rows):
-        for row in rows:
-            row.setdefault("image_info", "")
+    for extra in ("image_info", "scene"):
+        if any(extra in row for row in rows):
+            for row in rows:
+                row.setdefault(extra, "")
     ds = Dataset.from_list(rows)
     return ds.cast_column("images", Sequence(Image()))
 

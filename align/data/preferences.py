@@ -11,17 +11,24 @@ Korean one; the rejected answer is, in turn, a wrong count / colour / word, or t
 language (English), so a reward model must look at the image and at the language. (A first version phrased
 the chosen answer as a sentence, "도형이 3개 있습니다."; GRPO with that reward model then rewrote OCR answers
 into that sentence form and OCR accuracy fell from 0.21 to 0.)
+
+Describe pairs (the ``describe`` task, open-ended descriptions no rule scores for the policy): the chosen answer is a
+fresh natural description of the row's scene (``scene`` column), the rejected one the same template and word forms
+with one controlled error (``ERRORS``): a wrong colour, a wrong count, a wrong position, a missing group, an invented
+group, a sentence repeated, or padding sentences that add nothing (excessive length). The pair's ``error`` names it
+(the ``rm`` stage reports held-out accuracy per error).
 """
 
 from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 from align.chat import messages_text
 from align.data.loaders import check_image, open_rgb
-from align.data.synthetic import COLORS, OCR_WORDS
+from align.data.synthetic import COLORS, OCR_WORDS, POSITIONS, SHAPE_NAMES, describe_text
 from align.errors import UserError
 
 ENGLISH_COLORS = dict(zip(COLORS, ("red", "blue", "green", "yellow", "purple", "orange", "black")))
@@ -50,15 +57,61 @@ def chosen_and_rejected(task: str, answer: str, rng: random.Random) -> tuple[str
     return None
 
 
+ERRORS = ("wrong_color", "wrong_count", "wrong_position", "missing_object", "invented_object", "repetition",
+          "excessive_length")  # fmt: skip
+PADDING = ("배경은 흰색입니다.", "도형들은 서로 겹치지 않습니다.", "전체적으로 단순하고 깔끔한 그림입니다.",
+           "각 도형은 선명한 색으로 칠해져 있습니다.", "도형들의 크기는 모두 비슷합니다.",
+           "그림에는 글자나 숫자가 없습니다.", "더 궁금한 점이 있으면 말씀해 주세요.",
+           "이상으로 그림에 대한 설명을 마치겠습니다.")  # fmt: skip
+
+
+def describe_pair(objects: list[dict], rng: random.Random) -> tuple[str, str, str]:
+    """(chosen, rejected, error) for a describe scene: the same template and word forms, one controlled error."""
+    style = rng.random()
+    chosen = describe_text(objects, random.Random(style))
+    shapes, colors = {o["shape"] for o in objects}, {o["color"] for o in objects}
+    errors = [e for e in ERRORS if not (e == "missing_object" and len(objects) < 2)
+              and not (e == "invented_object" and len(shapes) == len(SHAPE_NAMES))]  # fmt: skip
+    error = rng.choice(errors)
+    if error in ("repetition", "excessive_length"):
+        sep = "\n" if "\n" in chosen else " "  # after a markdown list: on lines of their own
+        if error == "repetition":  # one sentence (or list line) said 2-3 more times, as a looping model does
+            units = [u for u in re.split(r"(?<=\.) |\n", chosen) if u.strip()]
+            return chosen, chosen + (sep + rng.choice(units[1:] or units)) * rng.randint(2, 3), error
+        return chosen, chosen + sep + sep.join(rng.sample(PADDING, rng.randint(3, 5))), error
+    wrong = [dict(o) for o in objects]
+    i = rng.randrange(len(wrong))
+    if error == "wrong_color":
+        wrong[i]["color"] = rng.choice([c for c in COLORS if c not in colors])
+    elif error == "wrong_count":
+        wrong[i]["count"] = rng.choice([n for n in (1, 2, 3, 4) if n != wrong[i]["count"]])
+    elif error == "wrong_position":
+        wrong[i]["position"] = rng.choice([p for p in POSITIONS if p != wrong[i]["position"]])
+    elif error == "missing_object":
+        del wrong[i]
+    else:  # invented_object
+        used = {o["position"] for o in objects}
+        free = [p for p in POSITIONS if p not in used] or list(POSITIONS)
+        wrong.append({"shape": rng.choice([s for s in SHAPE_NAMES.values() if s not in shapes]),
+                      "color": rng.choice([c for c in COLORS if c not in colors]), "count": rng.randint(1, 3),
+                      "position": rng.choice(free)})  # fmt: skip
+    return chosen, describe_text(wrong, random.Random(style)), error
+
+
 def synthetic_pairs(rows, seed: int = 0) -> list[dict]:
     """Preference rows from synthetic task rows (a datasets.Dataset or list of dicts)."""
     out = []
     for row in rows:
-        pair = chosen_and_rejected(row["task"], row["answer"], random.Random(f"{seed}/{row['id']}"))
-        if pair is None:
+        rng, error = random.Random(f"{seed}/{row['id']}"), None
+        if row["task"] == "describe":
+            *pair, error = describe_pair(json.loads(row["scene"])["objects"], rng)
+        else:
+            pair = chosen_and_rejected(row["task"], row["answer"], rng)
+        if pair is None or pair[0] == pair[1]:
             continue
         out.append({"id": row["id"], "task": row["task"], "prompt": row["prompt"], "images": row["images"],
-                    "answer": row["answer"], "chosen": pair[0], "rejected": pair[1]})  # fmt: skip
+                    "answer": row["answer"], "chosen": pair[0], "rejected": pair[1],
+                    **({"error": error} if error else {})})  # fmt: skip
     return out
 
 

@@ -8,6 +8,9 @@ Tasks (``task`` column; ``answer`` is the reference the rewards read):
   bbox   - locate the shape, VARCO-VISION box format      answer "<bbox>0.19, 0.31, 0.50, 0.62</bbox>"
   caption - describe the picture (image-caption pairs for connector alignment, LLaVA-pretrain style;
             opt-in: not in the default task set)             answer "빨간색 원 3개"
+  describe - describe a scene of 1-3 groups of shapes (colour, count, column) in free Korean (V-RLHF; opt-in)
+            answer "왼쪽에 빨간색 원 두 개가 있고, 오른쪽에는 파란 삼각형이 하나 있습니다." (the first of 5
+            references in varied phrasings); the ``scene`` column (JSON) holds the ground truth and the references
 
 The SFT target (``completion``) says the answer the way a chat model does, in one of several phrasings per task
 (``PHRASINGS``: the terse reference itself, and sentences with copulas, politeness endings and quotes), so the
@@ -28,7 +31,7 @@ from pathlib import Path
 from align.io import atomic_dir, atomic_write_json
 
 TASKS = ("count", "color", "ocr", "arith", "bbox")  # the default set
-ALL_TASKS = TASKS + ("caption",)
+ALL_TASKS = TASKS + ("caption", "describe")
 SHAPE_NAMES = {"circle": "원", "square": "사각형", "triangle": "삼각형"}
 CAPTION_PROMPTS = (
     "그림을 간단히 설명해 주세요.",
@@ -129,11 +132,14 @@ class Example:
     answer: str
     image: dict | None = field(default=None)  # drawing instructions, rendered by render()
     completion: str = ""  # the SFT answer: the reference in one of the task's phrasings ("" = the reference itself)
+    scene: dict | None = None  # describe: {"objects": [...], "references": [...]}, the ``scene`` column
 
 
-def _place(rng: random.Random, size: int, extent: int, taken: list[tuple[int, int, int, int]]):
+def _place(rng: random.Random, size: int, extent: int, taken: list[tuple[int, int, int, int]], xs=None):
+    """A free box of side ``extent`` (2 px from the others), its x within ``xs`` (default: the whole image)."""
+    x_lo, x_hi = xs or (1, size - extent - 1)
     for _ in range(200):
-        x, y = rng.randint(1, size - extent - 1), rng.randint(1, size - extent - 1)
+        x, y = rng.randint(x_lo, x_hi), rng.randint(1, size - extent - 1)
         box = (x, y, x + extent, y + extent)
         if all(box[2] + 2 <= t[0] or t[2] + 2 <= box[0] or box[3] + 2 <= t[1] or t[3] + 2 <= box[1] for t in taken):
             return box
@@ -193,6 +199,12 @@ def make_example(spec: SyntheticSpec, split: str, task: str, i: int) -> Example:
         shapes = [{"shape": shape, "box": b, "color": color} for b in taken]
         caption = f"{color} {SHAPE_NAMES[shape]} {len(taken)}개"
         return Example(ex_id, task, rng.choice(CAPTION_PROMPTS), caption, {"shapes": shapes})
+    if task == "describe":
+        objects, shapes = describe_scene(rng, s, spec.max_count)
+        question = rng.choice(DESCRIBE_PROMPTS)
+        refs = [describe_text(objects, random.Random(f"{spec.seed}/{split}/{task}/{i}/ref{k}")) for k in range(5)]
+        scene = {"objects": objects, "references": refs}
+        return Example(ex_id, task, question, refs[0], {"shapes": shapes}, refs[0], scene)
     if task == "arith":
         n1, n2 = rng.sample(NAMES, 2)
         item = rng.choice(ITEMS)
@@ -210,6 +222,77 @@ def make_example(spec: SyntheticSpec, split: str, task: str, i: int) -> Example:
         calc = f"{a} + {b} = {result}" if template in ADD_TEMPLATES else f"{a} - {b} = {result}"
         return Example(ex_id, task, question, f"답: {result}", None, _phrase(rng, task, str(result), calc=calc))
     raise ValueError(f"unknown synthetic task {task!r}; choose from {', '.join(ALL_TASKS)}")
+
+
+# --- describe: scenes of shape groups and natural Korean descriptions of them ------------------------------------
+
+DESCRIBE_PROMPTS = ("이 그림을 설명해 주세요.", "그림에 있는 도형들을 색, 개수, 위치와 함께 설명해 주세요.",
+                    "이미지에 무엇이 있는지 자세히 묘사해 주세요.")  # fmt: skip
+POSITIONS = ("왼쪽", "가운데", "오른쪽")  # the column a group stands in
+SHAPE_WORDS = {"원": ("원", "원", "원", "동그라미"), "사각형": ("사각형", "사각형", "네모"),
+               "삼각형": ("삼각형", "삼각형", "세모")}  # fmt: skip
+COLOR_WORDS = {"빨간색": ("빨간색", "빨간"), "파란색": ("파란색", "파란"), "초록색": ("초록색", "초록"),
+               "노란색": ("노란색", "노란"), "보라색": ("보라색",), "주황색": ("주황색",), "검은색": ("검은색", "검은")}  # fmt: skip
+NATIVE_COUNTS = {1: "한", 2: "두", 3: "세", 4: "네"}
+ENDINGS = ("있습니다.", "있어요.", "보입니다.")
+
+
+def describe_scene(rng: random.Random, size: int, max_count: int) -> tuple[list[dict], list[dict]]:
+    """1-3 groups, each of one shape (distinct), one colour (distinct) and 1-3 copies, standing in its own column
+    (왼쪽 / 가운데 / 오른쪽). Returns the ground truth (Korean names) and the shapes to draw."""
+    k = rng.choice((1, 2, 2, 3))
+    columns = sorted(rng.sample(range(3), k))
+    kinds, colors = rng.sample(SHAPES, k), rng.sample(list(COLORS), k)
+    extent, width, objects, shapes = max(6, size * 2 // 9), size // 3, [], []  # 14 px of 64: colours show
+    for col, kind, color in zip(columns, kinds, colors):
+        taken: list = []
+        for _ in range(rng.randint(1, min(3, max_count))):
+            box = _place(rng, size, extent, taken, xs=(col * width + 1, (col + 1) * width - extent - 1))
+            if box is not None:
+                taken.append(box)
+        objects.append({"shape": SHAPE_NAMES[kind], "color": color, "count": len(taken), "position": POSITIONS[col]})
+        shapes += [{"shape": kind, "box": b, "color": color} for b in taken]
+    return objects, shapes
+
+
+def _count_words(rng: random.Random, n: int) -> str:
+    forms = [f"{n}개"] + ([f"{NATIVE_COUNTS[n]} 개"] if n in NATIVE_COUNTS else []) + (["하나"] if n == 1 else [])
+    return rng.choice(forms)
+
+
+def describe_text(objects: list[dict], rng: random.Random) -> str:
+    """A natural Korean description of ``objects`` (ground-truth dicts: shape, color, count, position) in one of
+    several templates, the word forms (빨간색/빨간, 원/동그라미, 2개/두 개/하나) drawn from ``rng``. The same ``rng``
+    state on an altered scene gives the same template and forms (preference pairs differ only in the error)."""
+    template = rng.randrange(6)
+    parts = []
+    for o in objects:
+        color, shape = rng.choice(COLOR_WORDS[o["color"]]), rng.choice(SHAPE_WORDS[o["shape"]])
+        parts.append({"c": color, "s": shape, "n": _count_words(rng, o["count"]), "p": o["position"]})
+    end = rng.choice(ENDINGS)
+    if rng.random() < 0.7:
+        parts.sort(key=lambda q: POSITIONS.index(q["p"]) if q["p"] in POSITIONS else 0)
+    nps = [f"{q['c']} {q['s']} {q['n']}" for q in parts]
+    if template == 0:  # one sentence per group, place first
+        return " ".join(f"{q['p']}에 {np}가 {end}" for q, np in zip(parts, nps))
+    if template == 1:  # one sentence, groups listed with commas
+        return ", ".join(f"{q['p']}에 {np}" for q, np in zip(parts, nps)) + f"가 {end}"
+    if template == 2:  # what, then where
+        where = ", ".join(f"{_topic(q['s'])} {q['p']}에" for q in parts)
+        return f"그림에는 {_and_list(nps)}가 있습니다. {where} {end}"
+    if template == 3:  # clauses joined with 있고
+        clauses = [f"{q['p']}에는 {q['c']} {_subject(q['s'])} {q['n']}" for q in parts]
+        return " 있고, ".join(clauses) + f" {end}"
+    if template == 4:  # the total first
+        total = sum(o["count"] for o in objects)
+        body = " ".join(f"{np}가 {q['p']}에 {end}" for q, np in zip(parts, nps))
+        return f"도형이 모두 {_count_words(rng, total)} {end} {body}"
+    return "이미지 설명:\n" + "\n".join(f"- {q['p']}: {np}" for q, np in zip(parts, nps))  # a markdown list
+
+
+def _and_list(items: list[str]) -> str:
+    """'A', 'A와 B', 'A, B와 C' (every item ends in 개 or 하나: the particle is 와)."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + f"와 {items[-1]}"
 
 
 def font_path() -> Path:
@@ -256,6 +339,7 @@ def to_row(ex: Example, image_rel: str | None) -> dict:
         "completion": [{"role": "assistant", "content": ex.completion or ex.answer}],
         "answer": ex.answer,
         "images": [image_rel] if image_rel else [],
+        **({"scene": json.dumps(ex.scene, ensure_ascii=False)} if ex.scene else {}),
     }
 
 

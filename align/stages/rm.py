@@ -9,9 +9,10 @@ A checkpoint (trainable weights, head, optimizer, scheduler, RNG and data order)
 
 Writes ``<stage>/model`` (backbone HF folder + ``reward_head.safetensors``; see ``rewards/reward_model.py``),
 ``metrics.jsonl`` (loss and batch accuracy), and ``summary.json`` with the held-out pairwise accuracy overall and
-per task. The policy is unchanged: the next stage starts from this stage's input model, and a later stage's
-reward can name this model as ``path: stage:<name>``. The stage also scores the input policy's held-out answers
-with the new reward model; the pipeline adds that score to the evaluation of the checkpoint the policy came from.
+per task (per error for describe pairs: ``describe/wrong_color``, …). The policy is unchanged: the next stage starts
+from this stage's input model, and a later stage's reward can name this model as ``path: stage:<name>``. The stage
+also scores the input policy's held-out answers with the new reward model; the pipeline adds that score to the
+evaluation of the checkpoint the policy came from.
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ def pairwise_accuracy(model, pairs, batch_size: int) -> tuple[dict, list[float]]
     right = [c > r for c, r in zip(chosen, rejected)]
     per_task: dict[str, list[bool]] = {}
     for p, ok in zip(pairs, right):
-        per_task.setdefault(p.get("task") or "default", []).append(ok)
+        key = (p.get("task") or "default") + (f"/{p['error']}" if p.get("error") else "")  # describe: per error
+        per_task.setdefault(key, []).append(ok)
     result = {"pairwise_accuracy": sum(right) / max(1, len(right)), "pairs": len(right),
               "per_task": {t: sum(v) / len(v) for t, v in sorted(per_task.items())}}  # fmt: skip
     return result, chosen + rejected

@@ -31,10 +31,10 @@ import json
 import re
 from functools import lru_cache
 
-from align.benchmarks.caption import cider_d as corpus_cider_d
-from align.benchmarks.caption import tokenize
 from rewards.common import column, completion_texts
 from rewards.formatting import repetition_penalty
+from rewards.text_metrics import cider_d as corpus_cider_d
+from rewards.text_metrics import tokenize
 
 SHAPES = {"원": ("원", "원형", "동그라미", "circle"), "사각형": ("사각형", "정사각형", "직사각형", "네모", "square"),
           "삼각형": ("삼각형", "정삼각형", "세모", "triangle")}  # fmt: skip

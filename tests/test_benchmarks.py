@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from align.benchmarks.caption import bleu, cider_d, sbert_similarity, tokenize
+from align.benchmarks.caption import sbert_similarity
 from align.benchmarks.choice import rotate, split_embedded_options
 from align.benchmarks.judge import parse_scores_lenient
 from align.benchmarks.llava_w import relative_score
@@ -20,6 +20,7 @@ from align.benchmarks.run import run_benchmarks
 from align.errors import UserError
 from align.io import read_jsonl
 from align.recipe import validate
+from rewards.text_metrics import bleu, cider_d, tokenize
 from rollouts.base import Completion, Engine
 from tests import bench_fixtures as fx
 from tests.conftest import ROOT

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from align.errors import StageError
-from align.shared_prompt import SharedPrompt
+from align.trl_extensions import SharedPrompt
 
 G = 4
 ARITH = "민수는 사과 3개를 가지고 있었습니다. 친구가 두 개를 더 주었습니다. 모두 몇 개인가요?"

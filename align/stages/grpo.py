@@ -36,7 +36,6 @@ from align.distributed import main_only, world_size
 from align.errors import StageError
 from align.io import atomic_write_json
 from align.models.guards import check_prompts
-from align.shared_prompt import SharedPrompt
 from align.spec import StageSpec, Strict, yaml_on_off
 from align.stages.base import Stage, StageContext, StageResult
 from align.stages.rft import sample_and_score
@@ -210,7 +209,7 @@ def run(ctx: StageContext) -> StageResult:
         trainer.rollout_log = ctx.stage_dir / "rollouts.jsonl"
         trainer.filter_zero_variance = stage.filter_zero_variance
         trainer.filter_stats = {"groups": 0, "filtered_groups": 0}
-        trainer.shared_prompt = SharedPrompt(stage.shared_prompt)
+        trainer.shared_prompt = trl_ext.SharedPrompt(stage.shared_prompt)
         ctx.log(trainer.shared_prompt.setup(trainer, policy.family.image_inputs))
         if args.use_vllm:
             trl_ext.install_vllm_fixes(trainer)

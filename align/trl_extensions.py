@@ -40,6 +40,7 @@ import functools
 import os
 import socket
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from align.errors import StageError
@@ -66,6 +67,36 @@ class _PixelValuesAlias:
         return out
 
 
+@dataclass
+class GRPOExtras:
+    """What the workbench adds to TRL's ``GRPOTrainer``, handed to it at construction
+    (``grpo_trainer_class()(..., extras=GRPOExtras(...))``); the counters fill while it trains."""
+
+    extra_image_keys: tuple[str, ...] = ()  # Family.image_inputs: image inputs TRL does not forward by name
+    rollout_log: Path | None = None  # rollouts.jsonl, appended with every training batch
+    filter_zero_variance: bool = False  # zero-variance groups leave the loss normaliser (token-normalised losses)
+    shared_prompt: SharedPrompt | None = None  # each prompt encoded once per group (None: TRL's path throughout)
+    filter_stats: dict[str, int] = field(default_factory=lambda: {"groups": 0, "filtered_groups": 0})
+
+
+@contextlib.contextmanager
+def grpo_trainer(extras: GRPOExtras, engine_settings: dict, **kwargs):
+    """The workbench's ``GRPOTrainer`` built from ``kwargs`` (TRL's arguments) and ``extras``. With vLLM: the fixes
+    installed and, on leaving, the engine freed (the next stage's evaluation starts its own); colocated, TRL builds
+    the engine with ``engine_settings`` and the RANK/WORLD_SIZE/MASTER_* it leaves behind are restored on leaving."""
+    args = kwargs["args"]
+    colocate = args.use_vllm and args.vllm_mode == "colocate"
+    with contextlib.ExitStack() as stack:
+        if colocate:
+            stack.enter_context(colocate_dist_env())
+        with vllm_engine_settings(**engine_settings) if colocate else contextlib.nullcontext():
+            trainer = grpo_trainer_class()(extras=extras, **kwargs)
+        if args.use_vllm:
+            install_vllm_fixes(trainer)
+            stack.callback(shutdown_vllm, trainer)
+        yield trainer
+
+
 @functools.cache
 def grpo_trainer_class():
     """``GRPOTrainer`` with family image inputs, zero-variance filtering and rollout logging (see above)."""
@@ -76,12 +107,12 @@ def grpo_trainer_class():
     from trl.trainer.utils import entropy_from_logits, selective_log_softmax
 
     class WorkbenchGRPOTrainer(GRPOTrainer):
-        rollout_log: Path | None = None
-        filter_zero_variance: bool = False
-        filter_stats = None
-        extra_image_keys: tuple[str, ...] = ()  # Family.image_inputs
-        _extra_batch: dict | None = None  # set by _compute_loss for the passes inside it
-        shared_prompt: SharedPrompt | None = None  # each prompt encoded once per group
+        def __init__(self, *args, extras: GRPOExtras | None = None, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.extras = extras or GRPOExtras()
+            self._extra_batch: dict | None = None  # set by _compute_loss for the passes inside it
+            if self.extras.shared_prompt is not None:  # the checks that hold for the whole run
+                self.extras.shared_prompt.setup(self, self.extras.extra_image_keys)
 
         def _extra_image_inputs(self, inputs) -> dict:
             images = [x.get("images") or [] for x in inputs]
@@ -90,17 +121,17 @@ def grpo_trainer_class():
             texts = [apply_chat_template({"prompt": prepare_multimodal_messages(copy.deepcopy(x["prompt"]), images=im)},
                                          self.processing_class)["prompt"] for x, im in zip(inputs, images)]  # fmt: skip
             enc = self.processing_class(images=images, text=texts, padding=True, return_tensors="pt")
-            return {k: enc[k].to(self.accelerator.device) for k in self.extra_image_keys if k in enc}
+            return {k: enc[k].to(self.accelerator.device) for k in self.extras.extra_image_keys if k in enc}
 
         def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep,
                                                batch_size=None, compute_entropy=False, compute_aux_loss=False,
                                                **image_inputs):  # fmt: skip
-            extra = {k: image_inputs.pop(k) for k in list(image_inputs) if k in self.extra_image_keys}
+            extra = {k: image_inputs.pop(k) for k in list(image_inputs) if k in self.extras.extra_image_keys}
             extra = extra or self._extra_batch or {}
             trl_path = functools.partial(super()._get_per_token_logps_and_entropies, model, input_ids, attention_mask,
                                          logits_to_keep, batch_size, compute_entropy, compute_aux_loss, **image_inputs)  # fmt: skip
-            if not extra and self.shared_prompt is not None:
-                out = self.shared_prompt.logps(model, input_ids, attention_mask, logits_to_keep, batch_size,
+            if not extra and self.extras.shared_prompt is not None:
+                out = self.extras.shared_prompt.logps(model, input_ids, attention_mask, logits_to_keep, batch_size,
                                                compute_entropy, image_inputs, trl_path, self.accelerator.autocast)  # fmt: skip
                 if out is not None:
                     return out
@@ -122,14 +153,15 @@ def grpo_trainer_class():
             return torch.cat(logps), (torch.cat(entropies) if compute_entropy else None), None
 
         def _compute_loss(self, model, inputs):
-            self._extra_batch = {k: inputs[k] for k in self.extra_image_keys if k in inputs}
+            self._extra_batch = {k: inputs[k] for k in self.extras.extra_image_keys if k in inputs}
             try:
                 return super()._compute_loss(model, inputs)
             finally:
                 self._extra_batch = None
 
         def _generate_single_turn(self, prompt_ids, images, *args, **kwargs):
-            with self.shared_prompt.generation(self, images) if self.shared_prompt else contextlib.nullcontext():
+            shared = self.extras.shared_prompt
+            with shared.generation(self, images) if shared else contextlib.nullcontext():
                 return super()._generate_single_turn(prompt_ids, images, *args, **kwargs)
 
         def _generate(self, prompts):
@@ -140,9 +172,9 @@ def grpo_trainer_class():
             return tuple(out)
 
         def _generate_and_score_completions(self, inputs):
-            if self.extra_image_keys:
+            if self.extras.extra_image_keys:
                 real = self.processing_class
-                self.processing_class = _PixelValuesAlias(real, self.extra_image_keys[0])
+                self.processing_class = _PixelValuesAlias(real, self.extras.extra_image_keys[0])
                 try:
                     output = super()._generate_and_score_completions(inputs)
                 finally:
@@ -151,9 +183,9 @@ def grpo_trainer_class():
             else:
                 output = super()._generate_and_score_completions(inputs)
             mode = "train" if self.model.training else "eval"
-            if self.filter_zero_variance and mode == "train":
+            if self.extras.filter_zero_variance and mode == "train":
                 self._filter_zero_variance(output, mode)
-            if mode == "train" and self.rollout_log is not None:
+            if mode == "train" and self.extras.rollout_log is not None:
                 self._log_rollouts(inputs, output["completion_mask"].sum(dim=1))
             return output
 
@@ -164,8 +196,8 @@ def grpo_trainer_class():
             output["num_items_in_batch"] = total.clamp(min=1).to(output["num_items_in_batch"].dtype)
             rows = self.accelerator.gather(informative.float().reshape(-1))
             n_gen = self.num_generations
-            self.filter_stats["groups"] += rows.numel() // n_gen
-            self.filter_stats["filtered_groups"] += (
+            self.extras.filter_stats["groups"] += rows.numel() // n_gen
+            self.extras.filter_stats["filtered_groups"] += (
                 int((rows.view(-1, n_gen).sum(1) == 0).sum().item()) if rows.numel() % n_gen == 0 else 0
             )
             self._metrics[mode]["filter/informative_frac"].append(rows.mean().item())
@@ -191,7 +223,7 @@ def grpo_trainer_class():
                 rows.append({"step": self.state.global_step, "prompt_id": ids[i], "task": tasks[i],
                              "completion": text, "tokens": int(toks[i]), "rewards": scores,
                              "total": total, "advantage": advantages[i]})  # fmt: skip
-            append_jsonl(self.rollout_log, rows)
+            append_jsonl(self.extras.rollout_log, rows)
 
     return WorkbenchGRPOTrainer
 

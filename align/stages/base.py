@@ -104,3 +104,8 @@ class Stage:
     # a finished stage that a resumed run skips: rebuild its result from its folder (default: the manifest's
     # model and output)
     restore: Callable[[StageContext, StageResult], StageResult] | None = None
+    # settings of the stage that fail or hang on ``world`` > 1 processes: (message, hint) pairs, checked by the
+    # launcher before any process starts and by every rank at the start of a run
+    launch_rules: Callable[[Recipe, StageSpec, int], list[tuple[str, str]]] | None = None
+    # trains against a `vllm serve` when rollout.vllm_mode is 'server' (the launcher starts it first)
+    rollout_server: bool = False

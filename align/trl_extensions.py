@@ -4,7 +4,8 @@ Each override says what TRL 1.16 lacks; ``tests/test_trl_canaries.py`` fails whe
 changes (run it first after a TRL upgrade). What TRL offers publicly is used as it is: reward functions, callbacks
 (metrics, checkpoint markers), config fields (``reward_weights``, ``use_vllm``, ``log_multimodal``).
 
-GRPO (``grpo_trainer_class``), private methods of ``GRPOTrainer`` overridden:
+GRPO (``grpo_trainer_class``; its additions handed over at construction as one ``GRPOExtras``, built with the vLLM
+set-up by ``grpo_trainer``), private methods of ``GRPOTrainer`` overridden:
 
 * ``_get_per_token_logps_and_entropies``: (1) TRL forwards only the image inputs it knows by name (``pixel_values``,
   ``image_grid_thw``, ``image_sizes`` …). A family whose processor names them otherwise (``Family.image_inputs``:
@@ -15,7 +16,7 @@ GRPO (``grpo_trainer_class``), private methods of ``GRPOTrainer`` overridden:
 * ``_generate_and_score_completions``: (1) TRL reads ``pixel_values`` whenever a batch has images (a KeyError for
   such families): the processor's output is aliased for the call; (2) zero-variance group filtering: the loss
   normaliser is recomputed over the informative groups; (3) every rollout is appended to ``rollouts.jsonl``
-  (TRL keeps them only in ``self._logs`` for its own table).
+  (TRL keeps them only in ``self._logs`` for its own table) as the rows of ``rollouts/scoring.py``.
 * ``_generate_single_turn``: transformers generation prefills each unique prompt once (``align/shared_prompt.py``)
   instead of the G copies TRL hands to ``generate``.
 * ``_generate``: TRL marks the text-only rows of a mixed image/text batch with ``None`` images, which processors
@@ -46,6 +47,7 @@ from pathlib import Path
 from align.errors import StageError
 from align.io import append_jsonl
 from rollouts import vllm_colocate
+from rollouts.scoring import rollout_row, weighted_total
 from rollouts.vllm_engine import on_cpu, shutdown_llm
 
 # ------------------------------------------------------------------------------------------------------------ GRPO
@@ -215,14 +217,13 @@ def grpo_trainer_class():
             weights = self.reward_weights.tolist()
             rows = []
             for i in range(n):
-                scores = {name: (None if v[i] != v[i] else v[i]) for name, v in per_reward.items()}
-                total = sum(w * s for w, s in zip(weights, scores.values()) if s is not None)
+                scores = {name: (None if v[i] != v[i] else v[i]) for name, v in per_reward.items()}  # NaN: n/a
                 text = completions[i]
                 if isinstance(text, list):
                     text = "".join(m.get("content", "") if isinstance(m.get("content"), str) else "" for m in text)
-                rows.append({"step": self.state.global_step, "prompt_id": ids[i], "task": tasks[i],
-                             "completion": text, "tokens": int(toks[i]), "rewards": scores,
-                             "total": total, "advantage": advantages[i]})  # fmt: skip
+                rows.append(rollout_row(step=self.state.global_step, prompt_id=ids[i], task=tasks[i], completion=text,
+                                        tokens=int(toks[i]), rewards=scores, total=weighted_total(scores, weights),
+                                        advantage=advantages[i]))  # fmt: skip
             append_jsonl(self.extras.rollout_log, rows)
 
     return WorkbenchGRPOTrainer

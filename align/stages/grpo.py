@@ -37,9 +37,9 @@ from align.io import atomic_write_json
 from align.models.guards import check_prompts
 from align.spec import StageSpec, Strict, yaml_on_off
 from align.stages.base import Stage, StageContext, StageResult
-from align.stages.rft import sample_and_score
 from align.training import fit, load_policy, save_policy, trainer_parts, trl_config
 from rollouts import resolve_engine, vllm_colocate
+from rollouts.scoring import sample_and_score
 from rollouts.vllm_engine import prepare_process
 
 TOKEN_NORMALISED_LOSSES = ("dapo", "cispo", "vespo")
@@ -108,7 +108,7 @@ def _max_tokens(ctx) -> int:
     return int(ctx.stage.args.get("max_completion_length", GRPO_DEFAULTS["max_completion_length"]))
 
 
-def select_prompts(ctx: StageContext, dataset) -> tuple[object, dict]:
+def select_prompts(ctx: StageContext[Config], dataset) -> tuple[object, dict]:
     sel = ctx.stage.select_prompts
     info = {"prompts_before": len(dataset)}
     if not sel.enabled:
@@ -172,7 +172,7 @@ def grpo_rows(dataset, is_vlm: bool):
     return dataset
 
 
-def grpo_config(ctx: StageContext):
+def grpo_config(ctx: StageContext[Config]):
     """TRL's GRPOConfig: the workbench's defaults, the recipe's rewards' weights and rollout engine, the stage's args."""
     from trl import GRPOConfig
 
@@ -188,7 +188,7 @@ def grpo_config(ctx: StageContext):
     return trl_config(GRPOConfig, ctx, defaults)
 
 
-def write_summary(ctx: StageContext, trainer, extras: trl_ext.GRPOExtras, selection: dict) -> None:
+def write_summary(ctx: StageContext[Config], trainer, extras: trl_ext.GRPOExtras, selection: dict) -> None:
     """``summary.json``: prompt selection, engine, filtered groups, reward errors, the shared-prompt path's record."""
     args, stats = trainer.args, extras.filter_stats
     summary = {**selection, "rollout_engine": f"vllm ({args.vllm_mode})" if args.use_vllm else "hf",
@@ -202,7 +202,7 @@ def write_summary(ctx: StageContext, trainer, extras: trl_ext.GRPOExtras, select
         ctx.log(f"zero-variance groups filtered: {stats['filtered_groups']} of {stats['groups']}")
 
 
-def run(ctx: StageContext) -> StageResult:
+def run(ctx: StageContext[Config]) -> StageResult:
     stage, rewards = ctx.stage, ctx.rewards
     if not rewards:
         raise StageError("the grpo stage needs at least one reward", "add a `rewards:` list to the recipe")

@@ -19,8 +19,9 @@ A KV cache rather than packing all G completions behind their prompt in one row 
 every transformers model takes (``past_key_values``), needs no 4D mask or per-model position ids, and its attention
 cost is G·C·(P+C) instead of (P+G·C)² (``docs/grpo_speed.md`` has the measurement).
 
-Settings or batches it cannot serve go TRL's way; the reason is logged once and counted in ``summary.json``
-(``SharedPrompt.summary``).
+Settings or batches it cannot serve raise ``Unsupported`` and go TRL's way. The trainer's switch (``shared_prompt: auto
+| on | off``, the first-batch check, counts and reasons in ``summary.json``) is ``SharedPrompt`` in
+``align/trl_extensions.py``; this module holds the model pieces it and ``rollouts/hf.py`` use.
 """
 
 from __future__ import annotations

@@ -13,12 +13,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from align import distributed as dist
 from align.console import console
 from align.data import Splits, load_splits
 from align.rundir import RunDir
 from align.spec import Recipe, StageSpec
+from rewards import Reward
+
+C = TypeVar("C", bound=StageSpec)  # a stage's own recipe block (its ``Config``)
 
 
 @dataclass
@@ -60,16 +64,16 @@ class RunState:
 
 
 @dataclass
-class StageContext:
-    """What a stage's ``run(ctx)`` gets."""
+class StageContext(Generic[C]):
+    """What a stage's ``run(ctx)`` gets; ``StageContext[Config]`` types ``ctx.stage`` as the stage's own block."""
 
     recipe: Recipe
-    stage: StageSpec
+    stage: C
     run: RunDir
     stage_dir: Path
     input_model: str
     data: Splits
-    rewards: list
+    rewards: list[Reward]
     recipe_dir: Path | None
     on_gpu: bool
     state: RunState = field(default_factory=RunState)

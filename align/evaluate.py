@@ -27,6 +27,7 @@ from align.rundir import EVAL_FILE
 from align.spec import RewardSpec
 from rewards.answer import hedge_rate
 from rollouts import Sampling, make_engine
+from rollouts.scoring import score
 
 SAMPLES_FILE = "eval_samples.jsonl"
 
@@ -48,20 +49,17 @@ def _mean(values) -> float | None:
 
 
 def _score(scorers, prompts, texts, columns, tasks, metrics, prefix: str) -> dict[str, list]:
-    """Score texts with each reward; put overall and per-task means into ``metrics``."""
-    completions = [[{"role": "assistant", "content": t}] for t in texts]
-    scores = {}
-    for reward in scorers:
-        values = reward(prompts, completions, **columns)
-        scores[reward.name] = values
+    """Score texts with each reward (``rollouts/scoring.py``); put overall and per-task means into ``metrics``."""
+    scores = score(scorers, prompts, texts, columns)
+    for name, values in scores.items():
         overall = _mean(values)
         if overall is not None:
-            metrics[prefix + reward.name] = overall
+            metrics[prefix + name] = overall
         per_task = {t: _mean(v for v, tt in zip(values, tasks) if tt == t) for t in sorted(set(tasks))}
         per_task = {t: m for t, m in per_task.items() if m is not None}
         if len(per_task) > 1:  # a reward that applies to one task only needs no breakdown
             for t, m in per_task.items():
-                metrics[f"{prefix}{reward.name}/{t}"] = m
+                metrics[f"{prefix}{name}/{t}"] = m
     return scores
 
 

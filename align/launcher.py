@@ -38,8 +38,7 @@ from align.errors import UserError
 from align.models import resolve_model_path
 from align.pipeline import run_pipeline
 from align.recipe import load_recipe
-from align.stages import launch_problems
-from align.stages.grpo import GRPO_DEFAULTS
+from align.stages import STAGES, launch_problems
 
 ACCELERATE_CONFIGS = Path(__file__).resolve().parent.parent / "recipes" / "accelerate"
 CONFIG_FILES = {"ddp": "ddp.yaml", "deepspeed_zero2": "zero2.yaml", "deepspeed_zero3": "zero3.yaml",
@@ -117,24 +116,6 @@ def mixed_precision(recipe, on_gpu: bool) -> str:
     return "bf16"
 
 
-def grpo_batch_problem(stage, world: int) -> str | None:
-    """TRL's rule: per-device batch × processes × steps per generation must hold whole groups of num_generations."""
-
-    a = stage.args
-    per_device = a.get("per_device_train_batch_size", GRPO_DEFAULTS["per_device_train_batch_size"])
-    n_gen = a.get("num_generations", GRPO_DEFAULTS["num_generations"])
-    if a.get("generation_batch_size"):
-        batch, how = a["generation_batch_size"], "generation_batch_size"
-    else:
-        steps = a.get("steps_per_generation") or a.get("gradient_accumulation_steps", 1)
-        batch = per_device * world * steps
-        how = f"per_device_train_batch_size {per_device} × {world} process(es) × {steps} step(s) per generation"
-    if batch % n_gen:
-        return (f"stage '{stage.name}': the GRPO generation batch ({how} = {batch}) is not divisible by "
-                f"num_generations {n_gen}")  # fmt: skip
-    return None
-
-
 def check(recipe, on_gpu: bool, dry_run: bool = False) -> None:
     """Refuse, before any process starts, settings that would fail on some rank or silently degrade."""
 
@@ -174,10 +155,6 @@ def check(recipe, on_gpu: bool, dry_run: bool = False) -> None:
             "is nothing to offload",
             "remove launch.offload",
         )
-    for stage in recipe.stages:
-        problem = grpo_batch_problem(stage, world) if stage.type == "grpo" and world > 1 else None
-        if problem:
-            refuse(problem, "change per_device_train_batch_size, num_generations or launch.processes")
     if uses_server(recipe) and launch.nodes > 1 and recipe.rollout.server_host in LOOPBACK:
         refuse(
             f"rollout.server_host {recipe.rollout.server_host} is not reachable from the other nodes",
@@ -223,8 +200,9 @@ def training_command(
 
 
 def uses_server(recipe) -> bool:
-    grpo = any(s.type == "grpo" for s in recipe.stages)
-    return grpo and recipe.rollout.engine != "hf" and recipe.rollout.vllm_mode == "server"
+    """Whether a stage trains against a `vllm serve` (GRPO with rollout.vllm_mode: server)."""
+    served = any(STAGES[s.type].rollout_server for s in recipe.stages)
+    return served and recipe.rollout.engine != "hf" and recipe.rollout.vllm_mode == "server"
 
 
 def wait_healthy(url: str, proc: subprocess.Popen, timeout: float, poll: float = 1.0) -> bool:

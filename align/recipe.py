@@ -292,7 +292,7 @@ def trainer_arg_fields(config_cls) -> dict[str, Any]:
 def check_trainer_args(recipe, file: str | None = None) -> None:
     """Check every stage's ``args`` against the fields and types of its TRL config class."""
     for i, stage in enumerate(recipe.stages):
-        if not stage.trl_config:
+        if not stage.trl_config or not stage.args:  # nothing to check: TRL (and torch) stay unloaded
             continue
         cls = import_object(stage.trl_config)
         fields = trainer_arg_fields(cls)

@@ -19,16 +19,15 @@ A KV cache rather than packing all G completions behind their prompt in one row 
 every transformers model takes (``past_key_values``), needs no 4D mask or per-model position ids, and its attention
 cost is G·C·(P+C) instead of (P+G·C)² (``docs/grpo_speed.md`` has the measurement).
 
-Settings or batches it cannot serve go TRL's way; the reason is logged once and counted in ``summary.json``
-(``SharedPrompt.summary``).
+Settings or batches it cannot serve raise ``Unsupported`` and go TRL's way. The trainer's switch (``shared_prompt: auto
+| on | off``, the first-batch check, counts and reasons in ``summary.json``) is ``SharedPrompt`` in
+``align/trl_extensions.py``; this module holds the model pieces it and ``rollouts/hf.py`` use.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import inspect
-from collections import Counter
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -36,9 +35,6 @@ from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 from transformers.modeling_layers import GradientCheckpointingLayer
 
-from align.errors import StageError
-
-MODES = ("auto", "on", "off")
 # one entry per row (LLaVA-OneVision's batch_num_images: per row with images)
 ROW_KEYS = ("pixel_attention_mask", "token_type_ids", "mm_token_type_ids", "batch_num_images")
 SEQUENCE_KEYS = ("token_type_ids", "mm_token_type_ids")  # one entry per token of the prompt (+ completion)
@@ -405,218 +401,3 @@ def active_dropout(model) -> str | None:
             elif ("dropout" in key or key.endswith("pdrop")) and isinstance(value, float) and value > 0:
                 return f"{prefix}{key} = {value:g}"
     return None
-
-
-# ------------------------------------------------------------------ the trainer's switch
-
-
-class SharedPrompt:
-    """``shared_prompt: auto | on | off`` for one GRPO trainer: which path each log-prob pass and each transformers
-    generation took, and why the shared path was not taken."""
-
-    def __init__(self, mode: str = "auto", tolerance: float | None = None):
-        if mode not in MODES:
-            raise ValueError(f"shared_prompt must be one of {', '.join(MODES)}, not {mode!r}")
-        self.mode = mode
-        self.reason: str | None = "shared_prompt: off" if mode == "off" else None  # off for the whole run
-        self.tolerance = tolerance
-        self.checked = False
-        self.generation_checked = False
-        self.generation_reason: str | None = None  # transformers generation off the shared path (after its check)
-        self.counts: Counter = Counter()
-        self.fallbacks: Counter = Counter()  # reason -> passes that went TRL's way
-
-    # -- setup
-    def disable(self, reason: str) -> None:
-        if self.mode == "on":
-            raise StageError(f"shared_prompt is 'on' but this run cannot use it: {reason}",
-                             "set shared_prompt: auto (falls back by itself) or off")  # fmt: skip
-        self.reason = self.reason or reason
-
-    def setup(self, trainer, extra_image_keys=()) -> str:
-        """Checks that hold for the whole run; returns the stage-log line."""
-        args = trainer.args
-        if self.reason is None:
-            if extra_image_keys:
-                self.disable("the model inserts its visual tokens inside forward (HyperCLOVAX-SEED-Vision's "
-                             f"{', '.join(extra_image_keys)}): prompt positions are not known before it runs")  # fmt: skip
-            elif getattr(trainer, "aux_loss_enabled", False):
-                self.disable("the MoE load-balancing loss needs the router logits of the whole sequence")
-            elif getattr(trainer, "tools", None) or getattr(trainer, "environment_factories", None):
-                self.disable("tool calls put tool output (and images) inside completions")
-            elif self.mode == "auto" and (dropout := active_dropout(trainer.model)):
-                self.disable(f"dropout is on ({dropout}): TRL's path draws a mask per completion, the shared path "
-                             "one per prompt; set args.disable_dropout: true (or lora.dropout: 0) to share prompts, "
-                             "or shared_prompt: on to share with one mask per prompt")  # fmt: skip
-            elif getattr(args, "gradient_checkpointing", False) and \
-                    (args.gradient_checkpointing_kwargs or {}).get("use_reentrant"):  # fmt: skip
-                self.disable("reentrant gradient checkpointing passes no gradient to the prompt cache")
-        return self.describe()
-
-    def describe(self) -> str:
-        if self.reason:
-            return f"shared-prompt path off: {self.reason}; TRL's path (each prompt encoded per completion)"
-        return (f"shared-prompt path {self.mode}: each unique prompt and its images encoded once per group "
-                "(log-prob passes and transformers generation), checked against TRL's path on the first batch")  # fmt: skip
-
-    # -- log-prob passes
-    def logps(self, model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy, inputs,
-              trl_path, autocast=contextlib.nullcontext):  # fmt: skip
-        """Shared-prompt result of a log-prob pass, or None (then the caller takes TRL's path, ``trl_path()``)."""
-        if self.reason:
-            self.counts["trl"] += 1
-            return None
-        inputs = {k: v for k, v in inputs.items() if v is not None}
-        num_images = inputs.pop("num_images", None)
-        try:
-            if inputs.pop("num_tiles", None) is not None:
-                raise Unsupported("tile-indexed images (num_tiles)")
-            if not self.checked:
-                self._self_check(model, input_ids, attention_mask, logits_to_keep, compute_entropy, inputs,
-                                 num_images, trl_path, autocast)  # fmt: skip
-                if self.reason:
-                    self.counts["trl"] += 1
-                    return None
-            out = self._chunks(model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy,
-                               inputs, num_images, autocast)  # fmt: skip
-        except Unsupported as e:
-            if not e.batch:
-                self.disable(str(e))
-            return self._fallback(str(e))
-        if out is None:
-            return self._fallback("no prompt repeats in the batch")
-        self.counts["shared"] += 1
-        return out
-
-    def _fallback(self, reason: str):
-        self.fallbacks[reason] += 1
-        self.counts["trl"] += 1
-
-    def _chunks(self, model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy, inputs,
-                num_images, autocast):  # fmt: skip
-        n = input_ids.size(0)
-        batch_size = batch_size or n
-        rows = split_rows(inputs, num_images, n)
-        logps, entropies = [], []
-        for start in range(0, n, batch_size):
-            end = min(start + batch_size, n)
-            chunk_rows = rows[start:end]
-            chunk_inputs = merge_rows(chunk_rows)
-            with autocast():
-                out = through_ddp(model, functools.partial(
-                    shared_logps, input_ids=input_ids[start:end], attention_mask=attention_mask[start:end],
-                    logits_to_keep=logits_to_keep, compute_entropy=compute_entropy, inputs=chunk_inputs,
-                    rows=chunk_rows))  # fmt: skip
-            if out is None:
-                return None
-            logps.append(out[0])
-            entropies.append(out[1])
-            self.counts["prompts_encoded"] += out[2]
-            self.counts["prompts_trl_would_encode"] += end - start
-        return torch.cat(logps), (torch.cat(entropies) if compute_entropy else None), None
-
-    def _self_check(self, model, input_ids, attention_mask, logits_to_keep, compute_entropy, inputs, num_images,
-                    trl_path, autocast):  # fmt: skip
-        """Once per run: the shared path's log-probs against TRL's on the first batch (no gradients, no dropout:
-        with dropout the shared path draws one mask for a prompt where TRL draws G)."""
-        training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                mine = self._chunks(model, input_ids, attention_mask, logits_to_keep, None, False, inputs, num_images,
-                                    autocast)  # fmt: skip
-                if mine is None:
-                    return  # nothing shared in this batch: check the next one
-                ref = trl_path()[0]
-        except Unsupported:
-            raise
-        except Exception as e:  # noqa: BLE001 - auto mode takes TRL's path after any failure of the first batch
-            self.disable(f"the shared path failed on the first batch: {type(e).__name__}: {e}")
-            return
-        finally:
-            model.train(training)
-        self.counts["prompts_encoded"] = self.counts["prompts_trl_would_encode"] = 0
-        self.checked = True
-        mask = attention_mask[:, -logits_to_keep:].bool()
-        diff = (mine[0] - ref).abs()[mask].max().item() if mask.any() else 0.0
-        tolerance = self.tolerance or (1e-4 if ref.dtype == torch.float32 else 5e-2)
-        self.max_check_diff = diff
-        if not diff <= tolerance:
-            self.disable(f"the first batch's log-probs differ from TRL's by {diff:.2e} (> {tolerance:g})")
-
-    # -- transformers generation
-    def generation(self, trainer, images):
-        """Context for TRL's transformers ``generate`` call: prefill each unique prompt once, decode its G samples."""
-        if self.reason or trainer.use_vllm or getattr(trainer, "use_transformers_continuous_batching", False):
-            return contextlib.nullcontext()
-        model = trainer.accelerator.unwrap_model(trainer.model_wrapped)
-        num_images = [len(x) if x else 0 for x in images] if images is not None else None
-        original = model.generate
-
-        def generate(input_ids=None, attention_mask=None, generation_config=None, **image_inputs):
-            out = None
-            if not self.generation_reason:
-                try:
-                    out = shared_prefill_generate(model, original, input_ids, attention_mask, image_inputs,
-                                                  num_images, check=not self.generation_checked,
-                                                  generation_config=generation_config)  # fmt: skip
-                    self.generation_checked = self.generation_checked or out is not None
-                except Unsupported as e:
-                    self.fallbacks[f"generation: {e}"] += 1
-                    if not e.batch:  # the model, or the first check: TRL's generation from now on ('on' stops)
-                        if self.mode == "on":
-                            self.disable(f"generation: {e}")
-                        self.generation_reason = str(e)
-                except Exception as e:
-                    if self.mode == "on" or self.generation_checked:
-                        raise
-                    self.generation_reason = f"generation failed on the shared path: {type(e).__name__}: {e}"
-            self.counts["generate_shared" if out is not None else "generate_trl"] += 1
-            if out is None:
-                return original(input_ids=input_ids, attention_mask=attention_mask,
-                                generation_config=generation_config, **image_inputs)  # fmt: skip
-            return out
-
-        return _patched(model, "generate", generate)
-
-    def report(self) -> str:
-        """The stage-log line after training: which path ran, and why not the shared one."""
-        s = self.summary()
-        if s["path"] == "trl":
-            why = self.reason or "; ".join(f"{k} ({v}×)" for k, v in self.fallbacks.items()) or "no shared batch"
-            return f"shared-prompt path not used: {why}"
-        line = (f"shared-prompt path: {s['log_prob_passes']['shared']} log-prob passes encoded "
-                f"{s['prompts_encoded']} prompts instead of {s['prompts_trl_would_encode']}; "
-                f"{s['generations']['shared']} transformers generations prefilled each prompt once")  # fmt: skip
-        if self.fallbacks:
-            line += "; TRL's path for " + "; ".join(f"{k} ({v}×)" for k, v in self.fallbacks.items())
-        return line
-
-    def summary(self) -> dict:
-        path = "trl" if self.reason or not self.counts["shared"] else "shared"
-        out = {"mode": self.mode, "path": path, "reason": self.reason,
-               "log_prob_passes": {"shared": self.counts["shared"], "trl": self.counts["trl"]},
-               "generations": {"shared": self.counts["generate_shared"], "trl": self.counts["generate_trl"]},
-               "prompts_encoded": self.counts["prompts_encoded"],
-               "prompts_trl_would_encode": self.counts["prompts_trl_would_encode"]}  # fmt: skip
-        if self.generation_reason:
-            out["generation_reason"] = self.generation_reason
-        if self.fallbacks:
-            out["fallbacks"] = dict(self.fallbacks)
-        if hasattr(self, "max_check_diff"):
-            out["first_batch_max_logp_diff"] = self.max_check_diff
-        return out
-
-
-@contextlib.contextmanager
-def _patched(obj, name, value):
-    had = name in obj.__dict__
-    saved = obj.__dict__.get(name)
-    setattr(obj, name, value)
-    try:
-        yield
-    finally:
-        if had:
-            setattr(obj, name, saved)
-        else:
-            delattr(obj, name)

@@ -9,7 +9,6 @@ from __future__ import annotations
 from align.errors import UserError
 from rollouts import vllm_engine
 from rollouts.base import Completion, Engine, Sampling
-from rollouts.hf import HFEngine
 from rollouts.vllm_engine import INSTALL_HINT, VLLMEngine
 
 __all__ = ["Completion", "Engine", "Sampling", "make_engine", "resolve_engine"]
@@ -40,4 +39,6 @@ def make_engine(rollout, model_path: str, model_spec=None, batch_size: int = 32,
     kind = resolve_engine(rollout, model_path, model_spec, log)
     if kind == "vllm":
         return VLLMEngine(model_path, model_spec, rollout, seed=seed)
+    from rollouts.hf import HFEngine  # loads torch and transformers: not when the package is imported
+
     return HFEngine.from_path(model_path, model_spec, batch_size=batch_size)

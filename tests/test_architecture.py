@@ -39,6 +39,11 @@ LOCAL_IMPORT_EXCEPTIONS = {
         "align.models.hcx_vision.published",
     ): "published builds the processor classes; from_pretrained (vLLM's way in) hands the folder back to it",
     ("rewards.korean", "rewards.answer"): "the answer reader imports Korean number words from here",
+    # torch and transformers stay out of the light paths (recipe validation, plans): test_light_paths_leave_torch_...
+    ("align.trl_extensions", "align.shared_prompt"): "the shared-prompt model pieces load torch and transformers",
+    ("align.trl_extensions", "rollouts.hf"): "the transformers engine loads torch",
+    ("rollouts", "rollouts.hf"): "the transformers engine loads torch",
+    ("rollouts.vllm_engine", "rollouts.hf"): "the transformers engine loads torch",
 }
 
 
@@ -165,3 +170,36 @@ def test_recognition_is_driven_by_the_table_entry(family):
     assert detect(config, SimpleNamespace(get_vocab=lambda: dict.fromkeys(entry.needs_tokens, 0))) is entry
     if entry.needs_tokens:  # without its tokens it is the model it is built on, a generic one
         assert detect(config, SimpleNamespace(get_vocab=dict)).name == "generic"
+
+
+HEAVY = ("torch", "transformers", "trl")
+LIGHT_RECIPE = """name: light
+rewards: [{name: accuracy}]
+stages:
+  - {name: sft, type: sft}
+  - {name: rft, type: rft}
+  - {name: grpo, type: grpo, select_prompts: {enabled: true}}
+"""
+
+
+def _heavy_loaded(code: str) -> list[str]:
+    """The heavy libraries a fresh interpreter has loaded after ``code`` (what it printed last)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    probe = f"{code}\nimport json, sys\nprint(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=ROOT, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_light_paths_leave_torch_unloaded(tmp_path):
+    """Validating a recipe, planning a launch and ``align run --dry-run`` (a recipe whose stages set no TRL ``args``)
+    load neither torch nor transformers (docs/architecture.md, Layers)."""
+    assert _heavy_loaded("import align.recipe, align.launcher") == []
+    recipe = tmp_path / "light.yaml"
+    recipe.write_text(LIGHT_RECIPE, encoding="utf-8")
+    code = f"from align.cli import main\nassert main(['run', {str(recipe)!r}, '--dry-run']) == 0"
+    assert _heavy_loaded(code) == []

@@ -485,7 +485,7 @@ def test_hcx_grpo_scores_the_policy_with_its_images(tiny_family, tmp_path):
     from trl import GRPOConfig
 
     from align.models import load_model_and_processor
-    from align.trl_extensions import grpo_trainer_class
+    from align.trl_extensions import GRPOExtras, grpo_trainer_class
 
     model, processor, family = load_model_and_processor(tiny_family("hyperclovax_vision"), recipe_model(
         "hyperclovax_vision"), "float32")  # fmt: skip
@@ -497,8 +497,8 @@ def test_hcx_grpo_scores_the_policy_with_its_images(tiny_family, tmp_path):
     args = GRPOConfig(output_dir=str(tmp_path), use_cpu=True, report_to="none", per_device_train_batch_size=4,
                       num_generations=2, max_completion_length=4, max_steps=1, logging_steps=1, bf16=False)  # fmt: skip
     trainer = trainer_cls(model=model, reward_funcs=[lambda completions, **kw: [0.0] * len(completions)], args=args,
-                          train_dataset=rows, processing_class=processor)  # fmt: skip
-    trainer.extra_image_keys = family.image_inputs
+                          train_dataset=rows, processing_class=processor,
+                          extras=GRPOExtras(extra_image_keys=family.image_inputs))  # fmt: skip
     trainer.model.eval()
     batch = trainer._generate_and_score_completions([rows[i] for i in range(4)])
     assert batch["pixel_values_images"].shape[0] == 4 and batch["vision_query_lengths_images"].shape == (4, 1)

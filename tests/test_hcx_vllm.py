@@ -69,8 +69,8 @@ def colocate(published, tmp_path_factory):
                       vllm_max_model_length=512)  # fmt: skip
     with trl_ext.colocate_dist_env(), trl_ext.vllm_engine_settings(**vc.colocate_settings(RolloutSpec(), "float32")):
         trainer = trl_ext.grpo_trainer_class()(model=model, reward_funcs=[by_length], args=args, train_dataset=rows,
-                                               processing_class=processor)  # fmt: skip
-    trainer.extra_image_keys = family.image_inputs
+                                               processing_class=processor,
+                                               extras=trl_ext.GRPOExtras(extra_image_keys=family.image_inputs))  # fmt: skip
     trl_ext.install_vllm_fixes(trainer)
     yield trainer, rows
     trl_ext.shutdown_vllm(trainer)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from align.errors import StageError
-from align.shared_prompt import SharedPrompt
+from align.trl_extensions import GRPOExtras, SharedPrompt
 
 G = 4
 ARITH = "민수는 사과 3개를 가지고 있었습니다. 친구가 두 개를 더 주었습니다. 모두 몇 개인가요?"
@@ -68,10 +68,8 @@ def _trainer(path, tmp_path, mode="auto", lora=False, family_name=None, **args):
     cls = grpo_trainer_class()
     trainer = cls(model=model, reward_funcs=[_reward], args=GRPOConfig(**config),
                   train_dataset=_dataset(is_vision_config(model.config)), processing_class=processor,
-                  peft_config=lora_config(LoraSpec(r=4, alpha=8, dropout=0.0)) if lora else None)  # fmt: skip
-    trainer.extra_image_keys = family.image_inputs
-    trainer.shared_prompt = SharedPrompt(mode)
-    trainer.shared_prompt.setup(trainer, family.image_inputs)
+                  peft_config=lora_config(LoraSpec(r=4, alpha=8, dropout=0.0)) if lora else None,
+                  extras=GRPOExtras(extra_image_keys=family.image_inputs, shared_prompt=SharedPrompt(mode)))  # fmt: skip
     return trainer
 
 
@@ -101,8 +99,10 @@ def _logps_and_grads(trainer, batch, shared: bool, perm, batch_size=None):
     trl = GRPOTrainer._get_per_token_logps_and_entropies
     args = (trainer, model, ids, mask, n, batch_size, True)
     if shared:
-        out = trainer.shared_prompt.logps(model, ids, mask, n, batch_size, True, image, lambda: trl(*args, **image))
-        assert out is not None, trainer.shared_prompt.summary()
+        out = trainer.extras.shared_prompt.logps(
+            model, ids, mask, n, batch_size, True, image, lambda: trl(*args, **image)
+        )
+        assert out is not None, trainer.extras.shared_prompt.summary()
     else:
         out = trl(*args, **image)
     logps, entropies, _ = out
@@ -161,11 +161,11 @@ CASES = [("idefics3", False), ("idefics3", True), ("qwen2_5_vl", False), ("qwen2
 @pytest.mark.parametrize("family,lora", CASES, ids=[f"{f}-{'lora' if lo else 'full'}" for f, lo in CASES])
 def test_logps_entropies_grads_and_generation_equal_trls(family_model, tmp_path, family, lora):
     trainer = _trainer(family_model(family), tmp_path, lora=lora, family_name=family)
-    assert trainer.shared_prompt.reason is None
-    sp, trainer.shared_prompt = trainer.shared_prompt, None
+    assert trainer.extras.shared_prompt.reason is None
+    sp, trainer.extras.shared_prompt = trainer.extras.shared_prompt, None
     torch.manual_seed(0)
     plain = trainer._generate_and_score_completions(_batch(trainer))
-    trainer.shared_prompt = sp
+    trainer.extras.shared_prompt = sp
     torch.manual_seed(0)
     batch = trainer._generate_and_score_completions(_batch(trainer))
     # generation: each prompt prefilled once, the same samples as TRL's generate from the same seed
@@ -211,7 +211,7 @@ def test_grpo_training_steps_equal_trls(family_model, tmp_path, family, lora):
         logs = [x for x in trainer.state.log_history if "loss" in x]
         update = torch.cat([(v.detach() - start[k]).flatten() for k, v in trainer.model.named_parameters()
                             if v.requires_grad])  # fmt: skip
-        runs[mode] = (logs, update, trainer.shared_prompt.summary())
+        runs[mode] = (logs, update, trainer.extras.shared_prompt.summary())
     (trl_logs, trl_update, off), (logs, update, on) = runs["off"], runs["on"]
     assert off["path"] == "trl" and on["path"] == "shared" and not on.get("fallbacks")
     # every log-prob pass shared: 3 policy passes, 2 generations x (old + ref) passes; generation prefilled once
@@ -231,9 +231,9 @@ def test_fallbacks_say_why_and_take_trls_path(family_model, tmp_path, monkeypatc
 
     # a model that inserts its visual tokens inside forward: off for the whole run ('on' stops and says why)
     hcx = _trainer(family_model("hyperclovax_vision"), tmp_path / "hcx", family_name="hyperclovax_vision")
-    assert "inserts its visual tokens inside forward" in hcx.shared_prompt.reason
+    assert "inserts its visual tokens inside forward" in hcx.extras.shared_prompt.reason
     with pytest.raises(StageError, match="shared_prompt is 'on'"):
-        SharedPrompt("on").setup(hcx, hcx.extra_image_keys)
+        SharedPrompt("on").setup(hcx, hcx.extras.extra_image_keys)
     hcx.args.gradient_checkpointing, hcx.args.gradient_checkpointing_kwargs = True, {"use_reentrant": True}
     assert "reentrant" in SharedPrompt("auto").setup(hcx)
 
@@ -253,7 +253,7 @@ def test_fallbacks_say_why_and_take_trls_path(family_model, tmp_path, monkeypatc
         sub = _permute(dict(image), torch.arange(len(ids))[rows], len(ids))
         return GRPOTrainer._get_per_token_logps_and_entropies(trainer, trainer.model, ids[rows], mask[rows], n, **sub)
 
-    sp = trainer.shared_prompt
+    sp = trainer.extras.shared_prompt
     # a batch in which no prompt repeats: nothing to share, TRL's path, counted
     one_each = torch.arange(0, len(ids), G)
     sub = _permute(dict(image), one_each, len(ids))
@@ -272,7 +272,7 @@ def test_fallbacks_say_why_and_take_trls_path(family_model, tmp_path, monkeypatc
     # EXAONE 4's sliding-window cache layers: generation and log-prob passes both take TRL's path, saying why
     exaone = _trainer(family_model("exaone_text"), tmp_path / "e")
     exaone.train()
-    summary = exaone.shared_prompt.summary()
+    summary = exaone.extras.shared_prompt.summary()
     assert summary["path"] == "trl" and "sliding-window" in summary["reason"]
     assert summary["generations"] == {"shared": 0, "trl": 1} and "sliding-window" in summary["generation_reason"]
 

@@ -88,20 +88,21 @@ def test_generate_hands_back_images_at_index_6(trainer):
 def test_generate_and_score_output_and_logs(trainer, tmp_path):
     """The batch dict and ``_logs`` fields the zero-variance filter and the rollout log read."""
     trainer, rows = trainer
-    trainer.rollout_log = tmp_path / "rollouts.jsonl"
-    trainer.filter_zero_variance, trainer.filter_stats = True, {"groups": 0, "filtered_groups": 0}
+    from align.trl_extensions import GRPOExtras
+
+    trainer.extras = GRPOExtras(rollout_log=tmp_path / "rollouts.jsonl", filter_zero_variance=True)
     trainer.model.train()
     out = trainer._generate_and_score_completions([rows[i // 2] for i in range(8)])  # each prompt twice
     assert {"advantages", "completion_mask", "num_items_in_batch", "prompt_ids", "completion_ids"} <= set(out)
     informative = out["advantages"].abs() > 1e-8
     assert int(out["num_items_in_batch"]) == max(1, int((out["completion_mask"] * informative[:, None]).sum()))
-    assert trainer.filter_stats["groups"] == 4
+    assert trainer.extras.filter_stats["groups"] == 4
     assert {"completion", "advantages", "rewards"} <= set(trainer._logs)
     assert trainer._logs["completion"].maxlen == trainer.args.generation_batch_size == 8  # the log reads the last 8
     assert list(trainer._logs["rewards"]) == ["by_length"]
     assert trainer.reward_weights.tolist() == [1.0]
     from align.io import read_jsonl
 
-    logged = read_jsonl(trainer.rollout_log)
+    logged = read_jsonl(trainer.extras.rollout_log)
     assert len(logged) == 8 and [r["advantage"] for r in logged] == pytest.approx(out["advantages"].tolist())
     assert {r["prompt_id"] for r in logged} == {r["id"] for r in rows}

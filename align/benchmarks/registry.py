@@ -118,11 +118,3 @@ def lookup(name: str) -> BenchInfo:
     if key in BENCHMARKS:
         return BENCHMARKS[key]
     raise UserError(f"unknown benchmark '{name}'", did_you_mean(name, [*BENCHMARKS, *ALIASES]))
-
-
-def family_of(name: str) -> str | None:
-    """The family of a benchmark name as written in eval.json (None for names this version does not know)."""
-    try:
-        return lookup(name).family
-    except UserError:
-        return None

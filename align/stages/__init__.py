@@ -23,12 +23,8 @@ def launch_problems(recipe, world: int, on_gpu: bool) -> list[tuple[str, str]]:
         if not STAGES[stage.type].multi_process:
             message = f"{where} ({stage.type}) runs as a single process and cannot run on {world} processes"
             problems.append((message, "run it in a recipe with launch.processes: 1 and launch.nodes: 1"))
-        if stage.type == "grpo" and stage.args.get("log_multimodal"):
-            message = (
-                f"{where}: args.log_multimodal: true hangs TRL 1.16 on {world} processes when a rank's batch has no "
-                "image (it gathers images only on ranks that have them)"
-            )
-            problems.append((message, "remove log_multimodal (the workbench turns it off on several processes)"))
+        if STAGES[stage.type].launch_rules is not None:  # the stage's own rules
+            problems += STAGES[stage.type].launch_rules(recipe, stage, world)
         if not on_gpu and stage.args.get("use_cpu") is False:
             message = (
                 f"{where}: args.use_cpu: false on a machine without GPUs makes each of the {world} processes train "

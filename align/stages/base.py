@@ -13,12 +13,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from align import distributed as dist
 from align.console import console
 from align.data import Splits, load_splits
 from align.rundir import RunDir
 from align.spec import Recipe, StageSpec
+from rewards import Reward
+
+C = TypeVar("C", bound=StageSpec)  # a stage's own recipe block (its ``Config``)
 
 
 @dataclass
@@ -60,16 +64,16 @@ class RunState:
 
 
 @dataclass
-class StageContext:
-    """What a stage's ``run(ctx)`` gets."""
+class StageContext(Generic[C]):
+    """What a stage's ``run(ctx)`` gets; ``StageContext[Config]`` types ``ctx.stage`` as the stage's own block."""
 
     recipe: Recipe
-    stage: StageSpec
+    stage: C
     run: RunDir
     stage_dir: Path
     input_model: str
     data: Splits
-    rewards: list
+    rewards: list[Reward]
     recipe_dir: Path | None
     on_gpu: bool
     state: RunState = field(default_factory=RunState)
@@ -104,3 +108,8 @@ class Stage:
     # a finished stage that a resumed run skips: rebuild its result from its folder (default: the manifest's
     # model and output)
     restore: Callable[[StageContext, StageResult], StageResult] | None = None
+    # settings of the stage that fail or hang on ``world`` > 1 processes: (message, hint) pairs, checked by the
+    # launcher before any process starts and by every rank at the start of a run
+    launch_rules: Callable[[Recipe, StageSpec, int], list[tuple[str, str]]] | None = None
+    # trains against a `vllm serve` when rollout.vllm_mode is 'server' (the launcher starts it first)
+    rollout_server: bool = False

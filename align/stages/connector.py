@@ -35,7 +35,7 @@ class Config(StageSpec):
         return self
 
 
-def run(ctx: StageContext) -> StageResult:
+def run(ctx: StageContext[Config]) -> StageResult:
     return train_sft(ctx, ctx.train_rows(), ALIGN_DEFAULTS, lora=False)
 
 

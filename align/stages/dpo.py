@@ -59,7 +59,7 @@ def preference_dataset(pairs: list[dict], is_vlm: bool, where: str):
     return Dataset.from_list(rows)
 
 
-def run(ctx: StageContext) -> StageResult:
+def run(ctx: StageContext[Config]) -> StageResult:
     from trl import DPOConfig, DPOTrainer
 
     stage = ctx.stage

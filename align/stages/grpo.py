@@ -26,7 +26,6 @@ pass rates.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -36,12 +35,11 @@ from align.distributed import main_only, world_size
 from align.errors import StageError
 from align.io import atomic_write_json
 from align.models.guards import check_prompts
-from align.shared_prompt import SharedPrompt
 from align.spec import StageSpec, Strict, yaml_on_off
 from align.stages.base import Stage, StageContext, StageResult
-from align.stages.rft import sample_and_score
 from align.training import fit, load_policy, save_policy, trainer_parts, trl_config
 from rollouts import resolve_engine, vllm_colocate
+from rollouts.scoring import sample_and_score
 from rollouts.vllm_engine import prepare_process
 
 TOKEN_NORMALISED_LOSSES = ("dapo", "cispo", "vespo")
@@ -110,7 +108,7 @@ def _max_tokens(ctx) -> int:
     return int(ctx.stage.args.get("max_completion_length", GRPO_DEFAULTS["max_completion_length"]))
 
 
-def select_prompts(ctx: StageContext, dataset) -> tuple[object, dict]:
+def select_prompts(ctx: StageContext[Config], dataset) -> tuple[object, dict]:
     sel = ctx.stage.select_prompts
     info = {"prompts_before": len(dataset)}
     if not sel.enabled:
@@ -174,61 +172,80 @@ def grpo_rows(dataset, is_vlm: bool):
     return dataset
 
 
-def run(ctx: StageContext) -> StageResult:
+def grpo_config(ctx: StageContext[Config]):
+    """TRL's GRPOConfig: the workbench's defaults, the recipe's rewards' weights and rollout engine, the stage's args."""
     from trl import GRPOConfig
 
+    use_vllm = ctx.stage.args.get("use_vllm")
+    if use_vllm is None:
+        use_vllm = resolve_engine(ctx.recipe.rollout, ctx.input_model, ctx.recipe.model, ctx.log) == "vllm"
+    defaults = {**GRPO_DEFAULTS, "reward_weights": [r.weight for r in ctx.rewards],
+                **vllm_args(ctx.recipe.rollout, use_vllm)}  # fmt: skip
+    if world_size() > 1:
+        # TRL 1.16 gathers logged images only on ranks whose batch has images: a rank with a text-only batch (mixed
+        # image/text data) skips that collective and the run hangs.
+        defaults["log_multimodal"] = False
+    return trl_config(GRPOConfig, ctx, defaults)
+
+
+def write_summary(ctx: StageContext[Config], trainer, extras: trl_ext.GRPOExtras, selection: dict) -> None:
+    """``summary.json``: prompt selection, engine, filtered groups, reward errors, the shared-prompt path's record."""
+    args, stats = trainer.args, extras.filter_stats
+    summary = {**selection, "rollout_engine": f"vllm ({args.vllm_mode})" if args.use_vllm else "hf",
+               "filter_zero_variance": extras.filter_zero_variance, **stats,
+               "reward_errors": {r.name: r.stats() for r in ctx.rewards}, "steps": trainer.state.global_step,
+               "shared_prompt": extras.shared_prompt.summary()}  # fmt: skip
+    ctx.log(extras.shared_prompt.report())
+    if trainer.accelerator.is_main_process:
+        atomic_write_json(ctx.stage_dir / "summary.json", summary)
+    if extras.filter_zero_variance:
+        ctx.log(f"zero-variance groups filtered: {stats['filtered_groups']} of {stats['groups']}")
+
+
+def run(ctx: StageContext[Config]) -> StageResult:
     stage, rewards = ctx.stage, ctx.rewards
     if not rewards:
         raise StageError("the grpo stage needs at least one reward", "add a `rewards:` list to the recipe")
     dataset, selection = select_prompts(ctx, ctx.train_rows(stage.prompts))
     policy = load_policy(ctx)
-    use_vllm = stage.args.get("use_vllm")
-    if use_vllm is None:
-        use_vllm = resolve_engine(ctx.recipe.rollout, ctx.input_model, ctx.recipe.model, ctx.log) == "vllm"
-    defaults = {
-        **GRPO_DEFAULTS,
-        "reward_weights": [r.weight for r in rewards],
-        **vllm_args(ctx.recipe.rollout, use_vllm),
-    }
-    if world_size() > 1:
-        # TRL 1.16 gathers logged images only on ranks whose batch has images: a rank with a text-only batch (mixed
-        # image/text data) skips that collective and the run hangs.
-        defaults["log_multimodal"] = False
-    args = trl_config(GRPOConfig, ctx, defaults)
+    args = grpo_config(ctx)
     rows = grpo_rows(dataset, policy.is_vlm)
     check_prompts(policy.model, policy.processor, rows, args.max_completion_length, f"stage '{stage.name}'")
-    colocate = args.use_vllm and args.vllm_mode == "colocate"
-    with contextlib.ExitStack() as colocated:
-        if colocate:  # TRL builds the vLLM engine inside the trainer and leaves RANK/WORLD_SIZE/MASTER_* behind
-            colocated.enter_context(trl_ext.colocate_dist_env())
-        dtype = str(policy.model.dtype).removeprefix("torch.")
-        settings = vllm_colocate.colocate_settings(ctx.recipe.rollout, dtype)
-        with trl_ext.vllm_engine_settings(**settings) if colocate else contextlib.nullcontext():
-            trainer = trl_ext.grpo_trainer_class()(reward_funcs=rewards, args=args, train_dataset=rows,
-                                                   **trainer_parts(ctx, policy))  # fmt: skip
-        trainer.extra_image_keys = policy.family.image_inputs
-        trainer.rollout_log = ctx.stage_dir / "rollouts.jsonl"
-        trainer.filter_zero_variance = stage.filter_zero_variance
-        trainer.filter_stats = {"groups": 0, "filtered_groups": 0}
-        trainer.shared_prompt = SharedPrompt(stage.shared_prompt)
-        ctx.log(trainer.shared_prompt.setup(trainer, policy.family.image_inputs))
-        if args.use_vllm:
-            trl_ext.install_vllm_fixes(trainer)
-            colocated.callback(trl_ext.shutdown_vllm, trainer)  # the next stage's evaluation starts its own engine
+    extras = trl_ext.GRPOExtras(extra_image_keys=policy.family.image_inputs,
+                                rollout_log=ctx.stage_dir / "rollouts.jsonl",
+                                filter_zero_variance=stage.filter_zero_variance,
+                                shared_prompt=trl_ext.SharedPrompt(stage.shared_prompt))  # fmt: skip
+    engine = vllm_colocate.colocate_settings(ctx.recipe.rollout, str(policy.model.dtype).removeprefix("torch."))
+    with trl_ext.grpo_trainer(extras, engine, reward_funcs=rewards, args=args, train_dataset=rows,
+                              **trainer_parts(ctx, policy)) as trainer:  # fmt: skip
+        ctx.log(extras.shared_prompt.describe())
         fit(ctx, trainer, policy, f"first prompts checked (image tokens, context); {len(dataset)} prompts × "
             f"{args.num_generations} completions; rewards " + ", ".join(f"{r.name}×{r.weight:g}" for r in rewards),
-            rollout_log=trainer.rollout_log)  # fmt: skip
-    summary = {**selection, "rollout_engine": f"vllm ({args.vllm_mode})" if args.use_vllm else "hf",
-               "filter_zero_variance": stage.filter_zero_variance, **trainer.filter_stats,
-               "reward_errors": {r.name: r.stats() for r in rewards}, "steps": trainer.state.global_step,
-               "shared_prompt": trainer.shared_prompt.summary()}  # fmt: skip
-    ctx.log(trainer.shared_prompt.report())
-    if trainer.accelerator.is_main_process:
-        atomic_write_json(ctx.stage_dir / "summary.json", summary)
-    if stage.filter_zero_variance:
-        ctx.log(f"zero-variance groups filtered: {trainer.filter_stats['filtered_groups']} of "
-                f"{trainer.filter_stats['groups']}")  # fmt: skip
+            rollout_log=extras.rollout_log)  # fmt: skip
+    write_summary(ctx, trainer, extras, selection)
     return StageResult(model=str(save_policy(ctx, trainer, policy)))
+
+
+def launch_rules(recipe, stage: Config, world: int) -> list[tuple[str, str]]:
+    """Settings of this stage that fail or hang on ``world`` > 1 processes: (message, hint) pairs."""
+    where, a, problems = f"stage '{stage.name}'", stage.args, []
+    if a.get("log_multimodal"):
+        message = (f"{where}: args.log_multimodal: true hangs TRL 1.16 on {world} processes when a rank's batch has "
+                   "no image (it gathers images only on ranks that have them)")  # fmt: skip
+        problems.append((message, "remove log_multimodal (the workbench turns it off on several processes)"))
+    # TRL's rule: per-device batch × processes × steps per generation must hold whole groups of num_generations
+    per_device = a.get("per_device_train_batch_size", GRPO_DEFAULTS["per_device_train_batch_size"])
+    n_gen = a.get("num_generations", GRPO_DEFAULTS["num_generations"])
+    if a.get("generation_batch_size"):
+        batch, how = a["generation_batch_size"], "generation_batch_size"
+    else:
+        steps = a.get("steps_per_generation") or a.get("gradient_accumulation_steps", 1)
+        batch = per_device * world * steps
+        how = f"per_device_train_batch_size {per_device} × {world} process(es) × {steps} step(s) per generation"
+    if batch % n_gen:
+        message = f"{where}: the GRPO generation batch ({how} = {batch}) is not divisible by num_generations {n_gen}"
+        problems.append((message, "change per_device_train_batch_size, num_generations or launch.processes"))
+    return problems
 
 
 STAGE = Stage(
@@ -237,4 +254,6 @@ STAGE = Stage(
     run=run,
     summary="GRPO with the recipe's rewards and weights; prompt selection by difficulty; zero-variance group "
     "filtering; every rollout logged (trl.GRPOTrainer, vLLM rollouts)",
+    launch_rules=launch_rules,
+    rollout_server=True,
 )

@@ -1,7 +1,7 @@
 """RFT stage: rejection-sampling fine-tuning.
 
 1. sample ``samples`` completions per training prompt from the current model (rollout engine of ``rollouts/``);
-2. score them with the recipe's rewards (the same functions GRPO and evaluation use);
+2. score them with the recipe's rewards (``rollouts/scoring.py``: the same path GRPO and evaluation use);
 3. accept those whose ``accept.reward`` (a reward name, or ``total`` for the weighted sum) reaches
    ``accept.threshold``; optionally the best first (``best_of``), at most ``max_per_prompt`` per prompt, without
    duplicates;
@@ -18,20 +18,17 @@ fine-tunes on the accepted samples together (step 4 is the SFT stage's distribut
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 
-import rewards as registry
 from align.distributed import main_only
 from align.errors import StageError
-from align.io import append_jsonl, atomic_write_json, atomic_write_text
-from align.models import model_family, model_reasoning_format
+from align.io import atomic_write_json, atomic_write_text
 from align.spec import StageSpec, Strict
 from align.stages.base import PassRates, Stage, StageContext, StageResult
 from align.stages.sft import train_sft
-from rollouts import Sampling, make_engine
+from rollouts.scoring import RolloutRow, as_completions, sample_and_score
 
 
 class Accept(Strict):
@@ -54,74 +51,7 @@ class Config(StageSpec):
     accept: Accept = Field(default_factory=Accept)
 
 
-def _scoring_rewards(ctx, names: list[str]):
-    """The stage's rewards, plus any reward named for acceptance that the recipe does not list."""
-    out = list(ctx.rewards)
-    have = {r.name for r in out}
-    for name in names:
-        if name != "total" and name not in have:
-            out.append(registry.resolve({"name": name, "weight": 0.0}, ctx.recipe_dir))
-            have.add(name)
-    return out
-
-
-def sample_and_score(ctx, dataset, n: int, temperature: float, max_new_tokens: int, top_p: float = 1.0,
-                     log_path: Path | None = None, batch_prompts: int = 64,
-                     extra_rewards=()) -> tuple[list[dict], str]:  # fmt: skip
-    """Sample ``n`` completions per row and score each with the rewards. Returns one dict per sample, and the name
-    of the engine that sampled them."""
-    scorers = _scoring_rewards(ctx, list(extra_rewards))
-    weights = {r.name: r.weight for r in ctx.rewards}
-    engine = make_engine(
-        ctx.recipe.rollout,
-        ctx.input_model,
-        ctx.recipe.model,
-        batch_size=max(1, 256 // max(1, n)),
-        seed=ctx.recipe.seed,
-        log=ctx.log,
-    )
-    columns = [c for c in dataset.column_names if c not in ("prompt", "completion")]
-    # reasoning models: completions in the canonical <think>…</think>answer form (align/models/reasoning.py), so
-    # rewards read the answer and the accepted samples train the model's own reasoning layout
-    tok = getattr(engine.processor, "tokenizer", engine.processor)
-    fmt = model_reasoning_format(engine.processor, model_family(ctx.input_model, ctx.recipe.model, tok))
-    out: list[dict] = []
-    try:
-        for start in range(0, len(dataset), batch_prompts):
-            batch = dataset.select(range(start, min(start + batch_prompts, len(dataset))))
-            prompts = list(batch["prompt"])
-            images = list(batch["images"]) if "images" in batch.column_names else None
-            sampling = Sampling(n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
-                                seed=ctx.recipe.seed + start)  # fmt: skip
-            groups = engine.generate(prompts, images, sampling)
-            flat_prompts = [p for p in prompts for _ in range(n)]
-            flat = [c for g in groups for c in g]
-            texts = [fmt.split_ids(c.token_ids).canonical if fmt else c.text for c in flat]
-            completions = [[{"role": "assistant", "content": t}] for t in texts]
-            cols = {c: [v for v in batch[c] for _ in range(n)] for c in columns}
-            scores = {r.name: r(flat_prompts, completions, **cols) for r in scorers}
-            rows = []
-            for j, c in enumerate(flat):
-                per = {name: s[j] for name, s in scores.items()}
-                total = sum(weights.get(k, 0.0) * v for k, v in per.items() if v is not None)
-                rows.append({"step": start // batch_prompts, "id": cols["id"][j], "prompt_id": cols["id"][j],
-                             "task": cols["task"][j] if "task" in cols else None, "sample": j % n,
-                             "completion": texts[j], "tokens": len(c.token_ids), "finish_reason": c.finish_reason,
-                             "rewards": per, "total": total})  # fmt: skip
-            for g in range(0, len(rows), n):  # advantage as GRPO would see it: total minus the group mean
-                mean = sum(r["total"] for r in rows[g : g + n]) / n
-                for r in rows[g : g + n]:
-                    r["advantage"] = r["total"] - mean
-            if log_path is not None:
-                append_jsonl(log_path, rows)
-            out.extend(rows)
-            ctx.log(f"sampled {min(start + batch_prompts, len(dataset))}/{len(dataset)} prompts")
-    finally:
-        engine.close()
-    return out, engine.name
-
-
-def accept(samples: list[dict], rule: Accept) -> tuple[list[dict], dict[str, float]]:
+def accept(samples: list[RolloutRow], rule: Accept) -> tuple[list[RolloutRow], dict[str, float]]:
     """Apply the acceptance rule. Returns the accepted samples and each prompt's pass rate."""
     by_prompt: dict[str, list[dict]] = {}
     for s in samples:
@@ -150,7 +80,7 @@ def accept(samples: list[dict], rule: Accept) -> tuple[list[dict], dict[str, flo
     return accepted, rates
 
 
-def summarize(samples: list[dict], accepted: list[dict], rates: dict[str, float]) -> dict:
+def summarize(samples: list[RolloutRow], accepted: list[RolloutRow], rates: dict[str, float]) -> dict:
     tasks: dict[str, dict] = {}
     task_of = {s["id"]: s.get("task") or "default" for s in samples}
     for pid, rate in rates.items():
@@ -239,19 +169,17 @@ def accepted_set(ctx, dataset) -> dict:
     return chosen
 
 
-def run(ctx: StageContext) -> StageResult:
+def run(ctx: StageContext[Config]) -> StageResult:
     dataset = ctx.train_rows(ctx.stage.prompts)
     chosen = main_only(lambda: accepted_set(ctx, dataset))  # rank 0 samples; every rank gets the choice
     train = dataset.select(chosen["picks"])
-    train = train.remove_columns("completion").add_column(
-        "completion", [[{"role": "assistant", "content": t}] for t in chosen["texts"]]
-    )
+    train = train.remove_columns("completion").add_column("completion", as_completions(chosen["texts"]))
     result = train_sft(ctx, train)
     result.pass_rates = PassRates(chosen["rates"], ctx.stage.accept.reward)
     return result
 
 
-def restore(ctx: StageContext, result: StageResult) -> StageResult:
+def restore(ctx: StageContext[Config], result: StageResult) -> StageResult:
     """A finished RFT stage skipped by a resumed run still hands its pass rates to a later GRPO stage."""
     path = ctx.stage_dir / "pass_rates.json"
     if path.exists():

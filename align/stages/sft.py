@@ -73,7 +73,7 @@ def train_sft(ctx: StageContext, dataset, defaults: dict | None = None, lora: bo
     return StageResult(model=str(save_policy(ctx, trainer, policy)))
 
 
-def run(ctx: StageContext) -> StageResult:
+def run(ctx: StageContext[Config]) -> StageResult:
     return train_sft(ctx, ctx.train_rows())
 
 

@@ -123,6 +123,7 @@ def test_rollout_engine_selects_vllm_and_matches_transformers(colocate, publishe
     the trainer's engine (no second engine start)."""
     from align.models import load_processor
     from rollouts import Sampling, resolve_engine
+    from rollouts.base import published_sampling
     from rollouts.hf import HFEngine, image_token_ids, stop_ids
     from rollouts.vllm_engine import VLLMEngine
 
@@ -134,6 +135,7 @@ def test_rollout_engine_selects_vllm_and_matches_transformers(colocate, publishe
     engine.tokenizer = engine.processor.tokenizer
     engine.stop_ids = stop_ids(trainer.model.generation_config, engine.tokenizer, [])
     engine.banned = image_token_ids(trainer.model.config, engine.processor)
+    engine.published = published_sampling(trainer.model.generation_config)
     prompts, images = list(rows["prompt"][:4]), list(rows["images"][:4])
     greedy = Sampling(n=1, temperature=0.0, max_new_tokens=6)
     banned = engine.generate(prompts, images, greedy)  # image tokens banned (-100 logit bias), as in RFT sampling

@@ -3,12 +3,14 @@
 Reads the ``eval.json`` of each checkpoint (the stages of a run directory, or stage/model folders given one by one),
 prints a table of metrics per checkpoint with the best marked, shows a few held-out prompts side by side with each
 checkpoint's answer, and writes ``compare.md`` and ``compare.png`` (accuracy per checkpoint, training reward and
-loss curves from ``metrics.jsonl``). Benchmark results (``bench/<name>/…``) get their own table with standard
+loss curves from ``metrics.jsonl``), and each checkpoint's change in held-out accuracy from the previous one with the
+standard error of that paired difference (from the per-row ``eval_scores.jsonl``). Benchmark results (``bench/<name>/…``) get their own table with standard
 errors and regression flags, and one plot per benchmark family (``align/benchmarks/compare_bench.py``).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +37,7 @@ class Checkpoint:
     metrics: dict[str, float]
     samples: list[dict] = field(default_factory=list)
     train_metrics: list[dict] = field(default_factory=list)
+    scores: list[dict] = field(default_factory=list)  # eval_scores.jsonl: each held-out row's scores
 
 
 def _stage_order(run: Path) -> list[str]:
@@ -51,7 +54,30 @@ def _stage_order(run: Path) -> list[str]:
 def _load(folder: Path, label: str) -> Checkpoint:
     metrics = json.loads((folder / "eval.json").read_text())
     return Checkpoint(label, folder, metrics, read_jsonl(folder / "eval_samples.jsonl"),
-                      read_jsonl(folder / "metrics.jsonl"))  # fmt: skip
+                      read_jsonl(folder / "metrics.jsonl"), read_jsonl(folder / "eval_scores.jsonl"))  # fmt: skip
+
+
+def paired_differences(cps: list[Checkpoint], keys=("accuracy", "sampled/accuracy")) -> list[dict]:
+    """For each checkpoint after the first, the mean change of each metric from the previous checkpoint over the
+    held-out rows both scored, and the standard error of that paired difference (sd of the row differences / √n)."""
+    out = []
+    for prev, cp in itertools.pairwise(cps):
+        before = {r["id"]: r for r in prev.scores}
+        for key in keys:
+            diffs = [r[key] - before[r["id"]][key] for r in cp.scores
+                     if r["id"] in before and None not in (r.get(key), before[r["id"]].get(key))]  # fmt: skip
+            if len(diffs) < 2:
+                continue
+            n = len(diffs)
+            mean = sum(diffs) / n
+            se = (sum((d - mean) ** 2 for d in diffs) / (n - 1) / n) ** 0.5
+            out.append({"from": prev.label, "to": cp.label, "metric": key, "n": n, "diff": mean, "se": se})
+    return out
+
+
+def _paired_line(d: dict) -> str:
+    z = "" if d["se"] == 0 else f", {d['diff'] / d['se']:+.1f} SE"
+    return f"{d['metric']} {d['from']} → {d['to']}: {d['diff']:+.3f} ± {d['se']:.3f} (paired SE, {d['n']} rows{z})"
 
 
 def collect(paths: list[str | Path]) -> list[Checkpoint]:
@@ -203,6 +229,9 @@ def markdown(cps: list[Checkpoint], examples: list[dict]) -> str:
     for key in _keys(cps):
         lines.append(f"| {key} | " + " | ".join(_cells(cps, key, best, "**{}**")) + " |")
     lines += ["", "Bold: best per metric (lowest for completion_tokens and truncated).", ""]
+    paired = paired_differences(cps)
+    if paired:
+        lines += ["## Change from the previous checkpoint", ""] + [f"- {_paired_line(d)}" for d in paired] + [""]
     lines += bench.markdown(cps)
     watch = hacking_watch(cps)
     if watch:
@@ -281,6 +310,8 @@ def compare(paths: list[str | Path], out: str | Path | None = None, examples: in
     for key in _keys(cps):
         table.add_row(key, *_cells(cps, key, best, "[bold green]{}[/bold green]"))
     console.print(table)
+    for d in paired_differences(cps):
+        console.print(_paired_line(d))
     bench_table = bench.console_table(cps)
     if bench_table is not None:
         console.print(bench_table)

@@ -3,6 +3,8 @@
 Built-in: greedy answers to the held-out rows, scored by the same reward functions as training (``accuracy`` plus
 the recipe's rewards unless ``eval.metrics`` names others), averaged overall and per task (``accuracy/count``), and
 ``hedge_rate``: the share of answers that commit to more than one candidate (``rewards.answer``).
+Each row's scores (greedy, and the mean of the sampled answers) go to ``<stage>/eval_scores.jsonl``, so
+``align compare`` can give the standard error of the paired difference between two checkpoints.
 External hooks add their metrics under their name: a Python callable ``(model_dir, recipe, stage) -> dict``, or a
 shell command with ``{model}`` and ``{output}`` placeholders that writes a JSON object to ``{output}``.
 Benchmarks (``eval.benchmarks``, ``align/benchmarks/``) add ``bench/<name>/<metric>`` and write their per-row
@@ -30,6 +32,7 @@ from rollouts import Sampling, make_engine
 from rollouts.scoring import score
 
 SAMPLES_FILE = "eval_samples.jsonl"
+SCORES_FILE = "eval_scores.jsonl"
 
 
 def metric_rewards(recipe, base_dir=None, outputs: dict | None = None):
@@ -87,8 +90,10 @@ def _texts(completions, fmt, metrics: dict, prefix: str) -> tuple[list[str], dic
     return [s.canonical for s in splits], counts
 
 
-def builtin_metrics(model_dir: str, recipe, rows, base_dir=None, engine=None,
-                    outputs: dict | None = None) -> tuple[dict[str, float], list[dict]]:  # fmt: skip
+def builtin_metrics(model_dir: str, recipe, rows, base_dir=None, engine=None, outputs: dict | None = None,
+                    per_row: list | None = None) -> tuple[dict[str, float], list[dict]]:  # fmt: skip
+    """Greedy (and sampled) answers to ``rows`` scored by the eval metrics. ``per_row``: a list that receives one
+    record per row: its id, task and each metric's score (``sampled/…``: the mean over the row's sampled answers)."""
 
     if recipe.eval.limit is not None and len(rows) > recipe.eval.limit:
         rows = rows.select(range(recipe.eval.limit))
@@ -120,11 +125,20 @@ def builtin_metrics(model_dir: str, recipe, rows, base_dir=None, engine=None,
     tasks = columns.get("task") or ["default"] * len(rows)
     scorers = metric_rewards(recipe, base_dir, outputs)
     scores = _score(scorers, prompts, texts, {**columns, **counts}, tasks, metrics, prefix="")
+    sampled_scores = {}
     if sampled is not None:
         k = recipe.eval.sampled.k
         rep = {c: [v for v in vals for _ in range(k)] for c, vals in columns.items()}
-        _score(scorers, [p for p in prompts for _ in range(k)], sampled_texts, {**rep, **sampled_counts},
-               [t for t in tasks for _ in range(k)], metrics, prefix="sampled/")  # fmt: skip
+        sampled_scores = _score(scorers, [p for p in prompts for _ in range(k)], sampled_texts,
+                                {**rep, **sampled_counts}, [t for t in tasks for _ in range(k)], metrics,
+                                prefix="sampled/")  # fmt: skip
+    if per_row is not None:
+        ids = columns.get("id") or list(range(len(rows)))
+        for i in range(len(rows)):
+            record = {"id": ids[i], "task": tasks[i], **{name: v[i] for name, v in scores.items()}}
+            for name, v in sampled_scores.items():
+                record["sampled/" + name] = _mean(v[i * k : (i + 1) * k])
+            per_row.append(record)
     # share of answers that commit to more than one candidate (rewards/answer.py): rises when a policy games its reward
     answers = columns.get("answer") or [None] * len(rows)
     if texts:
@@ -193,8 +207,10 @@ def evaluate(model_dir: str, recipe, stage: str, out_dir: str | Path | None = No
     if own_engine:  # one engine for the held-out rows and the benchmarks
         engine = make_engine(recipe.rollout, str(model_dir), recipe.model, batch_size=recipe.eval.batch_size,
                              seed=recipe.seed)  # fmt: skip
+    per_row: list[dict] = []
     try:
-        metrics, samples = builtin_metrics(str(model_dir), recipe, rows, base_dir, engine=engine, outputs=outputs)
+        metrics, samples = builtin_metrics(str(model_dir), recipe, rows, base_dir, engine=engine, outputs=outputs,
+                                           per_row=per_row)  # fmt: skip
         for hook in recipe.eval.hooks:
             metrics.update(run_hook(hook, str(model_dir), recipe, stage, out, base_dir))
         if recipe.eval.benchmarks:
@@ -206,4 +222,5 @@ def evaluate(model_dir: str, recipe, stage: str, out_dir: str | Path | None = No
     log_eval_samples(recipe, stage, out, samples, images)
     atomic_write_json(out / EVAL_FILE, metrics)
     atomic_write_text(out / SAMPLES_FILE, "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
+    atomic_write_text(out / SCORES_FILE, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in per_row))
     return metrics

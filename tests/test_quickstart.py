@@ -28,6 +28,8 @@ def test_quickstart_end_to_end(tmp_path, align_cache):
     run = (tmp_path / "quickstart" / "latest").resolve()
     ev = {s: json.loads((run / s / "eval.json").read_text()) for s in ("base", "sft", "rft", "grpo")}
     assert "checkpoint comparison" in proc.stdout and "side by side" in (run / "compare.md").read_text()
+    # each stage's change from the previous one, with the standard error of the paired difference (eval_scores.jsonl)
+    assert "accuracy sft → rft:" in proc.stdout and "(paired SE, 800 rows" in proc.stdout
     # SFT teaches the tasks: greedy accuracy far above the untrained model on most tasks
     assert ev["sft"]["accuracy"] >= ev["base"]["accuracy"] + 0.2, ev
     assert sum(ev["sft"][f"accuracy/{t}"] > ev["base"][f"accuracy/{t}"] for t in TASKS) >= 4, ev

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -69,6 +70,10 @@ stages:
         assert 0.0 <= ev["sampled/accuracy"] <= 1.0 and "sampled/accuracy/count" in ev
         samples = read_jsonl(run.path / stage / "eval_samples.jsonl")
         assert len(samples) == 5 and all("completion" in s for s in samples)
+        scores = read_jsonl(run.path / stage / "eval_scores.jsonl")  # each row's scores: paired standard errors
+        assert len(scores) == 20 and len({r["id"] for r in scores}) == 20
+        for key in ("accuracy", "sampled/accuracy"):
+            assert abs(sum(r[key] for r in scores) / 20 - ev[key]) < 1e-9
     from transformers import AutoModelForImageTextToText
 
     trained = AutoModelForImageTextToText.from_pretrained(run.path / "sft" / "model")
@@ -164,3 +169,14 @@ def test_align_eval_cli(tmp_path, tiny_model):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads((tmp_path / "eval.json").read_text())["n"] == 10
     assert "accuracy" in proc.stdout
+
+
+def test_paired_difference_and_its_standard_error():
+    from align.compare import Checkpoint, paired_differences
+
+    rows = lambda accs: [{"id": f"r{i}", "accuracy": a} for i, a in enumerate(accs)]
+    cps = [Checkpoint("sft", Path("."), {}, scores=rows([1, 0, 1, 0])),
+           Checkpoint("rft", Path("."), {}, scores=rows([1, 1, 1, 0]) + [{"id": "other", "accuracy": 1}])]  # fmt: skip
+    # row differences 0, 1, 0, 0 (the row only one checkpoint scored is left out): mean 0.25, sd 0.5, SE 0.5 / √4
+    (d,) = paired_differences(cps, keys=("accuracy", "sampled/accuracy"))
+    assert (d["from"], d["to"], d["n"], d["diff"], d["se"]) == ("sft", "rft", 4, 0.25, 0.25)

@@ -113,6 +113,7 @@ def test_rollout_engine_selects_vllm_and_matches_transformers(colocate):
     engine (no second engine start)."""
     from align.models import load_processor
     from rollouts import Sampling, resolve_engine
+    from rollouts.base import published_sampling
     from rollouts.hf import HFEngine, image_token_ids, stop_ids
     from rollouts.vllm_engine import VLLMEngine
 
@@ -122,6 +123,7 @@ def test_rollout_engine_selects_vllm_and_matches_transformers(colocate):
     engine.llm, engine.processor = trainer.vllm_generation.llm, load_processor(path)
     engine.tokenizer = engine.processor.tokenizer
     engine.stop_ids = stop_ids(trainer.model.generation_config, engine.tokenizer, [])
+    engine.published = published_sampling(trainer.model.generation_config)
     engine.banned = []  # vLLM reports log-probs after a logit bias, transformers raw ones: compare without the ban
     prompts, images = list(rows["prompt"][:4]), list(rows["images"][:4])
     greedy = Sampling(n=1, temperature=0.0, max_new_tokens=6)

@@ -97,7 +97,4 @@ def run(ctx: BenchContext) -> dict[str, float]:
     write_rows(ctx.rows_path, [{"id": it[0], "references": it[1], "prediction": p, "cider": c,
                                 "sbert": sims[i] if sims else None}
                                for i, (it, p, c) in enumerate(zip(items, preds, per_image))])  # fmt: skip
-    metrics.update(bad.metrics())
-    if bad.total:
-        ctx.log(f"  caption: skipped {bad.summary()}")
-    return metrics
+    return bad.report(ctx, metrics)

@@ -211,7 +211,4 @@ def run(ctx: BenchContext) -> dict[str, float]:
                 by[getattr(first[k], attr)].append(hit)
         for cat, vals in by.items():
             metrics[f"{prefix}/{key_part(cat)}"] = sum(vals) / len(vals)
-    metrics.update(bad.metrics())
-    if bad.total:
-        ctx.log(f"  {ctx.info.name}: skipped {bad.summary()}")
-    return metrics
+    return bad.report(ctx, metrics)

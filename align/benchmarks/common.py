@@ -71,6 +71,13 @@ class Tally:
         return ", ".join(f"{n} {reason} (e.g. {', '.join(self.examples[reason][:3])})"
                          for reason, n in self.counts.most_common())  # fmt: skip
 
+    def report(self, ctx, metrics: dict) -> dict:
+        """``metrics`` with the bad-row counts added; the skipped rows said in the log when there are any."""
+        metrics.update(self.metrics())
+        if self.total:
+            ctx.log(f"  {ctx.info.name}: skipped {self.summary()}")
+        return metrics
+
 
 def mean(values: Sequence[float]) -> float | None:
     vals = [v for v in values if v is not None]
@@ -164,3 +171,17 @@ def write_rows(path: Path, rows: list[dict]) -> Path:
 def key_part(text: Any) -> str:
     """A category name made safe as a metric-key segment."""
     return str(text).strip().replace("/", "∕") or "none"
+
+
+def ask_judge(ctx: BenchContext, judge, conversations: list[list[dict]]) -> list[str]:
+    """Judge replies in batches of ``judge.batch_size`` with a progress bar; the judge is closed afterwards."""
+    replies: list[str] = []
+    try:
+        size = max(1, ctx.spec.judge.batch_size)
+        with progress(len(conversations), f"{ctx.info.name} judge ({judge.name})") as advance:
+            for start in range(0, len(conversations), size):
+                replies += judge(conversations[start : start + size])
+                advance(len(conversations[start : start + size]))
+    finally:
+        judge.close()
+    return replies

@@ -21,7 +21,16 @@ import re
 import string
 from collections import defaultdict
 
-from align.benchmarks.common import BenchContext, Tally, generate, key_part, mean_se, progress, user_prompt, write_rows
+from align.benchmarks.common import (
+    BenchContext,
+    Tally,
+    ask_judge,
+    generate,
+    key_part,
+    mean_se,
+    user_prompt,
+    write_rows,
+)
 from align.benchmarks.judge import make_judge
 from align.benchmarks.sources import image_map, load_rows, to_image
 from rollouts import Sampling
@@ -96,20 +105,6 @@ def is_korean(text: str) -> tuple[bool, str]:
     return (hangul > 0 and hangul * 2 >= len(letters)), "hangul"
 
 
-def ask_judge(ctx: BenchContext, judge, conversations: list[list[dict]]) -> list[str]:
-    """Judge replies in batches of ``judge.batch_size`` with a progress bar; the judge is closed afterwards."""
-    replies: list[str] = []
-    try:
-        size = max(1, ctx.spec.judge.batch_size)
-        with progress(len(conversations), f"{ctx.info.name} judge ({judge.name})") as advance:
-            for start in range(0, len(conversations), size):
-                replies += judge(conversations[start : start + size])
-                advance(len(conversations[start : start + size]))
-    finally:
-        judge.close()
-    return replies
-
-
 def answer_then_judge(ctx: BenchContext, items: list[dict], prompts: list, judge_convs) -> tuple[list, list, str]:
     """Greedy answers to ``prompts`` (with each item's image), then judge replies to ``judge_convs(answers)``.
     A judge server is checked before the answers are generated (fails fast); a judge model loads after them."""
@@ -173,10 +168,7 @@ def run(ctx: BenchContext) -> dict[str, float]:
         metrics["score_parsed"] = sum(parsed) / len(parsed) * 10
     for cat, vals in by_cat.items():
         metrics[f"category/{key_part(cat)}"] = sum(vals) / len(vals) * 10
-    metrics.update(bad.metrics())
     if n - len(parsed):
         ctx.log(f"  {ctx.info.name}: {n - len(parsed)} of {n} judge replies held no score (counted 0 as published); "
                 f"see {ctx.rows_path}")  # fmt: skip
-    if bad.total:
-        ctx.log(f"  {ctx.info.name}: skipped {bad.summary()}")
-    return metrics
+    return bad.report(ctx, metrics)

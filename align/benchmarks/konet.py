@@ -190,7 +190,4 @@ def run(ctx: BenchContext) -> dict[str, float]:
         metrics["accuracy_rule"] = sum(by_rule) / len(by_rule)
     for exam, vals in by_exam.items():
         metrics[f"category/{key_part(exam)}"] = sum(vals) / len(vals)
-    metrics.update(bad.metrics())
-    if bad.total:
-        ctx.log(f"  {ctx.info.name}: skipped {bad.summary()}")
-    return metrics
+    return bad.report(ctx, metrics)

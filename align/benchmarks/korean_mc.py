@@ -254,7 +254,4 @@ def run(ctx: BenchContext) -> dict[str, float]:
     if passes:
         metrics["licences_passed"] = float(sum(passes.values()))
         metrics["licence_pass_rate"] = sum(passes.values()) / len(passes)
-    metrics.update(bad.metrics())
-    if bad.total:
-        ctx.log(f"  {ctx.info.name}: skipped {bad.summary()}")
-    return metrics
+    return bad.report(ctx, metrics)

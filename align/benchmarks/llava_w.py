@@ -17,10 +17,10 @@ from align.benchmarks.common import (
     BenchContext,
     Tally,
     answer_budget,
+    ask_judge,
     bootstrap_se,
     generate,
     key_part,
-    progress,
     user_prompt,
     write_rows,
 )
@@ -123,18 +123,10 @@ def run(ctx: BenchContext) -> dict[str, float]:
     # the judge reads the answer, not the reasoning before it (an answer still inside <think> when cut is empty)
     shown = [(strip_reasoning(a) or "").strip() for a in answers]
     judge = judge or make_judge(ctx.spec.judge, ctx.recipe.rollout, ctx.recipe.seed)
-    reviews: list[str] = []
-    try:
-        convs = [judge_prompt(it["question"], it["context"], it["reference"], a, it["category"],
-                              rule_for(rules, it["category"], rule_source), system)
-                 for it, a in zip(items, shown)]  # fmt: skip
-        size = max(1, ctx.spec.judge.batch_size)
-        with progress(len(convs), f"{ctx.info.name} judge ({judge.name})") as advance:
-            for start in range(0, len(convs), size):
-                reviews += judge(convs[start : start + size])
-                advance(len(convs[start : start + size]))
-    finally:
-        judge.close()
+    convs = [judge_prompt(it["question"], it["context"], it["reference"], a, it["category"],
+                          rule_for(rules, it["category"], rule_source), system)
+             for it, a in zip(items, shown)]  # fmt: skip
+    reviews = ask_judge(ctx, judge, convs)
     metrics, out_rows = score_reviews(items, reviews, ctx.recipe.seed)
     for it, answer, row in zip(items, answers, out_rows):
         row.update({"question": it["question"], "reference": it["reference"], "prediction": answer,
@@ -146,7 +138,4 @@ def run(ctx: BenchContext) -> dict[str, float]:
         first = next(r for r in reviews if parse_scores(r) == FAILED)
         ctx.log(f"  {ctx.info.name}: {unparsed} of {len(items)} judge replies had no readable pair of scores on their "
                 f"first line and count as (-1, -1), as published (first: {first[:120]!r}); see {ctx.rows_path}")  # fmt: skip
-    metrics.update(bad.metrics())
-    if bad.total:
-        ctx.log(f"  {ctx.info.name}: skipped {bad.summary()}")
-    return metrics
+    return bad.report(ctx, metrics)

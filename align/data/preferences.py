@@ -95,7 +95,8 @@ def describe_pair(objects: list[dict], rng: random.Random) -> tuple[str, str, st
         wrong.append({"shape": rng.choice([s for s in SHAPE_NAMES.values() if s not in shapes]),
                       "color": rng.choice([c for c in COLORS if c not in colors]), "count": rng.randint(1, 3),
                       "position": rng.choice(free)})  # fmt: skip
-    return chosen, describe_text(wrong, random.Random(style)), error
+    # half the time in another template and word forms: wording alone must not tell chosen from rejected
+    return chosen, describe_text(wrong, random.Random(style if rng.random() < 0.5 else rng.random())), error
 
 
 def synthetic_pairs(rows, seed: int = 0) -> list[dict]:
@@ -115,12 +116,33 @@ def synthetic_pairs(rows, seed: int = 0) -> list[dict]:
     return out
 
 
+def policy_pairs(samples: list[dict], judge: str, min_gap: float, per_prompt: int) -> list[dict]:
+    """Preference pairs from a policy's own samples (rollout rows: ``prompt_id``, ``completion``, ``rewards``), ranked
+    by the ``judge`` reward, as annotators rank a model's answers in RLHF: a prompt's best sample against its worst,
+    the second best against the second worst, … (at most ``per_prompt`` pairs), each pair at least ``min_gap`` apart.
+    Returns ``{"id", "chosen", "rejected", "gap"}`` rows; repeated samples count once."""
+    by_prompt: dict[str, dict[str, float]] = {}
+    for s in samples:
+        value = s["rewards"].get(judge)
+        if value is not None:
+            by_prompt.setdefault(s["prompt_id"], {}).setdefault(s["completion"], value)
+    out = []
+    for pid, scored in by_prompt.items():
+        ranked = sorted(scored.items(), key=lambda kv: -kv[1])
+        for i in range(min(per_prompt, len(ranked) // 2)):
+            (good, a), (bad, b) = ranked[i], ranked[-1 - i]
+            if a - b >= min_gap:
+                out.append({"id": pid, "chosen": good, "rejected": bad, "gap": a - b})
+    return out
+
+
 def split_pairs(pairs: list[dict], eval_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
-    """(held-out, training) pairs after a seeded shuffle."""
-    pairs = list(pairs)
-    random.Random(seed).shuffle(pairs)
-    n_eval = max(1, int(len(pairs) * eval_fraction))
-    return pairs[:n_eval], pairs[n_eval:]
+    """(held-out, training) pairs: a seeded share of the images (pair ``id``s) held out with all their pairs, so no
+    held-out image was seen in training."""
+    ids = list(dict.fromkeys(p.get("id") for p in pairs))
+    random.Random(seed).shuffle(ids)
+    held = set(ids[: max(1, int(len(ids) * eval_fraction))])
+    return [p for p in pairs if p.get("id") in held], [p for p in pairs if p.get("id") not in held]
 
 
 def _records(source: str | Path) -> tuple[list[dict], str]:

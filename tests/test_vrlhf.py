@@ -417,6 +417,36 @@ def test_describe_pairs_carry_one_controlled_error():
     assert "missing_object" not in kinds and "invented_object" in kinds  # a lone group cannot go missing
 
 
+def test_policy_pairs_rank_the_policys_own_samples_by_the_judge():
+    """On-policy pairs (the rm stage's ``policy_pairs``): an image's samples ranked by the judge (ground-truth F1 of
+    descriptions a model wrote), best against worst, second against second-worst, only when far enough apart; the
+    held-out split keeps every pair of an image on one side."""
+    from align.data.preferences import policy_pairs, split_pairs
+    from rewards.describe import describe_f1
+
+    scene = json.dumps(SCENE)
+    texts = {
+        "a": ["왼쪽에 빨간 원 두 개가 있고, 오른쪽에는 파란색 삼각형 하나가 있습니다.",  # all right
+              "도형이 모두 3개 있어요. 빨간 원 두 개가 왼쪽에 있어요. 빨간 원 두 개가 가운데에 있어요.",  # a hack
+              "왼쪽에 초록색 사각형 세 개가 있어요.",  # all wrong
+              "왼쪽에 빨간 원 두 개가 있고, 오른쪽에는 파란색 삼각형 하나가 있습니다.",  # a repeat
+              "그림에는 빨간색 동그라미 2개와 노란 세모 하나가 있습니다."],  # part right
+        "b": ["왼쪽에 빨간 원 두 개가 있어요.", "왼쪽에 빨간 원 2개가 있습니다."],  # equally good: no pair
+    }  # fmt: skip
+    samples = []
+    for pid, group in texts.items():
+        f1 = describe_f1(None, group, scene=[scene] * len(group))
+        samples += [{"prompt_id": pid, "completion": t, "rewards": {"describe_f1": v}} for t, v in zip(group, f1)]
+    pairs = policy_pairs(samples, "describe_f1", min_gap=0.05, per_prompt=3)  # F1 1.0 / 0.71 / 0.62 / 0
+    assert [(p["chosen"], p["rejected"]) for p in pairs] == [(texts["a"][0], texts["a"][2]),
+                                                              (texts["a"][4], texts["a"][1])]  # fmt: skip
+    assert all(p["id"] == "a" and p["gap"] >= 0.05 for p in pairs)
+    assert len(policy_pairs(samples, "describe_f1", min_gap=0.2, per_prompt=3)) == 1  # 0.71 vs 0.62: too close
+    rows = [{"id": f"img{i // 3}", "n": i} for i in range(30)]  # three pairs per image
+    held, train = split_pairs(rows, 0.2, seed=3)
+    assert len(held) == 6 and len(train) == 24 and not {r["id"] for r in held} & {r["id"] for r in train}
+
+
 SCENE = {"objects": [{"shape": "원", "color": "빨간색", "count": 2, "position": "왼쪽"},
                      {"shape": "삼각형", "color": "파란색", "count": 1, "position": "오른쪽"}]}  # fmt: skip
 

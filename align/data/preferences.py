@@ -13,9 +13,11 @@ the chosen answer as a sentence, "도형이 3개 있습니다."; GRPO with that 
 into that sentence form and OCR accuracy fell from 0.21 to 0.)
 
 Describe pairs (the ``describe`` task, open-ended descriptions no rule scores for the policy): the chosen answer is a
-fresh natural description of the row's scene (``scene`` column), the rejected one the same template and word forms
-with one controlled error (``ERRORS``): a wrong colour, a wrong count, a wrong position, a missing group, an invented
-group, a sentence repeated, or padding sentences that add nothing (excessive length). The pair's ``error`` names it
+fresh natural description of the row's scene (``scene`` column), the rejected one a description of the scene with
+one controlled error (``ERRORS``): a wrong colour, a wrong count, a wrong position, a missing group, an invented
+group, a group said twice (in an empty column: what a policy gaming a reward model wrote), a sentence repeated, or
+padding sentences that add nothing (excessive length). Half the content errors come in another template and word forms
+than the chosen description, so that the wording alone does not separate them. The pair's ``error`` names it
 (the ``rm`` stage reports held-out accuracy per error).
 """
 
@@ -57,8 +59,8 @@ def chosen_and_rejected(task: str, answer: str, rng: random.Random) -> tuple[str
     return None
 
 
-ERRORS = ("wrong_color", "wrong_count", "wrong_position", "missing_object", "invented_object", "repetition",
-          "excessive_length")  # fmt: skip
+ERRORS = ("wrong_color", "wrong_count", "wrong_position", "missing_object", "invented_object", "duplicated_object",
+          "repetition", "excessive_length")  # fmt: skip
 PADDING = ("배경은 흰색입니다.", "도형들은 서로 겹치지 않습니다.", "전체적으로 단순하고 깔끔한 그림입니다.",
            "각 도형은 선명한 색으로 칠해져 있습니다.", "도형들의 크기는 모두 비슷합니다.",
            "그림에는 글자나 숫자가 없습니다.", "더 궁금한 점이 있으면 말씀해 주세요.",
@@ -71,7 +73,8 @@ def describe_pair(objects: list[dict], rng: random.Random) -> tuple[str, str, st
     chosen = describe_text(objects, random.Random(style))
     shapes, colors = {o["shape"] for o in objects}, {o["color"] for o in objects}
     errors = [e for e in ERRORS if not (e == "missing_object" and len(objects) < 2)
-              and not (e == "invented_object" and len(shapes) == len(SHAPE_NAMES))]  # fmt: skip
+              and not (e == "invented_object" and len(shapes) == len(SHAPE_NAMES))
+              and not (e == "duplicated_object" and len(objects) == len(POSITIONS))]  # fmt: skip
     error = rng.choice(errors)
     if error in ("repetition", "excessive_length"):
         sep = "\n" if "\n" in chosen else " "  # after a markdown list: on lines of their own
@@ -89,6 +92,10 @@ def describe_pair(objects: list[dict], rng: random.Random) -> tuple[str, str, st
         wrong[i]["position"] = rng.choice([p for p in POSITIONS if p != wrong[i]["position"]])
     elif error == "missing_object":
         del wrong[i]
+    elif error == "duplicated_object":  # a group said again in an empty column (a policy gaming an early RM did so)
+        free = [p for p in POSITIONS if p not in {o["position"] for o in objects}]
+        wrong.append({**wrong[i], "position": rng.choice(free)})
+        wrong.sort(key=lambda o: POSITIONS.index(o["position"]))
     else:  # invented_object
         used = {o["position"] for o in objects}
         free = [p for p in POSITIONS if p not in used] or list(POSITIONS)

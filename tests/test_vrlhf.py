@@ -542,6 +542,7 @@ stages:
     epochs: 1
     batch_size: 16
     eval_fraction: 0.25
+    policy_pairs: {{prompts: 8, samples: 2, max_new_tokens: 12, min_gap: 0.01}}
   - type: grpo
     rows: [80, 96]
     rewards: [{{name: reward_model, args: {{path: stage:rm, normalize: true}}}}]
@@ -567,9 +568,14 @@ def test_describe_pipeline_produces_the_measures(tmp_path, tiny_model):
         assert 0 <= metrics["describe_f1"] <= 1 and metrics["description_words"] > 0
     assert "reward_model" in evals["sft"] and "reward_model" in evals["grpo"]  # the policy scored by the learned RM
     summary = json.loads((run / "rm" / "summary.json").read_text())
-    assert summary["held_out"]["pairs"] == 12 and all(
-        k.startswith("describe/") for k in summary["held_out"]["per_task"]
-    )
+    # the policy's own descriptions of 8 rm images, 2 each, judged by F1; pairs where the two differ
+    from align.data.preferences import policy_pairs
+
+    sampled = read_jsonl(run / "rm" / "policy_samples.jsonl")
+    assert len(sampled) == 16 and all(0 <= r["rewards"]["describe_f1"] <= 1 for r in sampled)
+    assert summary["policy_pairs"] == len(policy_pairs(sampled, "describe_f1", 0.01, 2))
+    held = summary["held_out"]
+    assert held["pairs"] >= 12 and all(k.startswith("describe/") for k in held["per_task"])
     rollouts = read_jsonl(run / "grpo" / "rollouts.jsonl")
     assert len(rollouts) == 8 and all(r["rewards"]["reward_model"] is not None for r in rollouts)
     f1_rollouts = read_jsonl(run / "grpo_f1" / "rollouts.jsonl")

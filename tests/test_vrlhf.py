@@ -192,6 +192,14 @@ def test_reward_hacking_watch_flags_a_gamed_reward_model(tmp_path):
     assert "## Reward hacking watch" in md and "possible reward hacking" in md
     (tmp_path / "base" / "eval.json").write_text(json.dumps({"accuracy": 0.1}))
     assert hacking_watch(compare([tmp_path / "base"], out=tmp_path)) == []  # no learned reward: no section
+    # descriptions (no accuracy): F1 and repetition, as the gamed describe run of main e8215d7 measured them
+    gamed = {"sft": {"describe_f1": 0.297, "repetition_rate": 0.010, "reward_model": 0.546, "completion_tokens": 23.5},
+             "grpo": {"describe_f1": 0.245, "repetition_rate": 0.117, "reward_model": 1.016, "completion_tokens": 29.9}}  # fmt: skip
+    for name, metrics in gamed.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "eval.json").write_text(json.dumps(metrics))
+    note = hacking_watch(compare([tmp_path / n for n in gamed], out=tmp_path))[1]["note"]
+    assert "describe f1 fell 0.297→0.245" in note and "repetition rose 0.010→0.117" in note, note
 
 
 # --- adapters for published multimodal reward models, on tiny models of the same layout ---------------------------

@@ -596,3 +596,46 @@ def test_describe_pipeline_produces_the_measures(tmp_path, tiny_model):
     assert '<img src="data:image/png;base64,' in card
     assert all(f'<td class="who">{s}</td>' in card for s in ("base", "sft", "grpo", "grpo_f1"))
     assert card.index("describe_f1") < card.index("cider_d")  # the lead score of a description
+
+
+def paired_difference(run, a: str, b: str, key: str = "describe_f1") -> tuple[float, float]:
+    """Mean and standard error of checkpoint b's score minus a's over the same held-out rows (eval_samples.jsonl)."""
+    scores = [{r["id"]: r["scores"][key] for r in read_jsonl(run / s / "eval_samples.jsonl")} for s in (a, b)]
+    diffs = [scores[1][i] - v for i, v in scores[0].items()]
+    mean = sum(diffs) / len(diffs)
+    var = sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)
+    return mean, (var / len(diffs)) ** 0.5
+
+
+def check_vrlhf_demo(run) -> None:
+    """What the V-RLHF demo's run showed (docs/vrlhf.md): the reward model learns its pairs, and GRPO with it as the
+    only reward no longer games it — held-out F1 does not fall (it fell 0.297 -> 0.245, 4.1 SE, before the policy's
+    own descriptions were in the pairs), repetition does not rise, answers stay under 1.5x longer. The issue's target
+    (F1 +0.05 at 3 SE) is not asserted: not reached here, not even by ground-truth F1 as the reward."""
+    rm = json.loads((run / "rm" / "summary.json").read_text())
+    assert rm["held_out"]["pairwise_accuracy"] >= rm["before_training"]["pairwise_accuracy"] + 0.1, rm
+    assert rm["policy_pairs"] > 300 and "describe/policy" in rm["held_out"]["per_task"], rm
+    ev = {s: json.loads((run / s / "eval.json").read_text()) for s in ("sft", "grpo")}
+    assert ev["grpo"]["reward_model"] > ev["sft"]["reward_model"]  # GRPO optimised the learned reward
+    mean, se = paired_difference(run, "sft", "grpo")
+    assert mean > -2 * se, (mean, se)
+    assert ev["grpo"]["repetition_rate"] <= ev["sft"]["repetition_rate"] + 0.02, ev
+    assert ev["grpo"]["description_words"] <= 1.5 * ev["sft"]["description_words"], ev
+
+
+@pytest.mark.slow
+def test_vrlhf_demo_end_to_end(tmp_path, align_cache):
+    """recipes/quickstart_vrlhf.yaml as a user runs it (about 15 CPU-minutes: SFT, rm, GRPO, four evaluations)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = {**os.environ, "ALIGN_CACHE": str(align_cache)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "align.cli", "run", str(ROOT / "recipes/quickstart_vrlhf.yaml"), f"output_dir={tmp_path}"],
+        capture_output=True, check=False, text=True, env=env, cwd=tmp_path, timeout=3600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    check_vrlhf_demo((tmp_path / "quickstart_vrlhf" / "latest").resolve())

@@ -30,7 +30,7 @@ from align.models import (
     load_model_and_processor,
     model_reasoning_format,
 )
-from align.models.families import Family, check_stage, is_vision_config
+from align.models.families import Family, is_vision_config
 from align.resume import run_trainer
 
 
@@ -196,10 +196,9 @@ class Policy:
 
 def load_policy(ctx) -> Policy:
     """The stage's input model for training (float32 on CPU), generation stopping on its family's stop tokens, the
-    stage's ``freeze`` applied; a stage the family cannot run stops here with why."""
+    stage's ``freeze`` applied."""
     model, processor, family = load_model_and_processor(ctx.input_model, ctx.recipe.model,
                                                         None if ctx.on_gpu else "float32")  # fmt: skip
-    check_stage(family, ctx.stage)
     # reasoning models: the stage's rewards read each completion's answer after its reasoning, found from the ids
     # with the model's own markers (align/models/reasoning.py)
     fmt = model_reasoning_format(processor, family)

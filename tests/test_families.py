@@ -520,32 +520,6 @@ def test_hcx_grpo_scores_the_policy_with_its_images(tiny_family, tmp_path):
     assert not torch.allclose(logps, swapped, atol=1e-4)
 
 
-def test_stages_a_family_cannot_run_stop_with_why(tiny_family, tmp_path, monkeypatch):
-    import dataclasses
-
-    from align.models import families
-
-    hcx = families.FAMILIES["hyperclovax_vision"]
-    monkeypatch.setitem(families.FAMILIES, "hyperclovax_vision", dataclasses.replace(
-        hcx, unsupported_stages={"rm": "the reward head reads a hidden state this family does not give"}))  # fmt: skip
-    f = write_recipe(
-        tmp_path / "r.yaml",
-        f"""
-name: t
-output_dir: {tmp_path}
-model: {{path: {tiny_family("hyperclovax_vision")}}}
-data: {{train_size: 8, eval_size: 4, tasks: [color]}}
-eval: {{enabled: false}}
-stages: [{{type: rm}}]
-""",
-    )
-    with pytest.raises(
-        StageError, match="the rm stage does not support hyperclovax_vision models yet: the reward"
-    ) as e:
-        run_pipeline(load_recipe(f))
-    assert "sft, rft or grpo" in e.value.hint
-
-
 def test_model_info_cli_prints_the_family(tiny_family, capsys):
     from align.cli import main
 

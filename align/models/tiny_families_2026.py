@@ -139,10 +139,6 @@ EXAONE_4_5_TOKENS = ["<|endoftext|>", "<|pad|>", "<|system|>", "<|user|>", "<|as
                      "<|endofturn|>", *_EXAONE_MEDIA]  # fmt: skip
 
 
-def _tiny_spec(spec: TinySpec | None) -> TinySpec:
-    return spec or TinySpec()
-
-
 def build_hyperclovax_think(spec: TinySpec):
     from transformers import HyperCLOVAXConfig, HyperCLOVAXForCausalLM
 

@@ -252,8 +252,6 @@ STAGE = Stage(
     type="grpo",
     config=Config,
     run=run,
-    summary="GRPO with the recipe's rewards and weights; prompt selection by difficulty; zero-variance group "
-    "filtering; every rollout logged (trl.GRPOTrainer, vLLM rollouts)",
     launch_rules=launch_rules,
     rollout_server=True,
 )

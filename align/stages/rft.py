@@ -192,6 +192,4 @@ STAGE = Stage(
     config=Config,
     run=run,
     restore=restore,
-    summary="rejection sampling: sample k answers per prompt, keep those the rewards accept, fine-tune on them "
-    "(rollout engine + trl.SFTTrainer); sampling on rank 0, fine-tuning on every rank",
 )

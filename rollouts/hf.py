@@ -46,19 +46,19 @@ def image_token_ids(config, processor) -> list[int]:
 class HFEngine(Engine):
     name = "hf"
 
-    def __init__(self, model, processor, batch_size: int = 32):
-        self.model, self.processor, self.batch_size = model, processor, batch_size
+    def __init__(self, model, processor, batch_size: int = 32, family=None):
+        self.model, self.processor, self.batch_size, self.family = model, processor, batch_size, family
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.share_prompts = True  # prefill each prompt once for its n samples (off after an unsupported model)
         self.prefill_checked = False  # the first shared prefill is checked against a plain forward
 
     @classmethod
     def from_path(cls, path: str, model_spec=None, batch_size: int = 32, dtype: str | None = None):
-        model, processor, _ = load_model_and_processor(path, model_spec, dtype)  # stops on the family's stop tokens
+        model, processor, family = load_model_and_processor(path, model_spec, dtype)  # stops on its stop tokens
         if torch.cuda.is_available():
             model = model.to("cuda")
         model.eval()
-        return cls(model, processor, batch_size)
+        return cls(model, processor, batch_size, family)
 
     @torch.no_grad()
     def generate(self, prompts, images, sampling: Sampling) -> list[list[Completion]]:

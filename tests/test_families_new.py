@@ -241,7 +241,7 @@ def test_thinking_switch_follows_each_template(tiny):
     from trl import GRPOConfig
 
     from align.chat import chat_texts
-    from align.models import chat_template_kwargs, load_model_and_processor
+    from align.models import chat_template_kwargs, load_model_and_processor, model_family
 
     prompt = [[{"role": "user", "content": "3 더하기 4는?"}]]
     expected = {("hyperclovax_think", "on"): "<|im_start|>assistant/think\n",  # force_reasoning
@@ -254,12 +254,16 @@ def test_thinking_switch_follows_each_template(tiny):
     for (name, thinking), tail in expected.items():
         _, processor, _ = load_model_and_processor(tiny(name), spec(name, thinking=thinking), "float32")
         assert chat_texts(processor, prompt, None)[0].endswith(tail), (name, thinking)
-    # GRPO renders its own prompts: the switch goes to TRL's chat_template_kwargs
-    assert chat_template_kwargs(tiny("hyperclovax_think"), spec("x", thinking="on")) == {"force_reasoning": True}
-    assert chat_template_kwargs(tiny("exaone"), spec("x", thinking="off")) == {"enable_thinking": False}
-    assert chat_template_kwargs(tiny("exaone"), spec("x")) == {}
+
+    # GRPO renders its own prompts: the switch goes to TRL's chat_template_kwargs, as the policy's family names it
+    def switch(name, **kw):
+        return chat_template_kwargs(model_family(tiny(name)), spec("x", **kw))
+
+    assert switch("hyperclovax_think", thinking="on") == {"force_reasoning": True}
+    assert switch("exaone", thinking="off") == {"enable_thinking": False}
+    assert switch("exaone") == {}
     # HyperCLOVAX-SEED-Think-32B: the published template reads `thinking` (vLLM PR #42366); ours too
-    assert chat_template_kwargs(tiny("hyperclovax_vision_v2"), spec("x", thinking="off"))["thinking"] is False
+    assert switch("hyperclovax_vision_v2", thinking="off")["thinking"] is False
     _, processor, _ = load_model_and_processor(tiny("hyperclovax_vision_v2"), spec("x"), "float32")
     off = processor.apply_chat_template(prompt[0], tokenize=False, add_generation_prompt=True, thinking=False)
     assert off.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")

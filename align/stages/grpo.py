@@ -34,6 +34,7 @@ from align import trl_extensions as trl_ext
 from align.distributed import main_only, world_size
 from align.errors import StageError
 from align.io import atomic_write_json
+from align.models import chat_template_kwargs
 from align.models.guards import check_prompts
 from align.spec import StageSpec, Strict, yaml_on_off
 from align.stages.base import Stage, StageContext, StageResult
@@ -172,8 +173,9 @@ def grpo_rows(dataset, is_vlm: bool):
     return dataset
 
 
-def grpo_config(ctx: StageContext[Config]):
-    """TRL's GRPOConfig: the workbench's defaults, the recipe's rewards' weights and rollout engine, the stage's args."""
+def grpo_config(ctx: StageContext[Config], family):
+    """TRL's GRPOConfig: the workbench's defaults, the recipe's rewards' weights and rollout engine, ``model.thinking``
+    as the policy's ``family`` names it in its template (GRPO renders its own prompts), the stage's args."""
     from trl import GRPOConfig
 
     use_vllm = ctx.stage.args.get("use_vllm")
@@ -185,6 +187,9 @@ def grpo_config(ctx: StageContext[Config]):
         # TRL 1.16 gathers logged images only on ranks whose batch has images: a rank with a text-only batch (mixed
         # image/text data) skips that collective and the run hangs.
         defaults["log_multimodal"] = False
+    switch = chat_template_kwargs(family, ctx.recipe.model)
+    if switch:
+        defaults["chat_template_kwargs"] = switch
     return trl_config(GRPOConfig, ctx, defaults)
 
 
@@ -208,7 +213,7 @@ def run(ctx: StageContext[Config]) -> StageResult:
         raise StageError("the grpo stage needs at least one reward", "add a `rewards:` list to the recipe")
     dataset, selection = select_prompts(ctx, ctx.train_rows(stage.prompts))
     policy = load_policy(ctx)
-    args = grpo_config(ctx)
+    args = grpo_config(ctx, policy.family)
     rows = grpo_rows(dataset, policy.is_vlm)
     check_prompts(policy.model, policy.processor, rows, args.max_completion_length, f"stage '{stage.name}'")
     extras = trl_ext.GRPOExtras(extra_image_keys=policy.family.image_inputs,

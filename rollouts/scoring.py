@@ -89,7 +89,7 @@ def sample_and_score(ctx, dataset, n: int, temperature: float, max_new_tokens: i
     scorers = scoring_rewards(ctx, list(extra_rewards))
     weights = {r.name: r.weight for r in ctx.rewards}
     engine = make_engine(ctx.recipe.rollout, ctx.input_model, ctx.recipe.model, batch_size=max(1, 256 // max(1, n)),
-                         seed=ctx.recipe.seed, log=ctx.log)  # fmt: skip
+                         seed=ctx.recipe.seed, log=ctx.log, shared_prompt=ctx.stage.shared_prompt)  # fmt: skip
     columns = [c for c in dataset.column_names if c not in ("prompt", "completion")]
     # reasoning models: completions in the canonical <think>…</think>answer form (align/models/reasoning.py), so
     # rewards read the answer and the accepted samples train the model's own reasoning layout

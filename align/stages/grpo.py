@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from align import trl_extensions as trl_ext
 from align.distributed import main_only, world_size
@@ -36,7 +36,7 @@ from align.errors import StageError
 from align.io import atomic_write_json
 from align.models import chat_template_kwargs
 from align.models.guards import check_prompts
-from align.spec import StageSpec, Strict, yaml_on_off
+from align.spec import SharedPromptMode, StageSpec, Strict
 from align.stages.base import Stage, StageContext, StageResult
 from align.training import fit, load_policy, save_policy, trainer_parts, trl_config
 from rollouts import resolve_engine, vllm_colocate
@@ -63,16 +63,12 @@ class Config(StageSpec):
     select_prompts: SelectPrompts = Field(default_factory=SelectPrompts)
     filter_zero_variance: bool = Field(False, description="Drop zero-variance groups from the loss normaliser.")
     prompts: int | None = Field(None, ge=1, description="Use at most this many training prompts.")
-    shared_prompt: Literal["auto", "on", "off"] = Field(
+    shared_prompt: SharedPromptMode = Field(
         "auto",
         description="Encode each prompt and its images once per group in the log-prob passes and transformers "
-        "generation (align/shared_prompt.py); auto falls back to TRL's path where unsupported, on stops instead.",
+        "generation, the pre-pass's included (align/shared_prompt.py); auto falls back to TRL's path where "
+        "unsupported, on stops instead.",
     )
-
-    @field_validator("shared_prompt", mode="before")
-    @classmethod
-    def _shared_on_off(cls, value):
-        return yaml_on_off(value)
 
     @model_validator(mode="after")
     def _check(self):

@@ -24,7 +24,7 @@ QUESTIONS = ["이 그림의 색은 무엇인가요?", "도형은 몇 개?", ARIT
 def family_model(align_cache):
     from align.models import resolve_model_path
     from align.models.compose import compose
-    from align.models.tiny_families import build_tiny_family
+    from align.models.tiny import build_tiny_family
 
     def get(name: str) -> str:
         if name == "idefics3":

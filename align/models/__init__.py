@@ -17,7 +17,7 @@ from align.io import atomic_dir
 from align.models.families import FAMILIES, apply_generation_stops, is_vision_config, resolve
 from align.models.processors import load_images_only_processor, load_renamed_processor, renamed_processor
 from align.models.reasoning import reasoning_format, template_kwargs
-from align.models.tiny_families import EMBEDDED, TINY_NAME, build_embedded
+from align.models.tiny import EMBEDDED, TINY_NAME, build_embedded  # the registry only: builders load on use
 
 
 def _role_patterns() -> dict[str, tuple[str, ...]]:

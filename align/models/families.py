@@ -11,7 +11,7 @@ ran on the family's tiny model and what was not run here (``tested_here``, ``not
 entries in table order; the last one, ``generic``, takes any model transformers knows. ``align model info PATH``
 (or ``FAMILY``) prints an entry; the recipe's ``model.family`` and the CLI's choices come from this table.
 
-Adding a family: one entry here, a tiny-model builder in ``align/models/tiny_families.py`` and its tests.
+Adding a family: one entry here, a tiny-model builder in ``TINY_MODELS`` (``align/models/tiny/``) and its tests.
 """
 
 from __future__ import annotations

@@ -1,46 +1,27 @@
-"""Tiny models the project builds itself, offline, from configs (as TRL's own tests do).
-
-* The embedded models a recipe may name as ``model.path`` (``EMBEDDED``): ``tiny-korean-vlm`` (the default,
-  ``align/models/tiny.py``), ``tiny-korean-lm`` (its language model alone, as a LlamaForCausalLM), and tiny CLIP and
-  SigLIP encoders for ``align model compose``. Built on first use into ``$ALIGN_CACHE/models/<name>``.
-* One tiny model per model family (``FAMILY_BUILDERS``), with the family's real architecture class, processor class
-  and processor layout, its special tokens and a chat template laid out like the real one, and a tokenizer trained
-  on the Korean corpus. They test each family's code paths (SFT, GRPO, generation, the batch guards) on CPU; their
-  weights are random.
-
-    align model build-tiny --family qwen2_5_vl --out /tmp/tiny-qwen   # any family of align/models/families.py
-
-``hyperclovax_text`` is the embedded text model itself (``tiny-korean-lm``: Llama + the HyperCLOVAX chat format).
-``hyperclovax_vision`` is the native HyperCLOVAX-SEED-Vision architecture at toy size (``tiny_hcx.py``).
-``aiku_vlm`` is ``align model compose --projector aiku`` of the tiny CLIP encoder and ``tiny-korean-lm``.
+"""Tiny models of the families transformers builds natively from a config: the writer they all go through
+(``write_from_config``: seeded, float32, the family's stop tokens in ``generation_config.json``, a ``tiny_spec.json``
+stamp) and the Qwen2.5-VL and VARCO-VISION (1.0, 2.0) builders. The reasoning families' builders are in
+``reasoning_families.py``; the registry is ``align/models/tiny/__init__.py``.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
 from pathlib import Path
 
-from align.io import atomic_dir, cache_dir
+from align.io import atomic_dir
 from align.models.processors import images_only_processor
-from align.models.tiny import (
+from align.models.tiny.korean_vlm import (
     QWEN_TOKENS,
     VARCO_MARKUP,
     VARCO_TOKENS,
     TinySpec,
     already_built,
-    build_tiny,
     build_tokenizer,
     qwen_template,
 )
-from align.models.tiny import text_config as _text_config
-from align.models.tiny_families_2026 import ARCHITECTURES_2026
-from align.models.tiny_hcx import build_tiny_hcx
-from align.models.tiny_kanana import build_tiny_kanana_v
-
-TINY_NAME = "tiny-korean-vlm"
-TINY_TEXT_NAME = "tiny-korean-lm"
+from align.models.tiny.korean_vlm import text_config as _text_config
 
 
 def build_qwen2_5_vl(spec: TinySpec):
@@ -140,16 +121,9 @@ def build_varco_vision(spec: TinySpec, text_model: str = "qwen2"):
     return LlavaOnevisionForConditionalGeneration(config), processor, ["<|im_end|>", "<|endoftext|>"]
 
 
-ARCHITECTURES = {
-    "qwen2_5_vl": build_qwen2_5_vl,
-    "varco_vision": build_varco_vision,
-    "varco_vision_2": functools.partial(build_varco_vision, text_model="qwen3"),
-    **ARCHITECTURES_2026,
-}
-
-
-def _build_from_config(family: str, out_dir: Path, spec: TinySpec | None = None) -> Path:
-    """Build the tiny model of a family that transformers has natively (``ARCHITECTURES``) into ``out_dir``."""
+def write_from_config(family: str, build, out_dir: Path, spec: TinySpec | None = None) -> Path:
+    """Build the tiny model ``family`` with ``build(spec) -> (model, processor or tokenizer, stop tokens)`` into
+    ``out_dir`` (reused when already built with the same spec)."""
     import torch
     from transformers import GenerationConfig
 
@@ -158,7 +132,7 @@ def _build_from_config(family: str, out_dir: Path, spec: TinySpec | None = None)
     if already_built(out_dir, stamp):
         return out_dir
     torch.manual_seed(spec.seed)
-    model, processor, stops = ARCHITECTURES[family](spec)
+    model, processor, stops = build(spec)
     tok = getattr(processor, "tokenizer", processor)  # text models: the tokenizer itself
     model.generation_config = GenerationConfig(
         eos_token_id=tok.convert_tokens_to_ids(stops), pad_token_id=tok.pad_token_id, do_sample=False,
@@ -171,93 +145,9 @@ def _build_from_config(family: str, out_dir: Path, spec: TinySpec | None = None)
     return out_dir
 
 
-def build_tiny_encoder(kind: str, out_dir: str | Path, image_size: int = 32, patch_size: int = 8) -> Path:
-    """A tiny CLIP or SigLIP vision encoder with its image processor (for ``align model compose`` tests and the
-    tiny compose recipe). 32-px images in 8-px patches: 16 image tokens."""
-    import torch
-    from transformers import (
-        CLIPImageProcessorPil,
-        CLIPVisionConfig,
-        CLIPVisionModel,
-        SiglipImageProcessorPil,
-        SiglipVisionConfig,
-        SiglipVisionModel,
-    )
-
-    out_dir = Path(out_dir)
-    if (out_dir / "config.json").exists():
-        return out_dir
-    sizes = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 3, "num_attention_heads": 1,
-                 "image_size": image_size, "patch_size": patch_size}  # fmt: skip
-    torch.manual_seed(0)
-    if kind == "clip":
-        model = CLIPVisionModel(CLIPVisionConfig(**sizes))
-        processor = CLIPImageProcessorPil(size={"shortest_edge": image_size},
-                                          crop_size={"height": image_size, "width": image_size})  # fmt: skip
-    elif kind == "siglip":
-        model = SiglipVisionModel(SiglipVisionConfig(**sizes))
-        processor = SiglipImageProcessorPil(size={"height": image_size, "width": image_size})
-    else:
-        raise ValueError(f"kind must be clip or siglip, not {kind!r}")
-    with atomic_dir(out_dir) as tmp:
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
-    return out_dir
-
-
-# names a recipe may use as model.path -> builder of that model into a folder
-EMBEDDED: dict[str, Callable[[Path], Path]] = {
-    TINY_NAME: lambda out: build_tiny(out),
-    TINY_TEXT_NAME: lambda out: build_tiny(out, TinySpec(text_only=True)),
-    "tiny-clip-vision": lambda out: build_tiny_encoder("clip", out),
-    "tiny-siglip-vision": lambda out: build_tiny_encoder("siglip", out),
-}
-
-
-def build_embedded(name: str, progress=None) -> Path:
-    """The embedded model ``name`` in the cache, built on first use (reused while its builder and spec match)."""
-    out = cache_dir() / "models" / name
-    if not (out / "config.json").exists() and progress:
-        progress(f"building the embedded model {name} into {out}")
-    return EMBEDDED[name](out)
-
-
-def build_tiny_aiku(out_dir: Path, pool: int = 2) -> Path:
-    """The tiny CLIP encoder (32 px, 8-px patches: a 4×4 grid) + the tiny HyperCLOVAX-format language model through
-    the AIKU connector with ``pool`` (2: 4 image tokens per image); seed 0. Reused when already composed."""
-    from align.models.compose import compose  # compose reads models through align.models' loaders
-
-    if (out_dir / "config.json").exists():
-        return out_dir
-    return compose("tiny-clip-vision", TINY_TEXT_NAME, out_dir, "aiku", pool, seed=0, progress=lambda m: None)
-
-
-# family (align/models/families.py) -> builder of its tiny model into a folder
-FAMILY_BUILDERS: dict[str, Callable[[Path], Path]] = {
-    "hyperclovax_text": lambda out: build_embedded(TINY_TEXT_NAME),  # the embedded text model is one
-    "hyperclovax_vision": build_tiny_hcx,
-    "varco_vision": lambda out: _build_from_config("varco_vision", out),
-    "qwen2_5_vl": lambda out: _build_from_config("qwen2_5_vl", out),
-    "hyperclovax_think": lambda out: _build_from_config("hyperclovax_think", out),
-    "hyperclovax_vision_v2": lambda out: _build_from_config("hyperclovax_vision_v2", out),
-    "exaone": lambda out: _build_from_config("exaone", out),
-    "kanana_v": build_tiny_kanana_v,
-    "aiku_vlm": build_tiny_aiku,
-    "generic": lambda out: build_embedded(TINY_NAME),  # the embedded model (Idefics3) is a generic one
-}
-
-
-# more tiny models of a family's other members: EXAONE 4.0 (text), VARCO-VISION-2.0 (Qwen3 + SigLIP2)
-VARIANT_BUILDERS: dict[str, Callable[[Path], Path]] = {
-    "exaone_text": lambda out: _build_from_config("exaone_text", out),
-    "varco_vision_2": lambda out: _build_from_config("varco_vision_2", out),
-}
-
-
-def build_tiny_family(family: str, out_dir: str | Path) -> Path:
-    """Build the tiny model of ``family`` (or of a variant, ``VARIANT_BUILDERS``) into ``out_dir`` (reused when
-    already built with the same spec)."""
-    builders = {**FAMILY_BUILDERS, **VARIANT_BUILDERS}
-    if family not in builders:
-        raise ValueError(f"no tiny model for family {family!r}; choose from {', '.join(builders)}")
-    return Path(builders[family](Path(out_dir)))
+# the registry's builders: (out_dir) -> out_dir
+qwen2_5_vl = functools.partial(write_from_config, "qwen2_5_vl", build_qwen2_5_vl)
+varco_vision = functools.partial(write_from_config, "varco_vision", build_varco_vision)
+varco_vision_2 = functools.partial(
+    write_from_config, "varco_vision_2", functools.partial(build_varco_vision, text_model="qwen3")
+)

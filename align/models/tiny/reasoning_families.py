@@ -13,7 +13,7 @@ guards, the reasoning switch), not the models.
   hybrid sliding/full attention), turns ``<|role|>\n…<|endofturn|>``, images ``<vision><|image_pad|></vision>``;
   ``exaone_text`` builds EXAONE 4.0 (``Exaone4ForCausalLM``) alone, turns ``[|role|]\n…[|endofturn|]``. Every
   assistant turn opens a think block (empty unless reasoning is kept); ``enable_thinking`` opens ``<think>\n``.
-* ``varco_vision_2`` — VARCO-VISION-2.0 is ``build_varco_vision`` (``tiny_families.py``) with a Qwen3 LM.
+* ``varco_vision_2`` — VARCO-VISION-2.0 is ``build_varco_vision`` (``from_config.py``) with a Qwen3 LM.
 
 The templates are our reading of the published ones (the hub is unreachable here); docs/families.md says what
 differs.
@@ -21,9 +21,12 @@ differs.
 
 from __future__ import annotations
 
+import functools
+
 from align.models.processors import images_only_processor
-from align.models.tiny import CHAT_TOKENS, TinySpec, build_tokenizer
-from align.models.tiny import text_config as _text_config
+from align.models.tiny.from_config import write_from_config
+from align.models.tiny.korean_vlm import CHAT_TOKENS, TinySpec, build_tokenizer
+from align.models.tiny.korean_vlm import text_config as _text_config
 
 THINK = ["<think>", "</think>"]  # ordinary added tokens: decoding with skip_special_tokens keeps them
 
@@ -137,10 +140,6 @@ EXAONE_TOKENS = ["<|endoftext|>", "<|pad|>", "[|system|]", "[|user|]", "[|assist
                  "[|endofturn|]", *_EXAONE_MEDIA]  # fmt: skip
 EXAONE_4_5_TOKENS = ["<|endoftext|>", "<|pad|>", "<|system|>", "<|user|>", "<|assistant|>", "<|tool|>",
                      "<|endofturn|>", *_EXAONE_MEDIA]  # fmt: skip
-
-
-def _tiny_spec(spec: TinySpec | None) -> TinySpec:
-    return spec or TinySpec()
 
 
 def build_hyperclovax_think(spec: TinySpec):
@@ -285,10 +284,8 @@ def build_exaone_vision(spec: TinySpec):
     return Exaone4_5_ForConditionalGeneration(config), processor, ["<|endofturn|>"]
 
 
-# name -> builder (TinySpec) -> (model, processor or tokenizer, stop tokens); built by tiny_families.build_from_config
-ARCHITECTURES_2026 = {
-    "hyperclovax_think": build_hyperclovax_think,
-    "hyperclovax_vision_v2": build_hyperclovax_vision_v2,
-    "exaone": build_exaone_vision,
-    "exaone_text": build_exaone_text,
-}
+# the registry's builders: (out_dir) -> out_dir
+hyperclovax_think = functools.partial(write_from_config, "hyperclovax_think", build_hyperclovax_think)
+hyperclovax_vision_v2 = functools.partial(write_from_config, "hyperclovax_vision_v2", build_hyperclovax_vision_v2)
+exaone = functools.partial(write_from_config, "exaone", build_exaone_vision)
+exaone_text = functools.partial(write_from_config, "exaone_text", build_exaone_text)

@@ -24,12 +24,38 @@ from align.models.tiny.korean_vlm import (
 from align.models.tiny.korean_vlm import text_config as _text_config
 
 
+def dynamic_image_processor():
+    """The image processor of the Qwen2.5-VL-style towers (Qwen2.5-VL, HyperCLOVAX-SEED-Think-32B, EXAONE 4.5) at
+    tiny sizes: 14-px patches merged 2×2, 4 to 16 visual tokens per image."""
+    from transformers import Qwen2VLImageProcessorPil
+
+    return Qwen2VLImageProcessorPil(
+        min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 16, patch_size=14, merge_size=2, temporal_patch_size=2
+    )
+
+
+def dynamic_vision_config(out_hidden: int, **changes) -> dict:
+    """A 2-block Qwen2.5-VL-style vision tower (window attention, the last block full) projecting to ``out_hidden``."""
+    return {
+        "depth": 2,
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_heads": 1,
+        "patch_size": 14,
+        "spatial_merge_size": 2,
+        "temporal_patch_size": 2,
+        "out_hidden_size": out_hidden,
+        "window_size": 56,
+        "fullatt_block_indexes": [1],
+        **changes,
+    }
+
+
 def build_qwen2_5_vl(spec: TinySpec):
     from transformers import (
         Qwen2_5_VLConfig,
         Qwen2_5_VLForConditionalGeneration,
         Qwen2_5_VLProcessor,
-        Qwen2VLImageProcessorPil,
     )
 
     template = qwen_template("<|vision_start|><|image_pad|><|vision_end|>")
@@ -37,24 +63,12 @@ def build_qwen2_5_vl(spec: TinySpec):
                           template=template)  # fmt: skip
     ids = tok.convert_tokens_to_ids
     # 14-px patches merged 2×2: a 64-px image becomes a 56×56 grid of 4×4 patches -> 4 image tokens
-    image_processor = Qwen2VLImageProcessorPil(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 16, patch_size=14,
-                                               merge_size=2, temporal_patch_size=2)  # fmt: skip
+    image_processor = dynamic_image_processor()
     processor = images_only_processor(Qwen2_5_VLProcessor, image_processor=image_processor, tokenizer=tok,
                                       chat_template=template)  # fmt: skip
     head_dim = spec.text_hidden // spec.text_heads
     config = Qwen2_5_VLConfig(
-        vision_config={
-            "depth": 2,
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_heads": 1,
-            "patch_size": 14,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
-            "out_hidden_size": spec.text_hidden,
-            "window_size": 56,
-            "fullatt_block_indexes": [1],
-        },
+        vision_config=dynamic_vision_config(spec.text_hidden),
         text_config=_text_config(
             spec,
             tok,

@@ -105,8 +105,8 @@ def _add_resume(parser) -> None:
 
 def cmd_build_tiny(args) -> int:
     from align.io import cache_dir
-    from align.models.tiny import build_tiny
-    from align.models.tiny_families import TINY_NAME, build_tiny_family
+    from align.models.tiny import TINY_NAME, build_tiny_family
+    from align.models.tiny.korean_vlm import build_tiny
 
     if args.family:
         out = Path(args.out) if args.out else cache_dir() / "models" / f"tiny-{args.family}"

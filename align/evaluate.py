@@ -24,7 +24,7 @@ from align.data import load_splits
 from align.errors import UserError
 from align.eval_trackers import log_eval_samples, save_sample_images
 from align.io import atomic_write_json, atomic_write_text
-from align.models import model_family, model_reasoning_format
+from align.models import model_reasoning_format
 from align.rundir import EVAL_FILE
 from align.spec import RewardSpec
 from rewards.answer import hedge_rate
@@ -66,11 +66,12 @@ def _score(scorers, prompts, texts, columns, tasks, metrics, prefix: str) -> dic
     return scores
 
 
-def _reasoning_format(engine, model_dir: str, recipe):
-    processor = getattr(engine, "processor", None)
-    if processor is None:
+def _reasoning_format(engine):
+    """How the engine's model splits reasoning from answer (None: not a reasoning model, or an engine that loaded no
+    model of a known family)."""
+    processor, family = getattr(engine, "processor", None), getattr(engine, "family", None)
+    if processor is None or family is None:
         return None
-    family = model_family(str(model_dir), recipe.model, getattr(processor, "tokenizer", processor))
     return model_reasoning_format(processor, family)
 
 
@@ -115,7 +116,7 @@ def builtin_metrics(model_dir: str, recipe, rows, base_dir=None, engine=None, ou
         if own_engine:
             engine.close()
     # reasoning models: each answer read after its reasoning, split with the model's own markers
-    fmt = _reasoning_format(engine, model_dir, recipe)
+    fmt = _reasoning_format(engine)
     metrics: dict[str, float] = {"n": float(len(rows))}
     texts, counts = _texts([o[0] for o in outs], fmt, metrics, prefix="")
     sampled_texts, sampled_counts = None, {}

@@ -21,19 +21,26 @@ cost is G·C·(P+C) instead of (P+G·C)² (``docs/grpo_speed.md`` has the measur
 
 Settings or batches it cannot serve raise ``Unsupported`` and go TRL's way. The trainer's switch (``shared_prompt: auto
 | on | off``, the first-batch check, counts and reasons in ``summary.json``) is ``SharedPrompt`` in
-``align/trl_extensions.py``; this module holds the model pieces it and ``rollouts/hf.py`` use.
+``align/trl_extensions.py``; this module holds the model pieces it and ``rollouts/hf.py`` use, and the one fallback
+around the shared prefill that both generators go through (``SharedPrefill``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import inspect
+from collections import Counter
+from collections.abc import Callable
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 from transformers.modeling_layers import GradientCheckpointingLayer
+
+from align.errors import StageError
+
+MODES = ("auto", "on", "off")  # the stages' ``shared_prompt`` setting
 
 # one entry per row (LLaVA-OneVision's batch_num_images: per row with images)
 ROW_KEYS = ("pixel_attention_mask", "token_type_ids", "mm_token_type_ids", "batch_num_images")
@@ -50,6 +57,18 @@ class Unsupported(Exception):
     def __init__(self, message: str, batch: bool = False):
         super().__init__(message)
         self.batch = batch
+
+
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise ValueError(f"shared_prompt must be one of {', '.join(MODES)}, not {mode!r}")
+    return mode
+
+
+def refused(reason: str) -> StageError:
+    """The error of ``shared_prompt: on`` where the shared path cannot run."""
+    return StageError(f"shared_prompt is 'on' but this run cannot use it: {reason}",
+                      "set shared_prompt: auto (falls back by itself) or off")  # fmt: skip
 
 
 # ------------------------------------------------------------------ image inputs, row by row
@@ -343,6 +362,49 @@ def shared_prefill_generate(model, generate, input_ids, attention_mask, image_in
     positions = positions[:, inverse] if positions.ndim == 3 else positions[inverse]
     return generate(input_ids=ids[inverse], attention_mask=mask[inverse], position_ids=positions,
                     past_key_values=cache, **gen_kwargs)  # fmt: skip
+
+
+class SharedPrefill:
+    """``shared_prompt: auto | on | off`` around ``shared_prefill_generate``, for one generator (the HF engine's n
+    samples per prompt, GRPO's transformers generation). The first shared prefill is checked against a plain forward;
+    a model or setting it cannot serve, or a failure before that check passed, turns it off for the rest of the run
+    (``on`` stops instead, ``off`` never tries); a batch it cannot serve takes plain ``generate`` for that call.
+    ``counts`` (``shared`` / ``plain`` calls) and ``fallbacks`` (reason -> calls) say which path ran and why;
+    ``on_off(reason)`` is told when it turns off."""
+
+    def __init__(self, mode: str = "auto", on_off: Callable[[str], None] | None = None):
+        self.mode, self.on_off = check_mode(mode), on_off
+        self.reason: str | None = "shared_prompt: off" if mode == "off" else None  # off for the rest of the run
+        self.checked = False  # a shared prefill passed the check against a plain forward
+        self.counts: Counter = Counter()
+        self.fallbacks: Counter = Counter()
+
+    def generate(self, model, generate, input_ids, attention_mask, image_inputs: dict, num_images, repeat: int = 1,
+                 **gen_kwargs):  # fmt: skip
+        """``shared_prefill_generate``'s result, or None: then the caller runs plain ``generate`` (counted here)."""
+        out = None
+        if self.reason is None:
+            try:
+                out = shared_prefill_generate(model, generate, input_ids, attention_mask, image_inputs, num_images,
+                                              repeat=repeat, check=not self.checked, **gen_kwargs)  # fmt: skip
+            except Unsupported as e:
+                self.fallbacks[str(e)] += 1
+                if not e.batch:  # the model or setting, or the first check
+                    self._off(str(e))
+            except Exception as e:
+                if self.mode == "on" or self.checked:
+                    raise
+                self._off(f"generation failed on the shared path: {type(e).__name__}: {e}")
+            self.checked = self.checked or out is not None
+        self.counts["shared" if out is not None else "plain"] += 1
+        return out
+
+    def _off(self, reason: str) -> None:
+        if self.mode == "on":
+            raise refused(f"generation: {reason}")
+        self.reason = reason
+        if self.on_off is not None:
+            self.on_off(reason)
 
 
 def check_prefill(base, cache, ids, mask, positions, image_inputs, tolerance: float = 1e-4) -> float:

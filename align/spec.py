@@ -8,9 +8,9 @@ Loading a YAML file, bases, overrides and the check of ``args`` against TRL's co
 from __future__ import annotations
 
 import typing
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from align.benchmarks.registry import lookup as lookup_benchmark
 from align.errors import UserError, did_you_mean
@@ -20,6 +20,10 @@ from align.models.families import FAMILIES
 def yaml_on_off(value, on: str = "on", off: str = "off"):
     """YAML reads a bare ``on`` / ``off`` as a boolean: give an on/off option its name back."""
     return (on if value else off) if isinstance(value, bool) else value
+
+
+# a stage's ``shared_prompt``: each prompt encoded once for its samples (align/shared_prompt.py)
+SharedPromptMode = Annotated[Literal["auto", "on", "off"], BeforeValidator(yaml_on_off)]
 
 
 class Strict(BaseModel):

@@ -23,14 +23,8 @@ from typing import Any
 from align.console import TrainingProgress
 from align.distributed import finish_training
 from align.io import append_jsonl
-from align.models import (
-    ROLE_PATTERNS,
-    chat_template_kwargs,
-    freeze_modules,
-    load_model_and_processor,
-    model_reasoning_format,
-)
-from align.models.families import Family, check_stage, is_vision_config
+from align.models import ROLE_PATTERNS, freeze_modules, load_model_and_processor, model_reasoning_format
+from align.models.families import Family, is_vision_config
 from align.resume import run_trainer
 
 
@@ -62,10 +56,6 @@ def trl_config(config_cls, ctx, defaults: dict[str, Any] | None = None):
     if not on_gpu():
         args.update(use_cpu=True, bf16=False, fp16=False)
     args.update(defaults or {})
-    if "chat_template_kwargs" in getattr(config_cls, "__dataclass_fields__", {}):  # GRPO renders its own prompts
-        switch = chat_template_kwargs(ctx.input_model, recipe.model)  # model.thinking, as the model's template names it
-        if switch:
-            args["chat_template_kwargs"] = switch
     args.update(stage.args)
     trackers = args.get("report_to") or []
     if "tensorboard" in trackers:
@@ -196,10 +186,9 @@ class Policy:
 
 def load_policy(ctx) -> Policy:
     """The stage's input model for training (float32 on CPU), generation stopping on its family's stop tokens, the
-    stage's ``freeze`` applied; a stage the family cannot run stops here with why."""
+    stage's ``freeze`` applied."""
     model, processor, family = load_model_and_processor(ctx.input_model, ctx.recipe.model,
                                                         None if ctx.on_gpu else "float32")  # fmt: skip
-    check_stage(family, ctx.stage)
     # reasoning models: the stage's rewards read each completion's answer after its reasoning, found from the ids
     # with the model's own markers (align/models/reasoning.py)
     fmt = model_reasoning_format(processor, family)

@@ -44,7 +44,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from align.errors import StageError
 from align.io import append_jsonl
 from rollouts import vllm_colocate
 from rollouts.scoring import rollout_row, weighted_total
@@ -231,30 +230,28 @@ def grpo_trainer_class():
 
 # ------------------------------------------------------------------------------------------- GRPO: shared prompts
 
-SHARED_PROMPT_MODES = ("auto", "on", "off")
-
 
 class SharedPrompt:
     """``shared_prompt: auto | on | off`` for one GRPO trainer: which path each log-prob pass and each transformers
-    generation took, and why the shared path was not taken."""
+    generation (``prefill``, the generators' common fallback) took, and why the shared path was not taken."""
 
     def __init__(self, mode: str = "auto", tolerance: float | None = None):
-        if mode not in SHARED_PROMPT_MODES:
-            raise ValueError(f"shared_prompt must be one of {', '.join(SHARED_PROMPT_MODES)}, not {mode!r}")
+        from align import shared_prompt as sp
+
+        self.prefill = sp.SharedPrefill(mode)  # transformers generation (checks the mode)
         self.mode = mode
         self.reason: str | None = "shared_prompt: off" if mode == "off" else None  # off for the whole run
         self.tolerance = tolerance
         self.checked = False
-        self.generation_checked = False
-        self.generation_reason: str | None = None  # transformers generation off the shared path (after its check)
         self.counts: Counter = Counter()
         self.fallbacks: Counter = Counter()  # reason -> passes that went TRL's way
 
     # -- setup
     def disable(self, reason: str) -> None:
+        from align import shared_prompt as sp
+
         if self.mode == "on":
-            raise StageError(f"shared_prompt is 'on' but this run cannot use it: {reason}",
-                             "set shared_prompt: auto (falls back by itself) or off")  # fmt: skip
+            raise sp.refused(reason)
         self.reason = self.reason or reason
 
     def setup(self, trainer, extra_image_keys=()) -> str:
@@ -383,8 +380,6 @@ class SharedPrompt:
     # -- transformers generation
     def generation(self, trainer, images):
         """Context for TRL's transformers ``generate`` call: prefill each unique prompt once, decode its G samples."""
-        from align import shared_prompt as sp
-
         if self.reason or trainer.use_vllm or getattr(trainer, "use_transformers_continuous_batching", False):
             return contextlib.nullcontext()
         model = trainer.accelerator.unwrap_model(trainer.model_wrapped)
@@ -392,24 +387,8 @@ class SharedPrompt:
         original = model.generate
 
         def generate(input_ids=None, attention_mask=None, generation_config=None, **image_inputs):
-            out = None
-            if not self.generation_reason:
-                try:
-                    out = sp.shared_prefill_generate(model, original, input_ids, attention_mask, image_inputs,
-                                                  num_images, check=not self.generation_checked,
-                                                  generation_config=generation_config)  # fmt: skip
-                    self.generation_checked = self.generation_checked or out is not None
-                except sp.Unsupported as e:
-                    self.fallbacks[f"generation: {e}"] += 1
-                    if not e.batch:  # the model, or the first check: TRL's generation from now on ('on' stops)
-                        if self.mode == "on":
-                            self.disable(f"generation: {e}")
-                        self.generation_reason = str(e)
-                except Exception as e:
-                    if self.mode == "on" or self.generation_checked:
-                        raise
-                    self.generation_reason = f"generation failed on the shared path: {type(e).__name__}: {e}"
-            self.counts["generate_shared" if out is not None else "generate_trl"] += 1
+            out = self.prefill.generate(model, original, input_ids, attention_mask, image_inputs, num_images,
+                                        generation_config=generation_config)  # fmt: skip
             if out is None:
                 return original(input_ids=input_ids, attention_mask=attention_mask,
                                 generation_config=generation_config, **image_inputs)  # fmt: skip
@@ -417,30 +396,35 @@ class SharedPrompt:
 
         return _patched(model, "generate", generate)
 
+    def all_fallbacks(self) -> dict[str, int]:
+        """Reason -> log-prob passes and generations that went TRL's way."""
+        return {**self.fallbacks, **{f"generation: {k}": v for k, v in self.prefill.fallbacks.items()}}
+
     def report(self) -> str:
         """The stage-log line after training: which path ran, and why not the shared one."""
-        s = self.summary()
+        s, fallbacks = self.summary(), self.all_fallbacks()
         if s["path"] == "trl":
-            why = self.reason or "; ".join(f"{k} ({v}×)" for k, v in self.fallbacks.items()) or "no shared batch"
+            why = self.reason or "; ".join(f"{k} ({v}×)" for k, v in fallbacks.items()) or "no shared batch"
             return f"shared-prompt path not used: {why}"
         line = (f"shared-prompt path: {s['log_prob_passes']['shared']} log-prob passes encoded "
                 f"{s['prompts_encoded']} prompts instead of {s['prompts_trl_would_encode']}; "
                 f"{s['generations']['shared']} transformers generations prefilled each prompt once")  # fmt: skip
-        if self.fallbacks:
-            line += "; TRL's path for " + "; ".join(f"{k} ({v}×)" for k, v in self.fallbacks.items())
+        if fallbacks:
+            line += "; TRL's path for " + "; ".join(f"{k} ({v}×)" for k, v in fallbacks.items())
         return line
 
     def summary(self) -> dict:
         path = "trl" if self.reason or not self.counts["shared"] else "shared"
+        generations = self.prefill.counts
         out = {"mode": self.mode, "path": path, "reason": self.reason,
                "log_prob_passes": {"shared": self.counts["shared"], "trl": self.counts["trl"]},
-               "generations": {"shared": self.counts["generate_shared"], "trl": self.counts["generate_trl"]},
+               "generations": {"shared": generations["shared"], "trl": generations["plain"]},
                "prompts_encoded": self.counts["prompts_encoded"],
                "prompts_trl_would_encode": self.counts["prompts_trl_would_encode"]}  # fmt: skip
-        if self.generation_reason:
-            out["generation_reason"] = self.generation_reason
-        if self.fallbacks:
-            out["fallbacks"] = dict(self.fallbacks)
+        if self.mode != "off" and self.prefill.reason:  # transformers generation off the shared path
+            out["generation_reason"] = self.prefill.reason
+        if self.all_fallbacks():
+            out["fallbacks"] = self.all_fallbacks()
         if hasattr(self, "max_check_diff"):
             out["first_batch_max_logp_diff"] = self.max_check_diff
         return out

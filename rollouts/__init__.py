@@ -34,11 +34,13 @@ def resolve_engine(rollout, model_path: str, model_spec=None, log=print) -> str:
     return "vllm"
 
 
-def make_engine(rollout, model_path: str, model_spec=None, batch_size: int = 32, seed: int = 0, log=print) -> Engine:
-    """Create the engine the recipe's ``rollout:`` block asks for, for a model directory."""
+def make_engine(rollout, model_path: str, model_spec=None, batch_size: int = 32, seed: int = 0, log=print,
+                shared_prompt: str = "auto") -> Engine:  # fmt: skip
+    """Create the engine the recipe's ``rollout:`` block asks for, for a model directory. ``shared_prompt``: the
+    transformers engine's prefill of each prompt once for its n samples (vLLM shares prompts by its prefix cache)."""
     kind = resolve_engine(rollout, model_path, model_spec, log)
     if kind == "vllm":
         return VLLMEngine(model_path, model_spec, rollout, seed=seed)
     from rollouts.hf import HFEngine  # loads torch and transformers: not when the package is imported
 
-    return HFEngine.from_path(model_path, model_spec, batch_size=batch_size)
+    return HFEngine.from_path(model_path, model_spec, batch_size=batch_size, shared_prompt=shared_prompt)

@@ -59,6 +59,7 @@ class Engine:
     """Base class. ``generate`` returns, for each prompt, a list of ``sampling.n`` completions."""
 
     name = "base"
+    family = None  # the model's family (align.models.families.Family), as the engine's loader resolved it
 
     def generate(
         self, prompts: list[list[dict]], images: list[list] | None, sampling: Sampling

@@ -2,9 +2,10 @@
 
 With ``n`` samples per prompt, transformers 5 encodes the images once but repeats each prompt n times in the language
 model's prefill; here each prompt is prefilled once and its key/value cache repeated for the n samples
-(``align.shared_prompt.shared_prefill_generate``, also used by GRPO's transformers generation, where TRL hands over
-every prompt G times, images included). The samples are those plain ``generate`` draws from the same seed:
-the decode steps, their logits (up to float rounding) and their random draws are the same."""
+(``align.shared_prompt.SharedPrefill``, also used by GRPO's transformers generation, where TRL hands over every prompt
+G times, images included; ``shared_prompt: auto | on | off`` as the stage sets it). The samples are those plain
+``generate`` draws from the same seed: the decode steps, their logits (up to float rounding) and their random draws
+are the same."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import torch
 
 from align.chat import chat_texts
 from align.models import load_model_and_processor
-from align.shared_prompt import Unsupported, shared_prefill_generate
+from align.shared_prompt import SharedPrefill
 from rollouts.base import Completion, Engine, Sampling, published_sampling, resolve_sampling, truncate_at_stop
 
 
@@ -46,19 +47,21 @@ def image_token_ids(config, processor) -> list[int]:
 class HFEngine(Engine):
     name = "hf"
 
-    def __init__(self, model, processor, batch_size: int = 32):
-        self.model, self.processor, self.batch_size = model, processor, batch_size
+    def __init__(self, model, processor, batch_size: int = 32, family=None, shared_prompt: str = "auto"):
+        self.model, self.processor, self.batch_size, self.family = model, processor, batch_size, family
         self.tokenizer = getattr(processor, "tokenizer", processor)
-        self.share_prompts = True  # prefill each prompt once for its n samples (off after an unsupported model)
-        self.prefill_checked = False  # the first shared prefill is checked against a plain forward
+        # each prompt prefilled once for its n samples, the first time checked against a plain forward
+        self.prefill = SharedPrefill(shared_prompt, on_off=lambda why: print(f"rollouts: each prompt prefilled per "
+                                                                             f"sample from now on ({why})"))  # fmt: skip
 
     @classmethod
-    def from_path(cls, path: str, model_spec=None, batch_size: int = 32, dtype: str | None = None):
-        model, processor, _ = load_model_and_processor(path, model_spec, dtype)  # stops on the family's stop tokens
+    def from_path(cls, path: str, model_spec=None, batch_size: int = 32, dtype: str | None = None,
+                  shared_prompt: str = "auto"):  # fmt: skip
+        model, processor, family = load_model_and_processor(path, model_spec, dtype)  # stops on its stop tokens
         if torch.cuda.is_available():
             model = model.to("cuda")
         model.eval()
-        return cls(model, processor, batch_size)
+        return cls(model, processor, batch_size, family, shared_prompt)
 
     @torch.no_grad()
     def generate(self, prompts, images, sampling: Sampling) -> list[list[Completion]]:
@@ -129,19 +132,12 @@ class HFEngine(Engine):
         if sampling.stop:
             gen_kwargs.update(stop_strings=list(sampling.stop), tokenizer=self.tokenizer)
         out = None
-        if sampling.n > 1 and self.share_prompts:
+        if sampling.n > 1:
             images_in = {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask")}
             counts = [len(x) for x in images] if has_images else None
-            try:
-                out = shared_prefill_generate(self.model, self.model.generate, enc["input_ids"], enc["attention_mask"],
-                                              images_in, counts, repeat=sampling.n, check=not self.prefill_checked,
-                                              **{**gen_kwargs, "num_return_sequences": 1})  # fmt: skip
-                self.prefill_checked = out is not None
-            except Exception as e:  # unsupported, or failing on its first use: plain generate from now on
-                if self.prefill_checked and not isinstance(e, Unsupported):
-                    raise
-                self.share_prompts = False
-                print(f"rollouts: each prompt prefilled per sample ({type(e).__name__}: {e})")
+            out = self.prefill.generate(self.model, self.model.generate, enc["input_ids"], enc["attention_mask"],
+                                        images_in, counts, repeat=sampling.n,
+                                        **{**gen_kwargs, "num_return_sequences": 1})  # fmt: skip
         if out is None:
             out = self.model.generate(**enc, **gen_kwargs)
         prompt_len = enc["input_ids"].shape[1]

@@ -12,7 +12,7 @@ from typing import TypedDict
 
 import rewards as registry
 from align.io import append_jsonl
-from align.models import model_family, model_reasoning_format
+from align.models import model_reasoning_format
 from rollouts import Sampling, make_engine
 
 
@@ -89,12 +89,11 @@ def sample_and_score(ctx, dataset, n: int, temperature: float, max_new_tokens: i
     scorers = scoring_rewards(ctx, list(extra_rewards))
     weights = {r.name: r.weight for r in ctx.rewards}
     engine = make_engine(ctx.recipe.rollout, ctx.input_model, ctx.recipe.model, batch_size=max(1, 256 // max(1, n)),
-                         seed=ctx.recipe.seed, log=ctx.log)  # fmt: skip
+                         seed=ctx.recipe.seed, log=ctx.log, shared_prompt=ctx.stage.shared_prompt)  # fmt: skip
     columns = [c for c in dataset.column_names if c not in ("prompt", "completion")]
     # reasoning models: completions in the canonical <think>…</think>answer form (align/models/reasoning.py), so
     # rewards read the answer and the accepted samples train the model's own reasoning layout
-    tok = getattr(engine.processor, "tokenizer", engine.processor)
-    fmt = model_reasoning_format(engine.processor, model_family(ctx.input_model, ctx.recipe.model, tok))
+    fmt = model_reasoning_format(engine.processor, engine.family)
     out: list[RolloutRow] = []
     try:
         for start in range(0, len(dataset), batch_prompts):

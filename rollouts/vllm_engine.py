@@ -17,7 +17,7 @@ import os
 
 from align.chat import chat_texts
 from align.errors import UserError
-from align.models import configure_chat, load_processor
+from align.models import configure_chat, load_processor, model_family
 from align.spec import RolloutSpec
 from rollouts import vllm_plugin
 from rollouts.base import Completion, Engine, Sampling, published_sampling, resolve_sampling, truncate_at_stop
@@ -111,8 +111,10 @@ class VLLMEngine(Engine):
 
         rollout = rollout or RolloutSpec()
         trust = bool(model_spec and model_spec.trust_remote_code)
-        self.processor = configure_chat(load_processor(model_path, trust), model_path, model_spec)  # model.thinking
+        self.processor = load_processor(model_path, trust)
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
+        self.family = model_family(model_path, model_spec, self.tokenizer)
+        configure_chat(self.processor, self.family, model_spec)  # model.thinking
         import torch.distributed as dist
 
         self.owns_process_group = not (dist.is_available() and dist.is_initialized())

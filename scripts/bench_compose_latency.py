@@ -41,8 +41,8 @@ QUESTION = "이 이미지를 자세히 설명해 주세요."
 
 def build_models(out: Path, args) -> dict[str, Path]:
     from align.models.compose import compose
-    from align.models.tiny import TinySpec, build_tiny
-    from align.models.tiny_families import build_tiny_encoder
+    from align.models.tiny.composed import build_tiny_encoder
+    from align.models.tiny.korean_vlm import TinySpec, build_tiny
 
     encoder = build_tiny_encoder("clip", out / f"clip-{args.image_size}-{args.patch_size}", args.image_size,
                                  args.patch_size)  # fmt: skip

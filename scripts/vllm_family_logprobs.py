@@ -22,7 +22,7 @@ import torch
 
 from align.chat import chat_texts
 from align.models import load_model_and_processor
-from align.models.tiny_families import build_tiny_family
+from align.models.tiny import build_tiny_family
 from align.recipe import ModelSpec, RolloutSpec
 from rollouts import Sampling, make_engine
 

@@ -43,7 +43,7 @@ def colocate(align_cache, tmp_path_factory):
 
     from align import trl_extensions as trl_ext
     from align.models import load_model_and_processor
-    from align.models.tiny_families import build_tiny_family
+    from align.models.tiny import build_tiny_family
     from rollouts import vllm_colocate as vc
 
     path = str(build_tiny_family("aiku_vlm", align_cache / "models" / "tiny-aiku_vlm"))

@@ -384,7 +384,7 @@ stages:
 def test_rft_dpo_and_rm_stages_run_on_the_aiku_model(align_cache, tmp_path):
     """The stages the compose recipe does not use (align, SFT and GRPO: test_compose_align_sft_grpo_recipe…), a step
     or two each on the tiny aiku model (`align model build-tiny --family aiku_vlm`)."""
-    from align.models.tiny_families import build_tiny_family
+    from align.models.tiny import build_tiny_family
 
     model = build_tiny_family("aiku_vlm", align_cache / "models" / "tiny-aiku_vlm")
     run = run_pipeline(load_recipe(write_recipe(tmp_path / "r.yaml", STAGES.format(out=tmp_path, model=model)))).path

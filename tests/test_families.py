@@ -46,7 +46,7 @@ def published_qwen2_5_vl(tiny_dir, out) -> str:
 @pytest.fixture(scope="module")
 def tiny_family(align_cache):
     """Tiny models by family; Qwen2.5-VL's in its published folder layout (``published_qwen2_5_vl``)."""
-    from align.models.tiny_families import build_tiny_family
+    from align.models.tiny import build_tiny_family
 
     def build(family: str) -> str:
         path = build_tiny_family(family, align_cache / "models" / f"tiny-{family}")
@@ -182,9 +182,9 @@ def test_images_only_processors_load_and_save_without_torchvision(tiny_family, t
 def test_a_vision_folder_without_its_processor_files_or_with_an_unknown_class_stops(family, tmp_path, align_cache):
     """Every vision family: no processor files, or files naming a class nobody implements, is an error naming the
     files and classes; never a text-only tokenizer (HyperCLOVAX-SEED-Vision: tests/test_hcx_published.py;
-    -Think-32B: tests/test_families_new.py)."""
+    -Think-32B: tests/test_families_reasoning.py)."""
     from align.models import load_processor
-    from align.models.tiny_families import build_tiny_family
+    from align.models.tiny import build_tiny_family
 
     tiny = build_tiny_family(family, align_cache / "models" / f"tiny-{family}")
     files = [f.name for f in tiny.iterdir() if f.name in ("preprocessor_config.json", "processor_config.json")]
@@ -371,7 +371,7 @@ def test_guard_hyperclovax_answer_must_train_both_end_tokens(tiny_family, tmp_pa
     """A HyperCLOVAX template that closes the assistant turn with <|im_end|> only: the model would never learn to
     emit <|endofturn|>, its stop token."""
     from align.models.guards import check_sft_batch
-    from align.models.tiny import CHAT_TEMPLATE
+    from align.models.tiny.korean_vlm import CHAT_TEMPLATE
 
     broken = CHAT_TEMPLATE.replace("<|im_end|><|endofturn|>", "<|im_end|>")
     path = copy_with_chat_template(tiny_family("hyperclovax_text"), tmp_path / "m", broken)
@@ -518,32 +518,6 @@ def test_hcx_grpo_scores_the_policy_with_its_images(tiny_family, tmp_path):
         -1, batch["completion_ids"].unsqueeze(-1)).squeeze(-1)  # fmt: skip
     assert torch.allclose(logps, manual, atol=1e-5)
     assert not torch.allclose(logps, swapped, atol=1e-4)
-
-
-def test_stages_a_family_cannot_run_stop_with_why(tiny_family, tmp_path, monkeypatch):
-    import dataclasses
-
-    from align.models import families
-
-    hcx = families.FAMILIES["hyperclovax_vision"]
-    monkeypatch.setitem(families.FAMILIES, "hyperclovax_vision", dataclasses.replace(
-        hcx, unsupported_stages={"rm": "the reward head reads a hidden state this family does not give"}))  # fmt: skip
-    f = write_recipe(
-        tmp_path / "r.yaml",
-        f"""
-name: t
-output_dir: {tmp_path}
-model: {{path: {tiny_family("hyperclovax_vision")}}}
-data: {{train_size: 8, eval_size: 4, tasks: [color]}}
-eval: {{enabled: false}}
-stages: [{{type: rm}}]
-""",
-    )
-    with pytest.raises(
-        StageError, match="the rm stage does not support hyperclovax_vision models yet: the reward"
-    ) as e:
-        run_pipeline(load_recipe(f))
-    assert "sft, rft or grpo" in e.value.hint
 
 
 def test_model_info_cli_prints_the_family(tiny_family, capsys):

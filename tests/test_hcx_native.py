@@ -29,7 +29,7 @@ def _image(w, h, seed):
 
 @pytest.fixture(scope="module")
 def hcx(align_cache):
-    from align.models.tiny_hcx import build_tiny_hcx
+    from align.models.tiny.hyperclovax_vision import build_tiny_hcx
 
     return str(build_tiny_hcx(align_cache / "models" / "tiny-hyperclovax_vision"))
 
@@ -109,7 +109,7 @@ def test_collapsed_placeholders_and_first_revision_config(hcx, loaded, tmp_path)
     written with the first revision's names loads the same weights with 0 missing / 0 unexpected."""
     from transformers import AutoModelForCausalLM
 
-    from align.models.tiny_hcx import tiny_hcx_config
+    from align.models.tiny.hyperclovax_vision import tiny_hcx_config
 
     model, processor, _ = loaded
     case = FIXTURE["image_cases"][5]
@@ -141,7 +141,7 @@ def test_collapsed_placeholders_and_first_revision_config(hcx, loaded, tmp_path)
 
 
 def _spec():
-    from align.models.tiny import TinySpec
+    from align.models.tiny.korean_vlm import TinySpec
 
     return TinySpec()
 

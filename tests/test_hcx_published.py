@@ -82,7 +82,7 @@ def _image(w, h, seed=0):
 
 @pytest.fixture(scope="module")
 def tiny(align_cache):
-    from align.models.tiny_hcx import build_tiny_hcx
+    from align.models.tiny.hyperclovax_vision import build_tiny_hcx
 
     return str(build_tiny_hcx(align_cache / "models" / "tiny-hyperclovax_vision"))
 

@@ -39,7 +39,7 @@ def _image(w, h, seed):
 def published(align_cache, tmp_path_factory):
     """The tiny checkpoint in the later revision's published folder layout (tests/test_hcx_published.py): vLLM loads
     its processor natively (the published files name HCXImageProcessor / HCXProcessor with auto_map)."""
-    from align.models.tiny_hcx import build_tiny_hcx
+    from align.models.tiny.hyperclovax_vision import build_tiny_hcx
     from tests.test_hcx_published import published_folder
 
     tiny = build_tiny_hcx(align_cache / "models" / "tiny-hyperclovax_vision")

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from align.errors import StageError
+from align.shared_prompt import SharedPrefill
 from align.trl_extensions import GRPOExtras, SharedPrompt
 
 G = 4
@@ -23,7 +24,7 @@ QUESTIONS = ["이 그림의 색은 무엇인가요?", "도형은 몇 개?", ARIT
 def family_model(align_cache):
     from align.models import resolve_model_path
     from align.models.compose import compose
-    from align.models.tiny_families import build_tiny_family
+    from align.models.tiny import build_tiny_family
 
     def get(name: str) -> str:
         if name == "idefics3":
@@ -169,7 +170,7 @@ def test_logps_entropies_grads_and_generation_equal_trls(family_model, tmp_path,
     torch.manual_seed(0)
     batch = trainer._generate_and_score_completions(_batch(trainer))
     # generation: each prompt prefilled once, the same samples as TRL's generate from the same seed
-    assert sp.counts["generate_shared"] == 1 and torch.equal(plain["completion_ids"], batch["completion_ids"])
+    assert sp.prefill.counts["shared"] == 1 and torch.equal(plain["completion_ids"], batch["completion_ids"])
     lengths = batch["prompt_mask"].sum(1)
     assert lengths.min() < lengths.max()  # prompts of different lengths, left padded
     perm = torch.randperm(len(lengths), generator=torch.Generator().manual_seed(1))
@@ -290,16 +291,17 @@ def test_hf_engine_prefills_each_prompt_once(family_model):
     prompts = [[{"role": "user", "content": q}] for q in questions]
     images = [[Image.new("RGB", (64, 64), (30, 60 * i, 90))] for i in range(len(questions))]
     sampling = Sampling(n=G, temperature=1.0, max_new_tokens=6, seed=3)
-    engine.prefill_checked = True  # count the generation's own calls (the one-time check is exercised by GRPO's)
+    engine.prefill.checked = True  # count the generation's own calls (the one-time check is exercised by GRPO's)
     calls = []
     hook = engine.model.get_input_embeddings().register_forward_pre_hook(lambda m, a: calls.append(a[0].shape))
     try:
         shared = engine.generate(prompts, images, sampling)
         shared_calls, calls[:] = list(calls), []
-        engine.share_prompts = False
+        engine.prefill = SharedPrefill("off")  # the stage's shared_prompt: off
         plain = engine.generate(prompts, images, sampling)
     finally:
         hook.remove()
+    assert engine.prefill.counts == {"plain": 1} and not engine.prefill.fallbacks
     (b, width), u = calls[0], len(questions)
     assert b == u * G and shared_calls[0] == (u, width - 1)  # the prefill: 3 prompts instead of 12 rows
     assert shared_calls[1:] == [(b, 1)] * len(calls)  # then the same steps: the last prompt token, decode steps
@@ -307,6 +309,34 @@ def test_hf_engine_prefills_each_prompt_once(family_model):
         assert [x.token_ids for x in a] == [x.token_ids for x in c]
         for x, y in zip(a, c):
             assert x.logprobs == pytest.approx(y.logprobs, abs=1e-5)
+
+
+def test_hf_engine_follows_the_shared_prompt_setting(family_model, capsys):
+    """The engine's prefill takes the stage's shared_prompt through the generators' one fallback: EXAONE 4's
+    sliding-window cache cannot be shared, so auto samples with a prefill per sample from then on (saying why) and
+    on stops; a batch it cannot serve (one-token prompts) falls back for that call only."""
+    import yaml
+
+    from align.recipe import validate
+    from rollouts import Sampling
+    from rollouts.hf import HFEngine
+
+    prompts, sampling = [[{"role": "user", "content": "색?"}]], Sampling(n=2, temperature=1.0, max_new_tokens=2, seed=0)
+    auto = HFEngine.from_path(family_model("exaone_text"), dtype="float32")
+    assert len(auto.generate(prompts, None, sampling)[0]) == 2
+    assert auto.generate(prompts, None, sampling)
+    assert "sliding-window" in auto.prefill.reason and auto.prefill.counts == {"plain": 2}
+    assert "prefilled per sample from now on" in capsys.readouterr().out
+    with pytest.raises(StageError, match="shared_prompt is 'on'.*sliding-window"):
+        HFEngine(auto.model, auto.processor, shared_prompt="on").generate(prompts, None, sampling)
+    sp = SharedPrefill("on")
+    one_token = torch.ones(2, 1, dtype=torch.long)
+    assert sp.generate(auto.model, auto.model.generate, one_token, one_token, {}, None, repeat=2) is None
+    assert sp.reason is None and sp.fallbacks == {"prompts of one token": 1}
+    # the setting in a recipe (YAML reads a bare off as false): RFT's sampling and GRPO's pre-pass pass it on
+    text = "name: t\nstages: [{type: rft, shared_prompt: off}, {type: grpo, shared_prompt: on}]"
+    recipe = validate(yaml.safe_load(text))
+    assert [s.shared_prompt for s in recipe.stages] == ["off", "on"]
 
 
 def test_grpo_stage_reports_the_path_it_took(tmp_path, tiny_model, capsys):

@@ -115,7 +115,7 @@ def test_chat_template_is_hyperclovax_style(tiny_model):
 def test_tiny_model_is_deterministic(tmp_path, tiny_model):
     from safetensors.torch import load_file
 
-    from align.models.tiny import build_tiny
+    from align.models.tiny.korean_vlm import build_tiny
 
     other = build_tiny(tmp_path / "again")
     a, b = load_file(f"{tiny_model}/model.safetensors"), load_file(f"{other}/model.safetensors")

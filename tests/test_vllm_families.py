@@ -38,7 +38,7 @@ def teacher_forced_logprobs(model, prompt_ids: list[int], completion_ids: list[i
 
 def test_hyperclovax_think_on_vllm_matches_transformers(align_cache):
     from align.models import load_model_and_processor
-    from align.models.tiny_families import build_tiny_family
+    from align.models.tiny import build_tiny_family
     from rollouts import Sampling, make_engine
 
     path = str(build_tiny_family("hyperclovax_think", align_cache / "models" / "tiny-hyperclovax_think"))

@@ -238,7 +238,7 @@ def tiny_qwen2_5_vl_reward(out, tiny_model):
                               "num_heads": 2, "out_hidden_size": 64, "fullatt_block_indexes": [0]},
                               image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
                               vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"))  # fmt: skip
-    from align.models.tiny_families import qwen_template
+    from align.models.tiny.korean_vlm import qwen_template
 
     tok.chat_template = qwen_template("<|vision_start|><|image_pad|><|vision_end|>")
     tok.image_token = "<|image_pad|>"  # the tiny tokenizer's own is Idefics3's <image>

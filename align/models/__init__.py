@@ -17,7 +17,7 @@ from align.io import atomic_dir
 from align.models.families import FAMILIES, apply_generation_stops, is_vision_config, resolve
 from align.models.processors import load_images_only_processor, load_renamed_processor, renamed_processor
 from align.models.reasoning import reasoning_format, template_kwargs
-from align.models.tiny_families import EMBEDDED, TINY_NAME, build_embedded
+from align.models.tiny import EMBEDDED, TINY_NAME, build_embedded  # the registry only: builders load on use
 
 
 def _role_patterns() -> dict[str, tuple[str, ...]]:
@@ -163,7 +163,8 @@ def load_config(path: str, trust_remote_code: bool = False):
 
 
 def model_family(path: str, spec=None, tokenizer=None):
-    """The family of the model at ``path`` (``spec.family`` checked against its config, or detected)."""
+    """The family of the model at ``path`` (``spec.family`` checked against its config, or detected), for a loader
+    of its own; whoever loaded the model passes its family on (``Policy.family``, ``Engine.family``)."""
     trust = bool(spec and spec.trust_remote_code)
     return resolve(spec.family if spec else "auto", load_config(path, trust), tokenizer, path)
 
@@ -204,23 +205,22 @@ def load_model_and_processor(path: str, spec=None, dtype: str | None = None):
     family = resolve(spec.family if spec else "auto", load_config(path, trust), tok, path)
     model = load_model(path, spec, dtype, family)
     apply_generation_stops(model, family, tok)
-    set_template_kwargs(processor, template_kwargs(family, spec.thinking if spec else "auto"))
+    configure_chat(processor, family, spec)
     return model, processor, family
 
 
-def configure_chat(processor, path: str, spec=None):
-    """Apply the recipe's ``model.thinking`` switch to a processor loaded on its own (the vLLM engine's)."""
-    tok = getattr(processor, "tokenizer", processor)
-    set_template_kwargs(processor, template_kwargs(model_family(path, spec, tok), spec.thinking if spec else "auto"))
+def configure_chat(processor, family, spec=None):
+    """Apply the recipe's ``model.thinking`` switch, as the family's template names it, to the processor."""
+    set_template_kwargs(processor, template_kwargs(family, spec.thinking if spec else "auto"))
     return processor
 
 
-def chat_template_kwargs(path: str, spec=None) -> dict:
+def chat_template_kwargs(family, spec=None) -> dict:
     """The chat template's switches for ``model.thinking`` (``{}`` for ``auto``), e.g. for TRL's
     ``chat_template_kwargs``."""
     if spec is None or spec.thinking == "auto":
         return {}
-    return template_kwargs(model_family(path, spec), spec.thinking)
+    return template_kwargs(family, spec.thinking)
 
 
 def model_reasoning_format(processor, family):

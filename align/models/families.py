@@ -11,7 +11,7 @@ ran on the family's tiny model and what was not run here (``tested_here``, ``not
 entries in table order; the last one, ``generic``, takes any model transformers knows. ``align model info PATH``
 (or ``FAMILY``) prints an entry; the recipe's ``model.family`` and the CLI's choices come from this table.
 
-Adding a family: one entry here, a tiny-model builder in ``align/models/tiny_families.py`` and its tests.
+Adding a family: one entry here, a tiny-model builder in ``TINY_MODELS`` (``align/models/tiny/``) and its tests.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 
-from align.errors import StageError, UserError
+from align.errors import UserError
 
 
 def is_vision_config(config) -> bool:
@@ -53,7 +53,6 @@ class Family:
     sft_adapter: str | None = None
     load: str | None = None  # (path, **from_pretrained kwargs) -> model: a native implementation's checked loader
     check_weights: str | None = None  # (path) -> {"missing_keys": [...], "unexpected_keys": [...]} for `model info`
-    unsupported_stages: dict[str, str] = field(default_factory=dict)  # stage type -> why it cannot run
     vllm: str = "any vLLM version with the architecture"
     hardware: str = ""
     chat_format: str = ""  # the chat template's turns, roles and image placement, in a line
@@ -384,14 +383,6 @@ def apply_generation_stops(model, family: Family, tokenizer) -> None:
     current = model.generation_config.eos_token_id
     current = [] if current is None else [current] if isinstance(current, int) else list(current)
     model.generation_config.eos_token_id = current + [i for i in ids if i not in current]
-
-
-def check_stage(family: Family, stage) -> None:
-    """Stop a stage the family cannot run, saying why and what to use."""
-    reason = family.unsupported_stages.get(stage.type)
-    if reason:
-        raise StageError(f"stage '{stage.name}': the {stage.type} stage does not support {family.name} "
-                         f"models yet: {reason}", "use the sft, rft or grpo stages with this model")  # fmt: skip
 
 
 def describe(family: Family) -> dict:

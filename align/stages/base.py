@@ -103,7 +103,6 @@ class Stage:
     type: str  # the recipe's `type:`
     config: type[StageSpec]  # the recipe block: shared StageSpec fields plus the stage's own
     run: Callable[[StageContext], StageResult]
-    summary: str  # what it does, one line (`align` docs and plans)
     multi_process: bool = True  # runs on every rank of a multi-process launch (else refused there)
     # a finished stage that a resumed run skips: rebuild its result from its folder (default: the manifest's
     # model and output)

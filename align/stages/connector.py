@@ -43,5 +43,4 @@ STAGE = Stage(
     type="align",
     config=Config,
     run=run,
-    summary="connector alignment: the projector only, on image–caption pairs (trl.SFTTrainer)",
 )

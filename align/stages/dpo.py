@@ -95,5 +95,4 @@ STAGE = Stage(
     type="dpo",
     config=Config,
     run=run,
-    summary="direct preference optimisation on image preference pairs, full or LoRA (trl.DPOTrainer)",
 )

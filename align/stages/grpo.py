@@ -28,14 +28,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from align import trl_extensions as trl_ext
 from align.distributed import main_only, world_size
 from align.errors import StageError
 from align.io import atomic_write_json
+from align.models import chat_template_kwargs
 from align.models.guards import check_prompts
-from align.spec import StageSpec, Strict, yaml_on_off
+from align.spec import SharedPromptMode, StageSpec, Strict
 from align.stages.base import Stage, StageContext, StageResult
 from align.training import fit, load_policy, save_policy, trainer_parts, trl_config
 from rollouts import resolve_engine, vllm_colocate
@@ -62,16 +63,12 @@ class Config(StageSpec):
     select_prompts: SelectPrompts = Field(default_factory=SelectPrompts)
     filter_zero_variance: bool = Field(False, description="Drop zero-variance groups from the loss normaliser.")
     prompts: int | None = Field(None, ge=1, description="Use at most this many training prompts.")
-    shared_prompt: Literal["auto", "on", "off"] = Field(
+    shared_prompt: SharedPromptMode = Field(
         "auto",
         description="Encode each prompt and its images once per group in the log-prob passes and transformers "
-        "generation (align/shared_prompt.py); auto falls back to TRL's path where unsupported, on stops instead.",
+        "generation, the pre-pass's included (align/shared_prompt.py); auto falls back to TRL's path where "
+        "unsupported, on stops instead.",
     )
-
-    @field_validator("shared_prompt", mode="before")
-    @classmethod
-    def _shared_on_off(cls, value):
-        return yaml_on_off(value)
 
     @model_validator(mode="after")
     def _check(self):
@@ -172,8 +169,9 @@ def grpo_rows(dataset, is_vlm: bool):
     return dataset
 
 
-def grpo_config(ctx: StageContext[Config]):
-    """TRL's GRPOConfig: the workbench's defaults, the recipe's rewards' weights and rollout engine, the stage's args."""
+def grpo_config(ctx: StageContext[Config], family):
+    """TRL's GRPOConfig: the workbench's defaults, the recipe's rewards' weights and rollout engine, ``model.thinking``
+    as the policy's ``family`` names it in its template (GRPO renders its own prompts), the stage's args."""
     from trl import GRPOConfig
 
     use_vllm = ctx.stage.args.get("use_vllm")
@@ -185,6 +183,9 @@ def grpo_config(ctx: StageContext[Config]):
         # TRL 1.16 gathers logged images only on ranks whose batch has images: a rank with a text-only batch (mixed
         # image/text data) skips that collective and the run hangs.
         defaults["log_multimodal"] = False
+    switch = chat_template_kwargs(family, ctx.recipe.model)
+    if switch:
+        defaults["chat_template_kwargs"] = switch
     return trl_config(GRPOConfig, ctx, defaults)
 
 
@@ -208,7 +209,7 @@ def run(ctx: StageContext[Config]) -> StageResult:
         raise StageError("the grpo stage needs at least one reward", "add a `rewards:` list to the recipe")
     dataset, selection = select_prompts(ctx, ctx.train_rows(stage.prompts))
     policy = load_policy(ctx)
-    args = grpo_config(ctx)
+    args = grpo_config(ctx, policy.family)
     rows = grpo_rows(dataset, policy.is_vlm)
     check_prompts(policy.model, policy.processor, rows, args.max_completion_length, f"stage '{stage.name}'")
     extras = trl_ext.GRPOExtras(extra_image_keys=policy.family.image_inputs,
@@ -252,8 +253,6 @@ STAGE = Stage(
     type="grpo",
     config=Config,
     run=run,
-    summary="GRPO with the recipe's rewards and weights; prompt selection by difficulty; zero-variance group "
-    "filtering; every rollout logged (trl.GRPOTrainer, vLLM rollouts)",
     launch_rules=launch_rules,
     rollout_server=True,
 )

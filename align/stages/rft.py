@@ -25,7 +25,7 @@ from pydantic import Field
 from align.distributed import main_only
 from align.errors import StageError
 from align.io import atomic_write_json, atomic_write_text
-from align.spec import StageSpec, Strict
+from align.spec import SharedPromptMode, StageSpec, Strict
 from align.stages.base import PassRates, Stage, StageContext, StageResult
 from align.stages.sft import train_sft
 from rollouts.scoring import RolloutRow, as_completions, sample_and_score
@@ -48,6 +48,11 @@ class Config(StageSpec):
     max_new_tokens: int = Field(48, ge=1, description="Generation budget per completion.")
     prompts: int | None = Field(None, ge=1, description="Sample from at most this many training prompts.")
     batch_prompts: int = Field(64, ge=1, description="Prompts per sampling batch (progress is shown per batch).")
+    shared_prompt: SharedPromptMode = Field(
+        "auto",
+        description="Transformers engine: prefill each prompt once for its samples (align/shared_prompt.py); auto "
+        "falls back to a prefill per sample where unsupported, on stops instead.",
+    )
     accept: Accept = Field(default_factory=Accept)
 
 
@@ -192,6 +197,4 @@ STAGE = Stage(
     config=Config,
     run=run,
     restore=restore,
-    summary="rejection sampling: sample k answers per prompt, keep those the rewards accept, fine-tune on them "
-    "(rollout engine + trl.SFTTrainer); sampling on rank 0, fine-tuning on every rank",
 )

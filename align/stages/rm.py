@@ -29,8 +29,7 @@ from align.console import TrainingProgress
 from align.data.preferences import policy_pairs, split_pairs
 from align.evaluate import builtin_metrics
 from align.io import append_jsonl, atomic_write_json
-from align.models import freeze_modules, model_family
-from align.models.families import check_stage
+from align.models import freeze_modules
 from align.resume import checkpoint_step, complete_checkpoints, cut_back, mark_complete
 from align.spec import RewardSpec, SampledEvalSpec, Strict
 from align.stages.base import Stage, StageContext, StageResult
@@ -92,7 +91,6 @@ def run(ctx: StageContext) -> StageResult:
     import torch
 
     stage = ctx.stage
-    check_stage(model_family(ctx.input_model, ctx.recipe.model), stage)
     pairs = preference_rows(ctx)
     sampled = sampled_pairs(ctx) if stage.policy_pairs.prompts else []
     held_out, train = split_pairs(pairs + sampled, stage.eval_fraction, ctx.recipe.seed)
@@ -252,6 +250,4 @@ STAGE = Stage(
     config=Config,
     run=run,
     multi_process=False,
-    summary="trains a vision reward model on preference pairs (V-RLHF); the policy passes through unchanged "
-    "(our Bradley-Terry loop)",
 )

@@ -81,5 +81,4 @@ STAGE = Stage(
     type="sft",
     config=Config,
     run=run,
-    summary="supervised fine-tuning, loss on the assistant's tokens only, full or LoRA (trl.SFTTrainer)",
 )

@@ -21,10 +21,10 @@ from pathlib import Path
 
 from align.io import atomic_dir
 from align.models.processors import images_only_processor
-from align.models.tiny import TinySpec, already_built, build_tokenizer
-from align.models.tiny import text_config as tiny_text_config
+from align.models.tiny.korean_vlm import TinySpec, already_built, build_tokenizer
+from align.models.tiny.korean_vlm import text_config as tiny_text_config
 
-REMOTE_CODE = Path(__file__).parent / "assets" / "kanana_v"
+REMOTE_CODE = Path(__file__).parent.parent / "assets" / "kanana_v"
 BUILDER_VERSION = 1
 # ids: <|end_of_text|> 0, <image> 1 (= end of text + 1, the media token), then the turn markers
 KANANA_TOKENS = ["<|end_of_text|>", "<image>", "<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>",

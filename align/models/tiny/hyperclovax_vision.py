@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from align.io import atomic_dir
-from align.models.tiny import CHAT_TOKENS, TinySpec, already_built, build_tokenizer
+from align.models.tiny.korean_vlm import CHAT_TOKENS, TinySpec, already_built, build_tokenizer
 
 IMAGE_TOKEN = "<|dummy3|>"
 VIDEO_TOKEN = "<|_unuse_missing_100270|>"

@@ -13,7 +13,7 @@ guards, the reasoning switch), not the models.
   hybrid sliding/full attention), turns ``<|role|>\n…<|endofturn|>``, images ``<vision><|image_pad|></vision>``;
   ``exaone_text`` builds EXAONE 4.0 (``Exaone4ForCausalLM``) alone, turns ``[|role|]\n…[|endofturn|]``. Every
   assistant turn opens a think block (empty unless reasoning is kept); ``enable_thinking`` opens ``<think>\n``.
-* ``varco_vision_2`` — VARCO-VISION-2.0 is ``build_varco_vision`` (``tiny_families.py``) with a Qwen3 LM.
+* ``varco_vision_2`` — VARCO-VISION-2.0 is ``build_varco_vision`` (``from_config.py``) with a Qwen3 LM.
 
 The templates are our reading of the published ones (the hub is unreachable here); docs/families.md says what
 differs.
@@ -21,9 +21,12 @@ differs.
 
 from __future__ import annotations
 
+import functools
+
 from align.models.processors import images_only_processor
-from align.models.tiny import CHAT_TOKENS, TinySpec, build_tokenizer
-from align.models.tiny import text_config as _text_config
+from align.models.tiny.from_config import dynamic_image_processor, dynamic_vision_config, write_from_config
+from align.models.tiny.korean_vlm import CHAT_TOKENS, TinySpec, build_tokenizer
+from align.models.tiny.korean_vlm import text_config as _text_config
 
 THINK = ["<think>", "</think>"]  # ordinary added tokens: decoding with skip_special_tokens keeps them
 
@@ -139,10 +142,6 @@ EXAONE_4_5_TOKENS = ["<|endoftext|>", "<|pad|>", "<|system|>", "<|user|>", "<|as
                      "<|endofturn|>", *_EXAONE_MEDIA]  # fmt: skip
 
 
-def _tiny_spec(spec: TinySpec | None) -> TinySpec:
-    return spec or TinySpec()
-
-
 def build_hyperclovax_think(spec: TinySpec):
     from transformers import HyperCLOVAXConfig, HyperCLOVAXForCausalLM
 
@@ -166,7 +165,6 @@ def build_hyperclovax_vision_v2(spec: TinySpec):
         HyperCLOVAXVisionV2Config,
         HyperCLOVAXVisionV2ForConditionalGeneration,
         HyperCLOVAXVisionV2Processor,
-        Qwen2VLImageProcessorPil,
     )
 
     tok = build_tokenizer(
@@ -179,26 +177,12 @@ def build_hyperclovax_vision_v2(spec: TinySpec):
         named={"video_token": "<|VIDEO_PAD|>"},
     )
     ids = tok.convert_tokens_to_ids
-    image_processor = Qwen2VLImageProcessorPil(
-        min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 16, patch_size=14, merge_size=2, temporal_patch_size=2
-    )
+    image_processor = dynamic_image_processor()
     processor = images_only_processor(
         HyperCLOVAXVisionV2Processor, image_processor=image_processor, tokenizer=tok, chat_template=HCX_V2_TEMPLATE
     )
     config = HyperCLOVAXVisionV2Config(
-        vision_config={
-            "model_type": "qwen2_5_vl",
-            "depth": 2,
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_heads": 1,
-            "patch_size": 14,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
-            "out_hidden_size": 64,
-            "window_size": 56,
-            "fullatt_block_indexes": [1],
-        },
+        vision_config=dynamic_vision_config(64, model_type="qwen2_5_vl"),
         text_config={
             "model_type": "hyperclovax",
             **_text_config(spec, tok),
@@ -251,32 +235,17 @@ def build_exaone_vision(spec: TinySpec):
         Exaone4_5_Config,
         Exaone4_5_ForConditionalGeneration,
         Exaone4_5_Processor,
-        Qwen2VLImageProcessorPil,
     )
 
     tok = _exaone_tokenizer(spec, "4.5")
     ids = tok.convert_tokens_to_ids
-    image_processor = Qwen2VLImageProcessorPil(
-        min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 16, patch_size=14, merge_size=2, temporal_patch_size=2
-    )
+    image_processor = dynamic_image_processor()
     processor = images_only_processor(
         Exaone4_5_Processor, image_processor=image_processor, tokenizer=tok, chat_template=EXAONE_4_5_TEMPLATE
     )
     config = Exaone4_5_Config(
         # EXAONE 4.5's vision encoder: grouped-query attention (2 heads, 1 key/value head)
-        vision_config={
-            "depth": 2,
-            "hidden_size": 128,
-            "intermediate_size": 128,
-            "num_heads": 2,
-            "num_key_value_heads": 1,
-            "patch_size": 14,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
-            "out_hidden_size": spec.text_hidden,
-            "window_size": 56,
-            "fullatt_block_indexes": [1],
-        },
+        vision_config=dynamic_vision_config(spec.text_hidden, hidden_size=128, num_heads=2, num_key_value_heads=1),
         text_config={"model_type": "exaone4", **_exaone_text(spec, tok)},
         image_token_id=ids("<|image_pad|>"),
         video_token_id=ids("<|video_pad|>"),
@@ -285,10 +254,8 @@ def build_exaone_vision(spec: TinySpec):
     return Exaone4_5_ForConditionalGeneration(config), processor, ["<|endofturn|>"]
 
 
-# name -> builder (TinySpec) -> (model, processor or tokenizer, stop tokens); built by tiny_families.build_from_config
-ARCHITECTURES_2026 = {
-    "hyperclovax_think": build_hyperclovax_think,
-    "hyperclovax_vision_v2": build_hyperclovax_vision_v2,
-    "exaone": build_exaone_vision,
-    "exaone_text": build_exaone_text,
-}
+# the registry's builders: (out_dir) -> out_dir
+hyperclovax_think = functools.partial(write_from_config, "hyperclovax_think", build_hyperclovax_think)
+hyperclovax_vision_v2 = functools.partial(write_from_config, "hyperclovax_vision_v2", build_hyperclovax_vision_v2)
+exaone = functools.partial(write_from_config, "exaone", build_exaone_vision)
+exaone_text = functools.partial(write_from_config, "exaone_text", build_exaone_text)

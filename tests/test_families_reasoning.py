@@ -1,6 +1,7 @@
-"""The Korean model families released since mid-2025 on tiny models of their real architectures (random weights):
-HyperCLOVAX-SEED-Think-14B (``hyperclovax_think``) and -32B (``hyperclovax_vision_v2``), EXAONE 4.0 / 4.5
-(``exaone``), Kanana-1.5-v (``kanana_v``, remote code) and VARCO-VISION-2.0 (``varco_vision``).
+"""The reasoning families, and the Korean families released with them since mid-2025, on tiny models of their real
+architectures (random weights): HyperCLOVAX-SEED-Think-14B (``hyperclovax_think``) and -32B
+(``hyperclovax_vision_v2``), EXAONE 4.0 / 4.5 (``exaone``), Kanana-1.5-v (``kanana_v``, remote code) and
+VARCO-VISION-2.0 (``varco_vision``). The first families: tests/test_families.py.
 
 Recognition (also from a ``"vlm"`` config), generation that stops at the family's stop tokens, the batch guards,
 the reasoning switch through each model's own template, the reasoning span found from the model's markers in the
@@ -51,7 +52,7 @@ def published_hcx_v2(tiny_dir, out) -> str:
 @pytest.fixture(scope="module")
 def tiny(align_cache):
     """Tiny models by name; HyperCLOVAX-SEED-Think-32B's in its published folder layout (``published_hcx_v2``)."""
-    from align.models.tiny_families import build_tiny_family
+    from align.models.tiny import build_tiny_family
 
     def build(name: str) -> str:
         path = str(build_tiny_family(name, align_cache / "models" / f"tiny-{name}"))
@@ -144,7 +145,7 @@ def test_guards_on_the_new_chat_formats(tiny, tmp_path):
     """The SFT batch guard with each new layout: HyperCLOVAX-Think's answer must train <|im_end|><|endofturn|>,
     EXAONE's prompt carries no loss, Kanana's placeholders match its images."""
     from align.models.guards import check_sft_batch
-    from align.models.tiny_families_2026 import HCX_THINK_TEMPLATE
+    from align.models.tiny.reasoning_families import HCX_THINK_TEMPLATE
 
     broken = copy_with_chat_template(tiny("hyperclovax_think"), tmp_path / "m",
                                      HCX_THINK_TEMPLATE.replace("<|im_end|><|endofturn|>", "<|im_end|>"))  # fmt: skip
@@ -241,7 +242,7 @@ def test_thinking_switch_follows_each_template(tiny):
     from trl import GRPOConfig
 
     from align.chat import chat_texts
-    from align.models import chat_template_kwargs, load_model_and_processor
+    from align.models import chat_template_kwargs, load_model_and_processor, model_family
 
     prompt = [[{"role": "user", "content": "3 더하기 4는?"}]]
     expected = {("hyperclovax_think", "on"): "<|im_start|>assistant/think\n",  # force_reasoning
@@ -254,12 +255,16 @@ def test_thinking_switch_follows_each_template(tiny):
     for (name, thinking), tail in expected.items():
         _, processor, _ = load_model_and_processor(tiny(name), spec(name, thinking=thinking), "float32")
         assert chat_texts(processor, prompt, None)[0].endswith(tail), (name, thinking)
-    # GRPO renders its own prompts: the switch goes to TRL's chat_template_kwargs
-    assert chat_template_kwargs(tiny("hyperclovax_think"), spec("x", thinking="on")) == {"force_reasoning": True}
-    assert chat_template_kwargs(tiny("exaone"), spec("x", thinking="off")) == {"enable_thinking": False}
-    assert chat_template_kwargs(tiny("exaone"), spec("x")) == {}
+
+    # GRPO renders its own prompts: the switch goes to TRL's chat_template_kwargs, as the policy's family names it
+    def switch(name, **kw):
+        return chat_template_kwargs(model_family(tiny(name)), spec("x", **kw))
+
+    assert switch("hyperclovax_think", thinking="on") == {"force_reasoning": True}
+    assert switch("exaone", thinking="off") == {"enable_thinking": False}
+    assert switch("exaone") == {}
     # HyperCLOVAX-SEED-Think-32B: the published template reads `thinking` (vLLM PR #42366); ours too
-    assert chat_template_kwargs(tiny("hyperclovax_vision_v2"), spec("x", thinking="off"))["thinking"] is False
+    assert switch("hyperclovax_vision_v2", thinking="off")["thinking"] is False
     _, processor, _ = load_model_and_processor(tiny("hyperclovax_vision_v2"), spec("x"), "float32")
     off = processor.apply_chat_template(prompt[0], tokenize=False, add_generation_prompt=True, thinking=False)
     assert off.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")

@@ -22,7 +22,7 @@ from align.data.synthetic import vocabulary_texts
 from align.io import atomic_dir
 
 BUILDER_VERSION = 1
-CORPUS = Path(__file__).parent / "assets" / "korean_corpus.txt"
+CORPUS = Path(__file__).parent.parent / "assets" / "korean_corpus.txt"
 
 # Special tokens. The first block is the HyperCLOVAX chat format, the second the Idefics3 image markup,
 # the third VARCO-VISION's grounding markup (added as single tokens so boxes tokenize compactly).
@@ -98,7 +98,7 @@ def build_tokenizer(
     named: dict[str, str] | None = None,
 ):
     """A byte-level BPE tokenizer trained on the Korean corpus. The defaults give the embedded model's tokenizer;
-    the tiny models of other families (``align/models/tiny_families.py``) pass their own special tokens and chat
+    the tiny models of other families (``align/models/tiny/``) pass their own special tokens and chat
     template. ``specials[:2]`` are plain special tokens (end of text, padding); the rest are marked additional.
     ``named``: more named special tokens (``{"video_token": "<|VIDEO_PAD|>"}``), as processors look them up."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -222,6 +222,11 @@ def build_tiny(out_dir: str | Path, spec: TinySpec | None = None, force: bool = 
         processor.save_pretrained(tmp)
         (tmp / "tiny_spec.json").write_text(json.dumps(stamp, indent=2))
     return out_dir
+
+
+def build_tiny_lm(out_dir: str | Path) -> Path:
+    """``tiny-korean-lm``: the embedded VLM's language model alone (a LlamaForCausalLM)."""
+    return build_tiny(out_dir, TinySpec(text_only=True))
 
 
 # Qwen2-VL / Qwen2.5-VL chat layout: a default system turn, images as <|vision_start|><|image_pad|><|vision_end|>

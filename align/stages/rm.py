@@ -31,7 +31,7 @@ from align.evaluate import builtin_metrics
 from align.io import append_jsonl, atomic_write_json
 from align.models import freeze_modules
 from align.resume import checkpoint_step, complete_checkpoints, cut_back, mark_complete
-from align.spec import RewardSpec, SampledEvalSpec, Strict
+from align.spec import RewardSpec, SampledEvalSpec, SharedPromptMode, Strict
 from align.stages.base import Stage, StageContext, StageResult
 from align.stages.preference import PreferenceStage, preference_rows
 from align.training import lora_config, stage_lora
@@ -61,6 +61,8 @@ class Config(PreferenceStage):
     logging_steps: int = Field(10, ge=1)
     save_steps: int = Field(50, ge=1, description="Checkpoint every N steps (the last two kept); --resume uses them.")
     freeze: list[str] | None = Field(["vision_tower"], description="Frozen module roles or name fragments.")
+    shared_prompt: SharedPromptMode = Field("auto", description="Sampling the policy for policy_pairs (transformers "
+                                            "engine): prefill each prompt once for its samples (align/shared_prompt.py).")  # fmt: skip
     policy_pairs: PolicyPairs = Field(default_factory=PolicyPairs, description="On-policy pairs: the input policy's "
                                       "samples on the stage's rows, ranked by a judge reward (RLHF's labelling).")  # fmt: skip
 

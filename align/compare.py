@@ -168,7 +168,8 @@ def hacking_watch(cps: list[Checkpoint], drop: float = 0.02, longer: float = 1.5
     """Per checkpoint: verifiable accuracy next to the hedge rate (answers that commit to several candidates), the
     learned reward and the answer length, with a note where, from the previous checkpoint, the hedge rate rose by more
     than ``drop`` (a policy learning to list candidates: its reward pays for them), or the learned reward rose while
-    accuracy fell by more than ``drop`` or answers grew ``longer``× (a policy gaming its reward model). Empty when no
+    accuracy (or a description's attribute F1) fell by more than ``drop``, repetition rose by more than ``drop`` or
+    answers grew ``longer``× (a policy gaming its reward model). Empty when no
     checkpoint has a learned reward or a hedge rate."""
     if not any(cp.metrics.get(LEARNED) is not None or cp.metrics.get(HEDGE) is not None for cp in cps):
         return []
@@ -177,7 +178,8 @@ def hacking_watch(cps: list[Checkpoint], drop: float = 0.02, longer: float = 1.5
         m = cp.metrics
         row = {"checkpoint": cp.label, "learned": m.get(LEARNED), "accuracy": m.get("accuracy"),
                "sampled_accuracy": m.get("sampled/accuracy"), "hedge": m.get(HEDGE),
-               "sampled_hedge": m.get("sampled/" + HEDGE), "tokens": m.get("completion_tokens"), "note": ""}  # fmt: skip
+               "sampled_hedge": m.get("sampled/" + HEDGE), "tokens": m.get("completion_tokens"), "note": "",
+               "describe_f1": m.get("describe_f1"), "repetition_rate": m.get("repetition_rate")}  # fmt: skip
         notes = []
         if prev:
             for key in ("hedge", "sampled_hedge"):
@@ -187,9 +189,12 @@ def hacking_watch(cps: list[Checkpoint], drop: float = 0.02, longer: float = 1.5
                 notes[-1] += ": the policy lists candidates; audit its rewards (`align rewards audit`)"
         if prev and None not in (row["learned"], prev["learned"]) and row["learned"] > prev["learned"]:
             gamed = []
-            for key in ("accuracy", "sampled_accuracy"):
+            for key in ("accuracy", "sampled_accuracy", "describe_f1"):  # describe_f1: descriptions' attribute F1
                 if None not in (row[key], prev[key]) and row[key] < prev[key] - drop:
                     gamed.append(f"{key.replace('_', ' ')} fell {prev[key]:.3f}→{row[key]:.3f}")
+            key = "repetition_rate"
+            if None not in (row[key], prev[key]) and row[key] > prev[key] + drop:
+                gamed.append(f"repetition rose {prev[key]:.3f}→{row[key]:.3f}")
             if None not in (row["tokens"], prev["tokens"]) and row["tokens"] > longer * max(prev["tokens"], 1e-9):
                 gamed.append(f"answers {row['tokens'] / max(prev['tokens'], 1e-9):.1f}× longer")
             if gamed:

@@ -192,6 +192,14 @@ def test_reward_hacking_watch_flags_a_gamed_reward_model(tmp_path):
     assert "## Reward hacking watch" in md and "possible reward hacking" in md
     (tmp_path / "base" / "eval.json").write_text(json.dumps({"accuracy": 0.1}))
     assert hacking_watch(compare([tmp_path / "base"], out=tmp_path)) == []  # no learned reward: no section
+    # descriptions (no accuracy): F1 and repetition, as the gamed describe run of main e8215d7 measured them
+    gamed = {"sft": {"describe_f1": 0.297, "repetition_rate": 0.010, "reward_model": 0.546, "completion_tokens": 23.5},
+             "grpo": {"describe_f1": 0.245, "repetition_rate": 0.117, "reward_model": 1.016, "completion_tokens": 29.9}}  # fmt: skip
+    for name, metrics in gamed.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "eval.json").write_text(json.dumps(metrics))
+    note = hacking_watch(compare([tmp_path / n for n in gamed], out=tmp_path))[1]["note"]
+    assert "describe f1 fell 0.297→0.245" in note and "repetition rose 0.010→0.117" in note, note
 
 
 # --- adapters for published multimodal reward models, on tiny models of the same layout ---------------------------
@@ -417,6 +425,36 @@ def test_describe_pairs_carry_one_controlled_error():
     assert "missing_object" not in kinds and "invented_object" in kinds  # a lone group cannot go missing
 
 
+def test_policy_pairs_rank_the_policys_own_samples_by_the_judge():
+    """On-policy pairs (the rm stage's ``policy_pairs``): an image's samples ranked by the judge (ground-truth F1 of
+    descriptions a model wrote), best against worst, second against second-worst, only when far enough apart; the
+    held-out split keeps every pair of an image on one side."""
+    from align.data.preferences import policy_pairs, split_pairs
+    from rewards.describe import describe_f1
+
+    scene = json.dumps(SCENE)
+    texts = {
+        "a": ["왼쪽에 빨간 원 두 개가 있고, 오른쪽에는 파란색 삼각형 하나가 있습니다.",  # all right
+              "도형이 모두 3개 있어요. 빨간 원 두 개가 왼쪽에 있어요. 빨간 원 두 개가 가운데에 있어요.",  # a hack
+              "왼쪽에 초록색 사각형 세 개가 있어요.",  # all wrong
+              "왼쪽에 빨간 원 두 개가 있고, 오른쪽에는 파란색 삼각형 하나가 있습니다.",  # a repeat
+              "그림에는 빨간색 동그라미 2개와 노란 세모 하나가 있습니다."],  # part right
+        "b": ["왼쪽에 빨간 원 두 개가 있어요.", "왼쪽에 빨간 원 2개가 있습니다."],  # equally good: no pair
+    }  # fmt: skip
+    samples = []
+    for pid, group in texts.items():
+        f1 = describe_f1(None, group, scene=[scene] * len(group))
+        samples += [{"prompt_id": pid, "completion": t, "rewards": {"describe_f1": v}} for t, v in zip(group, f1)]
+    pairs = policy_pairs(samples, "describe_f1", min_gap=0.05, per_prompt=3)  # F1 1.0 / 0.71 / 0.62 / 0
+    assert [(p["chosen"], p["rejected"]) for p in pairs] == [(texts["a"][0], texts["a"][2]),
+                                                              (texts["a"][4], texts["a"][1])]  # fmt: skip
+    assert all(p["id"] == "a" and p["gap"] >= 0.05 for p in pairs)
+    assert len(policy_pairs(samples, "describe_f1", min_gap=0.2, per_prompt=3)) == 1  # 0.71 vs 0.62: too close
+    rows = [{"id": f"img{i // 3}", "n": i} for i in range(30)]  # three pairs per image
+    held, train = split_pairs(rows, 0.2, seed=3)
+    assert len(held) == 6 and len(train) == 24 and not {r["id"] for r in held} & {r["id"] for r in train}
+
+
 SCENE = {"objects": [{"shape": "원", "color": "빨간색", "count": 2, "position": "왼쪽"},
                      {"shape": "삼각형", "color": "파란색", "count": 1, "position": "오른쪽"}]}  # fmt: skip
 
@@ -512,6 +550,7 @@ stages:
     epochs: 1
     batch_size: 16
     eval_fraction: 0.25
+    policy_pairs: {{prompts: 8, samples: 2, max_new_tokens: 12, min_gap: 0.01}}
   - type: grpo
     rows: [80, 96]
     rewards: [{{name: reward_model, args: {{path: stage:rm, normalize: true}}}}]
@@ -537,9 +576,14 @@ def test_describe_pipeline_produces_the_measures(tmp_path, tiny_model):
         assert 0 <= metrics["describe_f1"] <= 1 and metrics["description_words"] > 0
     assert "reward_model" in evals["sft"] and "reward_model" in evals["grpo"]  # the policy scored by the learned RM
     summary = json.loads((run / "rm" / "summary.json").read_text())
-    assert summary["held_out"]["pairs"] == 12 and all(
-        k.startswith("describe/") for k in summary["held_out"]["per_task"]
-    )
+    # the policy's own descriptions of 8 rm images, 2 each, judged by F1; pairs where the two differ
+    from align.data.preferences import policy_pairs
+
+    sampled = read_jsonl(run / "rm" / "policy_samples.jsonl")
+    assert len(sampled) == 16 and all(0 <= r["rewards"]["describe_f1"] <= 1 for r in sampled)
+    assert summary["policy_pairs"] == len(policy_pairs(sampled, "describe_f1", 0.01, 2))
+    held = summary["held_out"]
+    assert held["pairs"] >= 12 and all(k.startswith("describe/") for k in held["per_task"])
     rollouts = read_jsonl(run / "grpo" / "rollouts.jsonl")
     assert len(rollouts) == 8 and all(r["rewards"]["reward_model"] is not None for r in rollouts)
     f1_rollouts = read_jsonl(run / "grpo_f1" / "rollouts.jsonl")
@@ -552,3 +596,46 @@ def test_describe_pipeline_produces_the_measures(tmp_path, tiny_model):
     assert '<img src="data:image/png;base64,' in card
     assert all(f'<td class="who">{s}</td>' in card for s in ("base", "sft", "grpo", "grpo_f1"))
     assert card.index("describe_f1") < card.index("cider_d")  # the lead score of a description
+
+
+def paired_difference(run, a: str, b: str, key: str = "describe_f1") -> tuple[float, float]:
+    """Mean and standard error of checkpoint b's score minus a's over the same held-out rows (eval_samples.jsonl)."""
+    scores = [{r["id"]: r["scores"][key] for r in read_jsonl(run / s / "eval_samples.jsonl")} for s in (a, b)]
+    diffs = [scores[1][i] - v for i, v in scores[0].items()]
+    mean = sum(diffs) / len(diffs)
+    var = sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)
+    return mean, (var / len(diffs)) ** 0.5
+
+
+def check_vrlhf_demo(run) -> None:
+    """What the V-RLHF demo's run showed (docs/vrlhf.md): the reward model learns its pairs, and GRPO with it as the
+    only reward no longer games it — held-out F1 does not fall (it fell 0.297 -> 0.245, 4.1 SE, before the policy's
+    own descriptions were in the pairs), repetition does not rise, answers stay under 1.5x longer. The issue's target
+    (F1 +0.05 at 3 SE) is not asserted: not reached here, not even by ground-truth F1 as the reward."""
+    rm = json.loads((run / "rm" / "summary.json").read_text())
+    assert rm["held_out"]["pairwise_accuracy"] >= rm["before_training"]["pairwise_accuracy"] + 0.1, rm
+    assert rm["policy_pairs"] > 300 and "describe/policy" in rm["held_out"]["per_task"], rm
+    ev = {s: json.loads((run / s / "eval.json").read_text()) for s in ("sft", "grpo")}
+    assert ev["grpo"]["reward_model"] > ev["sft"]["reward_model"]  # GRPO optimised the learned reward
+    mean, se = paired_difference(run, "sft", "grpo")
+    assert mean > -2 * se, (mean, se)
+    assert ev["grpo"]["repetition_rate"] <= ev["sft"]["repetition_rate"] + 0.02, ev
+    assert ev["grpo"]["description_words"] <= 1.5 * ev["sft"]["description_words"], ev
+
+
+@pytest.mark.slow
+def test_vrlhf_demo_end_to_end(tmp_path, align_cache):
+    """recipes/quickstart_vrlhf.yaml as a user runs it (about 15 CPU-minutes: SFT, rm, GRPO, four evaluations)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = {**os.environ, "ALIGN_CACHE": str(align_cache)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "align.cli", "run", str(ROOT / "recipes/quickstart_vrlhf.yaml"), f"output_dir={tmp_path}"],
+        capture_output=True, check=False, text=True, env=env, cwd=tmp_path, timeout=3600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    check_vrlhf_demo((tmp_path / "quickstart_vrlhf" / "latest").resolve())

@@ -13,9 +13,11 @@ the chosen answer as a sentence, "도형이 3개 있습니다."; GRPO with that 
 into that sentence form and OCR accuracy fell from 0.21 to 0.)
 
 Describe pairs (the ``describe`` task, open-ended descriptions no rule scores for the policy): the chosen answer is a
-fresh natural description of the row's scene (``scene`` column), the rejected one the same template and word forms
-with one controlled error (``ERRORS``): a wrong colour, a wrong count, a wrong position, a missing group, an invented
-group, a sentence repeated, or padding sentences that add nothing (excessive length). The pair's ``error`` names it
+fresh natural description of the row's scene (``scene`` column), the rejected one a description of the scene with
+one controlled error (``ERRORS``): a wrong colour, a wrong count, a wrong position, a missing group, an invented
+group, a group said twice (in an empty column: what a policy gaming a reward model wrote), a sentence repeated, or
+padding sentences that add nothing (excessive length). Half the content errors come in another template and word forms
+than the chosen description, so that the wording alone does not separate them. The pair's ``error`` names it
 (the ``rm`` stage reports held-out accuracy per error).
 """
 
@@ -57,8 +59,8 @@ def chosen_and_rejected(task: str, answer: str, rng: random.Random) -> tuple[str
     return None
 
 
-ERRORS = ("wrong_color", "wrong_count", "wrong_position", "missing_object", "invented_object", "repetition",
-          "excessive_length")  # fmt: skip
+ERRORS = ("wrong_color", "wrong_count", "wrong_position", "missing_object", "invented_object", "duplicated_object",
+          "repetition", "excessive_length")  # fmt: skip
 PADDING = ("배경은 흰색입니다.", "도형들은 서로 겹치지 않습니다.", "전체적으로 단순하고 깔끔한 그림입니다.",
            "각 도형은 선명한 색으로 칠해져 있습니다.", "도형들의 크기는 모두 비슷합니다.",
            "그림에는 글자나 숫자가 없습니다.", "더 궁금한 점이 있으면 말씀해 주세요.",
@@ -71,7 +73,8 @@ def describe_pair(objects: list[dict], rng: random.Random) -> tuple[str, str, st
     chosen = describe_text(objects, random.Random(style))
     shapes, colors = {o["shape"] for o in objects}, {o["color"] for o in objects}
     errors = [e for e in ERRORS if not (e == "missing_object" and len(objects) < 2)
-              and not (e == "invented_object" and len(shapes) == len(SHAPE_NAMES))]  # fmt: skip
+              and not (e == "invented_object" and len(shapes) == len(SHAPE_NAMES))
+              and not (e == "duplicated_object" and len(objects) == len(POSITIONS))]  # fmt: skip
     error = rng.choice(errors)
     if error in ("repetition", "excessive_length"):
         sep = "\n" if "\n" in chosen else " "  # after a markdown list: on lines of their own
@@ -89,13 +92,18 @@ def describe_pair(objects: list[dict], rng: random.Random) -> tuple[str, str, st
         wrong[i]["position"] = rng.choice([p for p in POSITIONS if p != wrong[i]["position"]])
     elif error == "missing_object":
         del wrong[i]
+    elif error == "duplicated_object":  # a group said again in an empty column (a policy gaming an early RM did so)
+        free = [p for p in POSITIONS if p not in {o["position"] for o in objects}]
+        wrong.append({**wrong[i], "position": rng.choice(free)})
+        wrong.sort(key=lambda o: POSITIONS.index(o["position"]))
     else:  # invented_object
         used = {o["position"] for o in objects}
         free = [p for p in POSITIONS if p not in used] or list(POSITIONS)
         wrong.append({"shape": rng.choice([s for s in SHAPE_NAMES.values() if s not in shapes]),
                       "color": rng.choice([c for c in COLORS if c not in colors]), "count": rng.randint(1, 3),
                       "position": rng.choice(free)})  # fmt: skip
-    return chosen, describe_text(wrong, random.Random(style)), error
+    # half the time in another template and word forms: wording alone must not tell chosen from rejected
+    return chosen, describe_text(wrong, random.Random(style if rng.random() < 0.5 else rng.random())), error
 
 
 def synthetic_pairs(rows, seed: int = 0) -> list[dict]:
@@ -115,12 +123,33 @@ def synthetic_pairs(rows, seed: int = 0) -> list[dict]:
     return out
 
 
+def policy_pairs(samples: list[dict], judge: str, min_gap: float, per_prompt: int) -> list[dict]:
+    """Preference pairs from a policy's own samples (rollout rows: ``prompt_id``, ``completion``, ``rewards``), ranked
+    by the ``judge`` reward, as annotators rank a model's answers in RLHF: a prompt's best sample against its worst,
+    the second best against the second worst, … (at most ``per_prompt`` pairs), each pair at least ``min_gap`` apart.
+    Returns ``{"id", "chosen", "rejected", "gap"}`` rows; repeated samples count once."""
+    by_prompt: dict[str, dict[str, float]] = {}
+    for s in samples:
+        value = s["rewards"].get(judge)
+        if value is not None:
+            by_prompt.setdefault(s["prompt_id"], {}).setdefault(s["completion"], value)
+    out = []
+    for pid, scored in by_prompt.items():
+        ranked = sorted(scored.items(), key=lambda kv: -kv[1])
+        for i in range(min(per_prompt, len(ranked) // 2)):
+            (good, a), (bad, b) = ranked[i], ranked[-1 - i]
+            if a - b >= min_gap:
+                out.append({"id": pid, "chosen": good, "rejected": bad, "gap": a - b})
+    return out
+
+
 def split_pairs(pairs: list[dict], eval_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
-    """(held-out, training) pairs after a seeded shuffle."""
-    pairs = list(pairs)
-    random.Random(seed).shuffle(pairs)
-    n_eval = max(1, int(len(pairs) * eval_fraction))
-    return pairs[:n_eval], pairs[n_eval:]
+    """(held-out, training) pairs: a seeded share of the images (pair ``id``s) held out with all their pairs, so no
+    held-out image was seen in training."""
+    ids = list(dict.fromkeys(p.get("id") for p in pairs))
+    random.Random(seed).shuffle(ids)
+    held = set(ids[: max(1, int(len(ids) * eval_fraction))])
+    return [p for p in pairs if p.get("id") in held], [p for p in pairs if p.get("id") not in held]
 
 
 def _records(source: str | Path) -> tuple[list[dict], str]:

@@ -26,16 +26,29 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from align.console import TrainingProgress
-from align.data.preferences import split_pairs
+from align.data.preferences import policy_pairs, split_pairs
 from align.evaluate import builtin_metrics
 from align.io import append_jsonl, atomic_write_json
 from align.models import freeze_modules
 from align.resume import checkpoint_step, complete_checkpoints, cut_back, mark_complete
-from align.spec import RewardSpec, SampledEvalSpec
+from align.spec import RewardSpec, SampledEvalSpec, SharedPromptMode, Strict
 from align.stages.base import Stage, StageContext, StageResult
 from align.stages.preference import PreferenceStage, preference_rows
 from align.training import lora_config, stage_lora
 from rewards.reward_model import ScalarRewardModel
+
+
+class PolicyPairs(Strict):
+    """Pairs from the input policy's own samples, ranked by a judge (the labeller), next to the stage's pairs."""
+
+    prompts: int = Field(0, ge=0, description="Images of the stage's rows the policy is sampled on (0: none).")
+    samples: int = Field(4, ge=2, description="Descriptions sampled per image.")
+    judge: str = Field("describe_f1", description="Reward that ranks an image's samples: the labeller (describe_f1 "
+                       "reads the row's ground truth, as an annotator would judge the descriptions).")  # fmt: skip
+    min_gap: float = Field(0.2, gt=0, description="Pair two samples only when their judge scores differ this much.")
+    per_prompt: int = Field(2, ge=1, description="At most this many pairs per image (best vs worst, 2nd vs 2nd-worst).")
+    temperature: float = Field(1.0, gt=0)
+    max_new_tokens: int = Field(64, ge=1)
 
 
 class Config(PreferenceStage):
@@ -48,6 +61,10 @@ class Config(PreferenceStage):
     logging_steps: int = Field(10, ge=1)
     save_steps: int = Field(50, ge=1, description="Checkpoint every N steps (the last two kept); --resume uses them.")
     freeze: list[str] | None = Field(["vision_tower"], description="Frozen module roles or name fragments.")
+    shared_prompt: SharedPromptMode = Field("auto", description="Sampling the policy for policy_pairs (transformers "
+                                            "engine): prefill each prompt once for its samples (align/shared_prompt.py).")  # fmt: skip
+    policy_pairs: PolicyPairs = Field(default_factory=PolicyPairs, description="On-policy pairs: the input policy's "
+                                      "samples on the stage's rows, ranked by a judge reward (RLHF's labelling).")  # fmt: skip
 
     @model_validator(mode="after")
     def _no_args(self):
@@ -76,7 +93,9 @@ def run(ctx: StageContext) -> StageResult:
     import torch
 
     stage = ctx.stage
-    held_out, train = split_pairs(preference_rows(ctx), stage.eval_fraction, ctx.recipe.seed)
+    pairs = preference_rows(ctx)
+    sampled = sampled_pairs(ctx) if stage.policy_pairs.prompts else []
+    held_out, train = split_pairs(pairs + sampled, stage.eval_fraction, ctx.recipe.seed)
     torch.manual_seed(ctx.recipe.seed)
     model = ScalarRewardModel.from_backbone(
         ctx.input_model, ctx.recipe.model, dtype="float32" if not ctx.on_gpu else None
@@ -136,7 +155,8 @@ def run(ctx: StageContext) -> StageResult:
     std = (sum((s - mean) ** 2 for s in all_scores) / len(all_scores)) ** 0.5
     out = ctx.stage_dir / "model"
     model.save(out, {"score_stats": {"mean": mean, "std": std}, "trained_from": ctx.input_model})
-    summary = {"held_out": after, "before_training": before, "train_pairs": len(train), "steps": steps,
+    summary = {"held_out": after, "before_training": before, "train_pairs": len(train), "policy_pairs": len(sampled),
+               "steps": steps,
                "seconds": round(time.time() - started, 1), "model": str(out)}  # fmt: skip
     atomic_write_json(ctx.stage_dir / "summary.json", summary)
     ctx.log(f"held-out pairwise accuracy {after['pairwise_accuracy']:.3f} (before {before['pairwise_accuracy']:.3f}); "
@@ -146,6 +166,30 @@ def run(ctx: StageContext) -> StageResult:
         result.input_metrics = summary["policy_scores"] = score_policy(ctx, out)
         atomic_write_json(ctx.stage_dir / "summary.json", summary)
     return result
+
+
+def sampled_pairs(ctx: StageContext) -> list[dict]:
+    """Sample the input policy on the first ``policy_pairs.prompts`` rows of the stage and pair its descriptions by
+    the judge's ranking (``policy_pairs`` in align/data/preferences.py); every sample goes to
+    ``policy_samples.jsonl``. The pairs carry ``error: policy`` (their held-out accuracy is reported apart)."""
+    from rollouts.scoring import sample_and_score
+
+    cfg = ctx.stage.policy_pairs
+    rows = ctx.train_rows(cfg.prompts)
+    log = ctx.stage_dir / "policy_samples.jsonl"
+    log.unlink(missing_ok=True)
+    samples, _ = sample_and_score(ctx, rows, cfg.samples, cfg.temperature, cfg.max_new_tokens, log_path=log,
+                                  extra_rewards=[cfg.judge])  # fmt: skip
+    by_id = {r["id"]: r for r in rows}
+    pairs = []
+    for p in policy_pairs(samples, cfg.judge, cfg.min_gap, cfg.per_prompt):
+        row = by_id[p["id"]]
+        pairs.append({"id": p["id"], "task": row["task"], "prompt": row["prompt"], "images": row["images"],
+                      "chosen": p["chosen"], "rejected": p["rejected"], "error": "policy"})  # fmt: skip
+    judged = [s["rewards"][cfg.judge] for s in samples if s["rewards"].get(cfg.judge) is not None]
+    ctx.log(f"policy pairs: {len(pairs)} from {len(rows)} images × {cfg.samples} samples ranked by {cfg.judge} "
+            f"(its mean over the samples {sum(judged) / max(1, len(judged)):.3f})")  # fmt: skip
+    return pairs
 
 
 def _save_checkpoint(ctx, step: int, model, optimizer, scheduler, order) -> None:

@@ -14,8 +14,20 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # one of ./launch.sh test's worker pr
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # CLI runs it starts (they inherit this)
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "demo: a demo recipe run end to end (20 min or more); only with ALIGN_DEMO_TESTS=1"
+    )
+
+
 def pytest_collection_modifyitems(config, items):
-    """The end-to-end runs of several minutes first, so that the other worker takes the rest meanwhile."""
+    """The end-to-end runs of several minutes first, so that the other worker takes the rest meanwhile. The demo
+    recipes' own runs (marker ``demo``, 20 minutes and more on 2 cores) only with ALIGN_DEMO_TESTS=1."""
+    if os.environ.get("ALIGN_DEMO_TESTS") != "1":
+        demos = [item for item in items if item.get_closest_marker("demo")]
+        if demos:
+            config.hook.pytest_deselected(items=demos)
+            items[:] = [item for item in items if not item.get_closest_marker("demo")]
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 

@@ -624,6 +624,7 @@ def check_vrlhf_demo(run) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.demo  # 1,207 s on one thread: not in the default run (ALIGN_DEMO_TESTS=1 runs it)
 def test_vrlhf_demo_end_to_end(tmp_path, align_cache):
     """recipes/quickstart_vrlhf.yaml as a user runs it (about 15 CPU-minutes: SFT, rm, GRPO, four evaluations)."""
     import os

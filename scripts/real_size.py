@@ -91,7 +91,10 @@ def cut_layers(config: dict, layers: int, vision_layers: int) -> dict:
         config["num_hidden_layers"] = layers
     for holder in (config, text):
         if isinstance(holder.get("layer_types"), list):
-            holder["layer_types"] = holder["layer_types"][:layers]
+            kinds = holder["layer_types"]
+            holder["layer_types"] = kinds[:layers]
+            if "full_attention" in kinds and "full_attention" not in kinds[:layers]:  # EXAONE's 3:1 pattern
+                holder["layer_types"][-1] = "full_attention"  # the last kept layer attends globally
         if "max_window_layers" in holder:
             holder["max_window_layers"] = min(holder["max_window_layers"], layers)
     vision = config.get("vision_config")
@@ -408,10 +411,9 @@ def grpo_worker(args) -> dict:
 
     import rewards as registry
     from align.models import freeze_modules, load_model_and_processor
-    from align.shared_prompt import SharedPrompt
     from align.stages.grpo import GRPO_DEFAULTS, grpo_rows
     from align.training import lora_config
-    from align.trl_extensions import grpo_trainer_class
+    from align.trl_extensions import GRPOExtras, SharedPrompt, grpo_trainer_class
 
     model, processor, family = load_model_and_processor(args.model, None, args.dtype)
     freeze = ["vision_tower"] if family.vision else []
@@ -426,15 +428,15 @@ def grpo_worker(args) -> dict:
                            # LoRA dropout would keep `auto` on TRL's path (docs/grpo_speed.md: Dropout)
                            "disable_dropout": True})  # fmt: skip
     clock = StepClock()
+    extras = GRPOExtras(extra_image_keys=family.image_inputs,
+                        shared_prompt=SharedPrompt("auto" if args.variant == "shared" else "off"))  # fmt: skip
     trainer = grpo_trainer_class()(model=model, reward_funcs=rewards, args=config, train_dataset=data,
                                    processing_class=processor, peft_config=lora_config(lora_spec(), freeze),
-                                   callbacks=[clock.callback])  # fmt: skip
-    trainer.extra_image_keys = family.image_inputs
-    trainer.shared_prompt = SharedPrompt("auto" if args.variant == "shared" else "off")
-    note = trainer.shared_prompt.setup(trainer, family.image_inputs)
+                                   callbacks=[clock.callback], extras=extras)  # fmt: skip
+    note = extras.shared_prompt.describe()
     torch.manual_seed(0)
     trainer.train()
-    return {"steps": clock.steps, "shared_prompt": trainer.shared_prompt.summary(), "setup": note}
+    return {"steps": clock.steps, "shared_prompt": extras.shared_prompt.summary(), "setup": note}
 
 
 WORKERS = {"gen": gen_worker, "sft": sft_worker, "grpo": grpo_worker}

@@ -51,7 +51,7 @@ IMAGES = "640x480,1280x720,1920x1080,1240x3508"
 # the tiny test model each family's folder starts from (its template, tokens and processor class)
 TINY = {"hyperclovax_vision": "hyperclovax_vision", "hyperclovax_text": "hyperclovax_text", "qwen2_5_vl": "qwen2_5_vl",
         "varco_vision": "varco_vision_2", "kanana_v": "kanana_v", "exaone": "exaone",
-        "hyperclovax_vision_v2": "hyperclovax_vision_v2"}  # fmt: skip
+        "hyperclovax_vision_v2": "hyperclovax_vision_v2", "aiku_vlm": "aiku_vlm"}  # fmt: skip
 # processor files taken as published (file name in tests/assets/published/<family>/ -> processor_config.json dropped)
 PUBLISHED_PROCESSOR = {"hyperclovax_vision": "first/preprocessor_config.json", "qwen2_5_vl": "preprocessor_config.json",
                        "hyperclovax_vision_v2": "preprocessor_config.json"}  # fmt: skip
@@ -71,7 +71,11 @@ def published_config(family: str) -> dict:
     path = PUBLISHED / family / "config.json"
     if not path.exists():
         raise SystemExit(f"no published config for {family!r}: {path} (families: {', '.join(sorted(TINY))})")
-    return json.loads(path.read_text())
+    config = json.loads(path.read_text())
+    if "text_config_from" in config:  # a composition (AIKU-style): its language part is another family's config
+        text = published_config(config.pop("text_config_from"))
+        config["text_config"] = {k: v for k, v in text.items() if not k.startswith("_")}
+    return config
 
 
 def text_part(config: dict) -> dict:
@@ -145,6 +149,11 @@ def set_processor(family: str, folder: Path) -> None:
     if family in PROCESSOR:
         pixels = PROCESSOR[family]
         image.update(pixels, size={"shortest_edge": pixels["min_pixels"], "longest_edge": pixels["max_pixels"]})
+    elif family == "aiku_vlm":  # CLIP-336's published settings; one image token per pooled N×N patch window
+        cfg = json.loads((folder / "config.json").read_text())
+        side = cfg["vision_config"]["image_size"]
+        image.update(size={"shortest_edge": side}, crop_size={"height": side, "width": side})
+        proc["patch_size"] = cfg["vision_config"]["patch_size"] * cfg["pool"]
     elif family == "varco_vision":
         cfg = json.loads((folder / "config.json").read_text())
         side, patch = cfg["vision_config"]["image_size"], cfg["vision_config"]["patch_size"]
@@ -173,6 +182,11 @@ def prepare_files(family: str, layers: int, vision_layers: int, tmp: Path) -> Pa
         # config cannot standardise it (it has no max_position_embeddings): the text config's copy is the one used
         del config["rope_scaling"]
     config = {k: v for k, v in config.items() if not k.startswith("_")}  # our notes, not the model's
+    if family == "aiku_vlm":  # the connector's settings and token ids are the composition's (the tiny one's)
+        tiny_config = json.loads((Path(tiny) / "config.json").read_text())
+        config = {**{k: v for k, v in tiny_config.items() if k not in config}, **config}
+        vision = config["vision_config"]
+        config["image_seq_length"] = (vision["image_size"] // vision["patch_size"] // config["pool"]) ** 2
     if family == "kanana_v":  # the remote code the tiny folder carries
         config["auto_map"] = json.loads((Path(tiny) / "config.json").read_text())["auto_map"]
     text_part(config)["vocab_size"] = vocab
@@ -217,6 +231,14 @@ def build(family: str, layers: int, vision_layers: int, dtype: str) -> Path:
 
 
 # ------------------------------------------------------------------ measurements (each part in its own process)
+
+
+def model_spec(family: str):
+    """The recipe's ``model:`` block a user would write for ``family`` (remote code trusted where the family has it)."""
+    from align.models.families import FAMILIES
+    from align.recipe import ModelSpec
+
+    return ModelSpec(trust_remote_code=FAMILIES[family].remote_code)
 
 
 def vm(field: str) -> float:
@@ -283,7 +305,7 @@ def gen_worker(args) -> dict:
     from rollouts.base import Sampling
     from rollouts.hf import HFEngine
 
-    model, processor, family = load_model_and_processor(args.model, None, args.dtype)
+    model, processor, family = load_model_and_processor(args.model, model_spec(args.family), args.dtype)
     model.eval()
     engine = HFEngine(model, processor)
     vision = tower(model, family)
@@ -381,7 +403,7 @@ def sft_worker(args) -> dict:
     from align.training import lora_config
     from align.trl_extensions import own_loss_sft_trainer_class
 
-    model, processor, family = load_model_and_processor(args.model, None, args.dtype)
+    model, processor, family = load_model_and_processor(args.model, model_spec(args.family), args.dtype)
     freeze = ["vision_tower"] if family.vision else []
     freeze_modules(model, freeze)
     data = training_rows(train_rows(args, family, True), family.vision, "real_size")
@@ -415,7 +437,7 @@ def grpo_worker(args) -> dict:
     from align.training import lora_config
     from align.trl_extensions import GRPOExtras, SharedPrompt, grpo_trainer_class
 
-    model, processor, family = load_model_and_processor(args.model, None, args.dtype)
+    model, processor, family = load_model_and_processor(args.model, model_spec(args.family), args.dtype)
     freeze = ["vision_tower"] if family.vision else []
     freeze_modules(model, freeze)
     rewards = registry.resolve_all([{"name": "korean_consistency"}])
@@ -713,6 +735,11 @@ def main() -> None:
     p.add_argument("--out", default="results/real_size")
     p.add_argument("--timeout", type=int, default=1800, help="seconds per part")
     p.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the parts of an earlier run of the same settings in <out>/<family>.json (run the rest)",
+    )
+    p.add_argument(
         "--estimate",
         action="store_true",
         help="full-depth memory per GPU of the GPU recipes (prompt lengths from <out>/<family>.json)",
@@ -761,6 +788,15 @@ def main() -> None:
     res = {"family": args.family, "layers": args.layers, "vision_layers": vision_layers, "dtype": args.dtype,
            "G": args.G, "tokens": args.tokens, "images": args.images, "engine": "transformers (rollouts/hf.py)",
            "published": published_config(args.family), "build_s": time.perf_counter() - t0, "parts": {}}  # fmt: skip
+    earlier = Path(args.out) / f"{args.family}.json"
+    if args.keep and earlier.exists():
+        old = json.loads(earlier.read_text())
+        same = ("layers", "vision_layers", "dtype", "G", "tokens")
+        if all(old.get(k) == res[k] for k in same):
+            res["parts"] = old["parts"]
+            res["earlier_total_s"] = old.get("total_s") or sum(p.get("wall_s", 0) for p in old["parts"].values())
+            if old.get("train_images"):
+                res["train_images"] = old["train_images"]
     parts = args.parts.split(",")
     for part in parts:
         if part in ("sft", "grpo") and args.train_images:

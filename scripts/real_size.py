@@ -773,6 +773,39 @@ def table(res: dict) -> str:
     return "\n".join(lines)
 
 
+def summary_rows(folder: Path) -> str:
+    """One markdown row per family run under ``folder``: run time, the largest peak RSS of its parts, visual tokens
+    per image size, and each part's step times (the docs/scaling.md table)."""
+    lines = [("| family | cut, dtype, G | run time | peak RSS | visual tokens per image | generation s (G samples) "
+              "| SFT step s | GRPO step s: shared / TRL (path) |"), "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for path in sorted(folder.glob("*.json")):
+        res = json.loads(path.read_text())
+        if "parts" not in res:
+            continue
+        parts = res["parts"]
+        peaks = [row.get("peak_mib", 0) for part in parts.values() for row in part.get("sizes", {}).values()]
+        peaks += [st.get("peak_mib", 0) for part in parts.values() for st in part.get("steps", [])]
+        gen = parts.get("gen", {}).get("sizes", {})
+        tokens = ", ".join(f"{s} {r['visual_tokens']}" for s, r in gen.items()) or "—"
+        gen_s = ", ".join(f"{r['generate_s']:.0f}" for r in gen.values()) or "—"
+
+        def steps(name, parts=parts):
+            part = parts.get(name, {})
+            got = ", ".join(f"{st['seconds']:.0f}" for st in part.get("steps", []))
+            return got + (f" ({part['error']})" if part.get("error") else "") if part else "—"
+
+        shared = parts.get("grpo_shared", {}).get("shared_prompt", {})
+        path_note = shared.get("path", "")
+        if shared.get("reason"):
+            path_note += f": {shared['reason'][:80]}"
+        total = res.get("total_s") or res.get("build_s", 0) + sum(p.get("wall_s", 0) for p in parts.values())
+        total += res.get("earlier_total_s") or 0
+        lines.append(f"| {res['family']} | {res['layers']} / {res['vision_layers']} layers, {res['dtype']}, G {res['G']} "
+                     f"| {total / 60:.0f} min | {max(peaks or [0]) / 1024:.1f} GiB | {tokens} | {gen_s} "
+                     f"| {steps('sft')} | {steps('grpo_shared')} / {steps('grpo_trl')} ({path_note}) |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def save(args, res: dict) -> None:
     (Path(args.out) / f"{args.family}.json").write_text(json.dumps(res, indent=2))
 
@@ -802,6 +835,7 @@ def main() -> None:
         help="full-depth memory per GPU of the GPU recipes (prompt lengths from <out>/<family>.json)",
     )
     p.add_argument("--counts", action="store_true", help="visual tokens and prompt length per image size, every family")
+    p.add_argument("--summary", action="store_true", help="a markdown row per family run under --out")
     p.add_argument("--plot", help="write the cost-curve PNG from the runs under <out>/G*/ to this file")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
@@ -832,6 +866,8 @@ def main() -> None:
                      for x in args.images]  # fmt: skip
             print(f"| {f} | " + " | ".join(cells) + " |")
         return
+    if args.summary:
+        return print(summary_rows(Path(args.out)))
     if args.plot:
         return plot_curve(Path(args.out), Path(args.plot))
     vision_layers = args.vision_layers or args.layers

@@ -77,8 +77,15 @@ def test_hcx_vision_grpo_takes_the_shared_prompt_path_with_anyres_grids_of_diffe
                                    args=config, train_dataset=data, processing_class=processor, extras=extras)  # fmt: skip
     sp = extras.shared_prompt
     assert sp.reason is None, sp.reason
-    batch = trainer._generate_and_score_completions([data[i] for i in range(2) for _ in range(G)])
-    assert sp.counts["generate_shared"] == 1 and not sp.generation_reason
+    scored = []  # positions the LM head scores per call: the last one only (a whole prompt's logits at the
+    # published vocabulary are [rows, ~1000, 110592] floats, the first generation's check computed them)
+    head = model.get_output_embeddings().register_forward_hook(lambda m, a, out: scored.append(out.shape[1]))
+    try:
+        batch = trainer._generate_and_score_completions([data[i] for i in range(2) for _ in range(G)])
+    finally:
+        head.remove()
+    assert sp.counts["generate_shared"] == 1 and sp.generation_checked and not sp.generation_reason
+    assert scored and set(scored) == {1}
     visual = (batch["prompt_ids"] == model.config.image_token_id).sum(1).tolist()
     assert visual == [347] * G + [675] * G  # the published counts (FACTS.md)
     ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], 1)

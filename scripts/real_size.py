@@ -547,7 +547,11 @@ RECIPES = {
     "hyperclovax_text_grpo.yaml": ("hyperclovax_text", "~20 GB of 24 (full fine-tuning, vLLM at 0.3)", 24),
     "kanana_v_grpo.yaml": ("kanana_v", "3.6B: full FT on 80 GB (or LoRA on 24 GB)", 80),
     "exaone_vision_grpo.yaml": ("exaone", "LoRA, ZeRO-3 on 8×80 GB; colocated vLLM needs TP 8 or server mode", 80),
-    "varco2_dpo.yaml": ("varco_vision", "1.7B: one 24 GB GPU with LoRA", 24),
+    "varco2_dpo.yaml": (
+        "varco_vision",
+        "1.7B, LoRA: 24 GB for small images only (~27 GB at 640×480, batch 1: ~11 GB)",
+        24,
+    ),
     "hcx_think_vision_grpo.yaml": (
         "hyperclovax_vision_v2",
         "33B, bf16 ~66 GB: LoRA + ZeRO-3 on 6 of 8×80 GB, vllm-serve TP 2 on the other 2",
@@ -671,6 +675,15 @@ def processor_counts(family: str, sizes: list[str]) -> dict:
     return out
 
 
+def config_source(family: str) -> str:
+    """Where the family's config.json came from, in a word (SOURCES.md has the details)."""
+    raw = json.loads((PUBLISHED / family / "config.json").read_text())
+    note = raw.get("_reconstructed", "")
+    if note:
+        return "reconstructed" if note.startswith("reconstructed") else "composed from parts"
+    return {"exaone": "pre-release copy"}.get(family, "published copy")
+
+
 def print_estimates(results: Path) -> None:
     rows = []
     for recipe, (family, _, _) in RECIPES.items():
@@ -695,7 +708,7 @@ def print_estimates(results: Path) -> None:
             continue
         vllm = f"{r['vllm_gb']} GB ({r['vllm_cache_tokens']:,})" if r["vllm_cache_tokens"] else "—"
         print(
-            f"| `{r['recipe']}` | {r['family']} | {r['params_b']}B | {r['seq_tokens']} ({r['prompt_source']}) | "
+            f"| `{r['recipe']}` | {r['family']} ({config_source(r['family'])}) | {r['params_b']}B | {r['seq_tokens']} ({r['prompt_source']}) | "
             f"{r['states_gb']} GB | {r['activations_gb']} GB | {r['logits_gb']} GB | {vllm} | "
             f"**{r['total_gb']} GB of {r['gpu_gb']}** | {r['claim']} |"
         )

@@ -761,6 +761,43 @@ def plot_curve(folder: Path, png: Path) -> None:
     fig.savefig(png, dpi=110)
 
 
+def plot_families(folder: Path, png: Path) -> None:
+    """GRPO step time and peak RSS against visual tokens per image for every family run under ``folder`` (and its
+    subfolders: the first run of each family) that has steps on both paths (shared-prompt: solid, TRL's: dashed), one colour per family."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 2, figsize=(11, 4.2))
+    drawn, seen = 0, set()
+    for i, path in enumerate(sorted(folder.rglob("*.json"))):  # <out>/*.json and the cost curve's <out>/curve/G4
+        res = json.loads(path.read_text())
+        parts = res.get("parts", {})
+        if res.get("family") in seen or not all(parts.get(f"grpo_{v}", {}).get("steps") for v in ("shared", "trl")):
+            continue
+        seen.add(res["family"])
+        sizes = res.get("train_images") or res["images"]
+        colour = f"C{i}"
+        for variant, style in (("shared", "o-"), ("trl", "s--")):
+            steps = parts[f"grpo_{variant}"]["steps"]
+            tokens = [visual_tokens(res, x) for x in sizes[: len(steps)]]
+            label = f"{res['family']} ({'shared' if variant == 'shared' else 'TRL'})"
+            ax[0].plot(tokens, [x["seconds"] for x in steps], style, color=colour, label=label)
+            ax[1].plot(tokens, [x["peak_mib"] / 1024 for x in steps], style, color=colour, label=label)
+        drawn += 1
+    if not drawn:
+        raise SystemExit(f"no family under {folder} has GRPO steps on both paths")
+    ax[0].set(title="GRPO step (G=4, 1 layer, real width)", xlabel="visual tokens per image", ylabel="seconds")
+    ax[1].set(title="peak RSS of the step", xlabel="visual tokens per image", ylabel="GiB")
+    for a in ax:
+        a.grid(alpha=0.3)
+    ax[1].legend(fontsize=7)
+    fig.suptitle("shared-prompt path (solid) vs TRL's (dashed), CPU, 2 shared cores: scripts/real_size.py")
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+
+
 def visual_tokens(res: dict, size: str) -> int:
     """Visual tokens of an image size: measured by ``gen`` when it ran, else the Qwen2-VL rule (28-px merged patches)."""
     gen = res["parts"].get("gen", {}).get("sizes", {})
@@ -857,6 +894,7 @@ def main() -> None:
         help="full-depth memory per GPU of the GPU recipes (prompt lengths from <out>/<family>.json)",
     )
     p.add_argument("--counts", action="store_true", help="visual tokens and prompt length per image size, every family")
+    p.add_argument("--plot-families", help="write the per-family GRPO cost PNG from <out>/*.json to this file")
     p.add_argument("--summary", action="store_true", help="a markdown row per family run under --out")
     p.add_argument("--plot", help="write the cost-curve PNG from the runs under <out>/G*/ to this file")
     p.add_argument("--worker", help=argparse.SUPPRESS)
@@ -892,6 +930,8 @@ def main() -> None:
         return print(summary_rows(Path(args.out)))
     if args.plot:
         return plot_curve(Path(args.out), Path(args.plot))
+    if args.plot_families:
+        return plot_families(Path(args.out), Path(args.plot_families))
     vision_layers = args.vision_layers or args.layers
     Path(args.out).mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

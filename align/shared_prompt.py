@@ -43,7 +43,9 @@ from align.errors import StageError
 MODES = ("auto", "on", "off")  # the stages' ``shared_prompt`` setting
 
 # one entry per row (LLaVA-OneVision's batch_num_images: per row with images)
-ROW_KEYS = ("pixel_attention_mask", "token_type_ids", "mm_token_type_ids", "batch_num_images")
+# HyperCLOVAX-SEED-Vision's own inputs: padded per row ([rows, grids, …], [rows, images, 2], [rows, images])
+ROW_KEYS = ("pixel_attention_mask", "token_type_ids", "mm_token_type_ids", "batch_num_images",
+            "pixel_values_images", "image_sizes_images", "vision_query_lengths_images")  # fmt: skip
 SEQUENCE_KEYS = ("token_type_ids", "mm_token_type_ids")  # one entry per token of the prompt (+ completion)
 IMAGE_KEYS = ("image_sizes",)  # one entry per image
 KNOWN_KEYS = ("pixel_values", "image_grid_thw", *ROW_KEYS, *IMAGE_KEYS)
@@ -414,7 +416,9 @@ def check_prefill(base, cache, ids, mask, positions, image_inputs, tolerance: fl
     last = {k: v[:, -1:] for k, v in image_inputs.items() if k in SEQUENCE_KEYS}
     mine = base(input_ids=ids[:, -1:], attention_mask=mask, position_ids=positions[..., -1:], past_key_values=reader,
                 **last).logits[:, -1]  # fmt: skip
-    ref = base(input_ids=ids, attention_mask=mask, position_ids=positions, **image_inputs).logits[:, -1]
+    # the last position's logits only: at a published vocabulary the whole prompts' logits are GBs ([rows, P, V])
+    last_only = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(base.forward).parameters else {}
+    ref = base(input_ids=ids, attention_mask=mask, position_ids=positions, **image_inputs, **last_only).logits[:, -1]
     diff = (mine - ref).abs().max().item()
     if not diff <= (tolerance if ref.dtype == torch.float32 else 5e-2):
         raise Unsupported(f"the next-token logits after a cached prompt differ from a plain forward's by {diff:.2e}")

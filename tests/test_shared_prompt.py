@@ -230,15 +230,14 @@ def test_fallbacks_say_why_and_take_trls_path(family_model, tmp_path, monkeypatc
 
     import align.shared_prompt as shared
 
-    # a model that inserts its visual tokens inside forward: off for the whole run ('on' stops and says why)
-    hcx = _trainer(family_model("hyperclovax_vision"), tmp_path / "hcx", family_name="hyperclovax_vision")
-    assert "inserts its visual tokens inside forward" in hcx.extras.shared_prompt.reason
-    with pytest.raises(StageError, match="shared_prompt is 'on'"):
-        SharedPrompt("on").setup(hcx, hcx.extras.extra_image_keys)
-    hcx.args.gradient_checkpointing, hcx.args.gradient_checkpointing_kwargs = True, {"use_reentrant": True}
-    assert "reentrant" in SharedPrompt("auto").setup(hcx)
-
     trainer = _trainer(family_model("idefics3"), tmp_path / "i")
+    # reentrant checkpointing: off for the whole run ('on' stops and says why); HyperCLOVAX-SEED-Vision's own image
+    # inputs share (tests/test_real_size_faults.py)
+    trainer.args.gradient_checkpointing, trainer.args.gradient_checkpointing_kwargs = True, {"use_reentrant": True}
+    assert "reentrant" in SharedPrompt("auto").setup(trainer)
+    with pytest.raises(StageError, match="shared_prompt is 'on'"):
+        SharedPrompt("on").setup(trainer)
+    trainer.args.gradient_checkpointing, trainer.args.gradient_checkpointing_kwargs = False, None
     # dropout: TRL draws a mask per completion, the shared path one per prompt: auto keeps TRL's path, on shares
     trainer.model.config.text_config.attention_dropout = 0.1
     assert "dropout is on (text_config.attention_dropout = 0.1)" in SharedPrompt("auto").setup(trainer)

@@ -38,6 +38,13 @@ class KananaVProjectorConfig(PretrainedConfig):
         super().__init__(**kwargs)
 
 
+class KananaTextConfig(LlamaConfig):
+    """Kanana-1.5's Llama LM, whose heads are not the width divided by their number (the 2.1B: 24 heads of 128 on a
+    1792-wide model, ``head_dim`` given). transformers 5's ``LlamaConfig`` refuses such sizes ("hidden size is not a
+    multiple of the number of attention heads") although its Llama layers take ``head_dim`` as given; this subclass
+    keeps ``model_type: llama`` and the same fields without that check."""
+
+
 class KananaVConfig(PretrainedConfig):
     model_type = "kanana-1.5-v"
     sub_configs: ClassVar[dict] = {
@@ -58,7 +65,7 @@ class KananaVConfig(PretrainedConfig):
             else KananaVProjectorConfig(**(projector_config or {}))
         )
         self.text_config = (
-            text_config if isinstance(text_config, PretrainedConfig) else LlamaConfig(**(text_config or {}))
+            text_config if isinstance(text_config, PretrainedConfig) else KananaTextConfig(**(text_config or {}))
         )
         if image_token_id is None:  # the token after the LM's end-of-text token (fixed here: trainers may change eos)
             eos = self.text_config.eos_token_id

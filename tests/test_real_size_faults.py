@@ -84,7 +84,7 @@ def test_hcx_vision_grpo_takes_the_shared_prompt_path_with_anyres_grids_of_diffe
         batch = trainer._generate_and_score_completions([data[i] for i in range(2) for _ in range(G)])
     finally:
         head.remove()
-    assert sp.counts["generate_shared"] == 1 and sp.generation_checked and not sp.generation_reason
+    assert sp.prefill.counts["shared"] == 1 and sp.prefill.checked and not sp.prefill.reason, sp.prefill.fallbacks
     assert scored and set(scored) == {1}
     visual = (batch["prompt_ids"] == model.config.image_token_id).sum(1).tolist()
     assert visual == [347] * G + [675] * G  # the published counts (FACTS.md)
@@ -128,7 +128,7 @@ def test_kanana_remote_code_takes_the_published_lm_heads_of_128_on_a_1792_wide_m
     from PIL import Image
 
     from align.models import load_config, load_model_and_processor
-    from align.models.tiny_families import build_tiny_family
+    from align.models.tiny import build_tiny_family
 
     tiny = build_tiny_family("kanana_v", align_cache / "models" / "tiny-kanana_v")
     shutil.copytree(tiny, tmp_path / "m")

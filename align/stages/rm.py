@@ -36,6 +36,7 @@ from align.stages.base import Stage, StageContext, StageResult
 from align.stages.preference import PreferenceStage, preference_rows
 from align.training import lora_config, stage_lora
 from rewards.reward_model import ScalarRewardModel
+from rollouts.scoring import sample_and_score
 
 
 class PolicyPairs(Strict):
@@ -172,8 +173,6 @@ def sampled_pairs(ctx: StageContext) -> list[dict]:
     """Sample the input policy on the first ``policy_pairs.prompts`` rows of the stage and pair its descriptions by
     the judge's ranking (``policy_pairs`` in align/data/preferences.py); every sample goes to
     ``policy_samples.jsonl``. The pairs carry ``error: policy`` (their held-out accuracy is reported apart)."""
-    from rollouts.scoring import sample_and_score
-
     cfg = ctx.stage.policy_pairs
     rows = ctx.train_rows(cfg.prompts)
     log = ctx.stage_dir / "policy_samples.jsonl"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -74,6 +76,18 @@ def small_data(align_cache):
     from align.recipe import DataSpec
 
     return load_splits(DataSpec(train_size=60, eval_size=20, seed=3))
+
+
+def run_shipped_recipe(name: str, out: Path, align_cache: Path, timeout: int):
+    """``align run recipes/NAME.yaml`` as a user runs it (a subprocess in ``out``, results under ``out``); the
+    finished process and the run folder. Fails with the output's tail when the run does not exit 0."""
+    env = {**os.environ, "ALIGN_CACHE": str(align_cache)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "align.cli", "run", str(ROOT / "recipes" / f"{name}.yaml"), f"output_dir={out}"],
+        capture_output=True, check=False, text=True, env=env, cwd=out, timeout=timeout,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc, (out / name / "latest").resolve()
 
 
 def write_recipe(path: Path, text: str) -> Path:

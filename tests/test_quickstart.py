@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import run_shipped_recipe
 
 TASKS = ("count", "color", "ocr", "arith", "bbox")
 
@@ -18,14 +15,8 @@ TASKS = ("count", "color", "ocr", "arith", "bbox")
 def test_quickstart_end_to_end(tmp_path, align_cache):
     # under ./launch.sh test on one torch thread (the worker's OMP_NUM_THREADS): the floats, and so the exact figures,
     # differ from a 2-thread run; what is asserted below held in every run, on either
-    env = {**os.environ, "ALIGN_CACHE": str(align_cache)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "align.cli", "run", str(ROOT / "recipes/quickstart.yaml"), f"output_dir={tmp_path}"],
-        capture_output=True, check=False, text=True, env=env, cwd=tmp_path, timeout=2400,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    proc, run = run_shipped_recipe("quickstart", tmp_path, align_cache, timeout=2400)
     assert "\r" not in proc.stdout + proc.stderr  # progress redraws only on a terminal; a log gets lines
-    run = (tmp_path / "quickstart" / "latest").resolve()
     ev = {s: json.loads((run / s / "eval.json").read_text()) for s in ("base", "sft", "rft", "grpo")}
     assert "checkpoint comparison" in proc.stdout and "side by side" in (run / "compare.md").read_text()
     # each stage's change from the previous one, with the standard error of the paired difference (eval_scores.jsonl)

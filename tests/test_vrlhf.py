@@ -627,16 +627,7 @@ def check_vrlhf_demo(run) -> None:
 @pytest.mark.demo  # 1,207 s on one thread: not in the default run (ALIGN_DEMO_TESTS=1 runs it)
 def test_vrlhf_demo_end_to_end(tmp_path, align_cache):
     """recipes/quickstart_vrlhf.yaml as a user runs it (about 15 CPU-minutes: SFT, rm, GRPO, four evaluations)."""
-    import os
-    import subprocess
-    import sys
+    from tests.conftest import run_shipped_recipe
 
-    from tests.conftest import ROOT
-
-    env = {**os.environ, "ALIGN_CACHE": str(align_cache)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "align.cli", "run", str(ROOT / "recipes/quickstart_vrlhf.yaml"), f"output_dir={tmp_path}"],
-        capture_output=True, check=False, text=True, env=env, cwd=tmp_path, timeout=3600,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    check_vrlhf_demo((tmp_path / "quickstart_vrlhf" / "latest").resolve())
+    _, run = run_shipped_recipe("quickstart_vrlhf", tmp_path, align_cache, timeout=3600)
+    check_vrlhf_demo(run)

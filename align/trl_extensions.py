@@ -137,10 +137,9 @@ def grpo_trainer_class():
                                              attention_mask, logits_to_keep, batch_size, compute_entropy,
                                              compute_aux_loss, **image_inputs)  # fmt: skip
             if self.extras.shared_prompt is not None:
-                # with its own inputs, TRL's `pixel_values` is only their alias (_PixelValuesAlias): left out
-                inputs = {k: v for k, v in image_inputs.items() if not (extra and k == "pixel_values")}
+                inputs = {**_without_alias(image_inputs, bool(extra)), **extra}
                 out = self.extras.shared_prompt.logps(model, input_ids, attention_mask, logits_to_keep, batch_size,
-                                                      compute_entropy, {**inputs, **extra}, trl_path,
+                                                      compute_entropy, inputs, trl_path,
                                                       self.accelerator.autocast)  # fmt: skip
                 if out is not None:
                     return out
@@ -238,6 +237,12 @@ def grpo_trainer_class():
 
 
 # ------------------------------------------------------------------------------------------- GRPO: shared prompts
+
+
+def _without_alias(image_inputs: dict, own_inputs: bool) -> dict:
+    """The image inputs for the shared path: with the family's own image inputs present, TRL's ``pixel_values`` is
+    only their alias (``_PixelValuesAlias``) and is left out."""
+    return {k: v for k, v in image_inputs.items() if not (own_inputs and k == "pixel_values")}
 
 
 class SharedPrompt:
@@ -395,9 +400,9 @@ class SharedPrompt:
         original = model.generate
 
         def generate(input_ids=None, attention_mask=None, generation_config=None, **image_inputs):
-            own = any(k in image_inputs for k in self.extra_image_keys)  # then `pixel_values` is their alias
-            shared_inputs = {k: v for k, v in image_inputs.items() if not (own and k == "pixel_values")}
-            out = self.prefill.generate(model, original, input_ids, attention_mask, shared_inputs, num_images,
+            own = any(k in image_inputs for k in self.extra_image_keys)
+            out = self.prefill.generate(model, original, input_ids, attention_mask,
+                                        _without_alias(image_inputs, own), num_images,
                                         generation_config=generation_config)  # fmt: skip
             if out is None:
                 return original(input_ids=input_ids, attention_mask=attention_mask,

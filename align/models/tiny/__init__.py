@@ -6,8 +6,8 @@ One registry, ``TINY_MODELS``: name -> ``"module:function"``, a builder taking t
 it (reused when already built with the same spec), imported on first use. The names:
 
 * the embedded models a recipe may name as ``model.path`` (``EMBEDDED``, built into ``$ALIGN_CACHE/models/<name>``):
-  ``tiny-korean-vlm`` (the default) and ``tiny-korean-lm`` (its language model alone), tiny CLIP and SigLIP encoders
-  for ``align model compose``;
+  ``tiny-korean-vlm`` (the default) and ``tiny-korean-lm`` (its language model alone), ``demo-korean-vlm`` (the
+  quickstart's: the same with 16 visual tokens per image), tiny CLIP and SigLIP encoders for ``align model compose``;
 * one model per family of ``align/models/families.py``, each with the family's architecture class, processor class
   and layout, special tokens and a chat template laid out like the published one (``SAME_AS``: families whose tiny
   model is an embedded one);
@@ -32,12 +32,14 @@ from align.io import cache_dir
 
 TINY_NAME = "tiny-korean-vlm"
 TINY_TEXT_NAME = "tiny-korean-lm"
+DEMO_NAME = "demo-korean-vlm"
 
 _T = "align.models.tiny."
 TINY_MODELS: dict[str, str] = {
     # the embedded models (model.path)
     TINY_NAME: _T + "korean_vlm:build_tiny",
     TINY_TEXT_NAME: _T + "korean_vlm:build_tiny_lm",
+    DEMO_NAME: _T + "korean_vlm:build_demo",
     "tiny-clip-vision": _T + "composed:build_clip",
     "tiny-siglip-vision": _T + "composed:build_siglip",
     # one per family
@@ -53,7 +55,7 @@ TINY_MODELS: dict[str, str] = {
     "exaone_text": _T + "reasoning_families:exaone_text",
     "varco_vision_2": _T + "from_config:varco_vision_2",
 }
-EMBEDDED = (TINY_NAME, TINY_TEXT_NAME, "tiny-clip-vision", "tiny-siglip-vision")
+EMBEDDED = (TINY_NAME, TINY_TEXT_NAME, DEMO_NAME, "tiny-clip-vision", "tiny-siglip-vision")
 SAME_AS = {"hyperclovax_text": TINY_TEXT_NAME, "generic": TINY_NAME}  # the embedded LM is HyperCLOVAX-format Llama
 
 

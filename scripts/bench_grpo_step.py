@@ -5,7 +5,8 @@ vs a plain TRL script, on the same model, data, rewards and config.
     python scripts/bench_grpo_step.py --layouts [--prompt-tokens 288] [--completion-tokens 8]
 
 Settings:
-  quickstart  recipes/quickstart.yaml's GRPO stage: the embedded tiny Korean VLM (Idefics3, 4 image tokens) after a
+  quickstart  the quickstart's GRPO batch shape as it was measured (docs/grpo_speed.md; the recipe has since moved to
+              demo-korean-vlm and other settings): the embedded tiny Korean VLM (Idefics3, 4 image tokens) after a
               short SFT on the quickstart's data (so answers are short, as after the quickstart's SFT and RFT),
               64 completions per step (8 prompts x G=8), max_completion_length 24, lr 1.5e-4, its two rewards;
   long        a long-prompt VLM: a tiny Idefics3 (SigLIP-style tower, pixel-shuffle connector, Llama) taking 128-px

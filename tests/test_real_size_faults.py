@@ -121,7 +121,8 @@ def test_hcx_vision_grpo_takes_the_shared_prompt_path_with_anyres_grids_of_diffe
 def test_kanana_remote_code_takes_the_published_lm_heads_of_128_on_a_1792_wide_model(align_cache, tmp_path):
     """Fault: Kanana-1.5's LM has 24 heads of 128 on a 1792-wide model (``head_dim`` given); the project's remote
     code built it with transformers 5's ``LlamaConfig``, which refuses a width that is not a multiple of the heads,
-    so no published-size Kanana-1.5-v config loaded. The published LM widths, one layer, with an image."""
+    so no published-size Kanana-1.5-v config loaded. The LM widths, one layer, with an image. The config is
+    reconstructed, not a published copy (none was reachable): tests/assets/published/kanana_v/SOURCES.md."""
     import shutil
 
     import transformers

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from align.io import atomic_dir
-from align.models.tiny.korean_vlm import CHAT_TOKENS, TinySpec, already_built, build_tokenizer
+from align.models.tiny.korean_vlm import CHAT_TOKENS, TinySpec, already_built, build_tokenizer, text_sizes
 
 IMAGE_TOKEN = "<|dummy3|>"
 VIDEO_TOKEN = "<|_unuse_missing_100270|>"
@@ -27,12 +27,7 @@ def tiny_hcx_config(
     text = {
         "model_type": "llama",
         "vocab_size": vocab_size,
-        "hidden_size": spec.text_hidden,
-        "intermediate_size": spec.text_intermediate,
-        "num_hidden_layers": 2,
-        "num_attention_heads": spec.text_heads,
-        "num_key_value_heads": spec.text_heads,
-        "max_position_embeddings": spec.max_position_embeddings,
+        **text_sizes(spec),
         "tie_word_embeddings": False,
         "pad_token_id": pad_id,
         "eos_token_id": eos_id,

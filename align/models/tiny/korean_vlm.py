@@ -267,17 +267,24 @@ def qwen_template(image: str) -> str:
     return QWEN_TEMPLATE.replace("IMAGE", repr(image))
 
 
-def text_config(spec: TinySpec, tok, **extra) -> dict:
-    """A tiny text model's config fields (2 layers, the spec's sizes, special token ids from ``tok``)."""
-    ids = tok.convert_tokens_to_ids
+def text_sizes(spec: TinySpec) -> dict:
+    """A tiny text model's sizes: 2 layers, the spec's widths and heads."""
     return {
-        "vocab_size": len(tok),
         "hidden_size": spec.text_hidden,
         "intermediate_size": spec.text_intermediate,
         "num_hidden_layers": 2,
         "num_attention_heads": spec.text_heads,
         "num_key_value_heads": spec.text_heads,
         "max_position_embeddings": spec.max_position_embeddings,
+    }
+
+
+def text_config(spec: TinySpec, tok, **extra) -> dict:
+    """A tiny text model's config fields (``text_sizes``, special token ids from ``tok``)."""
+    ids = tok.convert_tokens_to_ids
+    return {
+        "vocab_size": len(tok),
+        **text_sizes(spec),
         "tie_word_embeddings": True,
         "pad_token_id": ids("<|pad|>"),
         "bos_token_id": ids("<|endoftext|>"),

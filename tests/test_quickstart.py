@@ -36,15 +36,16 @@ def test_quickstart_end_to_end(tmp_path, align_cache):
     # SE in the runs of the README's table)
     assert rise("rft", "accuracy") >= 2 and change[("rft", "accuracy")]["diff"] >= 0.03, change
     assert rise("rft", "sampled/accuracy") >= 2, change
-    # GRPO raises the reward it is trained on: the accuracy of its rollouts, first 50 steps vs the last 100. Its
-    # held-out greedy change ranged from +0.004 to -0.032 over the table's runs (docs/quickstart_findings.md): the
-    # test guards against a collapse (-0.094 without the KL term), and the policy it samples from stays well past SFT's
+    # GRPO raises the reward it is trained on: the accuracy of its rollouts, first 50 steps vs the last 100; and the
+    # sampled accuracy of the policy it trains (+3.7 and +4.6 SE on seeds 1 and 42 of the README's table, +1.4 on seed
+    # 2). Its held-out greedy change ranged from -0.003 to +0.025 (docs/quickstart_findings.md): the test guards
+    # against losing what RFT gained (-0.094 without the KL term, -0.032 at the earlier learning rate 1e-3)
     rollouts = [json.loads(line) for line in (run / "grpo" / "rollouts.jsonl").read_text().splitlines()]
     early = [r["rewards"]["accuracy"] for r in rollouts if r["step"] < 50]
     late = [r["rewards"]["accuracy"] for r in rollouts if r["step"] >= 200]
     assert sum(late) / len(late) >= sum(early) / len(early) + 0.03
-    assert change[("grpo", "accuracy")]["diff"] >= -0.05, change
-    assert ev["grpo"]["sampled/accuracy"] >= ev["sft"]["sampled/accuracy"] + 0.05, ev
+    assert rise("grpo", "sampled/accuracy") >= 2, change
+    assert change[("grpo", "accuracy")]["diff"] >= -0.02, change
     # and no stage learned to hedge (several candidate answers score 0: rewards/answer.py)
     assert all(ev[s]["hedge_rate"] == 0 for s in ("sft", "rft", "grpo")), ev
     for stage in ("sft", "rft", "grpo"):

@@ -721,55 +721,66 @@ def print_estimates(results: Path) -> None:
     (results / "estimates.json").write_text(json.dumps(rows, indent=2))
 
 
+def curve_points(folder: Path) -> tuple[dict[tuple[int, str], dict[int, dict]], dict[int, int], str]:
+    """The GRPO steps of the runs in ``folder/G*/`` by (G, path) and visual tokens per image: runs with the same G
+    (``G4`` and ``G4max``, say) are merged, the first run's step kept where two measured the same size. Also, per G,
+    the visual tokens of its first run's second image (the first step holds one-time work), and the family."""
+    points: dict[tuple[int, str], dict[int, dict]] = {}
+    second: dict[int, int] = {}
+    family = ""
+    for path in sorted(folder.glob("G*/*.json")):
+        res = json.loads(path.read_text())
+        family = res["family"]
+        tokens = [visual_tokens(res, s) for s in res.get("train_images") or res["images"]]
+        second.setdefault(res["G"], tokens[min(1, len(tokens) - 1)])
+        for variant in ("shared", "trl"):
+            steps = res["parts"].get(f"grpo_{variant}", {}).get("steps") or []
+            for t, step in zip(tokens, steps):
+                points.setdefault((res["G"], variant), {}).setdefault(t, step)
+    if not points:
+        raise SystemExit(f"no runs under {folder}/G*/")
+    return points, second, family
+
+
 def plot_curve(folder: Path, png: Path) -> None:
-    """GRPO step time and peak RSS against visual tokens per image (runs in ``folder/G*``) and against G, for the
-    shared-prompt path and TRL's path."""
+    """GRPO step time and peak RSS against visual tokens per image (at the middle G) and against G (at that G's
+    second image size), shared-prompt path vs TRL's path, from :func:`curve_points`."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = {}
-    for path in sorted(folder.glob("G*/*.json")):
-        res = json.loads(path.read_text())
-        runs[res["G"]] = res
-    if not runs:
-        raise SystemExit(f"no runs under {folder}/G*/")
+    points, second, family = curve_points(folder)
+    g_values = sorted(second)
+    g_mid = g_values[len(g_values) // 2]
     fig, ax = plt.subplots(2, 2, figsize=(10, 7))
-    g_mid = sorted(runs)[len(runs) // 2]
-    family = next(iter(runs.values()))["family"]
     for variant, style in (("shared", "o-"), ("trl", "s--")):
-        res = runs[g_mid]
-        sizes = res.get("train_images") or res["images"]
-        tokens = [visual_tokens(res, s) for s in sizes]
-        steps = res["parts"].get(f"grpo_{variant}", {}).get("steps") or []
-        if steps:
-            ax[0][0].plot(tokens[: len(steps)], [x["seconds"] for x in steps], style, label=variant)
-            ax[1][0].plot(tokens[: len(steps)], [x["peak_mib"] / 1024 for x in steps], style, label=variant)
-        g_values, g_time, g_mem = [], [], []
-        for g, res_g in sorted(runs.items()):
-            steps_g = res_g["parts"].get(f"grpo_{variant}", {}).get("steps") or []
-            if steps_g:
-                g_values.append(g)
-                g_time.append(steps_g[min(1, len(steps_g) - 1)]["seconds"])
-                g_mem.append(steps_g[min(1, len(steps_g) - 1)]["peak_mib"] / 1024)
-        ax[0][1].plot(g_values, g_time, style, label=variant)
-        ax[1][1].plot(g_values, g_mem, style, label=variant)
+        by_tokens = sorted(points.get((g_mid, variant), {}).items())
+        ax[0][0].plot([t for t, _ in by_tokens], [x["seconds"] for _, x in by_tokens], style, label=variant)
+        ax[1][0].plot([t for t, _ in by_tokens], [x["peak_mib"] / 1024 for _, x in by_tokens], style, label=variant)
+        at = [
+            (g, points[(g, variant)][second[g_mid]]) for g in g_values if second[g_mid] in points.get((g, variant), {})
+        ]
+        ax[0][1].plot([g for g, _ in at], [x["seconds"] for _, x in at], style, label=variant)
+        ax[1][1].plot([g for g, _ in at], [x["peak_mib"] / 1024 for _, x in at], style, label=variant)
     ax[0][0].set(title=f"{family}, G={g_mid}: GRPO step", xlabel="visual tokens per image", ylabel="seconds")
     ax[1][0].set(xlabel="visual tokens per image", ylabel="peak RSS (GiB)")
-    ax[0][1].set(title="against G (second image size)", xlabel="G (completions per prompt)", ylabel="seconds")
+    ax[0][1].set(
+        title=f"against G ({second[g_mid]} visual tokens)", xlabel="G (completions per prompt)", ylabel="seconds"
+    )
     ax[1][1].set(xlabel="G (completions per prompt)", ylabel="peak RSS (GiB)")
     for a in ax.flat:
         a.grid(alpha=0.3)
         a.legend()
-    fig.suptitle("real width, cut depth, CPU (2 shared cores): scripts/real_size.py")
+    fig.suptitle("real width, cut depth, CPU (2 cores): scripts/real_size.py")
     fig.tight_layout()
     fig.savefig(png, dpi=110)
 
 
-def plot_families(folder: Path, png: Path) -> None:
-    """GRPO step time and peak RSS against visual tokens per image for every family run under ``folder`` (and its
-    subfolders: the first run of each family) that has steps on both paths (shared-prompt: solid, TRL's: dashed), one colour per family."""
+def plot_families(folder: Path, png: Path, g: int) -> None:
+    """GRPO step time and peak RSS against visual tokens per image for every family run with ``g`` completions under
+    ``folder`` (and its subfolders: the first such run of each family) that has steps on both paths (shared-prompt:
+    solid, TRL's: dashed), one colour per family."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -782,6 +793,7 @@ def plot_families(folder: Path, png: Path) -> None:
         parts = res.get("parts", {}) if isinstance(res, dict) else {}  # estimates.json is a list
         if (
             not parts
+            or res.get("G") != g
             or res.get("family") in seen
             or not all(parts.get(f"grpo_{v}", {}).get("steps") for v in ("shared", "trl"))
         ):
@@ -842,16 +854,16 @@ def table(res: dict) -> str:
     return "\n".join(lines)
 
 
-def summary_rows(folder: Path) -> str:
-    """One markdown row per family run under ``folder``: run time, the largest peak RSS of its parts, visual tokens
+def summary_rows(folder: Path, g: int) -> str:
+    """One markdown row per family run with ``g`` completions under ``folder`` (the first of each family): run time, the largest peak RSS of its parts, visual tokens
     per image size, and each part's step times (the docs/scaling.md table)."""
     lines = [("| family | cut, dtype, G | run time | peak RSS | visual tokens per image | generation s (G samples) "
               "| SFT step s | GRPO step s: shared / TRL (path) |"), "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     seen = set()
     for path in sorted(folder.rglob("*.json")):  # <out>/*.json, then the cost curve's <out>/curve/G4
         res = json.loads(path.read_text())
-        if not isinstance(res, dict) or "parts" not in res or res["family"] in seen:  # estimates.json is a list
-            continue
+        if not isinstance(res, dict) or "parts" not in res or res["G"] != g or res["family"] in seen:
+            continue  # estimates.json is a list; the cost curve's G2 and G8 runs are not the per-family setting
         seen.add(res["family"])
         parts = res["parts"]
         peaks = [row.get("peak_mib", 0) for part in parts.values() for row in part.get("sizes", {}).values()]
@@ -906,8 +918,13 @@ def main() -> None:
         help="full-depth memory per GPU of the GPU recipes (prompt lengths from <out>/<family>.json)",
     )
     p.add_argument("--counts", action="store_true", help="visual tokens and prompt length per image size, every family")
-    p.add_argument("--plot-families", help="write the per-family GRPO cost PNG from <out>/*.json to this file")
-    p.add_argument("--summary", action="store_true", help="a markdown row per family run under --out")
+    p.add_argument(
+        "--plot-families",
+        help="write the per-family GRPO cost PNG from the runs with --G completions under <out> to this file",
+    )
+    p.add_argument(
+        "--summary", action="store_true", help="a markdown row per family run with --G completions under --out"
+    )
     p.add_argument("--plot", help="write the cost-curve PNG from the runs under <out>/G*/ to this file")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
@@ -939,11 +956,11 @@ def main() -> None:
             print(f"| {f} | " + " | ".join(cells) + " |")
         return
     if args.summary:
-        return print(summary_rows(Path(args.out)))
+        return print(summary_rows(Path(args.out), args.G))
     if args.plot:
         return plot_curve(Path(args.out), Path(args.plot))
     if args.plot_families:
-        return plot_families(Path(args.out), Path(args.plot_families))
+        return plot_families(Path(args.out), Path(args.plot_families), args.G)
     vision_layers = args.vision_layers or args.layers
     Path(args.out).mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

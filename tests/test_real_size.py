@@ -4,6 +4,7 @@ script: docs/scaling.md)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -49,3 +50,24 @@ def test_a_640x480_image_gives_the_published_visual_token_count(result):
     assert row["prompt_tokens"] > row["visual_tokens"]
     assert row["vision_s"] > 0 and row["generate_s"] >= row["vision_s"] and row["peak_mib"] > 0
     assert "640x480" in stdout and "347" in stdout
+
+
+def test_the_cost_curve_merges_the_runs_of_one_g_and_the_summary_keeps_the_per_family_g():
+    # on the committed sweep (docs/grpo_speed.md): the G = 4 steps come from several folders, the first run's step
+    # kept where two measured the same size (G4max's first step, at 324 tokens, holds the shared path's check)
+    spec = importlib.util.spec_from_file_location("real_size", SCRIPT)
+    real_size = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(real_size)
+    curve = ROOT / "docs" / "real_size" / "curve"
+    points, second, family = real_size.curve_points(curve)
+    assert family == "qwen2_5_vl" and second == {2: 324, 4: 324, 8: 324}
+    assert sorted(points[(4, "shared")]) == [81, 324, 1296, 2916, 5184, 16384]
+    g4 = json.loads((curve / "G4" / "qwen2_5_vl.json").read_text())
+    assert points[(4, "shared")][324] == g4["parts"]["grpo_shared"]["steps"][1]
+    assert sorted(points[(8, "trl")]) == [81, 324, 1296]
+    rows = real_size.summary_rows(ROOT / "docs" / "real_size", 4).splitlines()
+    qwen = [r for r in rows if r.startswith("| qwen2_5_vl ")]
+    assert len(qwen) == 1 and "G 4 " in qwen[0]  # the per-family run, not the G2 / G8 sweep's first in path order
+    assert [r.split(" | ")[0] for r in real_size.summary_rows(ROOT / "docs" / "real_size", 8).splitlines()[2:]] == [
+        "| qwen2_5_vl"
+    ]

@@ -788,7 +788,7 @@ def plot_families(folder: Path, png: Path, g: int) -> None:
 
     fig, ax = plt.subplots(1, 2, figsize=(11, 4.2))
     drawn, seen = 0, set()
-    for i, path in enumerate(sorted(folder.rglob("*.json"))):  # <out>/*.json and the cost curve's <out>/curve/G4
+    for path in sorted(folder.rglob("*.json")):  # <out>/*.json and the cost curve's <out>/curve/G4
         res = json.loads(path.read_text())
         parts = res.get("parts", {}) if isinstance(res, dict) else {}  # estimates.json is a list
         if (
@@ -800,7 +800,7 @@ def plot_families(folder: Path, png: Path, g: int) -> None:
             continue
         seen.add(res["family"])
         sizes = res.get("train_images") or res["images"]
-        colour = f"C{i}"
+        colour = f"C{drawn}"
         for variant, style in (("shared", "o-"), ("trl", "s--")):
             steps = parts[f"grpo_{variant}"]["steps"]
             tokens = [visual_tokens(res, x) for x in sizes[: len(steps)]]
@@ -978,7 +978,9 @@ def main() -> None:
         same = ("layers", "vision_layers", "dtype", "G", "tokens")
         if all(old.get(k) == res[k] for k in same):
             res["parts"] = old["parts"]
-            res["earlier_total_s"] = old.get("total_s") or sum(p.get("wall_s", 0) for p in old["parts"].values())
+            res["earlier_total_s"] = (old.get("earlier_total_s") or 0) + (
+                old.get("total_s") or sum(p.get("wall_s", 0) for p in old["parts"].values())
+            )  # every earlier run's time, not only the last one's
             if old.get("train_images"):
                 res["train_images"] = old["train_images"]
     parts = args.parts.split(",")

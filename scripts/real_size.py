@@ -777,28 +777,36 @@ def plot_curve(folder: Path, png: Path) -> None:
     fig.savefig(png, dpi=110)
 
 
+def family_runs(folder: Path, g: int, keep=lambda res: True) -> list[dict]:
+    """The first run of each family with ``g`` completions under ``folder`` and its subfolders (``<out>/*.json``, then
+    the cost curve's ``<out>/curve/G*``) that ``keep`` accepts; ``estimates.json`` and other files are not runs."""
+    runs, seen = [], set()
+    for path in sorted(folder.rglob("*.json")):
+        res = json.loads(path.read_text())
+        if not isinstance(res, dict) or "parts" not in res or res.get("G") != g or res["family"] in seen:
+            continue
+        if keep(res):
+            seen.add(res["family"])
+            runs.append(res)
+    return runs
+
+
 def plot_families(folder: Path, png: Path, g: int) -> None:
-    """GRPO step time and peak RSS against visual tokens per image for every family run with ``g`` completions under
-    ``folder`` (and its subfolders: the first such run of each family) that has steps on both paths (shared-prompt:
-    solid, TRL's: dashed), one colour per family."""
+    """GRPO step time and peak RSS against visual tokens per image for each run of :func:`family_runs` with steps on
+    both paths (shared-prompt: solid, TRL's: dashed), one colour per family."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(1, 2, figsize=(11, 4.2))
-    drawn, seen = 0, set()
-    for path in sorted(folder.rglob("*.json")):  # <out>/*.json and the cost curve's <out>/curve/G4
-        res = json.loads(path.read_text())
-        parts = res.get("parts", {}) if isinstance(res, dict) else {}  # estimates.json is a list
-        if (
-            not parts
-            or res.get("G") != g
-            or res.get("family") in seen
-            or not all(parts.get(f"grpo_{v}", {}).get("steps") for v in ("shared", "trl"))
-        ):
-            continue
-        seen.add(res["family"])
+
+    def both_paths(res: dict) -> bool:
+        return all(res["parts"].get(f"grpo_{v}", {}).get("steps") for v in ("shared", "trl"))
+
+    drawn = 0
+    for res in family_runs(folder, g, both_paths):
+        parts = res["parts"]
         sizes = res.get("train_images") or res["images"]
         colour = f"C{drawn}"
         for variant, style in (("shared", "o-"), ("trl", "s--")):
@@ -810,7 +818,7 @@ def plot_families(folder: Path, png: Path, g: int) -> None:
         drawn += 1
     if not drawn:
         raise SystemExit(f"no family under {folder} has GRPO steps on both paths")
-    ax[0].set(title="GRPO step (G=4, 1 layer, real width)", xlabel="visual tokens per image", ylabel="seconds")
+    ax[0].set(title=f"GRPO step (G={g}, 1 layer, real width)", xlabel="visual tokens per image", ylabel="seconds")
     ax[1].set(title="peak RSS of the step", xlabel="visual tokens per image", ylabel="GiB")
     for a in ax:
         a.grid(alpha=0.3)
@@ -855,16 +863,11 @@ def table(res: dict) -> str:
 
 
 def summary_rows(folder: Path, g: int) -> str:
-    """One markdown row per family run with ``g`` completions under ``folder`` (the first of each family): run time, the largest peak RSS of its parts, visual tokens
-    per image size, and each part's step times (the docs/scaling.md table)."""
+    """One markdown row per run of :func:`family_runs`: run time, the largest peak RSS of its parts, visual tokens per
+    image size, and each part's step times (the docs/scaling.md table)."""
     lines = [("| family | cut, dtype, G | run time | peak RSS | visual tokens per image | generation s (G samples) "
               "| SFT step s | GRPO step s: shared / TRL (path) |"), "|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    seen = set()
-    for path in sorted(folder.rglob("*.json")):  # <out>/*.json, then the cost curve's <out>/curve/G4
-        res = json.loads(path.read_text())
-        if not isinstance(res, dict) or "parts" not in res or res["G"] != g or res["family"] in seen:
-            continue  # estimates.json is a list; the cost curve's G2 and G8 runs are not the per-family setting
-        seen.add(res["family"])
+    for res in family_runs(folder, g):
         parts = res["parts"]
         peaks = [row.get("peak_mib", 0) for part in parts.values() for row in part.get("sizes", {}).values()]
         peaks += [st.get("peak_mib", 0) for part in parts.values() for st in part.get("steps", [])]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -108,3 +109,13 @@ def copy_with_chat_template(src, dst: Path, template: str | None) -> Path:
     (dst / "tokenizer_config.json").write_text(json.dumps(config))
     (dst / "chat_template.jinja").unlink(missing_ok=True)
     return dst
+
+
+def load_script(name: str):
+    """``scripts/<name>.py`` as a module (the scripts are not a package)."""
+    spec = importlib.util.spec_from_file_location(
+        name, Path(__file__).resolve().parent.parent / "scripts" / f"{name}.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

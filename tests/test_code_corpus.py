@@ -9,7 +9,6 @@ introspection) nothing. A sample of HumanEval runs in the four test formats, and
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import time
 from collections import Counter
@@ -21,16 +20,10 @@ import rewards
 from rewards import code_harness, code_rewards
 from rewards.code_harness import judge
 from rewards.code_rewrite import Site, rewrite
+from tests.conftest import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "rewards" / "corpus" / "code_tests.jsonl"
-
-
-def _load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +109,7 @@ def test_glue_evaluator_bounds(monkeypatch):
 def test_humaneval_sample_in_every_format():
     """A fixed sample (every 24th problem and the three whose tests run as written) in the four test formats, as
     chat answers; all 164 in every format and shape: scripts/humaneval_canonical.py."""
-    he = _load_script("humaneval_canonical")
+    he = load_script("humaneval_canonical")
     rows = he.load()
     sample = [r for i, r in enumerate(rows) if i % 24 == 0 or r["task_id"] in ("HumanEval/32", "HumanEval/38")]
     for fmt in he.FORMATS:

@@ -4,7 +4,6 @@ script: docs/scaling.md)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -12,6 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "real_size.py"
@@ -55,9 +56,7 @@ def test_a_640x480_image_gives_the_published_visual_token_count(result):
 def test_the_cost_curve_merges_the_runs_of_one_g_and_the_summary_keeps_the_per_family_g():
     # on the committed sweep (docs/grpo_speed.md): the G = 4 steps come from several folders, the first run's step
     # kept where two measured the same size (G4max's first step, at 324 tokens, holds the shared path's check)
-    spec = importlib.util.spec_from_file_location("real_size", SCRIPT)
-    real_size = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(real_size)
+    real_size = load_script("real_size")
     curve = ROOT / "docs" / "real_size" / "curve"
     points, second, family = real_size.curve_points(curve)
     assert family == "qwen2_5_vl" and second == {2: 324, 4: 324, 8: 324}

@@ -3,22 +3,20 @@ one layer; the published geometry, vocabulary or widths only where the fault nee
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import torch
 
+from tests.conftest import load_script
+
 ROOT = Path(__file__).resolve().parent.parent
 G = 2
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("real_size", ROOT / "scripts" / "real_size.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("real_size")
 
 
 def _image(w: int, h: int):

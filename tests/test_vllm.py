@@ -50,7 +50,10 @@ def test_vllm_engine_matches_transformers(which, tiny_model, tiny_lm, small_data
         images = None
         prompts = [[{"role": "user", "content": "3 더하기 4는 얼마인가요?"}]] * 4 + prompts[:4]
     vllm = make_engine(RolloutSpec(engine="vllm"), path)
-    assert vllm.name == "vllm" and vllm.llm.llm_engine.vllm_config.cache_config.enable_prefix_caching
+    config = vllm.llm.llm_engine.vllm_config
+    assert vllm.name == "vllm" and config.cache_config.enable_prefix_caching
+    # on CPU the engine starts eagerly unless the recipe says otherwise (torch.compile: most of a start there)
+    assert config.model_config.enforce_eager and config.compilation_config.mode == 0
     greedy = Sampling(n=2, temperature=0.0, max_new_tokens=12)
     try:
         v = vllm.generate(prompts, images, greedy)
@@ -73,6 +76,14 @@ def test_vllm_engine_matches_transformers(which, tiny_model, tiny_lm, small_data
             assert len(c.token_ids) == len(c.logprobs) <= 12 and all(lp <= 0 for lp in c.logprobs)
             assert c.finish_reason == "length" or c.token_ids[-1] in stops
     assert len({tuple(c.token_ids) for g in sampled for c in g}) > 3  # temperature 1 gives different answers
+
+
+def test_enforce_eager_follows_the_recipe_and_defaults_to_eager_on_cpu():
+    from rollouts.vllm_engine import llm_kwargs
+
+    assert llm_kwargs(RolloutSpec(), "float32", 0)["enforce_eager"] is (not torch.cuda.is_available())
+    for asked in (True, False):
+        assert llm_kwargs(RolloutSpec(enforce_eager=asked), "float32", 0)["enforce_eager"] is asked
 
 
 def test_auto_engine_selection_and_errors(tmp_path, tiny_model):

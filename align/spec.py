@@ -251,7 +251,7 @@ class RolloutSpec(Strict):
         None,
         description="vLLM: run the model eagerly, without torch.compile or CUDA graphs (faster start, slower decode). "
         "Default: eager on CPU, where compiling took 43 of a 47 s engine start for a 113M model and decode ran "
-        "1.05-1.2x faster after it (scripts/bench_rollouts.py --startup); compiled on GPU.",
+        "1.04-1.2x faster after it (scripts/bench_rollouts.py --startup); compiled on GPU.",
     )
     server_host: str = Field("127.0.0.1", description="GRPO server mode: host of `trl vllm-serve`.")
     server_port: int = Field(8000, description="GRPO server mode: port of `trl vllm-serve`.")

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rollouts.vllm_engine import cpu_settings
+from rollouts.vllm_engine import device_settings
 
 
 @dataclass
@@ -37,7 +37,7 @@ class Fixes:
 def colocate_settings(rollout, model_dtype: str, fixes: Fixes | None = None) -> dict:
     # TRL sends each prompt G times (n=1 each) in colocate mode: vLLM's prefix cache (its default, made explicit)
     # computes the shared prompt once
-    settings = {**cpu_settings(rollout), "enable_prefix_caching": True}
+    settings = {**device_settings(rollout), "enable_prefix_caching": True}
     if (fixes or Fixes()).dtype:
         settings["dtype"] = model_dtype
     return settings

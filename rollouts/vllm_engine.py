@@ -69,22 +69,22 @@ def supported_architecture(model_path: str, trust_remote_code: bool = False) -> 
     return True, arch
 
 
-def cpu_settings(rollout) -> dict:
-    """On CPU vLLM sizes the KV cache as a share of one NUMA node minus this process's memory, which fails in a
-    process that already holds a model: give it bytes instead. ``enforce_eager`` unset: eager on CPU (torch.compile
-    is most of an engine's start there and gains little decode speed), compiled on GPU."""
-    eager = on_cpu() if rollout.enforce_eager is None else rollout.enforce_eager
-    return {
-        "enforce_eager": eager,
-        **({"kv_cache_memory_bytes": int(rollout.kv_cache_gib * 2**30)} if on_cpu() else {}),
-    }
+def device_settings(rollout) -> dict:
+    """``enforce_eager`` unset: eager on CPU (torch.compile is most of an engine's start there and gains little
+    decode speed), compiled on GPU. On CPU vLLM sizes the KV cache as a share of one NUMA node minus this process's
+    memory, which fails in a process that already holds a model: give it bytes instead."""
+    cpu = on_cpu()
+    settings = {"enforce_eager": cpu if rollout.enforce_eager is None else rollout.enforce_eager}
+    if cpu:
+        settings["kv_cache_memory_bytes"] = int(rollout.kv_cache_gib * 2**30)
+    return settings
 
 
 def llm_kwargs(rollout, dtype: str, seed: int) -> dict:
     """Engine settings from the recipe's ``rollout:`` block (shared by this engine and GRPO colocate)."""
     # prefix caching (vLLM's default for generative models, on CPU too; explicit here): the n samples of a prompt,
     # and TRL colocate's G copies of it, reuse its KV blocks; images are keyed by content hash
-    kwargs = {"dtype": dtype, "seed": seed, "enable_prefix_caching": True, **cpu_settings(rollout)}
+    kwargs = {"dtype": dtype, "seed": seed, "enable_prefix_caching": True, **device_settings(rollout)}
     if not on_cpu():
         kwargs["gpu_memory_utilization"] = rollout.gpu_memory_utilization or 0.85
     if rollout.max_model_len:

@@ -113,9 +113,7 @@ def copy_with_chat_template(src, dst: Path, template: str | None) -> Path:
 
 def load_script(name: str):
     """``scripts/<name>.py`` as a module (the scripts are not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        name, Path(__file__).resolve().parent.parent / "scripts" / f"{name}.py"
-    )
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

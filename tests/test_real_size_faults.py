@@ -15,10 +15,6 @@ ROOT = Path(__file__).resolve().parent.parent
 G = 2
 
 
-def _script():
-    return load_script("real_size")
-
-
 def _image(w: int, h: int):
     import numpy as np
     from PIL import Image
@@ -38,7 +34,7 @@ def hcx_published_geometry(align_cache):
     if (out / "model.safetensors").exists():
         return str(out)
     out.mkdir(parents=True, exist_ok=True)
-    _script().prepare_files("hyperclovax_vision", 1, 1, out)
+    load_script("real_size").prepare_files("hyperclovax_vision", 1, 1, out)
     config = json.loads((out / "config.json").read_text())
     config["language_config"].update(hidden_size=64, intermediate_size=128, num_attention_heads=2,
                                      num_key_value_heads=1, head_dim=32)  # fmt: skip
